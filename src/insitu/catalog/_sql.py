@@ -1,0 +1,379 @@
+"""SQLite and PostgreSQL catalog store, through SQLAlchemy Core.
+
+Structured fields (facets, variables, attributes) are kept as JSON text, not JSONB, so
+that NaN fill values survive and both databases store the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from insitu.catalog.models import (
+    Collection,
+    DatasetRecord,
+    FileRecord,
+    FileState,
+    FileStatus,
+    VariableInfo,
+)
+from insitu.catalog.store import CollectionStats
+from insitu.catalog.templates import version_key
+from insitu.errors import CollectionExists, CollectionNotFound, StoreError
+
+__all__ = ["SQLCatalogStore"]
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 500
+
+metadata = sa.MetaData()
+
+collections_t = sa.Table(
+    "collections", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("root", sa.Text, nullable=False),
+    sa.Column("template", sa.String(200), nullable=False),
+    sa.Column("public", sa.Boolean, nullable=False, default=False),
+)
+
+files_t = sa.Table(
+    "files", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("collection", sa.String(200), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("mtime_ns", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("dataset_id", sa.Text),
+    sa.Column("master_id", sa.Text),
+    sa.Column("version", sa.String(100)),
+    sa.Column("facets", sa.Text),
+    sa.Column("data_model", sa.String(40)),
+    sa.Column("dims", sa.Text),
+    sa.Column("variables", sa.Text),
+    sa.Column("global_attrs", sa.Text),
+    sa.Column("time_var", sa.String(200)),
+    sa.Column("time_units", sa.String(200)),
+    sa.Column("calendar", sa.String(40)),
+    sa.Column("time_start", sa.String(40)),
+    sa.Column("time_end", sa.String(40)),
+    sa.Column("tkey_start", sa.BigInteger),
+    sa.Column("tkey_end", sa.BigInteger),
+    sa.Column("n_times", sa.Integer, nullable=False, default=0),
+    sa.Column("time_values", sa.LargeBinary),
+    sa.Column("bbox", sa.Text),
+    sa.UniqueConstraint("collection", "path", name="uq_files_path"),
+    sa.Index("ix_files_dataset", "collection", "dataset_id"),
+)
+
+datasets_t = sa.Table(
+    "datasets", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("collection", sa.String(200), nullable=False),
+    sa.Column("dataset_id", sa.Text, nullable=False),
+    sa.Column("master_id", sa.Text, nullable=False),
+    sa.Column("version", sa.String(100), nullable=False),
+    sa.Column("version_key", sa.String(200), nullable=False),
+    sa.Column("latest", sa.Boolean, nullable=False),
+    sa.Column("facets", sa.Text, nullable=False),
+    sa.Column("n_files", sa.Integer, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("variables", sa.Text, nullable=False),
+    sa.Column("attrs", sa.Text, nullable=False),
+    sa.Column("calendar", sa.String(40)),
+    sa.Column("time_start", sa.String(40)),
+    sa.Column("time_end", sa.String(40)),
+    sa.Column("tkey_start", sa.BigInteger),
+    sa.Column("tkey_end", sa.BigInteger),
+    sa.Column("bbox", sa.Text),
+    sa.UniqueConstraint("collection", "dataset_id", name="uq_datasets_id"),
+    sa.Index("ix_datasets_master", "collection", "master_id"),
+    sa.Index("ix_datasets_id", "dataset_id"),
+)
+
+meta_t = sa.Table(
+    "meta", metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+class SQLCatalogStore:
+    """Catalog store on any SQLAlchemy database; SQLite and PostgreSQL are tested."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        try:
+            metadata.create_all(engine)
+            with engine.begin() as conn:
+                if conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == "generation")
+                                ).first() is None:
+                    conn.execute(meta_t.insert().values(key="generation", value=0))
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"Cannot open the catalog store at {engine.url.render_as_string()}: "
+                f"{exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}. "
+                "Check the URL in INSITU_CATALOG__URI and that the database is running."
+            ) from exc
+
+    @classmethod
+    def from_uri(cls, uri: str) -> SQLCatalogStore:
+        """Open (and create if needed) the store at a SQLAlchemy URL."""
+        try:
+            url = sa.make_url(uri)
+        except sa.exc.ArgumentError as exc:
+            raise StoreError(
+                f"Catalog URL {uri!r} is not a database URL. Use 'sqlite:///PATH' or "
+                "'postgresql+psycopg://USER@HOST:PORT/DB'."
+            ) from exc
+        if url.get_backend_name() == "sqlite":
+            if url.database and url.database != ":memory:":
+                Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+            @sa.event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.close()
+        else:
+            engine = sa.create_engine(url, pool_pre_ping=True)
+        return cls(engine)
+
+    # -- collections -------------------------------------------------------------------
+
+    def add_collection(self, collection: Collection) -> None:
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(collections_t.c.root)
+                               .where(collections_t.c.name == collection.name)).first()
+            if row is not None:
+                raise CollectionExists(collection.name, row.root)
+            conn.execute(collections_t.insert().values(
+                name=collection.name, root=collection.root, template=collection.template,
+                public=collection.public))
+            self._bump(conn)
+
+    def remove_collection(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            gone = conn.execute(collections_t.delete().where(collections_t.c.name == name))
+            if gone.rowcount == 0:
+                raise CollectionNotFound(name, [c.name for c in self.collections()])
+            conn.execute(files_t.delete().where(files_t.c.collection == name))
+            conn.execute(datasets_t.delete().where(datasets_t.c.collection == name))
+            self._bump(conn)
+
+    def set_public(self, name: str, public: bool) -> None:
+        with self.engine.begin() as conn:
+            done = conn.execute(collections_t.update().where(collections_t.c.name == name)
+                                .values(public=public))
+            if done.rowcount == 0:
+                raise CollectionNotFound(name, [c.name for c in self.collections()])
+            self._bump(conn)
+
+    def collections(self) -> list[Collection]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(collections_t).order_by(collections_t.c.name))
+            return [Collection(r.name, r.root, r.template, bool(r.public)) for r in rows]
+
+    def stats(self) -> dict[str, CollectionStats]:
+        f, d = files_t.c, datasets_t.c
+        with self.engine.connect() as conn:
+            frows = conn.execute(sa.select(
+                f.collection, sa.func.count(),
+                sa.func.sum(sa.case((f.status != FileStatus.OK.value, 1), else_=0)),
+            ).group_by(f.collection)).all()
+            drows = conn.execute(sa.select(
+                d.collection, sa.func.count(),
+                sa.func.sum(sa.case((d.latest, 1), else_=0)), sa.func.sum(d.size),
+            ).group_by(d.collection)).all()
+        out = {c.name: CollectionStats(0, 0, 0, 0, 0) for c in self.collections()}
+        files = {r[0]: (int(r[1]), int(r[2] or 0)) for r in frows}
+        for r in drows:
+            n, probs = files.get(r[0], (0, 0))
+            out[r[0]] = CollectionStats(n, probs, int(r[1]), int(r[2] or 0), int(r[3] or 0))
+        for name, (n, probs) in files.items():
+            if out.get(name, CollectionStats(0, 0, 0, 0, 0)).datasets == 0:
+                out[name] = CollectionStats(n, probs, 0, 0, 0)
+        return out
+
+    # -- files -------------------------------------------------------------------------
+
+    def file_states(self, collection: str) -> dict[str, FileState]:
+        c = files_t.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(c.path, c.size, c.mtime_ns, c.status, c.dataset_id)
+                                .where(c.collection == collection))
+            return {r[0]: FileState(r[1], r[2], FileStatus(r[3]), r[4]) for r in rows}
+
+    def files(
+        self,
+        collection: str | None = None,
+        *,
+        dataset_ids: Iterable[str] | None = None,
+        problems_only: bool = False,
+    ) -> list[FileRecord]:
+        c = files_t.c
+        base = sa.select(files_t)
+        if collection is not None:
+            base = base.where(c.collection == collection)
+        if problems_only:
+            base = base.where(sa.or_(c.status != FileStatus.OK.value, c.reason != ""))
+        out: list[FileRecord] = []
+        with self.engine.connect() as conn:
+            if dataset_ids is None:
+                out.extend(_file(r) for r in conn.execute(base.order_by(c.collection, c.path)))
+            else:
+                for chunk in _chunks(sorted(set(dataset_ids))):
+                    rows = conn.execute(base.where(c.dataset_id.in_(chunk)).order_by(c.path))
+                    out.extend(_file(r) for r in rows)
+        return out
+
+    # -- datasets ----------------------------------------------------------------------
+
+    def datasets(
+        self,
+        collection: str | None = None,
+        *,
+        dataset_ids: Iterable[str] | None = None,
+        master_ids: Iterable[str] | None = None,
+    ) -> list[DatasetRecord]:
+        c = datasets_t.c
+        base = sa.select(datasets_t)
+        if collection is not None:
+            base = base.where(c.collection == collection)
+        out: list[DatasetRecord] = []
+        with self.engine.connect() as conn:
+            if dataset_ids is None and master_ids is None:
+                out.extend(_dataset(r) for r in conn.execute(base.order_by(c.dataset_id)))
+                return out
+            for column, keys in ((c.dataset_id, dataset_ids), (c.master_id, master_ids)):
+                if keys is None:
+                    continue
+                for chunk in _chunks(sorted(set(keys))):
+                    rows = conn.execute(base.where(column.in_(chunk)).order_by(c.dataset_id))
+                    out.extend(_dataset(r) for r in rows)
+        return out
+
+    # -- writing -----------------------------------------------------------------------
+
+    def write(
+        self,
+        collection: str,
+        *,
+        files: Sequence[FileRecord] = (),
+        removed_paths: Sequence[str] = (),
+        datasets: Sequence[DatasetRecord] = (),
+        removed_datasets: Sequence[str] = (),
+    ) -> None:
+        fc, dc = files_t.c, datasets_t.c
+        gone_paths = sorted({*removed_paths, *(f.path for f in files)})
+        gone_ds = sorted({*removed_datasets, *(d.dataset_id for d in datasets)})
+        with self._lock, self.engine.begin() as conn:
+            for chunk in _chunks(gone_paths):
+                conn.execute(files_t.delete().where(fc.collection == collection,
+                                                    fc.path.in_(chunk)))
+            for chunk in _chunks(gone_ds):
+                conn.execute(datasets_t.delete().where(dc.collection == collection,
+                                                       dc.dataset_id.in_(chunk)))
+            rows = [_file_row(f) for f in files]
+            for i in range(0, len(rows), 5000):
+                conn.execute(files_t.insert(), rows[i : i + 5000])
+            drows = [_dataset_row(d) for d in datasets]
+            for i in range(0, len(drows), 5000):
+                conn.execute(datasets_t.insert(), drows[i : i + 5000])
+            self._bump(conn)
+
+    def generation(self) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(meta_t.c.value)
+                                 .where(meta_t.c.key == "generation")).scalar_one()
+            return int(value)
+
+    def _bump(self, conn: sa.Connection) -> None:
+        conn.execute(meta_t.update().where(meta_t.c.key == "generation")
+                     .values(value=meta_t.c.value + 1))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    data = _loads(text)
+    return (float(data[0]), float(data[1]), float(data[2]), float(data[3])) if data else None
+
+
+def _file_row(f: FileRecord) -> dict[str, Any]:
+    return {
+        "collection": f.collection, "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns,
+        "status": f.status.value, "reason": f.reason, "dataset_id": f.dataset_id,
+        "master_id": f.master_id, "version": f.version, "facets": _dumps(f.facets),
+        "data_model": f.data_model, "dims": _dumps(f.dims),
+        "variables": _dumps([v.to_json() for v in f.variables]),
+        "global_attrs": _dumps(f.global_attrs), "time_var": f.time_var,
+        "time_units": f.time_units, "calendar": f.calendar, "time_start": f.time_start,
+        "time_end": f.time_end, "tkey_start": f.tkey_start, "tkey_end": f.tkey_end,
+        "n_times": f.n_times, "time_values": f.time_values,
+        "bbox": _dumps(list(f.bbox)) if f.bbox else None,
+    }
+
+
+def _file(r: Any) -> FileRecord:
+    return FileRecord(
+        collection=r.collection, path=r.path, size=r.size, mtime_ns=r.mtime_ns,
+        status=FileStatus(r.status), reason=r.reason, dataset_id=r.dataset_id,
+        master_id=r.master_id, version=r.version, facets=_loads(r.facets) or {},
+        data_model=r.data_model, dims=_loads(r.dims) or {},
+        variables=tuple(VariableInfo.from_json(v) for v in _loads(r.variables) or ()),
+        global_attrs=_loads(r.global_attrs) or {}, time_var=r.time_var,
+        time_units=r.time_units, calendar=r.calendar, time_start=r.time_start,
+        time_end=r.time_end, tkey_start=r.tkey_start, tkey_end=r.tkey_end,
+        n_times=r.n_times, time_values=r.time_values, bbox=_bbox(r.bbox),
+    )
+
+
+def _dataset_row(d: DatasetRecord) -> dict[str, Any]:
+    return {
+        "collection": d.collection, "dataset_id": d.dataset_id, "master_id": d.master_id,
+        "version": d.version, "version_key": version_key(d.version), "latest": d.latest,
+        "facets": _dumps(d.facets), "n_files": d.n_files, "size": d.size,
+        "variables": _dumps([v.to_json() for v in d.variables]), "attrs": _dumps(d.attrs),
+        "calendar": d.calendar, "time_start": d.time_start, "time_end": d.time_end,
+        "tkey_start": d.tkey_start, "tkey_end": d.tkey_end,
+        "bbox": _dumps(list(d.bbox)) if d.bbox else None,
+    }
+
+
+def _dataset(r: Any) -> DatasetRecord:
+    return DatasetRecord(
+        dataset_id=r.dataset_id, collection=r.collection, master_id=r.master_id,
+        version=r.version, latest=bool(r.latest), facets=_loads(r.facets),
+        n_files=r.n_files, size=r.size,
+        variables=tuple(VariableInfo.from_json(v) for v in _loads(r.variables)),
+        attrs=_loads(r.attrs), calendar=r.calendar, time_start=r.time_start,
+        time_end=r.time_end, tkey_start=r.tkey_start, tkey_end=r.tkey_end,
+        bbox=_bbox(r.bbox),
+    )

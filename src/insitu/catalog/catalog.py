@@ -1,0 +1,235 @@
+"""The catalog's Python API: register collections, scan them, search, open datasets."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from insitu.catalog._sql import SQLCatalogStore
+from insitu.catalog.index import IndexQuery, SearchIndex
+from insitu.catalog.models import Collection, DatasetRecord, FileRecord, ScanReport
+from insitu.catalog.scan import scan_collection
+from insitu.catalog.search import SearchResult, parse_bbox, parse_time_range
+from insitu.catalog.store import CatalogStore, CollectionStats
+from insitu.catalog.templates import Template, get_template
+from insitu.errors import CollectionNotFound, DatasetNotFound, InvalidQuery, InvalidRequest
+from insitu.settings import Settings
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = ["Catalog", "open_dataset"]
+
+_NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+class Catalog:
+    """A catalog of collections of scientific files.
+
+    ``Catalog()`` opens the catalog named by the settings (``INSITU_*`` variables and the
+    TOML file); ``Catalog("sqlite:///path.db")`` or ``Catalog(settings)`` open another.
+    """
+
+    def __init__(self, source: Settings | str | None = None, *,
+                 store: CatalogStore | None = None) -> None:
+        if isinstance(source, Settings):
+            self.settings = source
+        elif isinstance(source, str):
+            self.settings = Settings.load(catalog={"uri": source})
+        else:
+            self.settings = Settings.load()
+        self.store: CatalogStore = store or SQLCatalogStore.from_uri(self.settings.catalog_uri)
+        self._index: SearchIndex | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Catalog:
+        """The catalog the settings name."""
+        return cls(settings)
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.store.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- collections -------------------------------------------------------------------
+
+    def template(self, name: str) -> Template:
+        """The built-in or configured template called ``name``."""
+        return get_template(name, self.settings.catalog.templates)
+
+    def add_collection(self, name: str, root: str | os.PathLike[str], *,
+                       template: str = "cmip6", public: bool = False) -> Collection:
+        """Register an archive root under ``name`` with its path template (not yet scanned)."""
+        if not name or not set(name) <= _NAME_OK:
+            raise InvalidRequest(
+                f"Collection name {name!r} may hold only letters, digits, '-', '_' and '.'."
+            )
+        path = Path(root).expanduser().resolve()
+        if not path.is_dir():
+            raise InvalidRequest(
+                f"Archive root {str(root)!r} is not a directory. Give the directory that holds "
+                "the top level of the path template (for CMIP6, the one containing 'CMIP6')."
+            )
+        self.template(template)  # fail now on an unknown template
+        collection = Collection(name, str(path), template, public)
+        self.store.add_collection(collection)
+        return collection
+
+    def remove_collection(self, name: str) -> None:
+        """Forget a collection and its index entries; its files are not touched."""
+        self.store.remove_collection(name)
+
+    def set_public(self, name: str, public: bool = True) -> None:
+        """Make a collection readable without a token (or not)."""
+        self.store.set_public(name, public)
+
+    def collections(self) -> list[Collection]:
+        """Registered collections, by name."""
+        return self.store.collections()
+
+    def collection(self, name: str) -> Collection:
+        """The collection called ``name``."""
+        found = {c.name: c for c in self.store.collections()}
+        if name not in found:
+            raise CollectionNotFound(name, sorted(found))
+        return found[name]
+
+    def stats(self) -> dict[str, CollectionStats]:
+        """File, problem and dataset counts per collection."""
+        return self.store.stats()
+
+    # -- scanning ----------------------------------------------------------------------
+
+    def scan(self, names: Sequence[str] | str | None = None, *, workers: int | None = None,
+             progress: bool = False) -> list[ScanReport]:
+        """Scan the named collections (all if None); incremental after the first time."""
+        if isinstance(names, str):
+            names = [names]
+        targets = [self.collection(n) for n in names] if names else self.collections()
+        nworkers = workers or self.settings.catalog.scan_workers
+        return [
+            scan_collection(self.store, c, self.template(c.template), workers=nworkers,
+                            progress=progress)
+            for c in targets
+        ]
+
+    def problems(self, collection: str | None = None) -> list[FileRecord]:
+        """Files that could not be indexed, or were indexed with a warning, with reasons."""
+        if collection is not None:
+            self.collection(collection)
+        return self.store.files(collection, problems_only=True)
+
+    # -- searching ---------------------------------------------------------------------
+
+    def index(self) -> SearchIndex:
+        """The search index, rebuilt if the store changed since it was built."""
+        gen = self.store.generation()
+        with self._lock:
+            if self._index is None or self._index.generation != gen:
+                templates = {c.name: self.template(c.template) for c in self.collections()}
+                self._index = SearchIndex(self.store.datasets(), templates, gen)
+            return self._index
+
+    def search(
+        self,
+        text: str | None = None,
+        *,
+        time: tuple[Any, Any] | slice | None = None,
+        bbox: str | Sequence[float] | None = None,
+        latest: bool = True,
+        collection: str | Sequence[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        sort: str = "dataset_id",
+        facets: Sequence[str] | None = None,
+        **constraints: str | Sequence[str],
+    ) -> SearchResult:
+        """Datasets matching every constraint, with facet counts over all matches.
+
+        Each keyword constraint is a facet (or an alias such as ``model``) with one value
+        or a list of values (any of them matches); ``*`` and ``?`` are wildcards. ``text``
+        must occur in the dataset's id, variable names or attributes. ``time`` keeps
+        datasets that overlap ``(start, end)``; ``bbox`` those that overlap
+        ``west,south,east,north``. ``latest=False`` includes older versions.
+        """
+        if limit < 0 or offset < 0:
+            raise InvalidQuery(f"limit ({limit}) and offset ({offset}) cannot be negative.")
+        trange = None
+        if time is not None:
+            start, end = (time.start, time.stop) if isinstance(time, slice) else time
+            trange = parse_time_range(start, end)
+        colls = [collection] if isinstance(collection, str) else collection
+        if colls is not None:
+            for c in colls:
+                self.collection(c)
+        query = IndexQuery(
+            facets={k: [v] if isinstance(v, str) else list(v) for k, v in constraints.items()},
+            text=text, time=trange, bbox=parse_bbox(bbox) if bbox is not None else None,
+            latest=latest, collections=colls, sort=sort, count_facets=facets,
+        )
+        index = self.index()
+        idx, counts = index.select(query)
+        page = idx[offset : offset + limit]
+        return SearchResult(
+            total=len(idx),
+            results=[index.records[i] for i in page],
+            facet_counts=counts,
+            all_ids=[index.records[i].dataset_id for i in idx],
+            catalog=self,
+        )
+
+    # -- datasets ----------------------------------------------------------------------
+
+    def dataset(self, dataset_id: str) -> DatasetRecord:
+        """The record of one dataset (any version, by its full id)."""
+        found = self.store.datasets(dataset_ids=[dataset_id])
+        if not found:
+            raise DatasetNotFound(dataset_id)
+        return found[0]
+
+    def files(self, dataset_id: str) -> list[FileRecord]:
+        """The indexed files of one dataset, by path."""
+        record = self.dataset(dataset_id)
+        return [f for f in self.store.files(record.collection, dataset_ids=[dataset_id]) if f.ok]
+
+    def open_dataset(self, dataset_id: str, *, time: slice | None = None,
+                     variables: Sequence[str] | None = None) -> xr.Dataset:
+        """One dataset as a lazy, Dask-backed xarray Dataset, built from the index.
+
+        Only files that overlap ``time`` (a slice of dates such as
+        ``slice("1990", "1999-06")``) are touched; the time axis comes from the index.
+        """
+        from insitu.catalog.opening import open_files
+
+        record = self.dataset(dataset_id)
+        root = self.collection(record.collection).root
+        return open_files(self.files(dataset_id), root, time=time, variables=variables)
+
+    def export_intake_esm(self, collection: str, directory: str | os.PathLike[str], *,
+                          name: str | None = None, latest: bool = True) -> Path:
+        """Write an intake-esm catalog (JSON + CSV) of a collection; return the JSON path."""
+        from insitu.catalog.export import write_intake_esm
+
+        coll = self.collection(collection)
+        return write_intake_esm(self.store, coll, self.template(coll.template), Path(directory),
+                                name=name or collection, latest=latest)
+
+
+def open_dataset(dataset_id: str, *, time: slice | None = None,
+                 variables: Sequence[str] | None = None,
+                 catalog: Catalog | None = None) -> xr.Dataset:
+    """Open one dataset of the default catalog (or ``catalog``) lazily; see
+    :meth:`Catalog.open_dataset`."""
+    if catalog is not None:
+        return catalog.open_dataset(dataset_id, time=time, variables=variables)
+    with Catalog() as cat:
+        return cat.open_dataset(dataset_id, time=time, variables=variables)

@@ -1,0 +1,233 @@
+"""The in-memory search index: facet postings as NumPy arrays, rebuilt when the store changes.
+
+Faceted search with counts over every facet has to answer in milliseconds on 100,000
+datasets. SQL ``GROUP BY`` per facet does not; integer codes and ``np.bincount`` do. The
+store stays the source of truth; this index is a cache keyed by the store's generation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+import numpy as np
+import numpy.typing as npt
+
+from insitu.catalog.models import DatasetRecord
+from insitu.catalog.templates import Template
+from insitu.errors import InvalidQuery
+
+__all__ = ["IndexQuery", "SearchIndex", "SortKey"]
+
+SortKey = str
+_SORTS = ("dataset_id", "version", "size", "n_files", "time_start", "time_end")
+_NO_TIME_START = np.iinfo(np.int64).max
+_NO_TIME_END = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True, slots=True)
+class IndexQuery:
+    """A search, with facet names already as the user gave them (aliases allowed)."""
+
+    facets: Mapping[str, Sequence[str]]
+    text: str | None = None
+    time: tuple[int, int] | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    latest: bool = True
+    collections: Sequence[str] | None = None
+    sort: SortKey = "dataset_id"
+    count_facets: Sequence[str] | None = None
+
+
+class _Postings:
+    """Which datasets have which value of one facet."""
+
+    def __init__(self, pairs: list[tuple[int, str]]) -> None:
+        values = sorted({v for _, v in pairs})
+        self.values = values
+        self.lookup = {v: i for i, v in enumerate(values)}
+        self.ds = np.fromiter((d for d, _ in pairs), dtype=np.int32, count=len(pairs))
+        self.codes = np.fromiter((self.lookup[v] for _, v in pairs), dtype=np.int32,
+                                 count=len(pairs))
+
+    def match(self, patterns: Sequence[str], n: int) -> npt.NDArray[np.bool_]:
+        wanted: set[int] = set()
+        for p in patterns:
+            if any(ch in p for ch in "*?["):
+                wanted.update(i for i, v in enumerate(self.values) if fnmatchcase(v, p))
+            elif p in self.lookup:
+                wanted.add(self.lookup[p])
+        hit = np.zeros(n, dtype=bool)
+        if len(wanted) == 1:
+            hit[self.ds[self.codes == next(iter(wanted))]] = True
+        elif wanted:
+            hit[self.ds[np.isin(self.codes, np.fromiter(wanted, np.int32))]] = True
+        return hit
+
+    def counts(self, mask: npt.NDArray[np.bool_]) -> dict[str, int]:
+        sel = mask[self.ds]
+        counts = np.bincount(self.codes[sel], minlength=len(self.values))
+        nz = np.flatnonzero(counts)
+        order = nz[np.lexsort((nz, -counts[nz]))]
+        return {self.values[i]: int(counts[i]) for i in order}
+
+
+class SearchIndex:
+    """Answers :class:`IndexQuery` over a fixed list of dataset records."""
+
+    def __init__(self, records: Sequence[DatasetRecord],
+                 templates: Mapping[str, Template], generation: int = -1) -> None:
+        self.records = list(records)
+        self.generation = generation
+        self.templates = dict(templates)
+        n = self.n = len(self.records)
+        pairs: dict[str, list[tuple[int, str]]] = {}
+        text_parts: list[str] = []
+        collections = sorted({r.collection for r in self.records})
+        self._coll_code = {c: i for i, c in enumerate(collections)}
+        self.collection = np.empty(n, dtype=np.int16)
+        self.latest = np.empty(n, dtype=bool)
+        self.tstart = np.full(n, _NO_TIME_START, dtype=np.int64)
+        self.tend = np.full(n, _NO_TIME_END, dtype=np.int64)
+        self.box = np.full((n, 4), np.nan)
+        self.size = np.empty(n, dtype=np.int64)
+        self.n_files = np.empty(n, dtype=np.int64)
+        for i, r in enumerate(self.records):
+            for facet, values in r.facets.items():
+                bucket = pairs.setdefault(facet, [])
+                bucket.extend((i, v) for v in values)
+            self.collection[i] = self._coll_code[r.collection]
+            self.latest[i] = r.latest
+            if r.tkey_start is not None:
+                self.tstart[i] = r.tkey_start
+                self.tend[i] = r.tkey_end if r.tkey_end is not None else r.tkey_start
+            if r.bbox:
+                self.box[i] = r.bbox
+            self.size[i] = r.size
+            self.n_files[i] = r.n_files
+            text_parts.append(_text(r))
+        self.postings = {f: _Postings(p) for f, p in pairs.items()}
+        self._text = "\x00".join(text_parts)
+        self._offsets = np.cumsum([0] + [len(t) + 1 for t in text_parts[:-1]]) if n else \
+            np.zeros(0, dtype=np.int64)
+        ids = np.array([r.dataset_id for r in self.records], dtype=object)
+        self._id_rank = np.empty(n, dtype=np.int64)
+        self._id_rank[np.argsort(ids, kind="stable")] = np.arange(n)
+        vers = np.array([r.version for r in self.records], dtype=object)
+        self._version_rank = np.empty(n, dtype=np.int64)
+        self._version_rank[np.argsort(vers, kind="stable")] = np.arange(n)
+
+    # -- facet names -------------------------------------------------------------------
+
+    def resolve(self, name: str) -> list[str]:
+        """The facets a user's name stands for: itself and what it aliases in any template."""
+        names = [name] if name in self.postings else []
+        for tpl in self.templates.values():
+            target = tpl.resolve(name)
+            if target and target not in names and target in self.postings:
+                names.append(target)
+        if not names and not any(tpl.resolve(name) for tpl in self.templates.values()):
+            known = sorted(self.postings)
+            raise InvalidQuery(
+                f"Unknown facet {name!r}. Facets of this catalog: {', '.join(known)}; "
+                "aliases such as model, experiment and variable are accepted too."
+            )
+        return names
+
+    def facet_names(self, mask: npt.NDArray[np.bool_] | None = None) -> list[str]:
+        """Facets of the templates of the collections in ``mask`` (all if None), in order."""
+        codes = set(np.unique(self.collection[mask]).tolist()) if mask is not None else None
+        names: dict[str, None] = {}
+        for coll, code in self._coll_code.items():
+            if codes is not None and code not in codes:
+                continue
+            tpl = self.templates.get(coll)
+            for f in (tpl.facets if tpl else ()):
+                if f in self.postings:
+                    names[f] = None
+        return list(names)
+
+    # -- answering ---------------------------------------------------------------------
+
+    def select(self, q: IndexQuery) -> tuple[npt.NDArray[np.intp], dict[str, dict[str, int]]]:
+        """Indices of matching records, sorted, and the facet counts over them."""
+        mask = self.latest.copy() if q.latest else np.ones(self.n, dtype=bool)
+        if q.collections is not None:
+            codes = [self._coll_code[c] for c in q.collections if c in self._coll_code]
+            mask &= np.isin(self.collection, codes)
+        for name, patterns in q.facets.items():
+            hit = np.zeros(self.n, dtype=bool)
+            for facet in self.resolve(name):
+                hit |= self.postings[facet].match(patterns, self.n)
+            mask &= hit
+        if q.time is not None:
+            lo, hi = q.time
+            mask &= (self.tstart <= hi) & (self.tend >= lo)
+        if q.bbox is not None:
+            mask &= self._bbox_mask(q.bbox)
+        if q.text:
+            mask &= self._text_mask(q.text)
+        idx = np.flatnonzero(mask)
+        idx = idx[np.argsort(self._sort_key(q.sort.lstrip("-"))[idx], kind="stable")]
+        if q.sort.startswith("-"):
+            idx = idx[::-1]
+        names = list(q.count_facets) if q.count_facets is not None else self.facet_names(mask)
+        counts = {}
+        for name in names:
+            for facet in self.resolve(name):
+                counts[facet] = self.postings[facet].counts(mask)
+        return idx, counts
+
+    def _sort_key(self, key: str) -> npt.NDArray[np.int64]:
+        if key == "dataset_id":
+            return self._id_rank
+        if key == "version":
+            return self._version_rank
+        if key == "size":
+            return self.size
+        if key == "n_files":
+            return self.n_files
+        if key == "time_start":
+            return self.tstart
+        if key == "time_end":
+            return self.tend
+        raise InvalidQuery(f"Cannot sort by {key!r}. Sort by one of {', '.join(_SORTS)}, "
+                           "with '-' in front for descending order.")
+
+    def _text_mask(self, text: str) -> npt.NDArray[np.bool_]:
+        mask = np.ones(self.n, dtype=bool)
+        for term in text.lower().split():
+            starts = [m.start() for m in re.finditer(re.escape(term), self._text)]
+            hit = np.zeros(self.n, dtype=bool)
+            if starts:
+                hit[np.searchsorted(self._offsets, starts, side="right") - 1] = True
+            mask &= hit
+        return mask
+
+    def _bbox_mask(self, bbox: tuple[float, float, float, float]) -> npt.NDArray[np.bool_]:
+        west, south, east, north = bbox
+        w, s, e, nn = self.box.T
+        with np.errstate(invalid="ignore"):
+            lat_ok = (s <= north) & (nn >= south)
+            span = e - w
+            qspan = (east - west) % 360 or (360.0 if east != west else 0.0)
+            w0 = np.mod(w, 360)
+            qw = west % 360
+            lon_ok = span >= 359.0
+            for shift in (-360.0, 0.0, 360.0):
+                lon_ok = lon_ok | ((w0 + shift <= qw + qspan) & (w0 + shift + span >= qw))
+        return np.asarray(lat_ok & lon_ok & np.isfinite(w), dtype=bool)
+
+
+def _text(r: DatasetRecord) -> str:
+    parts = [r.dataset_id]
+    for v in r.variables:
+        parts.append(v.name)
+        for key in ("long_name", "standard_name"):
+            value = v.attrs.get(key)
+            if isinstance(value, str):
+                parts.append(value)
+    parts.extend(str(v) for v in r.attrs.values() if isinstance(v, str | int | float))
+    return " ".join(parts).lower().replace("\x00", " ")

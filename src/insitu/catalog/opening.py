@@ -1,0 +1,178 @@
+"""Opening datasets from the index: lazy, Dask-backed, one chunk per file along time.
+
+The time axis comes from the values the scan stored, so opening a 1,000-file dataset
+opens one file (for the small static coordinates and the exact attribute types) instead
+of a thousand. The dataset is first assembled in its encoded form (raw values and CF
+attributes, as the netCDF4 library returns them) and then decoded by xarray's own
+:func:`xarray.decode_cf`, which is what ``xarray.open_mfdataset`` does file by file; the
+values are therefore exactly the ones ``open_mfdataset`` gives.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from insitu.catalog.models import FileRecord
+from insitu.errors import DataError, InvalidQuery
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = ["open_files", "read_raw"]
+
+_EAGER_LIMIT = 4 * 2**20  # static variables smaller than this are read at open time
+
+
+def read_raw(path: str, name: str) -> np.ndarray[Any, Any]:
+    """Undecoded values of one variable of one file (a Dask task)."""
+    import netCDF4
+    from xarray.backends.locks import HDF5_LOCK  # the HDF5 library is not thread-safe
+
+    try:
+        with HDF5_LOCK, netCDF4.Dataset(path, "r") as ds:
+            var = ds.variables[name]
+            var.set_auto_maskandscale(False)
+            var.set_auto_chartostring(False)
+            return np.asarray(var[...])
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise DataError(
+            f"Cannot read variable {name!r} from {path}: {exc}. The file changed or became "
+            "unreadable since it was scanned; rescan its collection with 'insitu catalog scan'."
+        ) from exc
+
+
+def open_files(
+    files: Sequence[FileRecord],
+    root: str,
+    *,
+    time: slice | None = None,
+    variables: Sequence[str] | None = None,
+) -> xr.Dataset:
+    """One lazy dataset from the scanned files of one dataset.
+
+    ``time`` is a slice of date strings or dates; only files that overlap it are touched.
+    ``variables`` keeps only those data variables (with their coordinates).
+    """
+    import xarray as xr
+
+    from insitu.catalog.search import parse_time_range
+
+    members = sorted((f for f in files if f.ok), key=lambda f: (f.tkey_start or 0, f.path))
+    if not members:
+        raise DataError("No readable files in this dataset; see 'insitu catalog problems'.")
+    if time is not None and any(f.tkey_start is not None for f in members):
+        lo, hi = parse_time_range(time.start, time.stop)
+        members = [f for f in members if f.tkey_start is None
+                   or (f.tkey_start <= hi and (f.tkey_end or f.tkey_start) >= lo)]
+        if not members:
+            raise InvalidQuery(
+                f"No file of dataset {files[0].dataset_id!r} overlaps time {time.start!r} to "
+                f"{time.stop!r}; it covers {files[0].time_start} to {files[-1].time_end}."
+            )
+    groups: dict[tuple[str, ...], list[FileRecord]] = {}
+    for f in members:
+        groups.setdefault(tuple(sorted(v.name for v in f.variables)), []).append(f)
+    parts = [_open_group(g, root) for g in groups.values()]
+    ds = parts[0] if len(parts) == 1 else xr.merge(
+        parts, compat="override", join="outer", combine_attrs="override"
+    )
+    if variables:
+        missing = [v for v in variables if v not in ds.data_vars]
+        if missing:
+            raise InvalidQuery(
+                f"Variables {missing} are not in dataset {members[0].dataset_id!r}; it has "
+                f"{sorted(map(str, ds.data_vars))}."
+            )
+        ds = ds[list(variables)]
+    if time is not None and members[0].time_var in ds.dims:
+        ds = ds.sel({members[0].time_var: slice(time.start, time.stop)})
+    ds.attrs["insitu_dataset_id"] = members[0].dataset_id or ""
+    return ds
+
+
+def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
+    """Files with the same variables, concatenated along their time dimension."""
+    import netCDF4
+    import xarray as xr
+    from xarray.backends.locks import HDF5_LOCK
+
+    first = files[0]
+    first_path = os.path.join(root, first.path)
+    tdim = first.time_var
+    raw: dict[str, xr.Variable] = {}
+    with HDF5_LOCK:
+        try:
+            nc = netCDF4.Dataset(first_path, "r")
+        except OSError as exc:
+            raise DataError(
+                f"Cannot open {first_path}: {exc}. Rescan its collection with "
+                "'insitu catalog scan'."
+            ) from exc
+        with nc:
+            global_attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
+            for info in first.variables:
+                var = nc.variables[info.name]
+                attrs = {k: var.getncattr(k) for k in var.ncattrs()}
+                if tdim is not None and tdim in info.dims:
+                    if info.name == tdim:
+                        data: Any = _time_values(files, var.dtype)
+                    else:
+                        data = _lazy(files, root, info.name, info.dims, tdim, var.dtype)
+                elif int(np.prod(info.shape)) * var.dtype.itemsize <= _EAGER_LIMIT \
+                        or info.name in nc.dimensions:
+                    var.set_auto_maskandscale(False)
+                    var.set_auto_chartostring(False)
+                    data = np.asarray(var[...])
+                else:
+                    data = _lazy([first], root, info.name, info.dims, None, var.dtype)
+                raw[info.name] = xr.Variable(info.dims, data, attrs)
+    encoded = xr.Dataset(raw, attrs=global_attrs)
+    ds = xr.decode_cf(encoded)
+    ds.encoding["source"] = first_path
+    return ds
+
+
+def _time_values(files: list[FileRecord], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """The encoded time axis of all files, in the first file's units."""
+    import cftime
+
+    units, calendar = files[0].time_units, files[0].calendar or "standard"
+    parts = []
+    for f in files:
+        values = np.frombuffer(f.time_values or b"", dtype="float64")
+        if f.time_units != units and values.size:
+            dates = cftime.num2date(values, f.time_units, calendar=f.calendar or "standard")
+            values = np.asarray(cftime.date2num(dates, units, calendar=calendar), "float64")
+        parts.append(values)
+    return np.concatenate(parts).astype(dtype, copy=False)
+
+
+def _lazy(files: list[FileRecord], root: str, name: str, dims: tuple[str, ...],
+          tdim: str | None, dtype: np.dtype[Any]) -> Any:
+    """A Dask array of one variable over files, one chunk per file along ``tdim``."""
+    from dask.array import Array
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    shape_of = {v.name: v.shape for v in files[0].variables}
+    base = list(shape_of[name])
+    axis = dims.index(tdim) if tdim is not None else 0
+    token = tokenize(name, [(f.path, f.size, f.mtime_ns) for f in files])
+    key = f"insitu-read-{name}-{token}"
+    rest = (0,) * (len(dims) - 1)
+    layer: dict[Any, Any] = {}
+    lengths = []
+    for i, f in enumerate(files):
+        n = f.n_times if tdim is not None else base[axis] if base else 1
+        lengths.append(n)
+        block = (*rest[:axis], i, *rest[axis:]) if dims else ()
+        layer[(key, *block)] = (read_raw, os.path.join(root, f.path), name)
+    chunks = tuple(
+        tuple(lengths) if d == axis else (base[d],) for d in range(len(dims))
+    )
+    graph = HighLevelGraph.from_collections(key, layer, dependencies=())
+    return Array(graph, key, chunks, dtype=dtype)

@@ -1,0 +1,91 @@
+"""The catalog store interface: where collections, files and datasets are kept.
+
+A store is dumb on purpose: it keeps records and hands them back. Parsing, grouping,
+version resolution and search happen above it, so every store behaves the same. The
+shipped implementation, :class:`~insitu.catalog._sql.SQLCatalogStore`, speaks SQLite and
+PostgreSQL through SQLAlchemy; :mod:`insitu.testing.catalog_store` is the contract suite
+any other implementation must pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from insitu.catalog.models import Collection, DatasetRecord, FileRecord, FileState
+
+__all__ = ["CatalogStore", "CollectionStats"]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionStats:
+    """Counts for one collection."""
+
+    files: int
+    problems: int
+    datasets: int
+    latest_datasets: int
+    size: int
+
+
+@runtime_checkable
+class CatalogStore(Protocol):
+    """Keeps the catalog's records. One instance per process; safe to share between threads.
+
+    Every write is one transaction and bumps :meth:`generation`, which readers (the search
+    index) poll to know when to reload.
+    """
+
+    def add_collection(self, collection: Collection) -> None:
+        """Register a collection; raise ``CollectionExists`` if the name is taken."""
+
+    def remove_collection(self, name: str) -> None:
+        """Forget a collection with all its files and datasets (the files stay on disk)."""
+
+    def set_public(self, name: str, public: bool) -> None:
+        """Make a collection readable without a token, or not."""
+
+    def collections(self) -> list[Collection]:
+        """All registered collections, sorted by name."""
+
+    def stats(self) -> dict[str, CollectionStats]:
+        """Counts per collection name."""
+
+    def file_states(self, collection: str) -> dict[str, FileState]:
+        """Size, mtime, status and dataset of every recorded path of a collection."""
+
+    def files(
+        self,
+        collection: str | None = None,
+        *,
+        dataset_ids: Iterable[str] | None = None,
+        problems_only: bool = False,
+    ) -> list[FileRecord]:
+        """File records, optionally only a datasets' or only those with a problem."""
+
+    def datasets(
+        self,
+        collection: str | None = None,
+        *,
+        dataset_ids: Iterable[str] | None = None,
+        master_ids: Iterable[str] | None = None,
+    ) -> list[DatasetRecord]:
+        """Dataset records, optionally restricted by dataset id or by id without version."""
+
+    def write(
+        self,
+        collection: str,
+        *,
+        files: Sequence[FileRecord] = (),
+        removed_paths: Sequence[str] = (),
+        datasets: Sequence[DatasetRecord] = (),
+        removed_datasets: Sequence[str] = (),
+    ) -> None:
+        """In one transaction: replace or add files and datasets, remove the named ones."""
+
+    def generation(self) -> int:
+        """A number that grows with every write."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,121 @@
+"""Every error insitu raises on purpose.
+
+Each message says what went wrong, names the value, and says what to do next.
+Builtins are second parents so callers can catch ``LookupError`` or ``ValueError``.
+
+::
+
+    InsituError
+    ├── ConfigError
+    ├── NotFound (LookupError)                      404
+    │   ├── CollectionNotFound
+    │   └── DatasetNotFound
+    ├── Conflict                                    409
+    │   └── CollectionExists
+    ├── InvalidRequest (ValueError)                 400
+    │   ├── InvalidQuery
+    │   └── TemplateError
+    ├── StoreError                                  503
+    └── DataError (OSError)                         500
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "CollectionExists",
+    "CollectionNotFound",
+    "ConfigError",
+    "Conflict",
+    "DataError",
+    "DatasetNotFound",
+    "InsituError",
+    "InvalidQuery",
+    "InvalidRequest",
+    "NotFound",
+    "StoreError",
+    "TemplateError",
+]
+
+
+class InsituError(Exception):
+    """Base of every error raised on purpose. Message: what, which, what to do."""
+
+    http_status: ClassVar[int] = 500
+
+
+class ConfigError(InsituError):
+    """The settings are invalid: the message names the key, its source and the expected form."""
+
+
+class NotFound(InsituError, LookupError):
+    """Something asked for by name does not exist."""
+
+    http_status = 404
+
+
+class CollectionNotFound(NotFound):
+    """No collection of that name is registered."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        hint = f" Known collections: {', '.join(known)}." if known else ""
+        super().__init__(
+            f"Collection {name!r} is not registered.{hint} "
+            f"Run 'insitu catalog add {name} ROOT --template cmip6' to register it, "
+            "or 'insitu catalog list' to see what exists."
+        )
+        self.name = name
+
+
+class DatasetNotFound(NotFound):
+    """No dataset with that id is in the catalog."""
+
+    def __init__(self, dataset_id: str) -> None:
+        super().__init__(
+            f"Dataset {dataset_id!r} is not in the catalog. "
+            "Run 'insitu catalog search' with a few of its facets to find its exact id, "
+            "or rescan the collection if the files were added recently."
+        )
+        self.dataset_id = dataset_id
+
+
+class Conflict(InsituError):
+    """The request clashes with what already exists."""
+
+    http_status = 409
+
+
+class CollectionExists(Conflict):
+    """A collection of that name is already registered."""
+
+    def __init__(self, name: str, root: str) -> None:
+        super().__init__(
+            f"Collection {name!r} is already registered (root {root}). "
+            f"Choose another name, or run 'insitu catalog remove {name}' first."
+        )
+        self.name = name
+
+
+class InvalidRequest(InsituError, ValueError):
+    """A parameter has the wrong form or value."""
+
+    http_status = 400
+
+
+class InvalidQuery(InvalidRequest):
+    """A search or open request cannot be understood."""
+
+
+class TemplateError(InvalidRequest):
+    """A path template is unknown or malformed."""
+
+
+class StoreError(InsituError):
+    """The catalog store cannot be reached or used."""
+
+    http_status = 503
+
+
+class DataError(InsituError, OSError):
+    """A data file cannot be read as the catalog says it should."""
