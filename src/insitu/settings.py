@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         default_factory=_default_data_dir,
         description="Where insitu keeps its own state (catalog database, caches).",
     )
-    log_level: str = Field(default="INFO", description="Logging level of the entry points.")
+    log_level: str = Field(default="WARNING", description="Logging level of the entry points.")
     catalog: CatalogSettings = Field(
         default_factory=CatalogSettings, description="Catalog settings."
     )

@@ -1,0 +1,64 @@
+# insitu: `make up` starts the platform on this machine with the demo archive;
+# `make test` sets everything up and runs the tests. Both work on a fresh Debian
+# machine with Python 3.11.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: help install up demo test test-unit test-integration lint fmt typecheck check bench services clean
+
+help:
+	@echo "make up      set up and start insitu with the demo archive"
+	@echo "make test    set up and run the test suite (starts PostgreSQL on loopback)"
+	@echo "make check   lint, type-check and test: what CI runs"
+	@echo "make bench   run the benchmarks in bench/ (results go in BENCHMARKS.md)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "insitu needs Python 3.11 or newer; found $$($(PYTHON) --version)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+up: install
+	$(BIN)/insitu demo
+
+demo: up
+
+services: install
+	@mkdir -p .cache
+	scripts/postgres.sh start > .cache/postgres-url
+	@echo "PostgreSQL for tests: $$(tail -n1 .cache/postgres-url)"
+
+test: install services
+	INSITU_TEST_POSTGRES_URI=$$(tail -n1 .cache/postgres-url) INSITU_TEST_REQUIRE_SERVICES=1 \
+		$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+test-unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
+
+fmt: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	-scripts/postgres.sh stop
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,81 @@
+"""The ``insitu`` command. Builds the settings once and passes them down.
+
+Importing this module loads no numpy, xarray or dask: subcommands import what they need.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from insitu import __version__
+from insitu.errors import InsituError
+from insitu.settings import Settings
+
+__all__ = ["cli", "main"]
+
+
+class _Group(click.Group):
+    """Turns our errors into one clear line and exit code 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InsituError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="INSITU_CONFIG", help="TOML settings file (default ~/.config/insitu/insitu.toml).")
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+@click.version_option(__version__, prog_name="insitu")
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None, verbose: bool) -> None:
+    """insitu: catalog, compute and data service next to your archive."""
+    from insitu.log import configure_logging
+
+    try:
+        settings = Settings.load(config_file)
+    except InsituError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+    configure_logging("DEBUG" if verbose else settings.log_level)
+    ctx.obj = settings
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Show the settings in effect."""
+
+
+@config_group.command("show")
+@click.pass_obj
+def config_show(settings: Settings) -> None:
+    """Print the settings in effect as JSON (passwords redacted)."""
+    data = settings.redacted()
+    data["catalog"]["uri_in_effect"] = Settings.redacted(
+        settings.model_copy(update={"catalog": settings.catalog.model_copy(
+            update={"uri": settings.catalog_uri})})
+    )["catalog"]["uri"]
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _register() -> None:
+    from insitu.cli._catalog import catalog_group, demo_command
+
+    cli.add_command(catalog_group)
+    cli.add_command(demo_command)
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point of the ``insitu`` console script."""
+    cli(prog_name="insitu")

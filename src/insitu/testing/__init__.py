@@ -1,0 +1,1 @@
+"""Contract test suites shipped with insitu, for implementations of its interfaces."""

@@ -1,0 +1,73 @@
+"""Shared fixtures: the demo archive, and SQLite or PostgreSQL catalog stores.
+
+PostgreSQL comes from ``INSITU_TEST_POSTGRES_URI`` if set, else the fixture starts the
+project's own server (``scripts/postgres.sh``) on loopback. Tests never skip for want of it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def demo_root() -> Path:
+    """Root of the real CMIP6 sample archive (esmvaltool-sample-data), found without import."""
+    spec = importlib.util.find_spec("esmvaltool_sample_data")
+    assert spec is not None and spec.submodule_search_locations, "pip install '.[demo]'"
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "timeseries"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """URL of a PostgreSQL server for tests; started by the project's script if needed."""
+    uri = os.environ.get("INSITU_TEST_POSTGRES_URI")
+    if not uri:
+        out = subprocess.run(
+            ["bash", str(REPO / "scripts" / "postgres.sh"), "start"], cwd=REPO,
+            capture_output=True, text=True, check=True,
+        )
+        uri = out.stdout.strip().splitlines()[-1]
+    return uri
+
+
+def _fresh_postgres_db(server: str) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(server).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty catalog database: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.db'}"
+    else:
+        yield from _fresh_postgres_db(request.getfixturevalue("postgres_server"))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_store_uri(request: pytest.FixtureRequest,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Like ``store_uri``, shared by the tests of one module (for read-only tests)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('cat') / 'catalog.db'}"
+    else:
+        yield from _fresh_postgres_db(request.getfixturevalue("postgres_server"))
