@@ -155,8 +155,7 @@ class SearchIndex:
         """Indices of matching records, sorted, and the facet counts over them."""
         mask = self.latest.copy() if q.latest else np.ones(self.n, dtype=bool)
         if q.collections is not None:
-            codes = [self._coll_code[c] for c in q.collections if c in self._coll_code]
-            mask &= np.isin(self.collection, codes)
+            mask &= self._coll_mask(q.collections)
         for name, patterns in q.facets.items():
             hit = np.zeros(self.n, dtype=bool)
             for facet in self.resolve(name):
@@ -173,12 +172,19 @@ class SearchIndex:
         idx = idx[np.argsort(self._sort_key(q.sort.lstrip("-"))[idx], kind="stable")]
         if q.sort.startswith("-"):
             idx = idx[::-1]
-        names = list(q.count_facets) if q.count_facets is not None else self.facet_names(mask)
+        names = list(q.count_facets) if q.count_facets is not None else self.facet_names(
+            self._coll_mask(q.collections))
         counts = {}
         for name in names:
             for facet in self.resolve(name):
                 counts[facet] = self.postings[facet].counts(mask)
         return idx, counts
+
+    def _coll_mask(self, collections: Sequence[str] | None) -> npt.NDArray[np.bool_]:
+        if collections is None:
+            return np.ones(self.n, dtype=bool)
+        codes = [self._coll_code[c] for c in collections if c in self._coll_code]
+        return np.isin(self.collection, codes)
 
     def _sort_key(self, key: str) -> npt.NDArray[np.int64]:
         if key == "dataset_id":

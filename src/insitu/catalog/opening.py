@@ -22,7 +22,7 @@ from insitu.errors import DataError, InvalidQuery
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["open_files", "read_raw"]
+__all__ = ["open_files", "read_raw", "read_raw_time"]
 
 _EAGER_LIMIT = 4 * 2**20  # static variables smaller than this are read at open time
 
@@ -43,6 +43,20 @@ def read_raw(path: str, name: str) -> np.ndarray[Any, Any]:
             f"Cannot read variable {name!r} from {path}: {exc}. The file changed or became "
             "unreadable since it was scanned; rescan its collection with 'insitu catalog scan'."
         ) from exc
+
+
+def read_raw_time(path: str, name: str, units: str, to_units: str,
+                  calendar: str) -> np.ndarray[Any, Any]:
+    """Undecoded values of a time-like variable, re-encoded from ``units`` to ``to_units``.
+
+    Files of one dataset may count time from different dates; their bounds must be put on
+    the first file's footing before the dataset is decoded as one.
+    """
+    import cftime
+
+    raw = read_raw(path, name)
+    dates = cftime.num2date(raw.astype("float64"), units, calendar=calendar)
+    return np.asarray(cftime.date2num(dates, to_units, calendar=calendar)).astype(raw.dtype)
 
 
 def open_files(
@@ -121,7 +135,11 @@ def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
                     if info.name == tdim:
                         data: Any = _time_values(files, var.dtype)
                     else:
-                        data = _lazy(files, root, info.name, info.dims, tdim, var.dtype)
+                        time_like = attrs.get("units", first.time_units if info.name ==
+                                              _bounds_of(first, tdim) else None)
+                        data = _lazy(files, root, info.name, info.dims, tdim, var.dtype,
+                                     time_like if isinstance(time_like, str)
+                                     and " since " in time_like else None)
                 elif int(np.prod(info.shape)) * var.dtype.itemsize <= _EAGER_LIMIT \
                         or info.name in nc.dimensions:
                     var.set_auto_maskandscale(False)
@@ -151,9 +169,21 @@ def _time_values(files: list[FileRecord], dtype: np.dtype[Any]) -> np.ndarray[An
     return np.concatenate(parts).astype(dtype, copy=False)
 
 
+def _bounds_of(record: FileRecord, name: str) -> str | None:
+    for v in record.variables:
+        if v.name == name:
+            bounds = v.attrs.get("bounds")
+            return bounds if isinstance(bounds, str) else None
+    return None
+
+
 def _lazy(files: list[FileRecord], root: str, name: str, dims: tuple[str, ...],
-          tdim: str | None, dtype: np.dtype[Any]) -> Any:
-    """A Dask array of one variable over files, one chunk per file along ``tdim``."""
+          tdim: str | None, dtype: np.dtype[Any], time_units: str | None = None) -> Any:
+    """A Dask array of one variable over files, one chunk per file along ``tdim``.
+
+    ``time_units`` (of the first file) marks a time-like variable: chunks of files that
+    count time from another date are re-encoded to it.
+    """
     from dask.array import Array
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
@@ -170,7 +200,13 @@ def _lazy(files: list[FileRecord], root: str, name: str, dims: tuple[str, ...],
         n = f.n_times if tdim is not None else base[axis] if base else 1
         lengths.append(n)
         block = (*rest[:axis], i, *rest[axis:]) if dims else ()
-        layer[(key, *block)] = (read_raw, os.path.join(root, f.path), name)
+        path = os.path.join(root, f.path)
+        if time_units is not None and f.time_units and f.time_units != files[0].time_units:
+            own = next((v.attrs.get("units") for v in f.variables if v.name == name), None)
+            layer[(key, *block)] = (read_raw_time, path, name, own or f.time_units, time_units,
+                                    f.calendar or "standard")
+        else:
+            layer[(key, *block)] = (read_raw, path, name)
     chunks = tuple(
         tuple(lengths) if d == axis else (base[d],) for d in range(len(dims))
     )
