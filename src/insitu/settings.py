@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -46,6 +46,8 @@ def _default_data_dir() -> Path:
 class TemplateSettings(BaseModel):
     """A user-defined path template (see ``insitu.catalog.templates``)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     directory: str = Field(
         description="Directory part, e.g. '{project}/{model}/{experiment}/{variable}/{version}'."
     )
@@ -68,6 +70,8 @@ class TemplateSettings(BaseModel):
 
 class CatalogSettings(BaseModel):
     """Settings of the catalog subsystem."""
+
+    model_config = ConfigDict(extra="forbid")
 
     uri: str | None = Field(
         default=None,

@@ -1,0 +1,41 @@
+"""Guards: light CLI imports, honest __all__ lists, one-way imports."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+
+def test_cli_import_loads_nothing_heavy() -> None:
+    code = ("import sys, insitu, insitu.cli; "
+            "print(sorted(m for m in ('numpy', 'xarray', 'dask', 'netCDF4', 'sqlalchemy') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", [
+    "insitu", "insitu.errors", "insitu.settings", "insitu.catalog", "insitu.catalog.templates",
+    "insitu.catalog.models", "insitu.catalog.store", "insitu.catalog.search", "insitu.cli",
+])
+def test_all_lists_real_public_names(module: str) -> None:
+    mod = importlib.import_module(module)
+    for name in mod.__all__:
+        assert getattr(mod, name) is not None, name
+    public = {n for n, v in vars(mod).items()
+              if not n.startswith("_") and getattr(v, "__module__", None) == mod.__name__}
+    assert public <= set(mod.__all__), public - set(mod.__all__)
+
+
+def test_errors_carry_http_status_and_builtin_parents() -> None:
+    from insitu import errors
+
+    assert issubclass(errors.DatasetNotFound, LookupError)
+    assert errors.DatasetNotFound.http_status == 404
+    assert issubclass(errors.InvalidQuery, ValueError)
+    assert errors.InvalidQuery.http_status == 400
+    msg = str(errors.DatasetNotFound("a.b"))
+    assert "'a.b'" in msg and "insitu catalog search" in msg

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from insitu.errors import ConfigError
+from insitu.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in ("INSITU_CONFIG", "INSITU_DATA_DIR", "INSITU_CATALOG__URI",
+                "INSITU_CATALOG__SCAN_WORKERS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+
+
+def test_defaults(tmp_path: Path) -> None:
+    s = Settings.load()
+    assert s.data_dir == tmp_path / "share" / "insitu"
+    assert s.catalog_uri == f"sqlite:///{tmp_path / 'share' / 'insitu' / 'catalog.db'}"
+
+
+def test_env_beats_toml_and_kwargs_beat_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "i.toml"
+    cfg.write_text('data_dir = "/from/toml"\n[catalog]\nscan_workers = 3\nuri = "sqlite:///t.db"\n')
+    s = Settings.load(cfg)
+    assert (str(s.data_dir), s.catalog.scan_workers, s.catalog_uri) == ("/from/toml", 3, "sqlite:///t.db")
+    monkeypatch.setenv("INSITU_DATA_DIR", "/from/env")
+    monkeypatch.setenv("INSITU_CATALOG__SCAN_WORKERS", "5")
+    s = Settings.load(cfg)
+    assert (str(s.data_dir), s.catalog.scan_workers) == ("/from/env", 5)
+    assert str(Settings.load(cfg, data_dir="/from/kw").data_dir) == "/from/kw"
+
+
+def test_insitu_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "x.toml"
+    cfg.write_text("log_level = 'DEBUG'\n")
+    monkeypatch.setenv("INSITU_CONFIG", str(cfg))
+    assert Settings.load().log_level == "DEBUG"
+
+
+def test_invalid_values_name_key_and_source(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[catalog]\nscan_workers = 0\n")
+    with pytest.raises(ConfigError, match=r"catalog\.scan_workers") as err:
+        Settings.load(cfg)
+    assert str(cfg) in str(err.value)
+    with pytest.raises(ConfigError, match="does not exist"):
+        Settings.load(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[catalog\n")
+    with pytest.raises(ConfigError, match="Cannot read config file"):
+        Settings.load(broken)
+
+
+def test_redacted_hides_passwords() -> None:
+    s = Settings.load(catalog={"uri": "postgresql+psycopg://me:secret@db:5432/cat"})
+    assert s.redacted()["catalog"]["uri"] == "postgresql+psycopg://me:***@db:5432/cat"
