@@ -33,8 +33,11 @@ def postgres_server() -> str:
     uri = os.environ.get("INSITU_TEST_POSTGRES_URI")
     if not uri:
         out = subprocess.run(
-            ["bash", str(REPO / "scripts" / "postgres.sh"), "start"], cwd=REPO,
-            capture_output=True, text=True, check=True,
+            ["bash", str(REPO / "scripts" / "postgres.sh"), "start"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         uri = out.stdout.strip().splitlines()[-1]
     return uri
@@ -64,8 +67,9 @@ def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def module_store_uri(request: pytest.FixtureRequest,
-                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def module_store_uri(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """Like ``store_uri``, shared by the tests of one module (for read-only tests)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('cat') / 'catalog.db'}"

@@ -132,15 +132,20 @@ class Settings(BaseSettings):
         try:
             return cls(**overrides)
         except ValidationError as exc:
-            where = f"{path} or INSITU_* environment variables" if path.is_file() else (
-                "INSITU_* environment variables or arguments"
+            where = (
+                f"{path} or INSITU_* environment variables"
+                if path.is_file()
+                else ("INSITU_* environment variables or arguments")
             )
             lines = [
                 f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
                 for err in exc.errors()
             ]
             raise ConfigError(
-                "Invalid settings in " + where + ":\n" + "\n".join(lines)
+                "Invalid settings in "
+                + where
+                + ":\n"
+                + "\n".join(lines)
                 + "\nFix these keys (nested env vars use '__', e.g. INSITU_CATALOG__URI)."
             ) from exc
         except Exception as exc:  # a TOML syntax error surfaces here

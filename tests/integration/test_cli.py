@@ -29,11 +29,26 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_help_everywhere(env: dict[str, str]) -> None:
-    for args in (["--help"], ["catalog", "--help"], ["config", "show", "--help"],
-                 *[["catalog", c, "--help"] for c in
-                   ("add", "remove", "public", "list", "scan", "search", "show", "problems",
-                    "export")],
-                 ["demo", "--help"]):
+    for args in (
+        ["--help"],
+        ["catalog", "--help"],
+        ["config", "show", "--help"],
+        *[
+            ["catalog", c, "--help"]
+            for c in (
+                "add",
+                "remove",
+                "public",
+                "list",
+                "scan",
+                "search",
+                "show",
+                "problems",
+                "export",
+            )
+        ],
+        ["demo", "--help"],
+    ):
         out = run(args, env)
         assert "Usage:" in out.stdout
 
@@ -57,13 +72,19 @@ def test_demo_search_show_export(env: dict[str, str], tmp_path: Path) -> None:
     out = run(["catalog", "search", "table_id=Amon", "--time", "1850/1850", "--facets"], env)
     assert "source_id:" in out.stdout
 
-    out = run(["catalog", "show", "CMIP6.CMIP.MIROC.MIROC6.historical.r1i1p1f1.Amon.ta.gn.v20190311"],
-              env)
+    out = run(
+        ["catalog", "show", "CMIP6.CMIP.MIROC.MIROC6.historical.r1i1p1f1.Amon.ta.gn.v20190311"], env
+    )
     assert "ta(time, plev, lat, lon) [K] Air Temperature" in out.stdout
 
     out = run(["catalog", "list", "--json"], env)
     (coll,) = json.loads(out.stdout)
-    assert (coll["name"], coll["datasets"], coll["files"], coll["public"]) == ("demo", 76, 326, True)
+    assert (coll["name"], coll["datasets"], coll["files"], coll["public"]) == (
+        "demo",
+        76,
+        326,
+        True,
+    )
 
     out = run(["catalog", "export", "demo", "--out", str(tmp_path / "esm")], env)
     assert (tmp_path / "esm" / "demo.json").is_file()
@@ -95,7 +116,8 @@ def test_custom_template_from_toml(env: dict[str, str], tmp_path: Path) -> None:
     d.mkdir(parents=True)
     time = xr.date_range("2000-01-01", periods=3, freq="D")
     xr.Dataset({"t2m": (("time",), np.arange(3.0))}, coords={"time": time}).to_netcdf(
-        d / "t2m_era5_2000.nc")
+        d / "t2m_era5_2000.nc"
+    )
     (d / "README.txt").write_text("not data")
     cfg = tmp_path / "insitu.toml"
     cfg.write_text(

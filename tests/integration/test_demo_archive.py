@@ -18,8 +18,16 @@ from insitu.catalog import Catalog, FileStatus
 _CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
 
 CMIP6_DIR_FACETS = [
-    "mip_era", "activity_id", "institution_id", "source_id", "experiment_id", "member_id",
-    "table_id", "variable_id", "grid_label", "version",
+    "mip_era",
+    "activity_id",
+    "institution_id",
+    "source_id",
+    "experiment_id",
+    "member_id",
+    "table_id",
+    "variable_id",
+    "grid_label",
+    "version",
 ]
 
 
@@ -33,9 +41,15 @@ def _expected(root: Path) -> dict[str, dict[str, object]]:
             rel = os.path.relpath(os.path.join(dirpath, name), root)
             parts = rel.split(os.sep)[:-1]
             ds_id = ".".join(parts)
-            entry = out.setdefault(ds_id, {"facets": dict(zip(CMIP6_DIR_FACETS, parts,
-                                                                 strict=True)),
-                                           "files": [], "starts": [], "ends": []})
+            entry = out.setdefault(
+                ds_id,
+                {
+                    "facets": dict(zip(CMIP6_DIR_FACETS, parts, strict=True)),
+                    "files": [],
+                    "starts": [],
+                    "ends": [],
+                },
+            )
             entry["files"].append(rel)  # type: ignore[attr-defined]
             with xr.open_dataset(os.path.join(dirpath, name), decode_times=_CFTIME) as ds:
                 t = ds["time"].values
@@ -63,8 +77,9 @@ def catalog(module_store_uri: str, demo_root: Path) -> Iterator[Catalog]:
     cat.close()
 
 
-def test_every_dataset_and_file_is_found(catalog: Catalog,
-                                         expected: dict[str, dict[str, object]]) -> None:
+def test_every_dataset_and_file_is_found(
+    catalog: Catalog, expected: dict[str, dict[str, object]]
+) -> None:
     assert len(expected) > 70
     result = catalog.search(limit=1000)
     assert result.total == len(expected)
@@ -109,12 +124,19 @@ def test_file_time_ranges(catalog: Catalog, demo_root: Path) -> None:
         {"source_id": "no-such-model"},
     ],
 )
-def test_search_and_facet_counts(catalog: Catalog, expected: dict[str, dict[str, object]],
-                                 constraints: dict[str, str | list[str]]) -> None:
+def test_search_and_facet_counts(
+    catalog: Catalog,
+    expected: dict[str, dict[str, object]],
+    constraints: dict[str, str | list[str]],
+) -> None:
     from fnmatch import fnmatchcase
 
-    aliases = {"model": "source_id", "variable": "variable_id", "experiment": "experiment_id",
-               "grid": "grid_label"}
+    aliases = {
+        "model": "source_id",
+        "variable": "variable_id",
+        "experiment": "experiment_id",
+        "grid": "grid_label",
+    }
 
     def matches(facets: dict[str, str]) -> bool:
         for key, want in constraints.items():
@@ -146,7 +168,8 @@ def test_time_overlap(catalog: Catalog, expected: dict[str, dict[str, object]]) 
     lo, hi = "1900-06", "1900-07"
     result = catalog.search(time=(lo, hi), limit=1000)
     want = sorted(
-        d for d, e in expected.items()
+        d
+        for d, e in expected.items()
         if _iso(min(e["starts"])) <= "1900-07-31T23:59:59"  # type: ignore[call-overload]
         and _iso(max(e["ends"])) >= "1900-06-01T00:00:00"  # type: ignore[call-overload]
     )
@@ -172,8 +195,9 @@ def test_bbox(catalog: Catalog) -> None:
     assert south_pole.total + north.total <= everything.total + north.total
 
 
-def test_to_xarray_equals_open_mfdataset(catalog: Catalog, demo_root: Path,
-                                         module_store_uri: str) -> None:
+def test_to_xarray_equals_open_mfdataset(
+    catalog: Catalog, demo_root: Path, module_store_uri: str
+) -> None:
     """Every dataset opens lazily and equals xarray.open_mfdataset on the same files.
 
     Opening does not depend on the store, so PostgreSQL checks a sample only.
@@ -185,14 +209,14 @@ def test_to_xarray_equals_open_mfdataset(catalog: Catalog, demo_root: Path,
         ds = catalog.open_dataset(record.dataset_id)
         assert ds["ta"].chunks is not None  # lazy, Dask-backed
         paths = [demo_root / f.path for f in catalog.files(record.dataset_id)]
-        with xr.open_mfdataset(paths, combine="by_coords", data_vars="minimal",
-                               coords="minimal", compat="override") as ref:
+        with xr.open_mfdataset(
+            paths, combine="by_coords", data_vars="minimal", coords="minimal", compat="override"
+        ) as ref:
             xr.testing.assert_identical(ds["ta"], ref["ta"])
             xr.testing.assert_equal(ds.drop_attrs(), ref.drop_attrs())
 
 
-def test_open_time_slice_touches_only_overlapping_files(catalog: Catalog,
-                                                        demo_root: Path) -> None:
+def test_open_time_slice_touches_only_overlapping_files(catalog: Catalog, demo_root: Path) -> None:
     (record,) = catalog.search(source_id="AWI-CM-1-1-MR", table_id="Amon").results
     assert record.n_files == 65
     ds = catalog.open_dataset(record.dataset_id, time=slice("2000-01", "2000-12"))
@@ -200,7 +224,9 @@ def test_open_time_slice_touches_only_overlapping_files(catalog: Catalog,
     assert str(ds.time.values[0])[:7] == "2000-01"
     assert str(ds.time.values[-1])[:7] == "2000-12"
     full = catalog.open_dataset(record.dataset_id)
-    np.testing.assert_array_equal(ds["ta"].values, full["ta"].sel(time=slice("2000-01", "2000-12")).values)
+    np.testing.assert_array_equal(
+        ds["ta"].values, full["ta"].sel(time=slice("2000-01", "2000-12")).values
+    )
 
 
 def test_search_result_opens_a_dict_for_several(catalog: Catalog) -> None:

@@ -55,5 +55,6 @@ def test_intake_opens_the_same_data(catalog: Catalog, esm: object) -> None:
         (opened,) = sub.to_dataset_dict(progressbar=False).values()
     mine = catalog.search(source_id="MIROC6", table_id="Amon").to_xarray()
     assert isinstance(mine, xr.Dataset)
-    xr.testing.assert_equal(opened["ta"].squeeze(drop=True).reset_coords(drop=True),
-                            mine["ta"].reset_coords(drop=True))
+    xr.testing.assert_equal(
+        opened["ta"].squeeze(drop=True).reset_coords(drop=True), mine["ta"].reset_coords(drop=True)
+    )

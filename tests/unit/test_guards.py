@@ -10,23 +10,38 @@ import pytest
 
 
 def test_cli_import_loads_nothing_heavy() -> None:
-    code = ("import sys, insitu, insitu.cli; "
-            "print(sorted(m for m in ('numpy', 'xarray', 'dask', 'netCDF4', 'sqlalchemy') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, insitu, insitu.cli; "
+        "print(sorted(m for m in ('numpy', 'xarray', 'dask', 'netCDF4', 'sqlalchemy') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", [
-    "insitu", "insitu.errors", "insitu.settings", "insitu.catalog", "insitu.catalog.templates",
-    "insitu.catalog.models", "insitu.catalog.store", "insitu.catalog.search", "insitu.cli",
-])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "insitu",
+        "insitu.errors",
+        "insitu.settings",
+        "insitu.catalog",
+        "insitu.catalog.templates",
+        "insitu.catalog.models",
+        "insitu.catalog.store",
+        "insitu.catalog.search",
+        "insitu.cli",
+    ],
+)
 def test_all_lists_real_public_names(module: str) -> None:
     mod = importlib.import_module(module)
     for name in mod.__all__:
         assert getattr(mod, name) is not None, name
-    public = {n for n, v in vars(mod).items()
-              if not n.startswith("_") and getattr(v, "__module__", None) == mod.__name__}
+    public = {
+        n
+        for n, v in vars(mod).items()
+        if not n.startswith("_") and getattr(v, "__module__", None) == mod.__name__
+    }
     assert public <= set(mod.__all__), public - set(mod.__all__)
 
 

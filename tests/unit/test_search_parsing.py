@@ -14,11 +14,14 @@ def test_partial_dates_cover_their_period() -> None:
     assert lo < 0 < hi
 
 
-@pytest.mark.parametrize(("start", "end", "msg"), [
-    ("yesterday", None, "is not a date"),
-    ("2000-13", None, "out of range"),
-    ("2001", "2000", "ends before it starts"),
-])
+@pytest.mark.parametrize(
+    ("start", "end", "msg"),
+    [
+        ("yesterday", None, "is not a date"),
+        ("2000-13", None, "out of range"),
+        ("2001", "2000", "ends before it starts"),
+    ],
+)
 def test_bad_times(start: str, end: str | None, msg: str) -> None:
     with pytest.raises(InvalidQuery, match=msg):
         parse_time_range(start, end)

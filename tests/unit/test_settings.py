@@ -10,8 +10,12 @@ from insitu.settings import Settings
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key in ("INSITU_CONFIG", "INSITU_DATA_DIR", "INSITU_CATALOG__URI",
-                "INSITU_CATALOG__SCAN_WORKERS"):
+    for key in (
+        "INSITU_CONFIG",
+        "INSITU_DATA_DIR",
+        "INSITU_CATALOG__URI",
+        "INSITU_CATALOG__SCAN_WORKERS",
+    ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
@@ -23,11 +27,17 @@ def test_defaults(tmp_path: Path) -> None:
     assert s.catalog_uri == f"sqlite:///{tmp_path / 'share' / 'insitu' / 'catalog.db'}"
 
 
-def test_env_beats_toml_and_kwargs_beat_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_beats_toml_and_kwargs_beat_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = tmp_path / "i.toml"
     cfg.write_text('data_dir = "/from/toml"\n[catalog]\nscan_workers = 3\nuri = "sqlite:///t.db"\n')
     s = Settings.load(cfg)
-    assert (str(s.data_dir), s.catalog.scan_workers, s.catalog_uri) == ("/from/toml", 3, "sqlite:///t.db")
+    assert (str(s.data_dir), s.catalog.scan_workers, s.catalog_uri) == (
+        "/from/toml",
+        3,
+        "sqlite:///t.db",
+    )
     monkeypatch.setenv("INSITU_DATA_DIR", "/from/env")
     monkeypatch.setenv("INSITU_CATALOG__SCAN_WORKERS", "5")
     s = Settings.load(cfg)

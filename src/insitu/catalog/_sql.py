@@ -37,7 +37,8 @@ _CHUNK = 500
 metadata = sa.MetaData()
 
 collections_t = sa.Table(
-    "collections", metadata,
+    "collections",
+    metadata,
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("root", sa.Text, nullable=False),
     sa.Column("template", sa.String(200), nullable=False),
@@ -45,7 +46,8 @@ collections_t = sa.Table(
 )
 
 files_t = sa.Table(
-    "files", metadata,
+    "files",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("collection", sa.String(200), nullable=False),
     sa.Column("path", sa.Text, nullable=False),
@@ -76,7 +78,8 @@ files_t = sa.Table(
 )
 
 datasets_t = sa.Table(
-    "datasets", metadata,
+    "datasets",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("collection", sa.String(200), nullable=False),
     sa.Column("dataset_id", sa.Text, nullable=False),
@@ -101,7 +104,8 @@ datasets_t = sa.Table(
 )
 
 meta_t = sa.Table(
-    "meta", metadata,
+    "meta",
+    metadata,
     sa.Column("key", sa.String(100), primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
 )
@@ -129,8 +133,12 @@ class SQLCatalogStore:
         try:
             metadata.create_all(engine)
             with engine.begin() as conn:
-                if conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == "generation")
-                                ).first() is None:
+                if (
+                    conn.execute(
+                        sa.select(meta_t.c.value).where(meta_t.c.key == "generation")
+                    ).first()
+                    is None
+                ):
                     conn.execute(meta_t.insert().values(key="generation", value=0))
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
@@ -168,13 +176,19 @@ class SQLCatalogStore:
 
     def add_collection(self, collection: Collection) -> None:
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(collections_t.c.root)
-                               .where(collections_t.c.name == collection.name)).first()
+            row = conn.execute(
+                sa.select(collections_t.c.root).where(collections_t.c.name == collection.name)
+            ).first()
             if row is not None:
                 raise CollectionExists(collection.name, row.root)
-            conn.execute(collections_t.insert().values(
-                name=collection.name, root=collection.root, template=collection.template,
-                public=collection.public))
+            conn.execute(
+                collections_t.insert().values(
+                    name=collection.name,
+                    root=collection.root,
+                    template=collection.template,
+                    public=collection.public,
+                )
+            )
             self._bump(conn)
 
     def remove_collection(self, name: str) -> None:
@@ -188,8 +202,9 @@ class SQLCatalogStore:
 
     def set_public(self, name: str, public: bool) -> None:
         with self.engine.begin() as conn:
-            done = conn.execute(collections_t.update().where(collections_t.c.name == name)
-                                .values(public=public))
+            done = conn.execute(
+                collections_t.update().where(collections_t.c.name == name).values(public=public)
+            )
             if done.rowcount == 0:
                 raise CollectionNotFound(name, [c.name for c in self.collections()])
             self._bump(conn)
@@ -202,14 +217,21 @@ class SQLCatalogStore:
     def stats(self) -> dict[str, CollectionStats]:
         f, d = files_t.c, datasets_t.c
         with self.engine.connect() as conn:
-            frows = conn.execute(sa.select(
-                f.collection, sa.func.count(),
-                sa.func.sum(sa.case((f.status != FileStatus.OK.value, 1), else_=0)),
-            ).group_by(f.collection)).all()
-            drows = conn.execute(sa.select(
-                d.collection, sa.func.count(),
-                sa.func.sum(sa.case((d.latest, 1), else_=0)), sa.func.sum(d.size),
-            ).group_by(d.collection)).all()
+            frows = conn.execute(
+                sa.select(
+                    f.collection,
+                    sa.func.count(),
+                    sa.func.sum(sa.case((f.status != FileStatus.OK.value, 1), else_=0)),
+                ).group_by(f.collection)
+            ).all()
+            drows = conn.execute(
+                sa.select(
+                    d.collection,
+                    sa.func.count(),
+                    sa.func.sum(sa.case((d.latest, 1), else_=0)),
+                    sa.func.sum(d.size),
+                ).group_by(d.collection)
+            ).all()
         out = {c.name: CollectionStats(0, 0, 0, 0, 0) for c in self.collections()}
         files = {r[0]: (int(r[1]), int(r[2] or 0)) for r in frows}
         for r in drows:
@@ -225,8 +247,11 @@ class SQLCatalogStore:
     def file_states(self, collection: str) -> dict[str, FileState]:
         c = files_t.c
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(c.path, c.size, c.mtime_ns, c.status, c.dataset_id)
-                                .where(c.collection == collection))
+            rows = conn.execute(
+                sa.select(c.path, c.size, c.mtime_ns, c.status, c.dataset_id).where(
+                    c.collection == collection
+                )
+            )
             return {r[0]: FileState(r[1], r[2], FileStatus(r[3]), r[4]) for r in rows}
 
     def files(
@@ -294,11 +319,13 @@ class SQLCatalogStore:
         gone_ds = sorted({*removed_datasets, *(d.dataset_id for d in datasets)})
         with self._lock, self.engine.begin() as conn:
             for chunk in _chunks(gone_paths):
-                conn.execute(files_t.delete().where(fc.collection == collection,
-                                                    fc.path.in_(chunk)))
+                conn.execute(
+                    files_t.delete().where(fc.collection == collection, fc.path.in_(chunk))
+                )
             for chunk in _chunks(gone_ds):
-                conn.execute(datasets_t.delete().where(dc.collection == collection,
-                                                       dc.dataset_id.in_(chunk)))
+                conn.execute(
+                    datasets_t.delete().where(dc.collection == collection, dc.dataset_id.in_(chunk))
+                )
             rows = [_file_row(f) for f in files]
             for i in range(0, len(rows), 5000):
                 conn.execute(files_t.insert(), rows[i : i + 5000])
@@ -309,13 +336,15 @@ class SQLCatalogStore:
 
     def generation(self) -> int:
         with self.engine.connect() as conn:
-            value = conn.execute(sa.select(meta_t.c.value)
-                                 .where(meta_t.c.key == "generation")).scalar_one()
+            value = conn.execute(
+                sa.select(meta_t.c.value).where(meta_t.c.key == "generation")
+            ).scalar_one()
             return int(value)
 
     def _bump(self, conn: sa.Connection) -> None:
-        conn.execute(meta_t.update().where(meta_t.c.key == "generation")
-                     .values(value=meta_t.c.value + 1))
+        conn.execute(
+            meta_t.update().where(meta_t.c.key == "generation").values(value=meta_t.c.value + 1)
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -328,52 +357,100 @@ def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
 
 def _file_row(f: FileRecord) -> dict[str, Any]:
     return {
-        "collection": f.collection, "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns,
-        "status": f.status.value, "reason": f.reason, "dataset_id": f.dataset_id,
-        "master_id": f.master_id, "version": f.version, "facets": _dumps(f.facets),
-        "data_model": f.data_model, "dims": _dumps(f.dims),
+        "collection": f.collection,
+        "path": f.path,
+        "size": f.size,
+        "mtime_ns": f.mtime_ns,
+        "status": f.status.value,
+        "reason": f.reason,
+        "dataset_id": f.dataset_id,
+        "master_id": f.master_id,
+        "version": f.version,
+        "facets": _dumps(f.facets),
+        "data_model": f.data_model,
+        "dims": _dumps(f.dims),
         "variables": _dumps([v.to_json() for v in f.variables]),
-        "global_attrs": _dumps(f.global_attrs), "time_var": f.time_var,
-        "time_units": f.time_units, "calendar": f.calendar, "time_start": f.time_start,
-        "time_end": f.time_end, "tkey_start": f.tkey_start, "tkey_end": f.tkey_end,
-        "n_times": f.n_times, "time_values": f.time_values,
+        "global_attrs": _dumps(f.global_attrs),
+        "time_var": f.time_var,
+        "time_units": f.time_units,
+        "calendar": f.calendar,
+        "time_start": f.time_start,
+        "time_end": f.time_end,
+        "tkey_start": f.tkey_start,
+        "tkey_end": f.tkey_end,
+        "n_times": f.n_times,
+        "time_values": f.time_values,
         "bbox": _dumps(list(f.bbox)) if f.bbox else None,
     }
 
 
 def _file(r: Any) -> FileRecord:
     return FileRecord(
-        collection=r.collection, path=r.path, size=r.size, mtime_ns=r.mtime_ns,
-        status=FileStatus(r.status), reason=r.reason, dataset_id=r.dataset_id,
-        master_id=r.master_id, version=r.version, facets=_loads(r.facets) or {},
-        data_model=r.data_model, dims=_loads(r.dims) or {},
+        collection=r.collection,
+        path=r.path,
+        size=r.size,
+        mtime_ns=r.mtime_ns,
+        status=FileStatus(r.status),
+        reason=r.reason,
+        dataset_id=r.dataset_id,
+        master_id=r.master_id,
+        version=r.version,
+        facets=_loads(r.facets) or {},
+        data_model=r.data_model,
+        dims=_loads(r.dims) or {},
         variables=tuple(VariableInfo.from_json(v) for v in _loads(r.variables) or ()),
-        global_attrs=_loads(r.global_attrs) or {}, time_var=r.time_var,
-        time_units=r.time_units, calendar=r.calendar, time_start=r.time_start,
-        time_end=r.time_end, tkey_start=r.tkey_start, tkey_end=r.tkey_end,
-        n_times=r.n_times, time_values=r.time_values, bbox=_bbox(r.bbox),
+        global_attrs=_loads(r.global_attrs) or {},
+        time_var=r.time_var,
+        time_units=r.time_units,
+        calendar=r.calendar,
+        time_start=r.time_start,
+        time_end=r.time_end,
+        tkey_start=r.tkey_start,
+        tkey_end=r.tkey_end,
+        n_times=r.n_times,
+        time_values=r.time_values,
+        bbox=_bbox(r.bbox),
     )
 
 
 def _dataset_row(d: DatasetRecord) -> dict[str, Any]:
     return {
-        "collection": d.collection, "dataset_id": d.dataset_id, "master_id": d.master_id,
-        "version": d.version, "version_key": version_key(d.version), "latest": d.latest,
-        "facets": _dumps(d.facets), "n_files": d.n_files, "size": d.size,
-        "variables": _dumps([v.to_json() for v in d.variables]), "attrs": _dumps(d.attrs),
-        "calendar": d.calendar, "time_start": d.time_start, "time_end": d.time_end,
-        "tkey_start": d.tkey_start, "tkey_end": d.tkey_end,
+        "collection": d.collection,
+        "dataset_id": d.dataset_id,
+        "master_id": d.master_id,
+        "version": d.version,
+        "version_key": version_key(d.version),
+        "latest": d.latest,
+        "facets": _dumps(d.facets),
+        "n_files": d.n_files,
+        "size": d.size,
+        "variables": _dumps([v.to_json() for v in d.variables]),
+        "attrs": _dumps(d.attrs),
+        "calendar": d.calendar,
+        "time_start": d.time_start,
+        "time_end": d.time_end,
+        "tkey_start": d.tkey_start,
+        "tkey_end": d.tkey_end,
         "bbox": _dumps(list(d.bbox)) if d.bbox else None,
     }
 
 
 def _dataset(r: Any) -> DatasetRecord:
     return DatasetRecord(
-        dataset_id=r.dataset_id, collection=r.collection, master_id=r.master_id,
-        version=r.version, latest=bool(r.latest), facets=_loads(r.facets),
-        n_files=r.n_files, size=r.size,
+        dataset_id=r.dataset_id,
+        collection=r.collection,
+        master_id=r.master_id,
+        version=r.version,
+        latest=bool(r.latest),
+        facets=_loads(r.facets),
+        n_files=r.n_files,
+        size=r.size,
         variables=tuple(VariableInfo.from_json(v) for v in _loads(r.variables)),
-        attrs=_loads(r.attrs), calendar=r.calendar, time_start=r.time_start,
-        time_end=r.time_end, tkey_start=r.tkey_start, tkey_end=r.tkey_end,
+        attrs=_loads(r.attrs),
+        calendar=r.calendar,
+        time_start=r.time_start,
+        time_end=r.time_end,
+        tkey_start=r.tkey_start,
+        tkey_end=r.tkey_end,
         bbox=_bbox(r.bbox),
     )

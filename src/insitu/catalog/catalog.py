@@ -33,8 +33,9 @@ class Catalog:
     TOML file); ``Catalog("sqlite:///path.db")`` or ``Catalog(settings)`` open another.
     """
 
-    def __init__(self, source: Settings | str | None = None, *,
-                 store: CatalogStore | None = None) -> None:
+    def __init__(
+        self, source: Settings | str | None = None, *, store: CatalogStore | None = None
+    ) -> None:
         if isinstance(source, Settings):
             self.settings = source
         elif isinstance(source, str):
@@ -66,8 +67,14 @@ class Catalog:
         """The built-in or configured template called ``name``."""
         return get_template(name, self.settings.catalog.templates)
 
-    def add_collection(self, name: str, root: str | os.PathLike[str], *,
-                       template: str = "cmip6", public: bool = False) -> Collection:
+    def add_collection(
+        self,
+        name: str,
+        root: str | os.PathLike[str],
+        *,
+        template: str = "cmip6",
+        public: bool = False,
+    ) -> Collection:
         """Register an archive root under ``name`` with its path template (not yet scanned)."""
         if not name or not set(name) <= _NAME_OK:
             raise InvalidRequest(
@@ -109,16 +116,22 @@ class Catalog:
 
     # -- scanning ----------------------------------------------------------------------
 
-    def scan(self, names: Sequence[str] | str | None = None, *, workers: int | None = None,
-             progress: bool = False) -> list[ScanReport]:
+    def scan(
+        self,
+        names: Sequence[str] | str | None = None,
+        *,
+        workers: int | None = None,
+        progress: bool = False,
+    ) -> list[ScanReport]:
         """Scan the named collections (all if None); incremental after the first time."""
         if isinstance(names, str):
             names = [names]
         targets = [self.collection(n) for n in names] if names else self.collections()
         nworkers = workers or self.settings.catalog.scan_workers
         return [
-            scan_collection(self.store, c, self.template(c.template), workers=nworkers,
-                            progress=progress)
+            scan_collection(
+                self.store, c, self.template(c.template), workers=nworkers, progress=progress
+            )
             for c in targets
         ]
 
@@ -173,8 +186,13 @@ class Catalog:
                 self.collection(c)
         query = IndexQuery(
             facets={k: [v] if isinstance(v, str) else list(v) for k, v in constraints.items()},
-            text=text, time=trange, bbox=parse_bbox(bbox) if bbox is not None else None,
-            latest=latest, collections=colls, sort=sort, count_facets=facets,
+            text=text,
+            time=trange,
+            bbox=parse_bbox(bbox) if bbox is not None else None,
+            latest=latest,
+            collections=colls,
+            sort=sort,
+            count_facets=facets,
         )
         index = self.index()
         idx, counts = index.select(query)
@@ -201,8 +219,9 @@ class Catalog:
         record = self.dataset(dataset_id)
         return [f for f in self.store.files(record.collection, dataset_ids=[dataset_id]) if f.ok]
 
-    def open_dataset(self, dataset_id: str, *, time: slice | None = None,
-                     variables: Sequence[str] | None = None) -> xr.Dataset:
+    def open_dataset(
+        self, dataset_id: str, *, time: slice | None = None, variables: Sequence[str] | None = None
+    ) -> xr.Dataset:
         """One dataset as a lazy, Dask-backed xarray Dataset, built from the index.
 
         Only files that overlap ``time`` (a slice of dates such as
@@ -214,19 +233,35 @@ class Catalog:
         root = self.collection(record.collection).root
         return open_files(self.files(dataset_id), root, time=time, variables=variables)
 
-    def export_intake_esm(self, collection: str, directory: str | os.PathLike[str], *,
-                          name: str | None = None, latest: bool = True) -> Path:
+    def export_intake_esm(
+        self,
+        collection: str,
+        directory: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        latest: bool = True,
+    ) -> Path:
         """Write an intake-esm catalog (JSON + CSV) of a collection; return the JSON path."""
         from insitu.catalog.export import write_intake_esm
 
         coll = self.collection(collection)
-        return write_intake_esm(self.store, coll, self.template(coll.template), Path(directory),
-                                name=name or collection, latest=latest)
+        return write_intake_esm(
+            self.store,
+            coll,
+            self.template(coll.template),
+            Path(directory),
+            name=name or collection,
+            latest=latest,
+        )
 
 
-def open_dataset(dataset_id: str, *, time: slice | None = None,
-                 variables: Sequence[str] | None = None,
-                 catalog: Catalog | None = None) -> xr.Dataset:
+def open_dataset(
+    dataset_id: str,
+    *,
+    time: slice | None = None,
+    variables: Sequence[str] | None = None,
+    catalog: Catalog | None = None,
+) -> xr.Dataset:
     """Open one dataset of the default catalog (or ``catalog``) lazily; see
     :meth:`Catalog.open_dataset`."""
     if catalog is not None:

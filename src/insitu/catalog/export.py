@@ -16,8 +16,15 @@ __all__ = ["write_intake_esm"]
 _EXTRA = ("dataset_id", "version", "time_start", "time_end", "path")
 
 
-def write_intake_esm(store: CatalogStore, collection: Collection, template: Template,
-                     directory: Path, *, name: str, latest: bool = True) -> Path:
+def write_intake_esm(
+    store: CatalogStore,
+    collection: Collection,
+    template: Template,
+    directory: Path,
+    *,
+    name: str,
+    latest: bool = True,
+) -> Path:
     """Write ``NAME.json`` and ``NAME.csv`` into ``directory``; return the JSON path.
 
     One row per indexed file, with the template's facets as columns; with ``latest`` only
@@ -36,8 +43,13 @@ def write_intake_esm(store: CatalogStore, collection: Collection, template: Temp
             if not f.ok or f.dataset_id not in keep:
                 continue
             row = [f.facets.get(k, "") for k in facets]
-            row += [f.dataset_id, f.version or "", f.time_start or "", f.time_end or "",
-                    os.path.join(collection.root, f.path)]
+            row += [
+                f.dataset_id,
+                f.version or "",
+                f.time_start or "",
+                f.time_end or "",
+                os.path.join(collection.root, f.path),
+            ]
             writer.writerow(row)
     os.replace(tmp, csv_path)
     variable = next((f for f in ("variable_id", "variable") if f in template.facets), None)
@@ -46,15 +58,18 @@ def write_intake_esm(store: CatalogStore, collection: Collection, template: Temp
     if variable and variable not in groupby:
         aggregations.append({"type": "union", "attribute_name": variable})
     if "time_range" in template.facets:
-        aggregations.append({
-            "type": "join_existing", "attribute_name": "time_range",
-            "options": {"dim": "time", "coords": "minimal", "compat": "override"},
-        })
+        aggregations.append(
+            {
+                "type": "join_existing",
+                "attribute_name": "time_range",
+                "options": {"dim": "time", "coords": "minimal", "compat": "override"},
+            }
+        )
     spec = {
         "esmcat_version": "0.1.0",
         "id": name,
         "description": f"insitu collection {collection.name} ({collection.template}) "
-                       f"at {collection.root}",
+        f"at {collection.root}",
         "catalog_file": csv_path.name,
         "attributes": [{"column_name": c, "vocabulary": ""} for c in facets],
         "assets": {"column_name": "path", "format": "netcdf"},

@@ -13,9 +13,22 @@ __all__ = ["DATASET_ATTRS", "aggregate", "mark_latest"]
 
 # Global attributes a dataset record keeps (for display and free-text search).
 DATASET_ATTRS = (
-    "title", "institution", "source", "experiment", "frequency", "realm", "grid",
-    "nominal_resolution", "product", "Conventions", "license", "further_info_url",
-    "source_type", "project_id", "model_id", "comment",
+    "title",
+    "institution",
+    "source",
+    "experiment",
+    "frequency",
+    "realm",
+    "grid",
+    "nominal_resolution",
+    "product",
+    "Conventions",
+    "license",
+    "further_info_url",
+    "source_type",
+    "project_id",
+    "model_id",
+    "comment",
 )
 
 # File-level facets that say nothing about the dataset.
@@ -26,7 +39,8 @@ def aggregate(files: Iterable[FileRecord]) -> DatasetRecord:
     """The dataset record of a non-empty set of files that share a dataset id."""
     members = sorted(files, key=lambda f: f.path)
     first = members[0]
-    assert first.dataset_id is not None and first.master_id is not None
+    if first.dataset_id is None or first.master_id is None:
+        raise ValueError(f"{first.path} belongs to no dataset; only indexed files group")
     values: dict[str, dict[str, None]] = defaultdict(dict)
     variables: dict[str, VariableInfo] = {}
     for f in members:
@@ -40,8 +54,14 @@ def aggregate(files: Iterable[FileRecord]) -> DatasetRecord:
     end = max(timed, key=lambda f: f.tkey_end or 0) if timed else None
     boxes = [f.bbox for f in members if f.bbox]
     bbox = (
-        (min(b[0] for b in boxes), min(b[1] for b in boxes),
-         max(b[2] for b in boxes), max(b[3] for b in boxes)) if boxes else None
+        (
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        )
+        if boxes
+        else None
     )
     attrs = {k: first.global_attrs[k] for k in DATASET_ATTRS if k in first.global_attrs}
     return DatasetRecord(

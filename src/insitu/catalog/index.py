@@ -49,8 +49,9 @@ class _Postings:
         self.values = values
         self.lookup = {v: i for i, v in enumerate(values)}
         self.ds = np.fromiter((d for d, _ in pairs), dtype=np.int32, count=len(pairs))
-        self.codes = np.fromiter((self.lookup[v] for _, v in pairs), dtype=np.int32,
-                                 count=len(pairs))
+        self.codes = np.fromiter(
+            (self.lookup[v] for _, v in pairs), dtype=np.int32, count=len(pairs)
+        )
 
     def match(self, patterns: Sequence[str], n: int) -> npt.NDArray[np.bool_]:
         wanted: set[int] = set()
@@ -77,8 +78,12 @@ class _Postings:
 class SearchIndex:
     """Answers :class:`IndexQuery` over a fixed list of dataset records."""
 
-    def __init__(self, records: Sequence[DatasetRecord],
-                 templates: Mapping[str, Template], generation: int = -1) -> None:
+    def __init__(
+        self,
+        records: Sequence[DatasetRecord],
+        templates: Mapping[str, Template],
+        generation: int = -1,
+    ) -> None:
         self.records = list(records)
         self.generation = generation
         self.templates = dict(templates)
@@ -110,8 +115,11 @@ class SearchIndex:
             text_parts.append(_text(r))
         self.postings = {f: _Postings(p) for f, p in pairs.items()}
         self._text = "\x00".join(text_parts)
-        self._offsets = np.cumsum([0] + [len(t) + 1 for t in text_parts[:-1]]) if n else \
-            np.zeros(0, dtype=np.int64)
+        self._offsets = (
+            np.cumsum([0] + [len(t) + 1 for t in text_parts[:-1]])
+            if n
+            else np.zeros(0, dtype=np.int64)
+        )
         ids = np.array([r.dataset_id for r in self.records], dtype=object)
         self._id_rank = np.empty(n, dtype=np.int64)
         self._id_rank[np.argsort(ids, kind="stable")] = np.arange(n)
@@ -144,7 +152,7 @@ class SearchIndex:
             if codes is not None and code not in codes:
                 continue
             tpl = self.templates.get(coll)
-            for f in (tpl.facets if tpl else ()):
+            for f in tpl.facets if tpl else ():
                 if f in self.postings:
                     names[f] = None
         return list(names)
@@ -172,8 +180,11 @@ class SearchIndex:
         idx = idx[np.argsort(self._sort_key(q.sort.lstrip("-"))[idx], kind="stable")]
         if q.sort.startswith("-"):
             idx = idx[::-1]
-        names = list(q.count_facets) if q.count_facets is not None else self.facet_names(
-            self._coll_mask(q.collections))
+        names = (
+            list(q.count_facets)
+            if q.count_facets is not None
+            else self.facet_names(self._coll_mask(q.collections))
+        )
         counts = {}
         for name in names:
             for facet in self.resolve(name):
@@ -199,8 +210,10 @@ class SearchIndex:
             return self.tstart
         if key == "time_end":
             return self.tend
-        raise InvalidQuery(f"Cannot sort by {key!r}. Sort by one of {', '.join(_SORTS)}, "
-                           "with '-' in front for descending order.")
+        raise InvalidQuery(
+            f"Cannot sort by {key!r}. Sort by one of {', '.join(_SORTS)}, "
+            "with '-' in front for descending order."
+        )
 
     def _text_mask(self, text: str) -> npt.NDArray[np.bool_]:
         mask = np.ones(self.n, dtype=bool)

@@ -75,14 +75,24 @@ class VariableInfo:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the stores keep variables as JSON)."""
-        return {"name": self.name, "dims": list(self.dims), "shape": list(self.shape),
-                "dtype": self.dtype, "attrs": self.attrs}
+        return {
+            "name": self.name,
+            "dims": list(self.dims),
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "attrs": self.attrs,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VariableInfo:
         """Inverse of :meth:`to_json`."""
-        return cls(data["name"], tuple(data["dims"]), tuple(data["shape"]), data["dtype"],
-                   dict(data.get("attrs", {})))
+        return cls(
+            data["name"],
+            tuple(data["dims"]),
+            tuple(data["shape"]),
+            data["dtype"],
+            dict(data.get("attrs", {})),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +206,8 @@ class ScanReport:
         )
 
 
-def time_key(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
-             second: int = 0) -> int:
+def time_key(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> int:
     """Sortable integer ``YYYYMMDDhhmmss`` of a calendar date (any CF calendar)."""
     return ((((year * 100 + month) * 100 + day) * 100 + hour) * 100 + minute) * 100 + second

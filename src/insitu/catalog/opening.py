@@ -45,8 +45,9 @@ def read_raw(path: str, name: str) -> np.ndarray[Any, Any]:
         ) from exc
 
 
-def read_raw_time(path: str, name: str, units: str, to_units: str,
-                  calendar: str) -> np.ndarray[Any, Any]:
+def read_raw_time(
+    path: str, name: str, units: str, to_units: str, calendar: str
+) -> np.ndarray[Any, Any]:
     """Undecoded values of a time-like variable, re-encoded from ``units`` to ``to_units``.
 
     Files of one dataset may count time from different dates; their bounds must be put on
@@ -80,8 +81,11 @@ def open_files(
         raise DataError("No readable files in this dataset; see 'insitu catalog problems'.")
     if time is not None and any(f.tkey_start is not None for f in members):
         lo, hi = parse_time_range(time.start, time.stop)
-        members = [f for f in members if f.tkey_start is None
-                   or (f.tkey_start <= hi and (f.tkey_end or f.tkey_start) >= lo)]
+        members = [
+            f
+            for f in members
+            if f.tkey_start is None or (f.tkey_start <= hi and (f.tkey_end or f.tkey_start) >= lo)
+        ]
         if not members:
             raise InvalidQuery(
                 f"No file of dataset {files[0].dataset_id!r} overlaps time {time.start!r} to "
@@ -91,8 +95,10 @@ def open_files(
     for f in members:
         groups.setdefault(tuple(sorted(v.name for v in f.variables)), []).append(f)
     parts = [_open_group(g, root) for g in groups.values()]
-    ds = parts[0] if len(parts) == 1 else xr.merge(
-        parts, compat="override", join="outer", combine_attrs="override"
+    ds = (
+        parts[0]
+        if len(parts) == 1
+        else xr.merge(parts, compat="override", join="outer", combine_attrs="override")
     )
     if variables:
         missing = [v for v in variables if v not in ds.data_vars]
@@ -135,13 +141,25 @@ def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
                     if info.name == tdim:
                         data: Any = _time_values(files, var.dtype)
                     else:
-                        time_like = attrs.get("units", first.time_units if info.name ==
-                                              _bounds_of(first, tdim) else None)
-                        data = _lazy(files, root, info.name, info.dims, tdim, var.dtype,
-                                     time_like if isinstance(time_like, str)
-                                     and " since " in time_like else None)
-                elif int(np.prod(info.shape)) * var.dtype.itemsize <= _EAGER_LIMIT \
-                        or info.name in nc.dimensions:
+                        time_like = attrs.get(
+                            "units",
+                            first.time_units if info.name == _bounds_of(first, tdim) else None,
+                        )
+                        data = _lazy(
+                            files,
+                            root,
+                            info.name,
+                            info.dims,
+                            tdim,
+                            var.dtype,
+                            time_like
+                            if isinstance(time_like, str) and " since " in time_like
+                            else None,
+                        )
+                elif (
+                    int(np.prod(info.shape)) * var.dtype.itemsize <= _EAGER_LIMIT
+                    or info.name in nc.dimensions
+                ):
                     var.set_auto_maskandscale(False)
                     var.set_auto_chartostring(False)
                     data = np.asarray(var[...])
@@ -177,8 +195,15 @@ def _bounds_of(record: FileRecord, name: str) -> str | None:
     return None
 
 
-def _lazy(files: list[FileRecord], root: str, name: str, dims: tuple[str, ...],
-          tdim: str | None, dtype: np.dtype[Any], time_units: str | None = None) -> Any:
+def _lazy(
+    files: list[FileRecord],
+    root: str,
+    name: str,
+    dims: tuple[str, ...],
+    tdim: str | None,
+    dtype: np.dtype[Any],
+    time_units: str | None = None,
+) -> Any:
     """A Dask array of one variable over files, one chunk per file along ``tdim``.
 
     ``time_units`` (of the first file) marks a time-like variable: chunks of files that
@@ -203,12 +228,16 @@ def _lazy(files: list[FileRecord], root: str, name: str, dims: tuple[str, ...],
         path = os.path.join(root, f.path)
         if time_units is not None and f.time_units and f.time_units != files[0].time_units:
             own = next((v.attrs.get("units") for v in f.variables if v.name == name), None)
-            layer[(key, *block)] = (read_raw_time, path, name, own or f.time_units, time_units,
-                                    f.calendar or "standard")
+            layer[(key, *block)] = (
+                read_raw_time,
+                path,
+                name,
+                own or f.time_units,
+                time_units,
+                f.calendar or "standard",
+            )
         else:
             layer[(key, *block)] = (read_raw, path, name)
-    chunks = tuple(
-        tuple(lengths) if d == axis else (base[d],) for d in range(len(dims))
-    )
+    chunks = tuple(tuple(lengths) if d == axis else (base[d],) for d in range(len(dims)))
     graph = HighLevelGraph.from_collections(key, layer, dependencies=())
-    return Array(graph, key, chunks, dtype=dtype)
+    return Array(graph, key, chunks, dtype=dtype)  # type: ignore[no-untyped-call]

@@ -61,8 +61,12 @@ def scan_collection(
     affected: set[str] = set()
     for entry, parsed in chosen:
         state = known.get(entry.relpath)
-        if state is not None and state.size == entry.size and state.mtime_ns == entry.mtime_ns \
-                and state.status not in _RETRY:
+        if (
+            state is not None
+            and state.size == entry.size
+            and state.mtime_ns == entry.mtime_ns
+            and state.status not in _RETRY
+        ):
             report.unchanged += 1
             continue
         if state is None:
@@ -72,8 +76,16 @@ def scan_collection(
             if state.dataset_id:
                 affected.add(state.dataset_id)
         if isinstance(parsed, str):
-            records.append(FileRecord(collection.name, entry.relpath, entry.size,
-                                      entry.mtime_ns, FileStatus.BAD_PATH, parsed))
+            records.append(
+                FileRecord(
+                    collection.name,
+                    entry.relpath,
+                    entry.size,
+                    entry.mtime_ns,
+                    FileStatus.BAD_PATH,
+                    parsed,
+                )
+            )
         else:
             to_read.append((entry, parsed))
     for p in walk_problems:
@@ -94,8 +106,13 @@ def scan_collection(
             affected.add(rec.dataset_id)
 
     datasets, gone = _regroup(store, collection.name, affected, records, removed)
-    store.write(collection.name, files=records, removed_paths=removed,
-                datasets=datasets, removed_datasets=gone)
+    store.write(
+        collection.name,
+        files=records,
+        removed_paths=removed,
+        datasets=datasets,
+        removed_datasets=gone,
+    )
     for rec in store.files(collection.name, problems_only=True):
         if not rec.ok:
             report.problems[rec.status.value] = report.problems.get(rec.status.value, 0) + 1
@@ -120,8 +137,14 @@ def _choose_paths(
     aliases = 0
     for group in by_identity.values():
         if len(group) > 1:
-            group.sort(key=lambda item: (isinstance(item[1], str), item[0].via_link,
-                                         len(item[0].relpath), item[0].relpath))
+            group.sort(
+                key=lambda item: (
+                    isinstance(item[1], str),
+                    item[0].via_link,
+                    len(item[0].relpath),
+                    item[0].relpath,
+                )
+            )
             aliases += len(group) - 1
         chosen.append(group[0])
     return chosen, aliases
@@ -135,8 +158,14 @@ def _read_all(
         return
     from tqdm import tqdm
 
-    bar = tqdm(total=len(items), unit="file", desc="reading headers", disable=not progress,
-               smoothing=0.1, mininterval=0.5)
+    bar = tqdm(
+        total=len(items),
+        unit="file",
+        desc="reading headers",
+        disable=not progress,
+        smoothing=0.1,
+        mininterval=0.5,
+    )
     batches = [items[i : i + _BATCH] for i in range(0, len(items), _BATCH)]
     jobs = [[(e.relpath, os.path.join(root, e.relpath)) for e, _ in b] for b in batches]
     try:
@@ -163,27 +192,47 @@ def _pair(
         yield entry, parsed, result
 
 
-def _file_record(collection: str, entry: Entry, parsed: ParsedPath,
-                 result: HeaderResult) -> FileRecord:
+def _file_record(
+    collection: str, entry: Entry, parsed: ParsedPath, result: HeaderResult
+) -> FileRecord:
     _, status, reason, header = result
     if header is None:
-        return FileRecord(collection, entry.relpath, entry.size, entry.mtime_ns, status, reason,
-                          facets=parsed.facets)
+        return FileRecord(
+            collection,
+            entry.relpath,
+            entry.size,
+            entry.mtime_ns,
+            status,
+            reason,
+            facets=parsed.facets,
+        )
     h: dict[str, Any] = header
     ok = status is FileStatus.OK
     bbox = h.get("bbox")
     return FileRecord(
-        collection=collection, path=entry.relpath, size=entry.size, mtime_ns=entry.mtime_ns,
-        status=status, reason=reason,
+        collection=collection,
+        path=entry.relpath,
+        size=entry.size,
+        mtime_ns=entry.mtime_ns,
+        status=status,
+        reason=reason,
         dataset_id=parsed.dataset_id if ok else None,
         master_id=parsed.master_id if ok else None,
-        version=parsed.version, facets=parsed.facets, data_model=h["data_model"],
-        dims=h["dims"], variables=tuple(VariableInfo.from_json(v) for v in h["variables"]),
-        global_attrs=h["global_attrs"], time_var=h.get("time_var"),
-        time_units=h.get("time_units"), calendar=h.get("calendar"),
-        time_start=h.get("time_start"), time_end=h.get("time_end"),
-        tkey_start=h.get("tkey_start"), tkey_end=h.get("tkey_end"),
-        n_times=h.get("n_times", 0), time_values=h.get("time_values"),
+        version=parsed.version,
+        facets=parsed.facets,
+        data_model=h["data_model"],
+        dims=h["dims"],
+        variables=tuple(VariableInfo.from_json(v) for v in h["variables"]),
+        global_attrs=h["global_attrs"],
+        time_var=h.get("time_var"),
+        time_units=h.get("time_units"),
+        calendar=h.get("calendar"),
+        time_start=h.get("time_start"),
+        time_end=h.get("time_end"),
+        tkey_start=h.get("tkey_start"),
+        tkey_end=h.get("tkey_end"),
+        n_times=h.get("n_times", 0),
+        time_values=h.get("time_values"),
         bbox=(bbox[0], bbox[1], bbox[2], bbox[3]) if bbox else None,
     )
 
@@ -214,7 +263,8 @@ def _regroup(
     versions = {ds: d for ds, d in previous.items() if ds not in gone}
     versions.update(fresh)
     out = [
-        d for d in mark_latest(versions.values())
+        d
+        for d in mark_latest(versions.values())
         if d.dataset_id in fresh or d.latest != previous[d.dataset_id].latest
     ]
     return out, gone

@@ -27,8 +27,14 @@ def _bound(value: Any, end: bool) -> int:
     if value is None or value == "":
         return (10**6 - 1) * 10**10 if end else -(10**6 - 1) * 10**10
     if isinstance(value, datetime | date) or hasattr(value, "calendar"):
-        return time_key(value.year, value.month, value.day, getattr(value, "hour", 0),
-                        getattr(value, "minute", 0), getattr(value, "second", 0))
+        return time_key(
+            value.year,
+            value.month,
+            value.day,
+            getattr(value, "hour", 0),
+            getattr(value, "minute", 0),
+            getattr(value, "second", 0),
+        )
     m = _DATE.match(str(value))
     if not m:
         raise InvalidQuery(

@@ -259,8 +259,16 @@ BUILTIN_TEMPLATES: dict[str, Template] = {
         filename="{variable:[^_/]+}_{cmor_table:[^_/]+}_{model:[^_/]+}_{experiment:[^_/]+}_"
         f"{{ensemble:[^_/]+}}[_{_TIME_RANGE}].nc",
         dataset_facets=(
-            "activity", "product", "institute", "model", "experiment", "time_frequency",
-            "modeling_realm", "cmor_table", "ensemble", "version",
+            "activity",
+            "product",
+            "institute",
+            "model",
+            "experiment",
+            "time_frequency",
+            "modeling_realm",
+            "cmor_table",
+            "ensemble",
+            "version",
         ),
         aliases=_CMIP5_ALIASES,
     ),

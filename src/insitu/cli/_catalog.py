@@ -17,7 +17,7 @@ from insitu.settings import Settings
 if TYPE_CHECKING:
     from insitu.catalog import Catalog
 
-__all__ = ["catalog_group", "demo_command", "demo_archive_root"]
+__all__ = ["catalog_group", "demo_archive_root", "demo_command"]
 
 
 def _open(settings: Settings) -> Catalog:
@@ -35,12 +35,12 @@ def _size(n: float) -> str:
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-              for r in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
 
 
@@ -52,13 +52,16 @@ def catalog_group() -> None:
 @catalog_group.command("add")
 @click.argument("name")
 @click.argument("root", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--template", default="cmip6", show_default=True,
-              help="Path template: cmip6, cmip5 or one defined in the settings file.")
+@click.option(
+    "--template",
+    default="cmip6",
+    show_default=True,
+    help="Path template: cmip6, cmip5 or one defined in the settings file.",
+)
 @click.option("--public", is_flag=True, help="Readable without a token in the data service.")
 @click.option("--scan/--no-scan", default=False, help="Scan the collection right away.")
 @click.pass_obj
-def add(settings: Settings, name: str, root: Path, template: str, public: bool,
-        scan: bool) -> None:
+def add(settings: Settings, name: str, root: Path, template: str, public: bool, scan: bool) -> None:
     """Register the archive at ROOT as collection NAME."""
     with _open(settings) as cat:
         coll = cat.add_collection(name, root, template=template, public=public)
@@ -100,29 +103,57 @@ def list_cmd(settings: Settings, as_json: bool) -> None:
         stats = cat.stats()
         colls = cat.collections()
     if as_json:
-        click.echo(json.dumps([{
-            "name": c.name, "root": c.root, "template": c.template, "public": c.public,
-            **dataclasses.asdict(stats[c.name]),
-        } for c in colls], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": c.name,
+                        "root": c.root,
+                        "template": c.template,
+                        "public": c.public,
+                        **dataclasses.asdict(stats[c.name]),
+                    }
+                    for c in colls
+                ],
+                indent=2,
+            )
+        )
         return
     if not colls:
         click.echo("No collections yet. Add one with: insitu catalog add NAME ROOT")
         return
-    rows = [[c.name, c.template, str(stats[c.name].datasets), str(stats[c.name].files),
-             str(stats[c.name].problems), _size(stats[c.name].size), c.root] for c in colls]
-    click.echo(_table(rows, ["name", "template", "datasets", "files", "problems", "size",
-                             "root"]))
+    rows = [
+        [
+            c.name,
+            c.template,
+            str(stats[c.name].datasets),
+            str(stats[c.name].files),
+            str(stats[c.name].problems),
+            _size(stats[c.name].size),
+            c.root,
+        ]
+        for c in colls
+    ]
+    click.echo(_table(rows, ["name", "template", "datasets", "files", "problems", "size", "root"]))
 
 
 @catalog_group.command("scan")
 @click.argument("names", nargs=-1)
-@click.option("--workers", type=int, default=None,
-              help="Header-reading processes (default: settings, all cores).")
-@click.option("--progress/--no-progress", default=None,
-              help="Show a progress bar (default: when stderr is a terminal).")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Header-reading processes (default: settings, all cores).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress bar (default: when stderr is a terminal).",
+)
 @click.pass_obj
-def scan(settings: Settings, names: tuple[str, ...], workers: int | None,
-         progress: bool | None) -> None:
+def scan(
+    settings: Settings, names: tuple[str, ...], workers: int | None, progress: bool | None
+) -> None:
     """Scan collections NAMES (all if none): new files are read, vanished ones dropped."""
     show = sys.stderr.isatty() if progress is None else progress
     with _open(settings) as cat:
@@ -148,22 +179,41 @@ def _constraints(args: tuple[str, ...]) -> dict[str, list[str]]:
 @catalog_group.command("search")
 @click.argument("terms", nargs=-1)
 @click.option("-q", "--text", default=None, help="Free text in ids, variable names, attributes.")
-@click.option("--time", "time_range", default=None, metavar="START/END",
-              help="Overlap with a time range, e.g. 1990/1999-06 (either side may be empty).")
+@click.option(
+    "--time",
+    "time_range",
+    default=None,
+    metavar="START/END",
+    help="Overlap with a time range, e.g. 1990/1999-06 (either side may be empty).",
+)
 @click.option("--bbox", default=None, metavar="W,S,E,N", help="Overlap with a lon/lat box.")
 @click.option("--collection", default=None, help="Only this collection.")
 @click.option("--all-versions", is_flag=True, help="Include datasets that are not the latest.")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--sort", default="dataset_id", show_default=True,
-              help="dataset_id, version, size, n_files, time_start or time_end; '-' descends.")
+@click.option(
+    "--sort",
+    default="dataset_id",
+    show_default=True,
+    help="dataset_id, version, size, n_files, time_start or time_end; '-' descends.",
+)
 @click.option("--facets", "show_facets", is_flag=True, help="Print facet value counts too.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"total": N, "results": [...]}.')
 @click.pass_obj
-def search(settings: Settings, terms: tuple[str, ...], text: str | None,
-           time_range: str | None, bbox: str | None, collection: str | None,
-           all_versions: bool, limit: int, offset: int, sort: str, show_facets: bool,
-           as_json: bool) -> None:
+def search(
+    settings: Settings,
+    terms: tuple[str, ...],
+    text: str | None,
+    time_range: str | None,
+    bbox: str | None,
+    collection: str | None,
+    all_versions: bool,
+    limit: int,
+    offset: int,
+    sort: str,
+    show_facets: bool,
+    as_json: bool,
+) -> None:
     """Search datasets: TERMS are FACET=VALUE (e.g. source_id=MIROC6 variable_id=ta)."""
     time = None
     if time_range is not None:
@@ -172,15 +222,29 @@ def search(settings: Settings, terms: tuple[str, ...], text: str | None,
             start, end = time_range, time_range
         time = (start or None, end or None)
     with _open(settings) as cat:
-        result = cat.search(text, time=time, bbox=bbox, collection=collection,
-                            latest=not all_versions, limit=limit, offset=offset, sort=sort,
-                            **_constraints(terms))
+        result = cat.search(
+            text,
+            time=time,
+            bbox=bbox,
+            collection=collection,
+            latest=not all_versions,
+            limit=limit,
+            offset=offset,
+            sort=sort,
+            **_constraints(terms),
+        )
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
-    rows = [[r.dataset_id, str(r.n_files), _size(r.size),
-             f"{(r.time_start or '')[:10]} .. {(r.time_end or '')[:10]}" if r.time_start else "-"]
-            for r in result]
+    rows = [
+        [
+            r.dataset_id,
+            str(r.n_files),
+            _size(r.size),
+            f"{(r.time_start or '')[:10]} .. {(r.time_end or '')[:10]}" if r.time_start else "-",
+        ]
+        for r in result
+    ]
     if rows:
         click.echo(_table(rows, ["dataset", "files", "size", "time"]))
     shown = f"{offset + 1}-{offset + len(rows)}" if rows else "none"
@@ -202,11 +266,19 @@ def show(settings: Settings, dataset_id: str, as_json: bool) -> None:
         record = cat.dataset(dataset_id)
         files = cat.files(dataset_id)
     data: dict[str, Any] = record.summary()
-    data["files"] = [{"path": f.path, "size": f.size, "time_start": f.time_start,
-                      "time_end": f.time_end} for f in files]
-    data["variables"] = [{"name": v.name, "dims": list(v.dims),
-                          "units": v.attrs.get("units"),
-                          "long_name": v.attrs.get("long_name")} for v in record.variables]
+    data["files"] = [
+        {"path": f.path, "size": f.size, "time_start": f.time_start, "time_end": f.time_end}
+        for f in files
+    ]
+    data["variables"] = [
+        {
+            "name": v.name,
+            "dims": list(v.dims),
+            "units": v.attrs.get("units"),
+            "long_name": v.attrs.get("long_name"),
+        }
+        for v in record.variables
+    ]
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -216,8 +288,10 @@ def show(settings: Settings, dataset_id: str, as_json: bool) -> None:
     click.echo(f"  time: {record.time_start} .. {record.time_end} ({record.calendar})")
     click.echo("  variables:")
     for v in data["variables"]:
-        click.echo(f"    {v['name']}({', '.join(v['dims'])}) [{v['units'] or ''}] "
-                   f"{v['long_name'] or ''}".rstrip())
+        click.echo(
+            f"    {v['name']}({', '.join(v['dims'])}) [{v['units'] or ''}] "
+            f"{v['long_name'] or ''}".rstrip()
+        )
     click.echo(f"  files ({len(files)}, {_size(record.size)}):")
     for f in files:
         click.echo(f"    {f.path}")
@@ -232,26 +306,46 @@ def problems(settings: Settings, name: str | None, as_json: bool) -> None:
     with _open(settings) as cat:
         found = cat.problems(name)
     if as_json:
-        click.echo(json.dumps([{"collection": f.collection, "path": f.path,
-                                "status": f.status.value, "reason": f.reason} for f in found],
-                              indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "collection": f.collection,
+                        "path": f.path,
+                        "status": f.status.value,
+                        "reason": f.reason,
+                    }
+                    for f in found
+                ],
+                indent=2,
+            )
+        )
         return
     errors = [f for f in found if not f.ok]
     notes = [f for f in found if f.ok]
     for f in errors:
         click.echo(f"{f.status.value:<13} {f.collection}/{f.path}\n              {f.reason}")
     if notes:
-        click.echo(f"{len(notes)} files indexed with a note (e.g. {notes[0].path}: "
-                   f"{notes[0].reason}); --json lists them all.")
+        click.echo(
+            f"{len(notes)} files indexed with a note (e.g. {notes[0].path}: "
+            f"{notes[0].reason}); --json lists them all."
+        )
     click.echo(f"{len(errors)} problems.")
 
 
 @catalog_group.command("export")
 @click.argument("name")
-@click.option("--format", "fmt", type=click.Choice(["intake-esm"]), default="intake-esm",
-              show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("."), show_default=True, help="Directory to write into.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["intake-esm"]), default="intake-esm", show_default=True
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Directory to write into.",
+)
 @click.option("--all-versions", is_flag=True, help="List every version, not only the latest.")
 @click.pass_obj
 def export(settings: Settings, name: str, fmt: str, out_dir: Path, all_versions: bool) -> None:

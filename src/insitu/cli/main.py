@@ -31,8 +31,13 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              envvar="INSITU_CONFIG", help="TOML settings file (default ~/.config/insitu/insitu.toml).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="INSITU_CONFIG",
+    help="TOML settings file (default ~/.config/insitu/insitu.toml).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 @click.version_option(__version__, prog_name="insitu")
 @click.pass_context
@@ -60,8 +65,9 @@ def config_show(settings: Settings) -> None:
     """Print the settings in effect as JSON (passwords redacted)."""
     data = settings.redacted()
     data["catalog"]["uri_in_effect"] = Settings.redacted(
-        settings.model_copy(update={"catalog": settings.catalog.model_copy(
-            update={"uri": settings.catalog_uri})})
+        settings.model_copy(
+            update={"catalog": settings.catalog.model_copy(update={"uri": settings.catalog_uri})}
+        )
     )["catalog"]["uri"]
     click.echo(json.dumps(data, indent=2, default=str))
 

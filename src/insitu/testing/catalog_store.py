@@ -34,16 +34,38 @@ __all__ = ["CatalogStoreTests", "sample_dataset", "sample_file"]
 def sample_file(path: str = "a/v1/x_1.nc", dataset: str = "a.v1", **kw: object) -> FileRecord:
     """A fully populated file record for store tests."""
     base = FileRecord(
-        collection="c", path=path, size=1234, mtime_ns=1_700_000_000_123_456_789,
-        status=FileStatus.OK, reason="", dataset_id=dataset, master_id=dataset.rsplit(".", 1)[0],
-        version=dataset.rsplit(".", 1)[-1], facets={"model": "M", "version": "v1"},
-        data_model="NETCDF4", dims={"time": 2, "lat": 3},
-        variables=(VariableInfo("tas", ("time", "lat"), (2, 3), "float32",
-                                {"units": "K", "_FillValue": float("nan"), "scale": [1, 2]}),),
-        global_attrs={"title": "t", "n": 3, "f": 1.5}, time_var="time",
-        time_units="days since 1850-01-01", calendar="noleap", time_start="1850-01-16T12:00:00",
-        time_end="1850-02-15T00:00:00", tkey_start=18500116120000, tkey_end=18500215000000,
-        n_times=2, time_values=b"\x00" * 8 + b"\x01" * 8, bbox=(-180.0, -90.0, 180.0, 90.0),
+        collection="c",
+        path=path,
+        size=1234,
+        mtime_ns=1_700_000_000_123_456_789,
+        status=FileStatus.OK,
+        reason="",
+        dataset_id=dataset,
+        master_id=dataset.rsplit(".", 1)[0],
+        version=dataset.rsplit(".", 1)[-1],
+        facets={"model": "M", "version": "v1"},
+        data_model="NETCDF4",
+        dims={"time": 2, "lat": 3},
+        variables=(
+            VariableInfo(
+                "tas",
+                ("time", "lat"),
+                (2, 3),
+                "float32",
+                {"units": "K", "_FillValue": float("nan"), "scale": [1, 2]},
+            ),
+        ),
+        global_attrs={"title": "t", "n": 3, "f": 1.5},
+        time_var="time",
+        time_units="days since 1850-01-01",
+        calendar="noleap",
+        time_start="1850-01-16T12:00:00",
+        time_end="1850-02-15T00:00:00",
+        tkey_start=18500116120000,
+        tkey_end=18500215000000,
+        n_times=2,
+        time_values=b"\x00" * 8 + b"\x01" * 8,
+        bbox=(-180.0, -90.0, 180.0, 90.0),
     )
     return replace(base, **kw)  # type: ignore[arg-type]
 
@@ -51,12 +73,21 @@ def sample_file(path: str = "a/v1/x_1.nc", dataset: str = "a.v1", **kw: object) 
 def sample_dataset(dataset: str = "a.v1", latest: bool = True, **kw: object) -> DatasetRecord:
     """A fully populated dataset record for store tests."""
     base = DatasetRecord(
-        dataset_id=dataset, collection="c", master_id=dataset.rsplit(".", 1)[0],
-        version=dataset.rsplit(".", 1)[-1], latest=latest,
-        facets={"model": ["M"], "variable": ["tas", "pr"]}, n_files=1, size=1234,
+        dataset_id=dataset,
+        collection="c",
+        master_id=dataset.rsplit(".", 1)[0],
+        version=dataset.rsplit(".", 1)[-1],
+        latest=latest,
+        facets={"model": ["M"], "variable": ["tas", "pr"]},
+        n_files=1,
+        size=1234,
         variables=(VariableInfo("tas", ("time",), (2,), "float32", {"units": "K"}),),
-        attrs={"title": "t"}, calendar="noleap", time_start="1850-01-16T12:00:00",
-        time_end="1850-02-15T00:00:00", tkey_start=18500116120000, tkey_end=18500215000000,
+        attrs={"title": "t"},
+        calendar="noleap",
+        time_start="1850-01-16T12:00:00",
+        time_end="1850-02-15T00:00:00",
+        tkey_start=18500116120000,
+        tkey_end=18500215000000,
         bbox=(0.0, -10.0, 10.0, 10.0),
     )
     return replace(base, **kw)  # type: ignore[arg-type]
@@ -81,7 +112,8 @@ class CatalogStoreTests:
         store.add_collection(Collection("b", "/data/b", "cmip5", public=True))
         store.add_collection(Collection("a", "/data/a", "cmip6"))
         assert store.collections() == [
-            Collection("a", "/data/a", "cmip6", False), Collection("b", "/data/b", "cmip5", True)
+            Collection("a", "/data/a", "cmip6", False),
+            Collection("b", "/data/b", "cmip5", True),
         ]
 
     def test_duplicate_collection_is_refused(self, with_collection: CatalogStore) -> None:
@@ -113,8 +145,7 @@ class CatalogStoreTests:
         assert got == replace(f, variables=(expected_var,))
 
     def test_file_states(self, with_collection: CatalogStore) -> None:
-        bad = sample_file("b.nc", status=FileStatus.UNREADABLE, reason="corrupt",
-                          dataset_id=None)
+        bad = sample_file("b.nc", status=FileStatus.UNREADABLE, reason="corrupt", dataset_id=None)
         with_collection.write("c", files=[sample_file(), bad])
         states = with_collection.file_states("c")
         assert states["a/v1/x_1.nc"].size == 1234
@@ -130,24 +161,38 @@ class CatalogStoreTests:
         assert [(f.path, f.size) for f in files] == [("x.nc", 99)]
 
     def test_problems_only(self, with_collection: CatalogStore) -> None:
-        with_collection.write("c", files=[
-            sample_file("ok.nc"),
-            sample_file("note.nc", reason="no time axis"),
-            sample_file("bad.nc", status=FileStatus.BAD_PATH, reason="depth", dataset_id=None),
-        ])
+        with_collection.write(
+            "c",
+            files=[
+                sample_file("ok.nc"),
+                sample_file("note.nc", reason="no time axis"),
+                sample_file("bad.nc", status=FileStatus.BAD_PATH, reason="depth", dataset_id=None),
+            ],
+        )
         got = {f.path for f in with_collection.files("c", problems_only=True)}
         assert got == {"note.nc", "bad.nc"}
 
     def test_files_by_dataset(self, with_collection: CatalogStore) -> None:
-        with_collection.write("c", files=[sample_file("1.nc", "a.v1"), sample_file("2.nc", "b.v1"),
-                                          sample_file("3.nc", "a.v1")])
+        with_collection.write(
+            "c",
+            files=[
+                sample_file("1.nc", "a.v1"),
+                sample_file("2.nc", "b.v1"),
+                sample_file("3.nc", "a.v1"),
+            ],
+        )
         got = with_collection.files("c", dataset_ids=["a.v1"])
         assert [f.path for f in got] == ["1.nc", "3.nc"]
 
     def test_datasets_filters(self, with_collection: CatalogStore) -> None:
-        with_collection.write("c", datasets=[
-            sample_dataset("a.v1", latest=False), sample_dataset("a.v2"), sample_dataset("b.v1"),
-        ])
+        with_collection.write(
+            "c",
+            datasets=[
+                sample_dataset("a.v1", latest=False),
+                sample_dataset("a.v2"),
+                sample_dataset("b.v1"),
+            ],
+        )
         assert [d.dataset_id for d in with_collection.datasets()] == ["a.v1", "a.v2", "b.v1"]
         assert [d.dataset_id for d in with_collection.datasets(dataset_ids=["b.v1"])] == ["b.v1"]
         got = with_collection.datasets("c", master_ids=["a"])
@@ -161,8 +206,9 @@ class CatalogStoreTests:
 
     def test_write_replaces_datasets(self, with_collection: CatalogStore) -> None:
         with_collection.write("c", datasets=[sample_dataset("a.v1"), sample_dataset("b.v1")])
-        with_collection.write("c", datasets=[sample_dataset("a.v1", n_files=7)],
-                              removed_datasets=["b.v1"])
+        with_collection.write(
+            "c", datasets=[sample_dataset("a.v1", n_files=7)], removed_datasets=["b.v1"]
+        )
         assert [(d.dataset_id, d.n_files) for d in with_collection.datasets()] == [("a.v1", 7)]
 
     def test_generation_grows_with_every_write(self, with_collection: CatalogStore) -> None:
@@ -175,10 +221,14 @@ class CatalogStoreTests:
     def test_stats(self, with_collection: CatalogStore) -> None:
         with_collection.write(
             "c",
-            files=[sample_file("1.nc"), sample_file("2.nc", status=FileStatus.DENIED,
-                                                    dataset_id=None)],
-            datasets=[sample_dataset("a.v1", latest=False, size=10),
-                      sample_dataset("a.v2", size=5)],
+            files=[
+                sample_file("1.nc"),
+                sample_file("2.nc", status=FileStatus.DENIED, dataset_id=None),
+            ],
+            datasets=[
+                sample_dataset("a.v1", latest=False, size=10),
+                sample_dataset("a.v2", size=5),
+            ],
         )
         s = with_collection.stats()["c"]
         assert (s.files, s.problems, s.datasets, s.latest_datasets, s.size) == (2, 1, 2, 1, 15)
