@@ -72,3 +72,15 @@ def test_latest_version_moves(store_uri: str, archive: Path) -> None:
     assert report.removed == 1
     assert _versions(cat) == {"v20190311": True, "v9": False, "v10": False}
     assert f"{MASTER}.v20200101" not in cat.search(latest=False).all_ids
+
+
+def test_missing_root_changes_nothing(store_uri: str, archive: Path, tmp_path: Path) -> None:
+    from insitu.errors import DataError
+
+    cat = Catalog(store_uri)
+    cat.add_collection("a", archive)
+    cat.scan(workers=1)
+    archive.rename(tmp_path / "unmounted")
+    with pytest.raises(DataError, match="is missing or unreadable; is its storage mounted"):
+        cat.scan(workers=1)
+    assert cat.search(model="MIROC6").total == 1

@@ -29,6 +29,7 @@ from insitu.catalog.models import (
 from insitu.catalog.store import CatalogStore
 from insitu.catalog.templates import ParsedPath, Template
 from insitu.catalog.walk import Entry, walk_archive
+from insitu.errors import DataError
 
 __all__ = ["scan_collection"]
 
@@ -51,6 +52,13 @@ def scan_collection(
     t0 = time.perf_counter()
     report = ScanReport(collection.name)
     root = os.path.abspath(os.path.expanduser(collection.root))
+    if not os.path.isdir(root) or not os.access(root, os.R_OK | os.X_OK):
+        # An unmounted file system must not look like an archive whose files all vanished.
+        raise DataError(
+            f"Archive root {root} of collection {collection.name!r} is missing or unreadable; "
+            "is its storage mounted? Nothing in the catalog was changed. Mount it and scan "
+            f"again, or 'insitu catalog remove {collection.name}' if it is gone for good."
+        )
     entries, walk_problems = walk_archive(root)
     chosen, report.aliases = _choose_paths(entries, template)
     report.seen = len(chosen) + len(walk_problems)

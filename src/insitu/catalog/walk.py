@@ -3,8 +3,9 @@
 Symbolic links to directories are followed (sites link parts of an archive in), but a link
 back into its own ancestry is a loop and is reported, not followed. Files reached by
 several paths (ESGF ``latest`` links, ``files/`` trees) share one identity (device, inode),
-so the scan can keep one path per file. Nothing here raises for a bad entry: each becomes a
-:class:`WalkProblem`.
+so the scan can keep one path per file; a bad entry reached by several paths (a broken
+link inside a directory that ``latest`` points to) is reported once, under its most direct
+path. Nothing here raises for a bad entry: each becomes a :class:`WalkProblem`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from insitu.catalog.models import FileStatus
 
 __all__ = ["Entry", "WalkProblem", "display_name", "walk_archive"]
 
+Identity = tuple[int, int]  # (device, inode)
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -26,7 +29,7 @@ class Entry:
     relpath: str
     size: int
     mtime_ns: int
-    identity: tuple[int, int]
+    identity: Identity
     via_link: bool
 
 
@@ -52,67 +55,126 @@ def _valid(name: str) -> bool:
     return True
 
 
+def _own_identity(entry: os.DirEntry[str]) -> Identity | None:
+    """Identity of the entry itself (of a link, not of its target), or None if it vanished."""
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class _Problems:
+    """Problems met on the walk, one per bad entry however many paths reach it."""
+
+    def __init__(self) -> None:
+        self._by_identity: dict[Identity, tuple[tuple[bool, int, str], WalkProblem]] = {}
+        self._other: list[WalkProblem] = []
+
+    def add(self, problem: WalkProblem, identity: Identity | None, via_link: bool) -> None:
+        """Keep ``problem``, unless the same entry was already met by a more direct path."""
+        if identity is None:
+            self._other.append(problem)
+            return
+        rank = (via_link, len(problem.relpath), problem.relpath)
+        kept = self._by_identity.get(identity)
+        if kept is None or rank < kept[0]:
+            self._by_identity[identity] = (rank, problem)
+
+    def all(self) -> list[WalkProblem]:
+        """Every problem kept, sorted by path."""
+        found = self._other + [p for _, p in self._by_identity.values()]
+        return sorted(found, key=lambda p: p.relpath)
+
+
 def walk_archive(root: str) -> tuple[list[Entry], list[WalkProblem]]:
     """Every regular file below ``root`` and every problem met on the way."""
     entries: list[Entry] = []
-    problems: list[WalkProblem] = []
+    problems = _Problems()
     try:
         top = os.stat(root)
     except OSError as exc:
-        problems.append(WalkProblem(".", FileStatus.DENIED, f"cannot read the root: {exc}"))
-        return entries, problems
-    # (absolute dir, relative prefix, identities of the dir and its ancestors, reached by link)
-    stack: list[tuple[str, str, frozenset[tuple[int, int]], bool]] = [
-        (root, "", frozenset({(top.st_dev, top.st_ino)}), False)
+        status = FileStatus.DENIED if exc.errno == errno.EACCES else FileStatus.UNREADABLE
+        problems.add(WalkProblem(".", status, f"cannot read the archive root {root!r}: "
+                                 f"{exc.strerror}; check that it exists and is mounted"),
+                     None, False)
+        return entries, problems.all()
+    top_id = (top.st_dev, top.st_ino)
+    # (absolute dir, relative prefix, its identity, identities of it and its ancestors,
+    #  reached by link)
+    stack: list[tuple[str, str, Identity, frozenset[Identity], bool]] = [
+        (root, "", top_id, frozenset({top_id}), False)
     ]
     while stack:
-        abs_dir, prefix, ancestors, linked = stack.pop()
+        abs_dir, prefix, dir_id, ancestors, linked = stack.pop()
+        here = prefix.rstrip("/") or "."
         try:
             with os.scandir(abs_dir) as it:
                 children = list(it)
         except PermissionError:
-            problems.append(WalkProblem(prefix.rstrip("/") or ".", FileStatus.DENIED,
-                                        "permission denied: cannot list this directory"))
+            problems.add(WalkProblem(here, FileStatus.DENIED,
+                                     "permission denied: cannot list this directory; give the "
+                                     "scanning user read and execute permission on it"),
+                         dir_id, linked)
             continue
         except OSError as exc:
-            problems.append(WalkProblem(prefix.rstrip("/") or ".", FileStatus.UNREADABLE,
-                                        f"cannot list this directory: {exc.strerror}"))
+            problems.add(WalkProblem(here, FileStatus.UNREADABLE,
+                                     f"cannot list this directory: {exc.strerror}"),
+                         dir_id, linked)
             continue
         for child in children:
             name = child.name
             if name.startswith("."):
                 continue  # hidden files and transfer leftovers (.file.nc.part)
             rel = prefix + name
-            if not _valid(name):
-                problems.append(WalkProblem(
-                    prefix + display_name(name), FileStatus.BAD_NAME,
-                    "file name is not valid UTF-8; rename it"))
-                continue
             is_link = child.is_symlink()
+            via_link = linked or is_link
+            if not _valid(name):
+                kind = "directory" if child.is_dir() else "file"
+                problems.add(WalkProblem(
+                    prefix + display_name(name), FileStatus.BAD_NAME,
+                    f"{kind} name is not valid UTF-8 (undecodable bytes shown as \\xNN); "
+                    "rename it"), _own_identity(child), via_link)
+                continue
             try:
                 st = child.stat()  # follows links
             except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    problems.append(WalkProblem(rel, FileStatus.LOOP,
-                                                "symbolic link loop: the link resolves to itself"))
-                elif exc.errno == errno.ENOENT and is_link:
-                    target = os.readlink(child.path)
-                    problems.append(WalkProblem(rel, FileStatus.BROKEN_LINK,
-                                                f"broken symbolic link to {target!r}"))
-                elif exc.errno == errno.EACCES:
-                    problems.append(WalkProblem(rel, FileStatus.DENIED, "permission denied"))
-                else:
-                    problems.append(WalkProblem(rel, FileStatus.UNREADABLE, str(exc)))
+                problems.add(_stat_problem(rel, child, is_link, exc), _own_identity(child),
+                             via_link)
                 continue
             if stat.S_ISDIR(st.st_mode):
                 ident = (st.st_dev, st.st_ino)
                 if ident in ancestors:
-                    problems.append(WalkProblem(
+                    problems.add(WalkProblem(
                         rel, FileStatus.LOOP,
-                        "symbolic link loop: this directory links back to one of its parents"))
+                        "symbolic link loop: this directory links back to one of its parents; "
+                        "remove the link"), _own_identity(child), via_link)
                     continue
-                stack.append((child.path, rel + "/", ancestors | {ident}, linked or is_link))
+                stack.append((child.path, rel + "/", ident, ancestors | {ident}, via_link))
             elif stat.S_ISREG(st.st_mode):
                 entries.append(Entry(rel, st.st_size, st.st_mtime_ns, (st.st_dev, st.st_ino),
-                                     linked or is_link))
-    return entries, problems
+                                     via_link))
+            # Sockets, pipes and devices are not data files: skipped, never opened.
+    return entries, problems.all()
+
+
+def _stat_problem(rel: str, child: os.DirEntry[str], is_link: bool,
+                  exc: OSError) -> WalkProblem:
+    """Why ``child`` cannot be looked at."""
+    if exc.errno == errno.ELOOP:
+        return WalkProblem(rel, FileStatus.LOOP,
+                           "symbolic link loop: the link leads back to itself (directly or "
+                           "through other links); remove the link")
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR) and is_link:
+        try:
+            target = os.readlink(child.path)
+        except OSError:
+            target = "?"
+        return WalkProblem(rel, FileStatus.BROKEN_LINK,
+                           f"broken symbolic link to {display_name(target)!r}: the target does "
+                           "not exist; remove the link or restore its target")
+    if exc.errno == errno.EACCES:
+        return WalkProblem(rel, FileStatus.DENIED,
+                           "permission denied: cannot look up this entry; give the scanning "
+                           "user execute permission on its directory")
+    return WalkProblem(rel, FileStatus.UNREADABLE, f"cannot look up this entry: {exc.strerror}")
