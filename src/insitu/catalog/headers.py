@@ -69,8 +69,9 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _denied_reason(exc: OSError) -> str:
-    return (f"permission denied ({_error_text(exc)}): give the scanning user read "
-            "permission on the file")
+    detail = _error_text(exc)
+    extra = "" if detail.lower() == "permission denied" else f" ({detail})"
+    return f"permission denied{extra}: give the scanning user read permission on the file"
 
 
 def _unreadable_reason(path: str, exc: BaseException) -> str:
@@ -87,9 +88,9 @@ def _unreadable_reason(path: str, exc: BaseException) -> str:
     short = _truncation(path)
     if short:
         return short
-    state = "its header is damaged" if short is None else "its header is intact"
-    return (f"corrupt NetCDF/HDF5 file: {state} but netCDF cannot open it "
-            f"({_error_text(exc)}); re-copy it from its source")
+    state = "is damaged" if short is None else "is intact but netCDF cannot read the rest"
+    return (f"corrupt NetCDF/HDF5 file: its header {state} ({_error_text(exc)}); "
+            "re-copy it from its source")
 
 
 # -- truncation ---------------------------------------------------------------------------
@@ -117,12 +118,15 @@ def _truncation(path: str) -> str | None:
                 needed = _hdf5_needed(fh.read(_HDF5_SUPERBLOCK_MAX))
             elif magic[:3] == b"CDF":
                 what = "NetCDF classic file"
-                needed = _classic_needed(fh)
+                needed = _classic_needed(fh, size)
             else:
                 return None
     except EOFError:
-        return (f"truncated {what}: it ends inside its own header ({size} bytes); "
-                "re-copy it from its source")
+        if what.startswith("HDF5"):
+            return (f"truncated {what}: it ends inside its superblock ({size} bytes); "
+                    "re-copy it from its source")
+        return (f"truncated or corrupt {what}: its header runs past the end of the file "
+                f"({size} bytes); re-copy it from its source")
     except (OSError, ValueError, struct.error):
         return None
     if needed is None:
@@ -207,11 +211,11 @@ _NC_DIMENSION, _NC_VARIABLE, _NC_ATTRIBUTE = 10, 11, 12
 _STREAMING = (0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
 
 
-def _classic_needed(fh: BinaryIO) -> int | None:
-    """Bytes a classic NetCDF file must have, from the offsets in its header.
+def _classic_needed(fh: BinaryIO, size: int) -> int | None:
+    """Bytes a classic NetCDF file of ``size`` bytes must have, from its header's offsets.
 
-    Raises ``EOFError`` when the header itself is cut short and ``ValueError`` when it
-    is not a classic header.
+    Raises ``EOFError`` when the header runs past the end of the file and ``ValueError``
+    when it is not a classic header.
     """
 
     def read(n: int) -> bytes:
@@ -233,7 +237,10 @@ def _classic_needed(fh: BinaryIO) -> int | None:
         return int(struct.unpack(">I", read(4))[0])
 
     def skip(n: int) -> None:
-        read(n + (-n % 4))
+        n += -n % 4
+        if fh.tell() + n > size:  # seek, not read: a corrupt count can be huge
+            raise EOFError
+        fh.seek(n, os.SEEK_CUR)
 
     def name() -> None:
         skip(count())

@@ -71,12 +71,17 @@ class _Problems:
         self._by_identity: dict[Identity, tuple[tuple[bool, int, str], WalkProblem]] = {}
         self._other: list[WalkProblem] = []
 
-    def add(self, problem: WalkProblem, identity: Identity | None, via_link: bool) -> None:
-        """Keep ``problem``, unless the same entry was already met by a more direct path."""
+    def add(self, problem: WalkProblem, identity: Identity | None, linked: bool) -> None:
+        """Keep ``problem``, unless the same entry was already met by a more direct path.
+
+        ``identity`` is the entry's own (of a link, not its target); ``linked`` says whether
+        its directory was reached through a link (as in ``latest/``), which makes a path less
+        direct than one through real directories.
+        """
         if identity is None:
             self._other.append(problem)
             return
-        rank = (via_link, len(problem.relpath), problem.relpath)
+        rank = (linked, len(problem.relpath), problem.relpath)
         kept = self._by_identity.get(identity)
         if kept is None or rank < kept[0]:
             self._by_identity[identity] = (rank, problem)
@@ -130,17 +135,17 @@ def walk_archive(root: str) -> tuple[list[Entry], list[WalkProblem]]:
             is_link = child.is_symlink()
             via_link = linked or is_link
             if not _valid(name):
-                kind = "directory" if child.is_dir() else "file"
+                kind = "directory" if _is_dir(child) else "file"
                 problems.add(WalkProblem(
                     prefix + display_name(name), FileStatus.BAD_NAME,
                     f"{kind} name is not valid UTF-8 (undecodable bytes shown as \\xNN); "
-                    "rename it"), _own_identity(child), via_link)
+                    "rename it"), _own_identity(child), linked)
                 continue
             try:
                 st = child.stat()  # follows links
             except OSError as exc:
                 problems.add(_stat_problem(rel, child, is_link, exc), _own_identity(child),
-                             via_link)
+                             linked)
                 continue
             if stat.S_ISDIR(st.st_mode):
                 ident = (st.st_dev, st.st_ino)
@@ -148,7 +153,7 @@ def walk_archive(root: str) -> tuple[list[Entry], list[WalkProblem]]:
                     problems.add(WalkProblem(
                         rel, FileStatus.LOOP,
                         "symbolic link loop: this directory links back to one of its parents; "
-                        "remove the link"), _own_identity(child), via_link)
+                        "remove the link"), _own_identity(child), linked)
                     continue
                 stack.append((child.path, rel + "/", ident, ancestors | {ident}, via_link))
             elif stat.S_ISREG(st.st_mode):
@@ -156,6 +161,13 @@ def walk_archive(root: str) -> tuple[list[Entry], list[WalkProblem]]:
                                      via_link))
             # Sockets, pipes and devices are not data files: skipped, never opened.
     return entries, problems.all()
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _stat_problem(rel: str, child: os.DirEntry[str], is_link: bool,
