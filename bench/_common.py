@@ -28,44 +28,83 @@ DATA_DIR = BENCH_DIR / "data"
 
 # (institution_id, source_id): 40 models, some institutions with several.
 MODELS: list[tuple[str, str]] = [
-    ("AS-RCEC", "TaiESM1"), ("AWI", "AWI-CM-1-1-MR"), ("AWI", "AWI-ESM-1-1-LR"),
-    ("BCC", "BCC-CSM2-MR"), ("BCC", "BCC-ESM1"), ("CAMS", "CAMS-CSM1-0"),
-    ("CAS", "FGOALS-f3-L"), ("CAS", "FGOALS-g3"), ("CCCma", "CanESM5"),
-    ("CCCma", "CanESM5-CanOE"), ("CMCC", "CMCC-CM2-SR5"), ("CMCC", "CMCC-ESM2"),
-    ("CNRM-CERFACS", "CNRM-CM6-1"), ("CNRM-CERFACS", "CNRM-CM6-1-HR"),
-    ("CNRM-CERFACS", "CNRM-ESM2-1"), ("CSIRO", "ACCESS-ESM1-5"),
-    ("CSIRO-ARCCSS", "ACCESS-CM2"), ("E3SM-Project", "E3SM-1-0"),
-    ("E3SM-Project", "E3SM-1-1"), ("EC-Earth-Consortium", "EC-Earth3"),
-    ("EC-Earth-Consortium", "EC-Earth3-Veg"), ("FIO-QLNM", "FIO-ESM-2-0"),
-    ("HAMMOZ-Consortium", "MPI-ESM-1-2-HAM"), ("INM", "INM-CM4-8"), ("INM", "INM-CM5-0"),
-    ("IPSL", "IPSL-CM6A-LR"), ("KIOST", "KIOST-ESM"), ("MIROC", "MIROC6"),
-    ("MIROC", "MIROC-ES2L"), ("MOHC", "HadGEM3-GC31-LL"), ("MOHC", "HadGEM3-GC31-MM"),
-    ("MOHC", "UKESM1-0-LL"), ("MPI-M", "MPI-ESM1-2-HR"), ("MPI-M", "MPI-ESM1-2-LR"),
-    ("MRI", "MRI-ESM2-0"), ("NCAR", "CESM2"), ("NCAR", "CESM2-WACCM"), ("NCC", "NorESM2-LM"),
-    ("NCC", "NorESM2-MM"), ("NOAA-GFDL", "GFDL-ESM4"),
+    ("AS-RCEC", "TaiESM1"),
+    ("AWI", "AWI-CM-1-1-MR"),
+    ("AWI", "AWI-ESM-1-1-LR"),
+    ("BCC", "BCC-CSM2-MR"),
+    ("BCC", "BCC-ESM1"),
+    ("CAMS", "CAMS-CSM1-0"),
+    ("CAS", "FGOALS-f3-L"),
+    ("CAS", "FGOALS-g3"),
+    ("CCCma", "CanESM5"),
+    ("CCCma", "CanESM5-CanOE"),
+    ("CMCC", "CMCC-CM2-SR5"),
+    ("CMCC", "CMCC-ESM2"),
+    ("CNRM-CERFACS", "CNRM-CM6-1"),
+    ("CNRM-CERFACS", "CNRM-CM6-1-HR"),
+    ("CNRM-CERFACS", "CNRM-ESM2-1"),
+    ("CSIRO", "ACCESS-ESM1-5"),
+    ("CSIRO-ARCCSS", "ACCESS-CM2"),
+    ("E3SM-Project", "E3SM-1-0"),
+    ("E3SM-Project", "E3SM-1-1"),
+    ("EC-Earth-Consortium", "EC-Earth3"),
+    ("EC-Earth-Consortium", "EC-Earth3-Veg"),
+    ("FIO-QLNM", "FIO-ESM-2-0"),
+    ("HAMMOZ-Consortium", "MPI-ESM-1-2-HAM"),
+    ("INM", "INM-CM4-8"),
+    ("INM", "INM-CM5-0"),
+    ("IPSL", "IPSL-CM6A-LR"),
+    ("KIOST", "KIOST-ESM"),
+    ("MIROC", "MIROC6"),
+    ("MIROC", "MIROC-ES2L"),
+    ("MOHC", "HadGEM3-GC31-LL"),
+    ("MOHC", "HadGEM3-GC31-MM"),
+    ("MOHC", "UKESM1-0-LL"),
+    ("MPI-M", "MPI-ESM1-2-HR"),
+    ("MPI-M", "MPI-ESM1-2-LR"),
+    ("MRI", "MRI-ESM2-0"),
+    ("NCAR", "CESM2"),
+    ("NCAR", "CESM2-WACCM"),
+    ("NCC", "NorESM2-LM"),
+    ("NCC", "NorESM2-MM"),
+    ("NOAA-GFDL", "GFDL-ESM4"),
 ]
 
 # (activity_id, experiment_id, first year, last year): 20 experiments.
 EXPERIMENTS: list[tuple[str, str, int, int]] = [
-    ("CMIP", "historical", 1850, 2014), ("CMIP", "piControl", 1850, 2349),
-    ("CMIP", "1pctCO2", 1850, 1999), ("CMIP", "abrupt-4xCO2", 1850, 1999),
-    ("CMIP", "amip", 1979, 2014), ("CMIP", "esm-hist", 1850, 2014),
-    ("CMIP", "esm-piControl", 1850, 2349), ("ScenarioMIP", "ssp119", 2015, 2100),
-    ("ScenarioMIP", "ssp126", 2015, 2100), ("ScenarioMIP", "ssp245", 2015, 2100),
-    ("ScenarioMIP", "ssp370", 2015, 2100), ("ScenarioMIP", "ssp434", 2015, 2100),
-    ("ScenarioMIP", "ssp460", 2015, 2100), ("ScenarioMIP", "ssp534-over", 2040, 2100),
-    ("ScenarioMIP", "ssp585", 2015, 2100), ("DAMIP", "hist-GHG", 1850, 2020),
-    ("DAMIP", "hist-aer", 1850, 2020), ("DAMIP", "hist-nat", 1850, 2020),
-    ("AerChemMIP", "hist-piNTCF", 1850, 2014), ("RFMIP", "piClim-control", 1850, 1879),
+    ("CMIP", "historical", 1850, 2014),
+    ("CMIP", "piControl", 1850, 2349),
+    ("CMIP", "1pctCO2", 1850, 1999),
+    ("CMIP", "abrupt-4xCO2", 1850, 1999),
+    ("CMIP", "amip", 1979, 2014),
+    ("CMIP", "esm-hist", 1850, 2014),
+    ("CMIP", "esm-piControl", 1850, 2349),
+    ("ScenarioMIP", "ssp119", 2015, 2100),
+    ("ScenarioMIP", "ssp126", 2015, 2100),
+    ("ScenarioMIP", "ssp245", 2015, 2100),
+    ("ScenarioMIP", "ssp370", 2015, 2100),
+    ("ScenarioMIP", "ssp434", 2015, 2100),
+    ("ScenarioMIP", "ssp460", 2015, 2100),
+    ("ScenarioMIP", "ssp534-over", 2040, 2100),
+    ("ScenarioMIP", "ssp585", 2015, 2100),
+    ("DAMIP", "hist-GHG", 1850, 2020),
+    ("DAMIP", "hist-aer", 1850, 2020),
+    ("DAMIP", "hist-nat", 1850, 2020),
+    ("AerChemMIP", "hist-piNTCF", 1850, 2014),
+    ("RFMIP", "piClim-control", 1850, 1879),
 ]
 
-MEMBERS = [f"r{r}i1p1f{f}" for r, f in
-           [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (1, 2), (2, 2), (3, 2), (10, 1), (11, 1)]]
+MEMBERS = [
+    f"r{r}i1p1f{f}"
+    for r, f in [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (1, 2), (2, 2), (3, 2), (10, 1), (11, 1)]
+]
 
 # table_id -> (frequency, realm, grid_label)
 TABLES: dict[str, tuple[str, str, str]] = {
-    "Amon": ("mon", "atmos", "gn"), "Omon": ("mon", "ocean", "gr"),
-    "Lmon": ("mon", "land", "gn"), "day": ("day", "atmos", "gn"),
+    "Amon": ("mon", "atmos", "gn"),
+    "Omon": ("mon", "ocean", "gr"),
+    "Lmon": ("mon", "land", "gn"),
+    "day": ("day", "atmos", "gn"),
     "SImon": ("mon", "seaIce", "gn"),
 }
 
@@ -79,8 +118,12 @@ VARIABLES: dict[str, tuple[str, str, str, str]] = {
     "vas": ("Amon", "northward_wind", "Northward Near-Surface Wind", "m s-1"),
     "huss": ("Amon", "specific_humidity", "Near-Surface Specific Humidity", "1"),
     "clt": ("Amon", "cloud_area_fraction", "Total Cloud Cover Percentage", "%"),
-    "rsds": ("Amon", "surface_downwelling_shortwave_flux_in_air",
-             "Surface Downwelling Shortwave Radiation", "W m-2"),
+    "rsds": (
+        "Amon",
+        "surface_downwelling_shortwave_flux_in_air",
+        "Surface Downwelling Shortwave Radiation",
+        "W m-2",
+    ),
     "rlut": ("Amon", "toa_outgoing_longwave_flux", "TOA Outgoing Longwave Radiation", "W m-2"),
     "tasmax": ("day", "air_temperature", "Daily Maximum Near-Surface Air Temperature", "K"),
     "tasmin": ("day", "air_temperature", "Daily Minimum Near-Surface Air Temperature", "K"),
@@ -90,20 +133,34 @@ VARIABLES: dict[str, tuple[str, str, str, str]] = {
     "tos": ("Omon", "sea_surface_temperature", "Sea Surface Temperature", "degC"),
     "sos": ("Omon", "sea_surface_salinity", "Sea Surface Salinity", "0.001"),
     "zos": ("Omon", "sea_surface_height_above_geoid", "Sea Surface Height Above Geoid", "m"),
-    "mlotst": ("Omon", "ocean_mixed_layer_thickness_defined_by_sigma_t",
-               "Ocean Mixed Layer Thickness Defined by Sigma T", "m"),
-    "thetao": ("Omon", "sea_water_potential_temperature",
-               "Sea Water Potential Temperature", "degC"),
+    "mlotst": (
+        "Omon",
+        "ocean_mixed_layer_thickness_defined_by_sigma_t",
+        "Ocean Mixed Layer Thickness Defined by Sigma T",
+        "m",
+    ),
+    "thetao": (
+        "Omon",
+        "sea_water_potential_temperature",
+        "Sea Water Potential Temperature",
+        "degC",
+    ),
     "so": ("Omon", "sea_water_salinity", "Sea Water Salinity", "0.001"),
-    "mrso": ("Lmon", "mass_content_of_water_in_soil", "Total Soil Moisture Content",
-             "kg m-2"),
+    "mrso": ("Lmon", "mass_content_of_water_in_soil", "Total Soil Moisture Content", "kg m-2"),
     "mrro": ("Lmon", "runoff_flux", "Total Runoff", "kg m-2 s-1"),
-    "gpp": ("Lmon", "gross_primary_productivity_of_biomass_expressed_as_carbon",
-            "Carbon Mass Flux out of Atmosphere Due to Gross Primary Production on Land",
-            "kg m-2 s-1"),
+    "gpp": (
+        "Lmon",
+        "gross_primary_productivity_of_biomass_expressed_as_carbon",
+        "Carbon Mass Flux out of Atmosphere Due to Gross Primary Production on Land",
+        "kg m-2 s-1",
+    ),
     "lai": ("Lmon", "leaf_area_index", "Leaf Area Index", "1"),
-    "evspsbl": ("Lmon", "water_evapotranspiration_flux",
-                "Evaporation Including Sublimation and Transpiration", "kg m-2 s-1"),
+    "evspsbl": (
+        "Lmon",
+        "water_evapotranspiration_flux",
+        "Evaporation Including Sublimation and Transpiration",
+        "kg m-2 s-1",
+    ),
     "siconc": ("SImon", "sea_ice_area_fraction", "Sea-Ice Area Percentage", "%"),
     "sithick": ("SImon", "sea_ice_thickness", "Sea Ice Thickness", "m"),
     "sivol": ("SImon", "sea_ice_volume", "Sea-Ice Volume per Area", "m"),
@@ -133,16 +190,41 @@ class Master:
 
     @property
     def master_id(self) -> str:
-        return ".".join(("CMIP6", self.activity, self.institution, self.model, self.experiment,
-                         self.member, self.table, self.variable, self.grid))
+        return ".".join(
+            (
+                "CMIP6",
+                self.activity,
+                self.institution,
+                self.model,
+                self.experiment,
+                self.member,
+                self.table,
+                self.variable,
+                self.grid,
+            )
+        )
 
     def directory(self, version: str) -> str:
-        return "/".join(("CMIP6", self.activity, self.institution, self.model, self.experiment,
-                         self.member, self.table, self.variable, self.grid, version))
+        return "/".join(
+            (
+                "CMIP6",
+                self.activity,
+                self.institution,
+                self.model,
+                self.experiment,
+                self.member,
+                self.table,
+                self.variable,
+                self.grid,
+                version,
+            )
+        )
 
     def filename(self, time_range: str) -> str:
-        return (f"{self.variable}_{self.table}_{self.model}_{self.experiment}_{self.member}_"
-                f"{self.grid}_{time_range}.nc")
+        return (
+            f"{self.variable}_{self.table}_{self.model}_{self.experiment}_{self.member}_"
+            f"{self.grid}_{time_range}.nc"
+        )
 
 
 def random_masters(n: int, rng: random.Random) -> list[Master]:
@@ -157,10 +239,13 @@ def random_masters(n: int, rng: random.Random) -> list[Master]:
         raise ValueError(f"at most {limit} distinct masters")
     while len(out) < n:
         k = min(4096, n - len(out))
-        picks = zip(rng.choices(range(len(MODELS)), mw, k=k),
-                    rng.choices(range(len(EXPERIMENTS)), ew, k=k),
-                    rng.choices(range(len(MEMBERS)), rw, k=k),
-                    rng.choices(range(len(var_names)), vw, k=k), strict=True)
+        picks = zip(
+            rng.choices(range(len(MODELS)), mw, k=k),
+            rng.choices(range(len(EXPERIMENTS)), ew, k=k),
+            rng.choices(range(len(MEMBERS)), rw, k=k),
+            rng.choices(range(len(var_names)), vw, k=k),
+            strict=True,
+        )
         for key in picks:
             if key in seen:
                 continue
@@ -186,17 +271,27 @@ def random_versions(rng: random.Random, max_versions: int = 3) -> list[str]:
 
 def year_chunks(first: int, last: int, years_per_file: int) -> list[tuple[int, int]]:
     """Consecutive ``(first_year, last_year)`` ranges covering ``first..last``."""
-    return [(y, min(y + years_per_file - 1, last))
-            for y in range(first, last + 1, years_per_file)]
+    return [(y, min(y + years_per_file - 1, last)) for y in range(first, last + 1, years_per_file)]
 
 
 # -- tiny NetCDF4 files --------------------------------------------------------------------
 
-def write_cmip6_file(path: Path | str, *, variable: str = "tas", table: str = "Amon",
-                     model: str = "MPI-ESM1-2-LR", experiment: str = "historical",
-                     member: str = "r1i1p1f1", times: Sequence[float] = (15.5,),
-                     calendar: str = "standard", units: str = "days since 1850-01-01",
-                     nlat: int = 2, nlon: int = 3, seed: int = 0) -> None:
+
+def write_cmip6_file(
+    path: Path | str,
+    *,
+    variable: str = "tas",
+    table: str = "Amon",
+    model: str = "MPI-ESM1-2-LR",
+    experiment: str = "historical",
+    member: str = "r1i1p1f1",
+    times: Sequence[float] = (15.5,),
+    calendar: str = "standard",
+    units: str = "days since 1850-01-01",
+    nlat: int = 2,
+    nlon: int = 3,
+    seed: int = 0,
+) -> None:
     """A small CF/CMIP6-like NetCDF4 file: time(R) x lat x lon, with bounds and attributes."""
     import netCDF4
     import numpy as np
@@ -206,48 +301,95 @@ def write_cmip6_file(path: Path | str, *, variable: str = "tas", table: str = "A
     t = np.asarray(times, dtype="float64")
     step = float(t[1] - t[0]) if t.size > 1 else 30.0
     with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
-        nc.setncatts({
-            "Conventions": "CF-1.7 CMIP-6.2", "activity_id": "CMIP",
-            "creation_date": "2019-06-04T13:26:16Z", "data_specs_version": "01.00.29",
-            "experiment": experiment, "experiment_id": experiment,
-            "forcing_index": np.int32(1), "frequency": freq, "grid": "synthetic grid",
-            "grid_label": grid, "initialization_index": np.int32(1),
-            "institution": "Synthetic Institute for Benchmarks", "institution_id": "SIB",
-            "mip_era": "CMIP6", "nominal_resolution": "250 km", "physics_index": np.int32(1),
-            "realization_index": np.int32(1), "realm": realm, "source": f"{model} (2017)",
-            "source_id": model, "source_type": "AOGCM", "sub_experiment": "none",
-            "sub_experiment_id": "none", "table_id": table, "variable_id": variable,
-            "variant_label": member, "license": "CMIP6 model data is licensed under CC BY 4.0",
-            "tracking_id": f"hdl:21.14100/{seed:08d}-bench",
-        })
+        nc.setncatts(
+            {
+                "Conventions": "CF-1.7 CMIP-6.2",
+                "activity_id": "CMIP",
+                "creation_date": "2019-06-04T13:26:16Z",
+                "data_specs_version": "01.00.29",
+                "experiment": experiment,
+                "experiment_id": experiment,
+                "forcing_index": np.int32(1),
+                "frequency": freq,
+                "grid": "synthetic grid",
+                "grid_label": grid,
+                "initialization_index": np.int32(1),
+                "institution": "Synthetic Institute for Benchmarks",
+                "institution_id": "SIB",
+                "mip_era": "CMIP6",
+                "nominal_resolution": "250 km",
+                "physics_index": np.int32(1),
+                "realization_index": np.int32(1),
+                "realm": realm,
+                "source": f"{model} (2017)",
+                "source_id": model,
+                "source_type": "AOGCM",
+                "sub_experiment": "none",
+                "sub_experiment_id": "none",
+                "table_id": table,
+                "variable_id": variable,
+                "variant_label": member,
+                "license": "CMIP6 model data is licensed under CC BY 4.0",
+                "tracking_id": f"hdl:21.14100/{seed:08d}-bench",
+            }
+        )
         nc.createDimension("time", t.size)
         nc.createDimension("lat", nlat)
         nc.createDimension("lon", nlon)
         nc.createDimension("bnds", 2)
         tv = nc.createVariable("time", "f8", ("time",))
-        tv.setncatts({"bounds": "time_bnds", "units": units, "calendar": calendar,
-                      "axis": "T", "long_name": "time", "standard_name": "time"})
+        tv.setncatts(
+            {
+                "bounds": "time_bnds",
+                "units": units,
+                "calendar": calendar,
+                "axis": "T",
+                "long_name": "time",
+                "standard_name": "time",
+            }
+        )
         tv[:] = t
         tb = nc.createVariable("time_bnds", "f8", ("time", "bnds"))
         tb[:] = np.stack([t - step / 2, t + step / 2], axis=1)
         lat = nc.createVariable("lat", "f8", ("lat",))
-        lat.setncatts({"bounds": "lat_bnds", "units": "degrees_north", "axis": "Y",
-                       "long_name": "Latitude", "standard_name": "latitude"})
+        lat.setncatts(
+            {
+                "bounds": "lat_bnds",
+                "units": "degrees_north",
+                "axis": "Y",
+                "long_name": "Latitude",
+                "standard_name": "latitude",
+            }
+        )
         lat[:] = np.linspace(-45.0, 45.0, nlat)
         lb = nc.createVariable("lat_bnds", "f8", ("lat", "bnds"))
         dlat = 90.0 / max(nlat - 1, 1)
         lb[:] = np.stack([lat[:] - dlat / 2, lat[:] + dlat / 2], axis=1)
         lon = nc.createVariable("lon", "f8", ("lon",))
-        lon.setncatts({"bounds": "lon_bnds", "units": "degrees_east", "axis": "X",
-                       "long_name": "Longitude", "standard_name": "longitude"})
+        lon.setncatts(
+            {
+                "bounds": "lon_bnds",
+                "units": "degrees_east",
+                "axis": "X",
+                "long_name": "Longitude",
+                "standard_name": "longitude",
+            }
+        )
         lon[:] = np.linspace(0.0, 360.0, nlon, endpoint=False)
         ob = nc.createVariable("lon_bnds", "f8", ("lon", "bnds"))
         dlon = 360.0 / nlon
         ob[:] = np.stack([lon[:] - dlon / 2, lon[:] + dlon / 2], axis=1)
         v = nc.createVariable(variable, "f4", ("time", "lat", "lon"), fill_value=np.float32(1e20))
-        v.setncatts({"standard_name": std, "long_name": long_name, "units": vunits,
-                     "cell_methods": "area: time: mean", "cell_measures": "area: areacella",
-                     "comment": "synthetic values for benchmarks"})
+        v.setncatts(
+            {
+                "standard_name": std,
+                "long_name": long_name,
+                "units": vunits,
+                "cell_methods": "area: time: mean",
+                "cell_measures": "area: areacella",
+                "comment": "synthetic values for benchmarks",
+            }
+        )
         rng = np.random.default_rng(seed)
         v[:] = (280.0 + rng.standard_normal((t.size, nlat, nlon))).astype("f4")
 
@@ -274,6 +416,7 @@ def copy_tree_files(pairs: Iterator[tuple[Path, Path]]) -> int:
 
 
 # -- timing and reporting ------------------------------------------------------------------
+
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     """Seconds one call of ``fn`` took, and its result."""
@@ -311,8 +454,13 @@ def machine() -> dict[str, Any]:
         nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     except OSError:
         nproc = str(os.cpu_count())
-    return {"nproc": nproc, "cpu": cpu, "python": platform.python_version(),
-            "platform": platform.platform(), "load_avg": list(os.getloadavg())}
+    return {
+        "nproc": nproc,
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_avg": list(os.getloadavg()),
+    }
 
 
 def versions() -> dict[str, str]:
@@ -329,8 +477,12 @@ def versions() -> dict[str, str]:
 
 def emit(name: str, results: dict[str, Any]) -> None:
     """Print the machine-readable result: one JSON object on one line of stdout."""
-    payload = {"benchmark": name, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-               "machine": machine(), "results": results}
+    payload = {
+        "benchmark": name,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "results": results,
+    }
     print(json.dumps(payload), flush=True)
 
 

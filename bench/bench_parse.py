@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     emit,
     median,
     random_masters,
@@ -81,9 +81,10 @@ def make_entries(paths: list[str], alias_fraction: float, seed: int = 2) -> list
     for i, p in enumerate(paths):
         entries.append(Entry(p, 20_000, 1_600_000_000_000_000_000, (1, i), False))
         if alias_fraction and rng.random() < alias_fraction:
-            head, version, name = p.rsplit("/", 2)
-            entries.append(Entry(f"{head}/latest/{name}", 20_000, 1_600_000_000_000_000_000,
-                                 (1, i), True))
+            head, _version, name = p.rsplit("/", 2)
+            entries.append(
+                Entry(f"{head}/latest/{name}", 20_000, 1_600_000_000_000_000_000, (1, i), True)
+            )
     return entries
 
 
@@ -91,8 +92,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=200_000, help="number of paths (200000)")
     ap.add_argument("--repeat", type=int, default=3, help="timed repetitions (3)")
-    ap.add_argument("--alias-fraction", type=float, default=0.0,
-                    help="fraction of files also reached by a 'latest' link path (0)")
+    ap.add_argument(
+        "--alias-fraction",
+        type=float,
+        default=0.0,
+        help="fraction of files also reached by a 'latest' link path (0)",
+    )
     args = ap.parse_args(argv)
 
     from insitu.catalog.scan import _choose_paths
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         n_datasets = len(groups)
         del groups
         gc.collect()
-        t, (chosen, aliases) = timed(lambda: _choose_paths(entries, tpl))  # noqa: B023
+        t, (chosen, _aliases) = timed(lambda: _choose_paths(entries, tpl))
         chooser_s.append(t)
         assert len(chosen) == n, (len(chosen), n)
         del chosen
@@ -140,10 +145,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "target_files_per_s": TARGET_FILES_PER_S,
     }
     res["target_met"] = res["parse_group_files_per_s"] >= TARGET_FILES_PER_S
-    say(f"[parse] parse {res['parse_files_per_s']:,.0f} files/s; parse+group "
+    say(
+        f"[parse] parse {res['parse_files_per_s']:,.0f} files/s; parse+group "
         f"{res['parse_group_files_per_s']:,.0f} files/s ({n_datasets} datasets); "
         f"_choose_paths {res['choose_paths_files_per_s']:,.0f} entries/s; "
-        f"target {TARGET_FILES_PER_S:,} -> {'met' if res['target_met'] else 'MISSED'}")
+        f"target {TARGET_FILES_PER_S:,} -> {'met' if res['target_met'] else 'MISSED'}"
+    )
     emit("parse", res)
     return res
 

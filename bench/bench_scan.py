@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     DATA_DIR,
     copy_tree_files,
     emit,
@@ -42,8 +42,9 @@ def month_label(index: int) -> str:
     return f"{1850 + index // 12:04d}{index % 12 + 1:02d}"
 
 
-def build_archive(root: Path, n_files: int, records: int, *, files_per_dataset: int = 10,
-                  seed: int = 7) -> dict[str, int]:
+def build_archive(
+    root: Path, n_files: int, records: int, *, files_per_dataset: int = 10, seed: int = 7
+) -> dict[str, int]:
     """A CMIP6 DRS tree of ``n_files`` tiny NetCDF4 files under ``root``.
 
     Each dataset has ``files_per_dataset`` files of ``records`` monthly records each
@@ -62,8 +63,9 @@ def build_archive(root: Path, n_files: int, records: int, *, files_per_dataset: 
             path = templates_dir / f"{var}_{table}_{k}.nc"
             step = 365.0 / 12
             times = [(k * records + i + 0.5) * step for i in range(records)]
-            write_cmip6_file(path, variable=var, table=table, times=times, calendar="noleap",
-                             seed=len(templates))
+            write_cmip6_file(
+                path, variable=var, table=table, times=times, calendar="noleap", seed=len(templates)
+            )
             templates[key] = path
         return templates[key]
 
@@ -96,20 +98,34 @@ def scan_once(root: Path, db: Path, workers: int) -> dict[str, float | int]:
         rep = reports[0]
         assert rep.new == rep.seen and not rep.problems, rep.line()
     walk_s, _ = timed(lambda: walk_archive(str(root)))
-    return {"files": rep.seen, "datasets": rep.datasets, "scan_s": seconds,
-            "files_per_s": rep.seen / seconds, "walk_s": walk_s}
+    return {
+        "files": rep.seen,
+        "datasets": rep.datasets,
+        "scan_s": seconds,
+        "files_per_s": rep.seen / seconds,
+        "walk_s": walk_s,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=4000, help="files of the R=12 run (4000)")
     ap.add_argument("--workers", type=int, default=2, help="scan worker processes (2)")
-    ap.add_argument("--records", default="12,120,1200,12000",
-                    help="records per file; the first is the headline run (12,120,1200,12000)")
-    ap.add_argument("--scale-files", default="2000,1000,500",
-                    help="file counts of the 2nd, 3rd, ... record settings (2000,1000,500)")
-    ap.add_argument("--also-workers1", action="store_true",
-                    help="also scan the headline tree with workers=1, for comparison")
+    ap.add_argument(
+        "--records",
+        default="12,120,1200,12000",
+        help="records per file; the first is the headline run (12,120,1200,12000)",
+    )
+    ap.add_argument(
+        "--scale-files",
+        default="2000,1000,500",
+        help="file counts of the 2nd, 3rd, ... record settings (2000,1000,500)",
+    )
+    ap.add_argument(
+        "--also-workers1",
+        action="store_true",
+        help="also scan the headline tree with workers=1, for comparison",
+    )
     ap.add_argument("--data-dir", type=Path, default=DATA_DIR / "scan")
     ap.add_argument("--keep", action="store_true", help="keep the generated trees")
     args = ap.parse_args(argv)
@@ -130,13 +146,21 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     for r, n in zip(records, counts, strict=False):
         root = base / f"R{r}"
         gen_s, info = timed(lambda: build_archive(root, n, r))  # noqa: B023
-        say(f"[scan] R={r}: generated {info['files']} files "
-            f"({info['template_bytes']:,} bytes each) in {gen_s:.1f} s")
-        run = {"records": r, **scan_once(root, base / f"R{r}.db", args.workers),
-               "file_bytes": info["template_bytes"], "workers": args.workers}
-        say(f"[scan] R={r}: {run['files']} files, {run['datasets']} datasets in "
+        say(
+            f"[scan] R={r}: generated {info['files']} files "
+            f"({info['template_bytes']:,} bytes each) in {gen_s:.1f} s"
+        )
+        run = {
+            "records": r,
+            **scan_once(root, base / f"R{r}.db", args.workers),
+            "file_bytes": info["template_bytes"],
+            "workers": args.workers,
+        }
+        say(
+            f"[scan] R={r}: {run['files']} files, {run['datasets']} datasets in "
             f"{run['scan_s']:.2f} s = {run['files_per_s']:,.0f} files/s "
-            f"(walk alone {run['walk_s']:.2f} s)")
+            f"(walk alone {run['walk_s']:.2f} s)"
+        )
         if args.also_workers1 and r == records[0]:
             one = scan_once(root, base / f"R{r}-w1.db", 1)
             run["workers1_files_per_s"] = one["files_per_s"]
@@ -158,8 +182,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "target_met": head["files_per_s"] >= TARGET_FILES_PER_S,
         "runs": runs,
     }
-    say(f"[scan] headline {res['files_per_s']:,.0f} files/s; target {TARGET_FILES_PER_S:,} -> "
-        f"{'met' if res['target_met'] else 'MISSED'}")
+    say(
+        f"[scan] headline {res['files_per_s']:,.0f} files/s; target {TARGET_FILES_PER_S:,} -> "
+        f"{'met' if res['target_met'] else 'MISSED'}"
+    )
     emit("scan", res)
     return res
 

@@ -37,18 +37,31 @@ __all__ = [
 VERSION = "v20190311"
 FILES_DIR = "files/d20190311"
 UNITS = "days since 1850-01-01"
-_CALENDARS = frozenset({"standard", "gregorian", "proleptic_gregorian", "noleap", "365_day",
-                        "all_leap", "366_day", "360_day", "julian"})
+_CALENDARS = frozenset(
+    {
+        "standard",
+        "gregorian",
+        "proleptic_gregorian",
+        "noleap",
+        "365_day",
+        "all_leap",
+        "366_day",
+        "360_day",
+        "julian",
+    }
+)
 
 
-def drs_dir(inst: str, model: str, *, table: str = "Amon", var: str = "ta",
-            version: str = VERSION) -> str:
+def drs_dir(
+    inst: str, model: str, *, table: str = "Amon", var: str = "ta", version: str = VERSION
+) -> str:
     """Directory of a CMIP6 dataset, relative to the archive root."""
     return f"CMIP6/CMIP/{inst}/{model}/historical/r1i1p1f1/{table}/{var}/gn/{version}"
 
 
-def drs_name(model: str, time_range: str | None = "195001-195912", *, table: str = "Amon",
-             var: str = "ta") -> str:
+def drs_name(
+    model: str, time_range: str | None = "195001-195912", *, table: str = "Amon", var: str = "ta"
+) -> str:
     """CMIP6 file name; ``time_range=None`` for a time-invariant file."""
     tail = f"_{time_range}" if time_range else ""
     return f"{var}_{table}_{model}_historical_r1i1p1f1_gn{tail}.nc"
@@ -64,9 +77,15 @@ def dataset_id(inst: str, model: str, *, table: str = "Amon", var: str = "ta") -
     return drs_dir(inst, model, table=table, var=var).replace("/", ".")
 
 
-def write_nc(path: Path, *, years: tuple[int, int] = (1950, 1959),
-             calendar: str | None = "standard", units: str = UNITS,
-             fmt: Literal["NETCDF4", "NETCDF3_CLASSIC"] = "NETCDF4", var: str = "ta") -> None:
+def write_nc(
+    path: Path,
+    *,
+    years: tuple[int, int] = (1950, 1959),
+    calendar: str | None = "standard",
+    units: str = UNITS,
+    fmt: Literal["NETCDF4", "NETCDF3_CLASSIC"] = "NETCDF4",
+    var: str = "ta",
+) -> None:
     """A tiny CF file: monthly ``time`` (mid-month), ``plev``, ``lat``, ``lon`` and a float32
     variable with a _FillValue; ``calendar=None`` writes no time axis at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,8 +101,11 @@ def write_nc(path: Path, *, years: tuple[int, int] = (1950, 1959),
             time.units = units
             time.calendar = calendar
             known = calendar if calendar in _CALENDARS else "standard"
-            dates = [cftime.datetime(y, m, 16, calendar=known)
-                     for y in range(years[0], years[1] + 1) for m in range(1, 13)]
+            dates = [
+                cftime.datetime(y, m, 16, calendar=known)
+                for y in range(years[0], years[1] + 1)
+                for m in range(1, 13)
+            ]
             time[:] = cftime.date2num(dates, UNITS, calendar=known)
             ds.createDimension("plev", 2)
             plev = ds.createVariable("plev", "f8", ("plev",))
@@ -146,8 +168,14 @@ class BadArchive:
         """Every file the scan must index, by path."""
         return sorted(p for d in self.good.values() for p in d.files)
 
-    def expect(self, path: str, status: FileStatus, *words: str,
-               not_words: tuple[str, ...] = (), walk: bool = False) -> None:
+    def expect(
+        self,
+        path: str,
+        status: FileStatus,
+        *words: str,
+        not_words: tuple[str, ...] = (),
+        walk: bool = False,
+    ) -> None:
         self.problems[path] = Problem(path, status, tuple(words), not_words, walk)
 
     def lock(self, path: Path) -> None:
@@ -189,8 +217,9 @@ def _good(arch: BadArchive) -> None:
     (gn / "latest").symlink_to(VERSION)
     arch.aliases += 2 * len(names)
     ds = dataset_id("INST-A", "MODEL-STD")
-    arch.good[ds] = GoodDataset(ds, tuple(f"{drs_dir('INST-A', 'MODEL-STD')}/{n}"
-                                          for n in names), "standard", start, end)
+    arch.good[ds] = GoodDataset(
+        ds, tuple(f"{drs_dir('INST-A', 'MODEL-STD')}/{n}" for n in names), "standard", start, end
+    )
 
     # Real files in the version directory, hard links in files/, and a 'latest' link.
     vdir = root / drs_dir("INST-B", "MODEL-360")
@@ -201,26 +230,39 @@ def _good(arch: BadArchive) -> None:
     (vdir.parent / "latest").symlink_to(VERSION)
     arch.aliases += 2
     ds = dataset_id("INST-B", "MODEL-360")
-    arch.good[ds] = GoodDataset(ds, (f"{drs_dir('INST-B', 'MODEL-360')}/{name}",),
-                                "360_day", start, end)
+    arch.good[ds] = GoodDataset(
+        ds, (f"{drs_dir('INST-B', 'MODEL-360')}/{name}",), "360_day", start, end
+    )
 
     vdir = root / drs_dir("INST-C", "MODEL-NOLEAP")
     write_nc(vdir / drs_name("MODEL-NOLEAP"), calendar="noleap")
     ds = dataset_id("INST-C", "MODEL-NOLEAP")
-    arch.good[ds] = GoodDataset(ds, (f"{drs_dir('INST-C', 'MODEL-NOLEAP')}/"
-                                     f"{drs_name('MODEL-NOLEAP')}",), "noleap", start, end)
+    arch.good[ds] = GoodDataset(
+        ds,
+        (f"{drs_dir('INST-C', 'MODEL-NOLEAP')}/{drs_name('MODEL-NOLEAP')}",),
+        "noleap",
+        start,
+        end,
+    )
 
     # A NetCDF-3 classic file is fine.
     vdir = root / drs_dir("INST-D", "MODEL-JULIAN")
     write_nc(vdir / drs_name("MODEL-JULIAN"), calendar="julian", fmt="NETCDF3_CLASSIC")
     ds = dataset_id("INST-D", "MODEL-JULIAN")
-    arch.good[ds] = GoodDataset(ds, (f"{drs_dir('INST-D', 'MODEL-JULIAN')}/"
-                                     f"{drs_name('MODEL-JULIAN')}",), "julian", start, end,
-                                data_model="NETCDF3_CLASSIC")
+    arch.good[ds] = GoodDataset(
+        ds,
+        (f"{drs_dir('INST-D', 'MODEL-JULIAN')}/{drs_name('MODEL-JULIAN')}",),
+        "julian",
+        start,
+        end,
+        data_model="NETCDF3_CLASSIC",
+    )
 
     # No time axis: indexed, with a note.
-    rel = (f"{drs_dir('INST-E', 'MODEL-NOTIME', table='fx', var='orog')}/"
-           f"{drs_name('MODEL-NOTIME', None, table='fx', var='orog')}")
+    rel = (
+        f"{drs_dir('INST-E', 'MODEL-NOTIME', table='fx', var='orog')}/"
+        f"{drs_name('MODEL-NOTIME', None, table='fx', var='orog')}"
+    )
     write_nc(root / rel, calendar=None, var="orog")
     ds = dataset_id("INST-E", "MODEL-NOTIME", table="fx", var="orog")
     arch.good[ds] = GoodDataset(ds, (rel,), None, None, None)
@@ -260,13 +302,20 @@ def _unreadable(arch: BadArchive) -> None:
 
     rel, path = _bad_file(arch, "truncated")  # a NetCDF-4 copy cut in half
     path.write_bytes(nc4[: len(nc4) // 2])
-    arch.expect(rel, FileStatus.UNREADABLE, "truncated", str(len(nc4)), str(len(nc4) // 2),
-                not_words=("corrupt",))
+    arch.expect(
+        rel,
+        FileStatus.UNREADABLE,
+        "truncated",
+        str(len(nc4)),
+        str(len(nc4) // 2),
+        not_words=("corrupt",),
+    )
 
     rel, path = _bad_file(arch, "truncated-classic")  # a classic copy cut in half
     path.write_bytes(nc3[: len(nc3) // 2])
-    arch.expect(rel, FileStatus.UNREADABLE, "truncated", "classic", str(len(nc3)),
-                not_words=("corrupt",))
+    arch.expect(
+        rel, FileStatus.UNREADABLE, "truncated", "classic", str(len(nc3)), not_words=("corrupt",)
+    )
 
     rel, path = _bad_file(arch, "empty")
     path.write_bytes(b"")
@@ -283,15 +332,19 @@ def _unreadable(arch: BadArchive) -> None:
     os.link(vdir / name, vdir.parent / FILES_DIR / name)
     arch.aliases += 2
     arch.lock(vdir / name)
-    arch.expect(f"{drs_dir('INST-B', 'MODEL-360')}/{name}", FileStatus.DENIED,
-                "permission denied")
+    arch.expect(f"{drs_dir('INST-B', 'MODEL-360')}/{name}", FileStatus.DENIED, "permission denied")
 
     # A dataset directory nobody may list.
     rel, path = _bad_file(arch, "denied-dir")
     write_nc(path)
     arch.lock(path.parent)
-    arch.expect(drs_dir("BAD", "denied-dir"), FileStatus.DENIED, "permission denied",
-                "cannot list", walk=True)
+    arch.expect(
+        drs_dir("BAD", "denied-dir"),
+        FileStatus.DENIED,
+        "permission denied",
+        "cannot list",
+        walk=True,
+    )
 
 
 def _links_and_names(arch: BadArchive) -> None:
@@ -299,8 +352,7 @@ def _links_and_names(arch: BadArchive) -> None:
     vdir = arch.root / drs_dir("BAD", "loop-dir")
     vdir.mkdir(parents=True)
     (vdir / "up").symlink_to("../..")
-    arch.expect(f"{drs_dir('BAD', 'loop-dir')}/up", FileStatus.LOOP, "loop", "parent",
-                walk=True)
+    arch.expect(f"{drs_dir('BAD', 'loop-dir')}/up", FileStatus.LOOP, "loop", "parent", walk=True)
 
     # A file link to itself.
     rel, path = _bad_file(arch, "loop-file")
@@ -312,15 +364,19 @@ def _links_and_names(arch: BadArchive) -> None:
     vrel = drs_dir("INST-A", "MODEL-STD")
     name = drs_name("MODEL-STD", "196001-196412")
     (arch.root / vrel / name).symlink_to(f"../{FILES_DIR}/{name}")
-    arch.expect(f"{vrel}/{name}", FileStatus.BROKEN_LINK, "broken", name,
-                walk=True)
+    arch.expect(f"{vrel}/{name}", FileStatus.BROKEN_LINK, "broken", name, walk=True)
 
     raw = undecodable_name()
     fd = os.open(os.fsencode(arch.root / vrel) + b"/" + raw, os.O_CREAT | os.O_WRONLY, 0o644)
     os.write(fd, b"never opened")
     os.close(fd)
-    arch.expect(f"{vrel}/{raw.decode('utf-8', 'backslashreplace')}", FileStatus.BAD_NAME,
-                "utf-8", "rename", walk=True)
+    arch.expect(
+        f"{vrel}/{raw.decode('utf-8', 'backslashreplace')}",
+        FileStatus.BAD_NAME,
+        "utf-8",
+        "rename",
+        walk=True,
+    )
 
     # A transfer leftover: hidden, so neither indexed nor listed.
     (arch.root / vrel / f".{name}.part").write_bytes(b"partial")

@@ -102,13 +102,28 @@ class Site:
             os.chown(path, NOBODY, NOBODY)
         env = {k: v for k, v in os.environ.items() if not k.startswith("INSITU_")}
         src = str(Path(insitu.__file__).resolve().parent.parent)
-        env.update(HOME=str(self.base), XDG_CONFIG_HOME=str(self.base / "config"),
-                   XDG_DATA_HOME=str(self.base / "data"),
-                   PYTHONPATH=os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")])))
+        env.update(
+            HOME=str(self.base),
+            XDG_CONFIG_HOME=str(self.base / "config"),
+            XDG_DATA_HOME=str(self.base / "data"),
+            PYTHONPATH=os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")])),
+        )
         proc = subprocess.run(
-            [sys.executable, "-c", _SCAN, self.uri, COLLECTION, str(self.archive.root),
-             str(NOBODY)],
-            capture_output=True, text=True, env=env, cwd=self.base, timeout=300, check=False,
+            [
+                sys.executable,
+                "-c",
+                _SCAN,
+                self.uri,
+                COLLECTION,
+                str(self.archive.root),
+                str(NOBODY),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=self.base,
+            timeout=300,
+            check=False,
         )
         assert proc.returncode == 0, f"the scan failed:\n{proc.stderr}"
         return ScanReport(**json.loads(proc.stdout.splitlines()[-1]))
@@ -126,10 +141,16 @@ def _expected_report(arch: BadArchive) -> dict[str, object]:
     paths = set(arch.good_files) | set(arch.problems)
     walked = sum(p.walk for p in arch.problems.values())
     return {
-        "seen": len(paths), "new": len(paths) - walked, "changed": 0, "unchanged": 0,
-        "removed": 0, "aliases": arch.aliases, "datasets": len(arch.good),
-        "problems": dict(Counter(p.status.value for p in arch.problems.values()
-                                 if p.status is not FileStatus.OK)),
+        "seen": len(paths),
+        "new": len(paths) - walked,
+        "changed": 0,
+        "unchanged": 0,
+        "removed": 0,
+        "aliases": arch.aliases,
+        "datasets": len(arch.good),
+        "problems": dict(
+            Counter(p.status.value for p in arch.problems.values() if p.status is not FileStatus.OK)
+        ),
     }
 
 
@@ -191,7 +212,10 @@ def test_the_good_files_are_indexed(scanned: tuple[Site, ScanReport]) -> None:
             assert record.version == VERSION
             assert record.n_files == len(exp.files)
             assert (record.calendar, record.time_start, record.time_end) == (
-                exp.calendar, exp.time_start, exp.time_end)
+                exp.calendar,
+                exp.time_start,
+                exp.time_end,
+            )
             assert record.bbox == (0.0, -45.0, 270.0, 45.0)
             files = cat.files(record.dataset_id)
             assert tuple(f.path for f in files) == exp.files
@@ -209,8 +233,9 @@ def test_each_bad_file_is_listed_once_with_its_reason(scanned: tuple[Site, ScanR
     found = site.problems()
     _check_reasons(site.archive, found)
     # The note on a good file does not keep it out of its dataset.
-    notime = found[site.archive.good[dataset_id("INST-E", "MODEL-NOTIME", table="fx",
-                                                var="orog")].files[0]]
+    notime = found[
+        site.archive.good[dataset_id("INST-E", "MODEL-NOTIME", table="fx", var="orog")].files[0]
+    ]
     assert notime.ok and notime.dataset_id is not None
     # Unreadable files keep the facets their path gives, to help find them.
     corrupt = found[f"{drs_dir('BAD', 'corrupt-signature')}/{drs_name('corrupt-signature')}"]
@@ -235,8 +260,9 @@ def test_a_second_scan_is_incremental_and_keeps_the_problems(
     before = {p: (r.status, r.reason) for p, r in site.problems().items()}
     second = site.scan()
     # Files denied at the last scan are retried; everything else is left alone.
-    retried = sum(not p.walk and p.status is FileStatus.DENIED
-                  for p in site.archive.problems.values())
+    retried = sum(
+        not p.walk and p.status is FileStatus.DENIED for p in site.archive.problems.values()
+    )
     assert retried == 1
     assert (second.new, second.removed, second.changed) == (0, 0, retried)
     assert second.unchanged == first.new - retried
@@ -272,6 +298,8 @@ def test_fixed_and_removed_bad_files_stop_being_listed(site: Site) -> None:
     with site.catalog() as cat:
         record = cat.dataset(dataset_id("INST-B", "MODEL-360"))
         assert record.n_files == 2
-        assert (record.time_start, record.time_end) == ("1950-01-16T00:00:00",
-                                                        "1969-12-16T00:00:00")
+        assert (record.time_start, record.time_end) == (
+            "1950-01-16T00:00:00",
+            "1969-12-16T00:00:00",
+        )
         assert [f.path for f in cat.files(record.dataset_id)][-1] == denied

@@ -55,10 +55,15 @@ def read_header(relpath: str, path: str) -> HeaderResult:
                     return relpath, FileStatus.UNREADABLE, short, None
             return _describe(relpath, ds)
     except Exception as exc:
-        return relpath, FileStatus.UNREADABLE, (
-            f"header opened but reading it failed ({_error_text(exc)}); the file is probably "
-            "corrupt: re-copy it from its source"
-        ), None
+        return (
+            relpath,
+            FileStatus.UNREADABLE,
+            (
+                f"header opened but reading it failed ({_error_text(exc)}); the file is probably "
+                "corrupt: re-copy it from its source"
+            ),
+            None,
+        )
 
 
 def _error_text(exc: BaseException) -> str:
@@ -83,14 +88,18 @@ def _unreadable_reason(path: str, exc: BaseException) -> str:
     if not magic:
         return "empty file (0 bytes): not NetCDF; remove it or re-copy it from its source"
     if magic[:3] != b"CDF" and magic != _HDF5_SIGNATURE:
-        return (f"not a NetCDF or HDF5 file (starts with {magic[:4]!r}; "
-                f"{_error_text(exc)}): remove it or move it out of the archive")
+        return (
+            f"not a NetCDF or HDF5 file (starts with {magic[:4]!r}; "
+            f"{_error_text(exc)}): remove it or move it out of the archive"
+        )
     short = _truncation(path)
     if short:
         return short
     state = "is damaged" if short is None else "is intact but netCDF cannot read the rest"
-    return (f"corrupt NetCDF/HDF5 file: its header {state} ({_error_text(exc)}); "
-            "re-copy it from its source")
+    return (
+        f"corrupt NetCDF/HDF5 file: its header {state} ({_error_text(exc)}); "
+        "re-copy it from its source"
+    )
 
 
 # -- truncation ---------------------------------------------------------------------------
@@ -123,17 +132,23 @@ def _truncation(path: str) -> str | None:
                 return None
     except EOFError:
         if what.startswith("HDF5"):
-            return (f"truncated {what}: it ends inside its superblock ({size} bytes); "
-                    "re-copy it from its source")
-        return (f"truncated or corrupt {what}: its header runs past the end of the file "
-                f"({size} bytes); re-copy it from its source")
+            return (
+                f"truncated {what}: it ends inside its superblock ({size} bytes); "
+                "re-copy it from its source"
+            )
+        return (
+            f"truncated or corrupt {what}: its header runs past the end of the file "
+            f"({size} bytes); re-copy it from its source"
+        )
     except (OSError, ValueError, struct.error):
         return None
     if needed is None:
         return None
     if size < needed:
-        return (f"truncated {what}: its header says {needed} bytes but the file has only "
-                f"{size}; re-copy it from its source")
+        return (
+            f"truncated {what}: its header says {needed} bytes but the file has only "
+            f"{size}; re-copy it from its source"
+        )
     return ""
 
 
@@ -174,10 +189,8 @@ def _hdf5_needed(sb: bytes) -> int | None:
     return base + eof
 
 
-_LOOKUP3_MIX = tuple(zip(((0, 2, 1), (1, 0, 2), (2, 1, 0)) * 2, (4, 6, 8, 16, 19, 4),
-                         strict=True))
-_LOOKUP3_FINAL = ((2, 1, 14), (0, 2, 11), (1, 0, 25), (2, 1, 16), (0, 2, 4), (1, 0, 14),
-                  (2, 1, 24))
+_LOOKUP3_MIX = tuple(zip(((0, 2, 1), (1, 0, 2), (2, 1, 0)) * 2, (4, 6, 8, 16, 19, 4), strict=True))
+_LOOKUP3_FINAL = ((2, 1, 14), (0, 2, 11), (1, 0, 25), (2, 1, 16), (0, 2, 4), (1, 0, 14), (2, 1, 24))
 
 
 def _lookup3(data: bytes, initval: int = 0) -> int:
@@ -278,8 +291,11 @@ def _classic_needed(fh: BinaryIO, size: int) -> int | None:
         if nc_type not in _NC_TYPE_SIZE or any(d >= len(dims) for d in dimids):
             raise ValueError("bad variable")
         count() if big else read(4)  # vsize: recomputed below (it overflows in CDF-1/2)
-        begin = int(struct.unpack(">Q" if version in (2, 5) else ">I",
-                                  read(8 if version in (2, 5) else 4))[0])
+        begin = int(
+            struct.unpack(">Q" if version in (2, 5) else ">I", read(8 if version in (2, 5) else 4))[
+                0
+            ]
+        )
         record = bool(dimids) and dims[dimids[0]] == 0
         nbytes = _NC_TYPE_SIZE[nc_type] * math.prod(dims[d] for d in dimids[record:])
         if record:
@@ -315,13 +331,15 @@ def _describe(relpath: str, ds: netCDF4.Dataset) -> HeaderResult:
     for name, var in ds.variables.items():
         attrs = _attrs(var)
         by_name[name] = (var, attrs)
-        variables.append({
-            "name": name,
-            "dims": list(var.dimensions),
-            "shape": [int(n) for n in var.shape],
-            "dtype": "str" if var.dtype is str else str(var.dtype),
-            "attrs": attrs,
-        })
+        variables.append(
+            {
+                "name": name,
+                "dims": list(var.dimensions),
+                "shape": [int(n) for n in var.shape],
+                "dtype": "str" if var.dtype is str else str(var.dtype),
+                "attrs": attrs,
+            }
+        )
     header: dict[str, Any] = {
         "data_model": ds.data_model,
         "dims": {name: len(dim) for name, dim in ds.dimensions.items()},
@@ -345,8 +363,12 @@ def _find_time(by_name: dict[str, Any]) -> str | None:
         if var.ndim != 1 or var.dimensions[0] != name:
             continue
         units = str(attrs.get("units", ""))
-        if (attrs.get("axis") == "T" or attrs.get("standard_name") == "time"
-                or name == "time" or " since " in units):
+        if (
+            attrs.get("axis") == "T"
+            or attrs.get("standard_name") == "time"
+            or name == "time"
+            or " since " in units
+        ):
             candidates.append(name)
     return candidates[0] if candidates else None
 
@@ -389,16 +411,16 @@ def _read_time(entry: tuple[Any, dict[str, Any]], header: dict[str, Any]) -> tup
 
 
 def _iso(t: Any) -> str:
-    return (f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"
-            f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}")
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
 
 
 def _key(t: Any) -> int:
     return time_key(t.year, t.month, t.day, t.hour, t.minute, t.second)
 
 
-def _coord(by_name: dict[str, Any], standard: str, names: tuple[str, ...],
-           units: tuple[str, ...]) -> Any | None:
+def _coord(
+    by_name: dict[str, Any], standard: str, names: tuple[str, ...], units: tuple[str, ...]
+) -> Any | None:
     for name, (var, attrs) in by_name.items():
         if attrs.get("standard_name") == standard or (
             name.lower() in names and str(attrs.get("units", "")).lower() in units
@@ -411,10 +433,18 @@ def _coord(by_name: dict[str, Any], standard: str, names: tuple[str, ...],
 
 
 def _bbox(by_name: dict[str, Any]) -> list[float] | None:
-    lat = _coord(by_name, "latitude", _LAT_NAMES,
-                 ("degrees_north", "degree_north", "degrees_n", "degree_n", "degrees"))
-    lon = _coord(by_name, "longitude", _LON_NAMES,
-                 ("degrees_east", "degree_east", "degrees_e", "degree_e", "degrees"))
+    lat = _coord(
+        by_name,
+        "latitude",
+        _LAT_NAMES,
+        ("degrees_north", "degree_north", "degrees_n", "degree_n", "degrees"),
+    )
+    lon = _coord(
+        by_name,
+        "longitude",
+        _LON_NAMES,
+        ("degrees_east", "degree_east", "degrees_e", "degree_e", "degrees"),
+    )
     if lat is None or lon is None or lat.size > 10_000_000 or lon.size > 10_000_000:
         return None
     try:
@@ -430,5 +460,6 @@ def _bbox(by_name: dict[str, Any]) -> list[float] | None:
 def _floats(var: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
     """A variable's values as float64, with masked and invalid values as NaN."""
     values: np.ma.MaskedArray[Any, Any] = np.ma.masked_invalid(
-        np.ma.asarray(var[:], dtype="float64"))
+        np.ma.asarray(var[:], dtype="float64")
+    )
     return np.asarray(np.ma.filled(values, np.nan), dtype="float64")

@@ -100,9 +100,16 @@ def walk_archive(root: str) -> tuple[list[Entry], list[WalkProblem]]:
         top = os.stat(root)
     except OSError as exc:
         status = FileStatus.DENIED if exc.errno == errno.EACCES else FileStatus.UNREADABLE
-        problems.add(WalkProblem(".", status, f"cannot read the archive root {root!r}: "
-                                 f"{exc.strerror}; check that it exists and is mounted"),
-                     None, False)
+        problems.add(
+            WalkProblem(
+                ".",
+                status,
+                f"cannot read the archive root {root!r}: "
+                f"{exc.strerror}; check that it exists and is mounted",
+            ),
+            None,
+            False,
+        )
         return entries, problems.all()
     top_id = (top.st_dev, top.st_ino)
     # (absolute dir, relative prefix, its identity, identities of it and its ancestors,
@@ -117,15 +124,25 @@ def walk_archive(root: str) -> tuple[list[Entry], list[WalkProblem]]:
             with os.scandir(abs_dir) as it:
                 children = list(it)
         except PermissionError:
-            problems.add(WalkProblem(here, FileStatus.DENIED,
-                                     "permission denied: cannot list this directory; give the "
-                                     "scanning user read and execute permission on it"),
-                         dir_id, linked)
+            problems.add(
+                WalkProblem(
+                    here,
+                    FileStatus.DENIED,
+                    "permission denied: cannot list this directory; give the "
+                    "scanning user read and execute permission on it",
+                ),
+                dir_id,
+                linked,
+            )
             continue
         except OSError as exc:
-            problems.add(WalkProblem(here, FileStatus.UNREADABLE,
-                                     f"cannot list this directory: {exc.strerror}"),
-                         dir_id, linked)
+            problems.add(
+                WalkProblem(
+                    here, FileStatus.UNREADABLE, f"cannot list this directory: {exc.strerror}"
+                ),
+                dir_id,
+                linked,
+            )
             continue
         for child in children:
             name = child.name
@@ -136,29 +153,41 @@ def walk_archive(root: str) -> tuple[list[Entry], list[WalkProblem]]:
             via_link = linked or is_link
             if not _valid(name):
                 kind = "directory" if _is_dir(child) else "file"
-                problems.add(WalkProblem(
-                    prefix + display_name(name), FileStatus.BAD_NAME,
-                    f"{kind} name is not valid UTF-8 (undecodable bytes shown as \\xNN); "
-                    "rename it"), _own_identity(child), linked)
+                problems.add(
+                    WalkProblem(
+                        prefix + display_name(name),
+                        FileStatus.BAD_NAME,
+                        f"{kind} name is not valid UTF-8 (undecodable bytes shown as \\xNN); "
+                        "rename it",
+                    ),
+                    _own_identity(child),
+                    linked,
+                )
                 continue
             try:
                 st = child.stat()  # follows links
             except OSError as exc:
-                problems.add(_stat_problem(rel, child, is_link, exc), _own_identity(child),
-                             linked)
+                problems.add(_stat_problem(rel, child, is_link, exc), _own_identity(child), linked)
                 continue
             if stat.S_ISDIR(st.st_mode):
                 ident = (st.st_dev, st.st_ino)
                 if ident in ancestors:
-                    problems.add(WalkProblem(
-                        rel, FileStatus.LOOP,
-                        "symbolic link loop: this directory links back to one of its parents; "
-                        "remove the link"), _own_identity(child), linked)
+                    problems.add(
+                        WalkProblem(
+                            rel,
+                            FileStatus.LOOP,
+                            "symbolic link loop: this directory links back to one of its parents; "
+                            "remove the link",
+                        ),
+                        _own_identity(child),
+                        linked,
+                    )
                     continue
                 stack.append((child.path, rel + "/", ident, ancestors | {ident}, via_link))
             elif stat.S_ISREG(st.st_mode):
-                entries.append(Entry(rel, st.st_size, st.st_mtime_ns, (st.st_dev, st.st_ino),
-                                     via_link))
+                entries.append(
+                    Entry(rel, st.st_size, st.st_mtime_ns, (st.st_dev, st.st_ino), via_link)
+                )
             # Sockets, pipes and devices are not data files: skipped, never opened.
     return entries, problems.all()
 
@@ -170,23 +199,31 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def _stat_problem(rel: str, child: os.DirEntry[str], is_link: bool,
-                  exc: OSError) -> WalkProblem:
+def _stat_problem(rel: str, child: os.DirEntry[str], is_link: bool, exc: OSError) -> WalkProblem:
     """Why ``child`` cannot be looked at."""
     if exc.errno == errno.ELOOP:
-        return WalkProblem(rel, FileStatus.LOOP,
-                           "symbolic link loop: the link leads back to itself (directly or "
-                           "through other links); remove the link")
+        return WalkProblem(
+            rel,
+            FileStatus.LOOP,
+            "symbolic link loop: the link leads back to itself (directly or "
+            "through other links); remove the link",
+        )
     if exc.errno in (errno.ENOENT, errno.ENOTDIR) and is_link:
         try:
             target = os.readlink(child.path)
         except OSError:
             target = "?"
-        return WalkProblem(rel, FileStatus.BROKEN_LINK,
-                           f"broken symbolic link to {display_name(target)!r}: the target does "
-                           "not exist; remove the link or restore its target")
+        return WalkProblem(
+            rel,
+            FileStatus.BROKEN_LINK,
+            f"broken symbolic link to {display_name(target)!r}: the target does "
+            "not exist; remove the link or restore its target",
+        )
     if exc.errno == errno.EACCES:
-        return WalkProblem(rel, FileStatus.DENIED,
-                           "permission denied: cannot look up this entry; give the scanning "
-                           "user execute permission on its directory")
+        return WalkProblem(
+            rel,
+            FileStatus.DENIED,
+            "permission denied: cannot look up this entry; give the scanning "
+            "user execute permission on its directory",
+        )
     return WalkProblem(rel, FileStatus.UNREADABLE, f"cannot look up this entry: {exc.strerror}")
