@@ -29,6 +29,7 @@ _FACET = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::((?:[^{}]|\{\d*,?\d*\})+))?\
 _DEFAULT_VALUE = r"[^/]+?"
 _VERSION_VALUE = r"v?\d+(?:[._]\d+)*"
 _DIGITS = re.compile(r"\d+")
+_FIX = "move or rename the file to fit, or register its tree with a template that fits"
 
 
 def version_key(version: str) -> str:
@@ -172,7 +173,7 @@ class Template:
                 if facets.get(name) != value:
                     return (
                         f"file name says {name}={value!r} but the directory says "
-                        f"{name}={facets.get(name)!r}"
+                        f"{name}={facets.get(name)!r}; {_FIX}"
                     )
                 continue
             facets[name] = value
@@ -186,12 +187,14 @@ class Template:
         if depth != self._depth:
             return (
                 f"path has {depth} directory levels below the root; template "
-                f"{self.name!r} expects {self._depth} ({self.directory})"
+                f"{self.name!r} expects {self._depth} ({self.directory}); {_FIX}"
             )
         name = relpath.rsplit("/", 1)[-1]
         if self._depth and not self._dir_regex.fullmatch(relpath.rsplit("/", 1)[0]):
-            return f"directories do not fit template {self.name!r} ({self.directory})"
-        return f"file name {name!r} does not fit template {self.name!r} ({self.filename})"
+            return f"directories do not fit template {self.name!r} ({self.directory}); {_FIX}"
+        return (
+            f"file name {name!r} does not fit template {self.name!r} ({self.filename}); {_FIX}"
+        )
 
 
 def _literal(text: str) -> str:
