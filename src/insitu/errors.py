@@ -16,6 +16,9 @@ Builtins are second parents so callers can catch ``LookupError`` or ``ValueError
     │   ├── InvalidQuery
     │   └── TemplateError
     ├── StoreError                                  503
+    ├── BackendUnavailable                          503
+    ├── ComputeError                                500
+    │   └── IncompatibleInputs (ValueError)         422
     └── DataError (OSError)                         500
 """
 
@@ -24,12 +27,15 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "BackendUnavailable",
     "CollectionExists",
     "CollectionNotFound",
+    "ComputeError",
     "ConfigError",
     "Conflict",
     "DataError",
     "DatasetNotFound",
+    "IncompatibleInputs",
     "InsituError",
     "InvalidQuery",
     "InvalidRequest",
@@ -115,6 +121,22 @@ class StoreError(InsituError):
     """The catalog store cannot be reached or used."""
 
     http_status = 503
+
+
+class BackendUnavailable(InsituError):
+    """A cluster backend cannot be used: its package is missing or its cluster will not start."""
+
+    http_status = 503
+
+
+class ComputeError(InsituError):
+    """An analysis could not be completed."""
+
+
+class IncompatibleInputs(ComputeError, ValueError):
+    """The inputs of an operation do not fit it or each other (dimensions, grids, calendars)."""
+
+    http_status = 422
 
 
 class DataError(InsituError, OSError):

@@ -24,7 +24,14 @@ from pydantic_settings import (
 
 from insitu.errors import ConfigError
 
-__all__ = ["CatalogSettings", "Settings", "TemplateSettings", "default_config_file"]
+__all__ = [
+    "CatalogSettings",
+    "ComputeSettings",
+    "JobQueueSettings",
+    "Settings",
+    "TemplateSettings",
+    "default_config_file",
+]
 
 _toml_file: ContextVar[Path | None] = ContextVar("_toml_file", default=None)
 
@@ -88,6 +95,66 @@ class CatalogSettings(BaseModel):
     )
 
 
+class JobQueueSettings(BaseModel):
+    """Batch-scheduler workers (SLURM, PBS, LSF, SGE) through dask-jobqueue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: str | None = Field(default=None, description="Queue or partition to submit to.")
+    account: str | None = Field(default=None, description="Account or project to charge.")
+    cores: int = Field(default=1, ge=1, description="Cores per job (one worker per job).")
+    memory: str = Field(default="2GB", description="Memory per job, e.g. '4GB'.")
+    walltime: str = Field(default="01:00:00", description="Wall-clock limit per job.")
+    interface: str | None = Field(
+        default=None, description="Network interface for scheduler and workers, e.g. 'lo'."
+    )
+    python: str | None = Field(
+        default=None, description="Python on the compute nodes (default: this interpreter)."
+    )
+    job_extra: list[str] = Field(
+        default_factory=list, description="Extra scheduler directives, e.g. '--qos=short'."
+    )
+
+
+class ComputeSettings(BaseModel):
+    """Settings of the compute subsystem: where Dask workers run and how big they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str = Field(
+        default="local",
+        description="Where work runs: local, slurm, pbs, lsf, sge, ssh, gateway, kubernetes.",
+    )
+    workers: int | None = Field(
+        default=None, ge=1, description="Workers to start (default: one per core for local)."
+    )
+    threads_per_worker: int = Field(
+        default=1, ge=1, description="Threads per worker; 1 avoids threaded HDF5 access."
+    )
+    memory_limit: str = Field(
+        default="auto", description="Memory limit per worker, e.g. '4GB' or 'auto'."
+    )
+    dashboard_address: str = Field(
+        default="127.0.0.1:0", description="Where the Dask dashboard listens (port 0: any)."
+    )
+    jobqueue: JobQueueSettings = Field(
+        default_factory=JobQueueSettings, description="SLURM/PBS/LSF/SGE options."
+    )
+    ssh_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts for the ssh backend: the first runs the scheduler, all run workers.",
+    )
+    gateway_address: str | None = Field(
+        default=None, description="Dask-Gateway server address for the gateway backend."
+    )
+    kubernetes_image: str = Field(
+        default="ghcr.io/dask/dask:latest", description="Worker image for the kubernetes backend."
+    )
+    chunk_bytes: int = Field(
+        default=64 * 2**20, ge=2**20, description="Bytes read per step when streaming a file."
+    )
+
+
 class Settings(BaseSettings):
     """All of insitu's settings."""
 
@@ -105,6 +172,9 @@ class Settings(BaseSettings):
     log_level: str = Field(default="WARNING", description="Logging level of the entry points.")
     catalog: CatalogSettings = Field(
         default_factory=CatalogSettings, description="Catalog settings."
+    )
+    compute: ComputeSettings = Field(
+        default_factory=ComputeSettings, description="Compute settings."
     )
 
     @classmethod

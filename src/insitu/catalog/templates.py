@@ -192,9 +192,7 @@ class Template:
         name = relpath.rsplit("/", 1)[-1]
         if self._depth and not self._dir_regex.fullmatch(relpath.rsplit("/", 1)[0]):
             return f"directories do not fit template {self.name!r} ({self.directory}); {_FIX}"
-        return (
-            f"file name {name!r} does not fit template {self.name!r} ({self.filename}); {_FIX}"
-        )
+        return f"file name {name!r} does not fit template {self.name!r} ({self.filename}); {_FIX}"
 
 
 def _literal(text: str) -> str:

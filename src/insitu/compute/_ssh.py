@@ -1,0 +1,40 @@
+"""Dask over several hosts reached by SSH: the first host runs the scheduler."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from insitu.compute.backend import ClusterSpec, DaskClusterBackend
+from insitu.errors import ConfigError
+
+__all__ = ["SSHBackend"]
+
+
+class SSHBackend(DaskClusterBackend):
+    """``distributed.SSHCluster`` over ``compute.ssh_hosts``."""
+
+    name: ClassVar[str] = "ssh"
+
+    def _make(self, spec: ClusterSpec) -> Any:
+        from distributed import SSHCluster
+
+        hosts = list(spec.options.get("hosts", []))
+        if len(hosts) < 2:
+            raise ConfigError(
+                "The ssh backend needs compute.ssh_hosts with the scheduler host first and at "
+                f"least one worker host; got {hosts!r}."
+            )
+        return SSHCluster(
+            hosts,
+            connect_options=spec.options.get("connect_options", {"known_hosts": None}),
+            worker_options={"nthreads": spec.threads_per_worker, "memory_limit": spec.memory_limit},
+            scheduler_options={"dashboard_address": spec.dashboard_address},
+            remote_python=spec.options.get("python"),
+        )
+
+    def scale(self, handle: Any, workers: int) -> None:
+        """SSH clusters have one worker per listed host; scaling is not possible."""
+        raise ConfigError(
+            "An ssh cluster has one worker per host in compute.ssh_hosts; change that list "
+            "and restart the cluster to change its size."
+        )

@@ -1,0 +1,265 @@
+"""Running an operation on catalog datasets: cache, compute, provenance, atomic write.
+
+A result is keyed by the operation, its parameters and the identity of every input file
+(path, size, modification time); asking again returns the stored result at once, and a
+rescan that sees a changed file gives a new key, so stale results are never returned.
+Results are written to a temporary file and renamed into place: no partial result is ever
+left where a complete one is expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from insitu import __version__
+from insitu.compute.ensemble import combine
+from insitu.compute.operations import get_operation
+from insitu.errors import ComputeError, DataError, InsituError, InvalidRequest
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from distributed import Client
+
+    from insitu.catalog import Catalog, DatasetRecord
+
+__all__ = ["ComputeResult", "result_key", "run"]
+
+log = logging.getLogger(__name__)
+
+_ENGINE = "insitu-xarray-1"
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeResult:
+    """Where a result lies, whether it came from the cache, and what it took."""
+
+    path: Path
+    key: str
+    cached: bool
+    seconds: float
+    provenance: dict[str, Any]
+
+    def open(self) -> xr.Dataset:
+        """The result, opened with xarray (fully loaded; results are small)."""
+        import xarray as xr
+
+        with xr.open_dataset(self.path) as ds:
+            return ds.load()
+
+
+def _main_variable(record: DatasetRecord) -> str:
+    for facet in ("variable_id", "variable"):
+        values = record.facets.get(facet)
+        if values and len(values) == 1:
+            return values[0]
+    bounds = {str(v.attrs.get("bounds")) for v in record.variables if "bounds" in v.attrs}
+    for v in record.variables:
+        if v.name not in bounds and v.name not in v.dims and len(v.dims) > 1:
+            return v.name
+    raise InvalidRequest(
+        f"Cannot tell which variable of {record.dataset_id!r} to use; name it (--variable)."
+    )
+
+
+def result_key(
+    operation: str,
+    params: dict[str, Any],
+    variable: str,
+    inputs: list[tuple[str, list[tuple[str, int, int]]]],
+    time: tuple[str | None, str | None] | None,
+) -> str:
+    """Content key of a result: operation, parameters, variable, time and input files."""
+    blob = json.dumps(
+        {
+            "engine": _ENGINE,
+            "op": operation,
+            "params": params,
+            "var": variable,
+            "time": time,
+            "inputs": inputs,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def run(
+    catalog: Catalog,
+    operation: str,
+    dataset_ids: Sequence[str],
+    *,
+    variable: str | None = None,
+    params: dict[str, Any] | None = None,
+    time: slice | None = None,
+    out: str | os.PathLike[str] | None = None,
+    client: Client | None = None,
+    cache: bool = True,
+    progress: bool = False,
+) -> ComputeResult:
+    """Apply ``operation`` to each dataset and, if several, combine them along ``dataset``.
+
+    Runs on ``client`` if given (a Dask cluster), else on Dask's local scheduler. Returns
+    where the CF-compliant NetCDF result is (``out`` if given, else the results cache).
+    """
+    if not dataset_ids:
+        raise InvalidRequest("No dataset to compute on: the search matched nothing.")
+    op = get_operation(operation)
+    p = op.validate(params)
+    records = [catalog.dataset(d) for d in dataset_ids]
+    var = variable or _main_variable(records[0])
+    inputs = [
+        (r.dataset_id, [(f.path, f.size, f.mtime_ns) for f in catalog.files(r.dataset_id)])
+        for r in records
+    ]
+    trange = (
+        (str(time.start) if time.start else None, str(time.stop) if time.stop else None)
+        if time
+        else None
+    )
+    key = result_key(op.name, p.model_dump(), var, inputs, trange)
+    cache_dir = catalog.settings.data_dir / "results"
+    cached_path = cache_dir / f"{op.name}-{key}.nc"
+    if cache and cached_path.is_file():
+        log.info("result %s from the cache", key)
+        path = _deliver(cached_path, out)
+        return ComputeResult(path, key, True, 0.0, _read_provenance(cached_path))
+
+    t0 = perf_counter()
+    results: dict[str, xr.Dataset] = {}
+    for r in records:
+        try:
+            ds = catalog.open_dataset(r.dataset_id, time=time)
+        except InsituError:
+            raise
+        except OSError as exc:
+            raise DataError(f"Cannot open dataset {r.dataset_id!r}: {exc}") from exc
+        ds.attrs["insitu_dataset_id"] = r.dataset_id
+        results[r.dataset_id] = op(ds, var, p)
+    if len(results) == 1:
+        result = next(iter(results.values()))
+    else:
+        facets = {
+            r.dataset_id: {k: v[0] for k, v in r.facets.items() if len(v) == 1} for r in records
+        }
+        result = combine(results, var, facets)
+    result = _compute(result, client, progress, [r.dataset_id for r in records])
+    seconds = perf_counter() - t0
+    provenance = {
+        "operation": op.name,
+        "parameters": p.model_dump(mode="json"),
+        "variable": var,
+        "time": list(trange) if trange else None,
+        "inputs": [
+            {
+                "dataset_id": r.dataset_id,
+                "collection": r.collection,
+                "version": r.version,
+                "files": r.n_files,
+                "time_start": r.time_start,
+                "time_end": r.time_end,
+            }
+            for r in records
+        ],
+        "insitu_version": __version__,
+        "engine": _ENGINE,
+        "seconds": round(seconds, 3),
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    _stamp(result, provenance)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(result, cached_path)
+    path = _deliver(cached_path, out)
+    log.info("computed %s on %d datasets in %.2f s", op.name, len(records), seconds)
+    return ComputeResult(path, key, False, seconds, provenance)
+
+
+def _compute(
+    result: xr.Dataset, client: Client | None, progress: bool, ids: list[str]
+) -> xr.Dataset:
+    try:
+        if client is not None:
+            futures = client.compute(result)
+            if progress:
+                from distributed import progress as show
+
+                show(futures)
+            return futures.result()  # type: ignore[no-any-return]
+        if progress:
+            from dask.diagnostics.progress import ProgressBar
+
+            with ProgressBar():
+                return result.compute()
+        return result.compute()
+    except InsituError:
+        raise
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise ComputeError(
+            f"Computing on {', '.join(ids)} failed: {exc.__class__.__name__}: {exc}. If a file "
+            "changed since the scan, rescan its collection ('insitu catalog scan')."
+        ) from exc
+
+
+def _stamp(ds: xr.Dataset, provenance: dict[str, Any]) -> None:
+    ds.attrs = {k: v for k, v in ds.attrs.items() if k != "insitu_dataset_id"}
+    ds.attrs["Conventions"] = "CF-1.8"
+    line = (
+        f"{provenance['created']}: insitu {provenance['insitu_version']} "
+        f"{provenance['operation']}({json.dumps(provenance['parameters'])}) on "
+        f"{', '.join(i['dataset_id'] for i in provenance['inputs'])}"
+    )
+    history = ds.attrs.get("history")
+    ds.attrs["history"] = f"{line}\n{history}" if isinstance(history, str) and history else line
+    ds.attrs["insitu_provenance"] = json.dumps(provenance)
+
+
+def _read_provenance(path: Path) -> dict[str, Any]:
+    import netCDF4
+
+    with netCDF4.Dataset(path) as nc:
+        text = nc.getncattr("insitu_provenance") if "insitu_provenance" in nc.ncattrs() else "{}"
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def _write_atomic(ds: xr.Dataset, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        encoding = {
+            name: {"zlib": True, "complevel": 1}
+            for name in ds.data_vars
+            if ds[name].dtype.kind == "f"
+        }
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _deliver(cached: Path, out: str | os.PathLike[str] | None) -> Path:
+    if out is None:
+        return cached
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(cached, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,120 @@
+"""Getting a Dask client: a cluster for the length of a ``with`` block, or the long-running
+cluster started by ``insitu cluster up`` (recorded in ``<data_dir>/cluster.json``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from insitu.compute.backend import ClusterSpec, get_backend
+from insitu.errors import BackendUnavailable
+from insitu.settings import Settings
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = ["ClusterState", "cluster", "running_cluster", "spec_from_settings", "state_file"]
+
+log = logging.getLogger(__name__)
+
+
+def spec_from_settings(settings: Settings, backend: str, workers: int | None) -> ClusterSpec:
+    """The cluster spec the settings describe for ``backend``."""
+    c = settings.compute
+    options: dict[str, Any] = {}
+    if backend in ("slurm", "pbs", "lsf", "sge"):
+        options = c.jobqueue.model_dump()
+    elif backend == "ssh":
+        options = {"hosts": c.ssh_hosts}
+    elif backend == "gateway":
+        options = {"address": c.gateway_address}
+    elif backend == "kubernetes":
+        options = {"image": c.kubernetes_image}
+    return ClusterSpec(
+        workers=workers or c.workers,
+        threads_per_worker=c.threads_per_worker,
+        memory_limit=c.memory_limit,
+        dashboard_address=c.dashboard_address,
+        options=options,
+    )
+
+
+def state_file(settings: Settings) -> Path:
+    """Where ``insitu cluster up`` records its running cluster."""
+    return settings.data_dir / "cluster.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterState:
+    """The long-running cluster of ``insitu cluster up``."""
+
+    pid: int
+    backend: str
+    scheduler_address: str
+    dashboard_link: str | None
+
+    @classmethod
+    def read(cls, settings: Settings) -> ClusterState | None:
+        """The recorded cluster, if its process is still alive."""
+        path = state_file(settings)
+        try:
+            data = json.loads(path.read_text())
+            os.kill(int(data["pid"]), 0)
+        except (OSError, ValueError, KeyError):
+            return None
+        return cls(
+            int(data["pid"]), data["backend"], data["scheduler_address"], data.get("dashboard_link")
+        )
+
+
+def running_cluster(settings: Settings) -> ClusterState | None:
+    """The cluster started by ``insitu cluster up``, if one is running."""
+    return ClusterState.read(settings)
+
+
+@contextmanager
+def cluster(
+    settings: Settings | None = None,
+    *,
+    backend: str | None = None,
+    workers: int | None = None,
+    reuse: bool = True,
+) -> Iterator[Client]:
+    """A Dask client for the duration of the block.
+
+    Connects to the cluster of ``insitu cluster up`` when one runs (and ``reuse``), else
+    starts one with ``backend`` (default: ``compute.backend``) and stops it on exit.
+    The dashboard address is logged and available as ``client.dashboard_link``.
+    """
+    from distributed import Client
+
+    settings = settings or Settings.load()
+    state = running_cluster(settings) if reuse and backend is None else None
+    if state is not None:
+        client = Client(state.scheduler_address, timeout="10s")
+        log.info("using the running %s cluster, dashboard %s", state.backend, state.dashboard_link)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    name = backend or settings.compute.backend
+    impl = get_backend(name)
+    handle = impl.start(spec_from_settings(settings, name, workers))
+    try:
+        client = Client(handle.cluster)
+    except (OSError, TimeoutError) as exc:
+        impl.stop(handle)
+        raise BackendUnavailable(f"Cannot connect to the new {name} cluster: {exc}") from exc
+    log.info("started a %s cluster, dashboard %s", name, handle.dashboard_link)
+    try:
+        yield client
+    finally:
+        client.close()
+        impl.stop(handle)
