@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -459,6 +460,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         f"ms, p95 {res['text_search']['p95_ms']:.1f} ms"
     )
 
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res["target_p95_ms"] = TARGET_P95_MS
     res["target_met"] = res["facet_search"]["p95_ms"] < TARGET_P95_MS
     say(

@@ -2,7 +2,7 @@
 
 Each benchmark runs in its own Python process (so none inherits another's imports, caches
 or forkserver) and prints one JSON line on stdout; this script collects those lines into
-bench/data/results-<time>.json (and bench/data/results-latest.json) and prints the table.
+bench/data/catalog-results-<time>.json (and catalog-results-latest.json) and prints the table.
 
     python bench/run_all.py                 # everything, full sizes (what `make bench` runs)
     python bench/run_all.py --quick         # small sizes: a smoke test in about a minute
@@ -213,7 +213,10 @@ def main() -> int:
         "failed": failed,
     }
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for path in (DATA_DIR / f"results-{stamp}.json", DATA_DIR / "results-latest.json"):
+    for path in (
+        DATA_DIR / f"catalog-results-{stamp}.json",
+        DATA_DIR / "catalog-results-latest.json",
+    ):
         path.write_text(json.dumps(out, indent=1))
 
     rows = [("benchmark", "measure", "value", "target", "met")]
@@ -235,7 +238,7 @@ def main() -> int:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
-    print(f"(results: {DATA_DIR / 'results-latest.json'})")
+    print(f"(results: {DATA_DIR / 'catalog-results-latest.json'})")
     missed = [n for n, r in results.items() if not r["results"].get("target_met")]
     if failed:
         return 1

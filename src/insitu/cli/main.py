@@ -74,9 +74,12 @@ def config_show(settings: Settings) -> None:
 
 def _register() -> None:
     from insitu.cli._catalog import catalog_group, demo_command
+    from insitu.cli._compute import cluster_group, compute_group
 
     cli.add_command(catalog_group)
     cli.add_command(demo_command)
+    cli.add_command(cluster_group)
+    cli.add_command(compute_group)
 
 
 _register()

@@ -1,0 +1,793 @@
+"""Compute benchmark: time mean and field mean of one 5 GB CMIP6 dataset, insitu vs its peers.
+
+    python bench/compute_bench.py                       # 5 GB per variant, every peer
+    python bench/compute_bench.py --gb 1 --repeat 1     # smaller, quicker
+    python bench/compute_bench.py --skip ncra,xarray    # leave slow peers out
+    python bench/compute_bench.py --variants compressed --only cdo_timmean,insitu_time_mean
+
+The archive comes from ``compute_archive.py`` (generated on first use, then reused): the same
+float32 ``tas`` values stored compressed (zlib 4 + shuffle, one-record chunks) and
+uncompressed, one-year files of 12 records. For each variant, in one run, every peer runs in
+its own subprocess while a sampler thread follows the resident memory of the whole process
+tree; CPU time comes from ``getrusage(RUSAGE_CHILDREN)``. Peers:
+
+* ``ceiling_1p`` / ``ceiling_2p``: the read/decode ceiling of the machine: 1 or 2 processes
+  (``multiprocessing`` fork pool) read whole variables of their share of the files with
+  netCDF4 (``set_auto_maskandscale(False)``) and discard them;
+* ``bare_time_mean_2p`` / ``bare_field_mean_2p``: the same loop plus a float64 reduction;
+  what a 2-process engine without overhead would reach, and the reference the others are
+  checked against (field means are weighted by exact cell areas, like ``cdo fldmean``);
+* ``cdo_timmean`` / ``cdo_fldmean``: ``cdo -O timmean -mergetime <files> out.nc`` (CDO 2.1.1
+  streams ``-mergetime`` record by record; ``-cat`` and ``-select`` measured no faster);
+* ``ncra``: ``ncra -O <files> out.nc`` (record average = time mean);
+* ``xarray``: ``xarray.open_mfdataset(files).tas.mean('time').compute()``, all defaults
+  (one Dask chunk per file, threaded scheduler, netCDF4 engine);
+* ``insitu_time_mean`` / ``insitu_field_mean``: ``insitu.compute.run`` in a local cluster of
+  2 workers, on a catalog scanned beforehand (scan and cluster start timed separately). If
+  ``insitu.compute`` is not there yet, these print ``insitu: not available yet``.
+
+The page cache is warmed before each variant (``--cold`` evicts the files before every peer
+with ``posix_fadvise(DONTNEED)`` instead), so the numbers measure decoding and computing, not
+the disk. Throughput is GB (1e9 bytes) of uncompressed data per second. With ``--repeat N``
+each peer runs N times and the fastest run is reported. Prints a table on stderr and one JSON
+line on stdout; ``--json-out`` also writes it to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import compute_archive as archive  # noqa: E402
+
+PEERS = [
+    "ceiling_1p",
+    "ceiling_2p",
+    "bare_time_mean_2p",
+    "bare_field_mean_2p",
+    "cdo_timmean",
+    "cdo_fldmean",
+    "ncra",
+    "xarray",
+    "insitu_time_mean",
+    "insitu_field_mean",
+]
+# Operation of each peer: what its result is compared against, which ratios use it.
+OPERATION = {
+    "bare_time_mean_2p": "time_mean",
+    "bare_field_mean_2p": "field_mean",
+    "cdo_timmean": "time_mean",
+    "cdo_fldmean": "field_mean",
+    "ncra": "time_mean",
+    "xarray": "time_mean",
+    "insitu_time_mean": "time_mean",
+    "insitu_field_mean": "field_mean",
+}
+TOLERANCE_K = 1e-4
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# =========================================================================================
+# Children: each runs as `python compute_bench.py --child KIND ...` and prints one JSON line.
+# =========================================================================================
+
+
+def _read_var(path: str, var: str) -> Any:
+    import netCDF4
+
+    with netCDF4.Dataset(path) as nc:
+        v = nc.variables[var]
+        v.set_auto_maskandscale(False)
+        return v[:]
+
+
+def _task_read(args: tuple[str, str]) -> int:
+    return int(_read_var(*args).nbytes)
+
+
+def _task_sum(args: tuple[str, str]) -> tuple[Any, int, int]:
+    import numpy as np
+
+    data = _read_var(*args)
+    return np.sum(data, axis=0, dtype=np.float64), data.shape[0], int(data.nbytes)
+
+
+def _area_weights(path: str) -> Any:
+    """Cell areas (up to a constant) of a regular lat-lon grid, from lat/lon bounds."""
+    import netCDF4
+    import numpy as np
+
+    with netCDF4.Dataset(path) as nc:
+        lat_b = np.deg2rad(nc.variables["lat_bnds"][:].astype("f8"))
+        lon_b = np.deg2rad(nc.variables["lon_bnds"][:].astype("f8"))
+    w_lat = np.abs(np.sin(lat_b[:, 1]) - np.sin(lat_b[:, 0]))
+    w_lon = np.abs(lon_b[:, 1] - lon_b[:, 0])
+    return np.outer(w_lat, w_lon)
+
+
+_WEIGHTS: Any = None
+
+
+def _task_fld(args: tuple[str, str]) -> tuple[Any, int]:
+    import numpy as np
+
+    global _WEIGHTS
+    path, var = args
+    if _WEIGHTS is None:
+        _WEIGHTS = _area_weights(path)
+    data = _read_var(path, var)
+    w = _WEIGHTS / _WEIGHTS.sum()
+    t = data.shape[0]
+    flat = data.reshape(t, -1, w.size) if data.ndim == 4 else data.reshape(t, w.size)
+    return flat.astype(np.float64) @ w.ravel(), int(data.nbytes)
+
+
+def child_pool(kind: str, files: list[str], var: str, procs: int, out: str | None) -> dict:
+    import multiprocessing as mp
+
+    import numpy as np
+
+    tasks = [(f, var) for f in files]
+    t0 = time.perf_counter()
+    ctx = mp.get_context("fork")
+    with ctx.Pool(procs) as pool:
+        if kind == "ceiling":
+            nbytes = sum(pool.imap_unordered(_task_read, tasks, chunksize=1))
+            res: dict[str, Any] = {}
+        elif kind == "bare_time_mean":
+            total, count, nbytes = None, 0, 0
+            for s, n, b in pool.imap_unordered(_task_sum, tasks, chunksize=1):
+                total = s if total is None else total + s
+                count += n
+                nbytes += b
+            assert total is not None
+            mean = (total / count).astype(np.float32)
+            np.save(out, mean)
+            res = {"records": count}
+        elif kind == "bare_field_mean":
+            parts, nbytes = [], 0
+            for m, b in pool.imap(_task_fld, tasks, chunksize=1):  # in file (time) order
+                parts.append(m)
+                nbytes += b
+            np.save(out, np.concatenate(parts))
+            res = {"records": int(sum(len(p) for p in parts))}
+        else:
+            raise ValueError(kind)
+    res.update(compute_s=time.perf_counter() - t0, bytes=nbytes)
+    return res
+
+
+def child_xarray(files: list[str], var: str, out: str) -> dict:
+    import warnings
+
+    import numpy as np
+
+    t0 = time.perf_counter()
+    import dask
+    import xarray as xr
+
+    t1 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        ds = xr.open_mfdataset(files)
+    t2 = time.perf_counter()
+    mean = ds[var].mean("time").compute()
+    t3 = time.perf_counter()
+    np.save(out, mean.values.astype(np.float32))
+    return {
+        "import_s": t1 - t0,
+        "open_s": t2 - t1,
+        "mean_s": t3 - t2,
+        "compute_s": t3 - t1,
+        "dask_scheduler": str(dask.config.get("scheduler", None) or "threads (default)"),
+        "dask_chunks": str(ds[var].data.chunksize),
+        "n_chunks": int(ds[var].data.npartitions),
+    }
+
+
+def _insitu_result_array(res: Any, out: Path, var: str) -> Any:
+    """The mean field the insitu run produced, whatever shape the result takes (best effort)."""
+    import numpy as np
+
+    cands: list[Path] = []
+    if out.is_file():
+        cands = [out]
+    elif out.is_dir():
+        cands = sorted(out.rglob("*.nc"))
+    for attr in ("path", "paths", "output", "outputs", "files"):
+        val = getattr(res, attr, None)
+        if isinstance(val, str | os.PathLike):
+            cands.append(Path(val))
+        elif isinstance(val, list | tuple):
+            cands += [Path(v) for v in val if isinstance(v, str | os.PathLike)]
+    if cands:
+        import netCDF4
+
+        with netCDF4.Dataset(cands[0]) as nc:
+            v = nc.variables[var]
+            v.set_auto_maskandscale(False)
+            return np.asarray(v[:])
+    try:  # an xarray object, or a mapping of them, or an array
+        import xarray as xr
+
+        if isinstance(res, dict | list | tuple) and len(res) == 1:
+            res = next(iter(res.values())) if isinstance(res, dict) else res[0]
+        if isinstance(res, xr.Dataset):
+            res = res[var]
+        if isinstance(res, xr.DataArray):
+            return np.asarray(res.values)
+        return np.asarray(res)
+    except Exception:  # noqa: BLE001 - best effort: no check rather than no timing
+        return None
+
+
+def child_insitu(root: str, db: str, var: str, ops: list[str], out_dir: str) -> dict:
+    import numpy as np
+
+    t0 = time.perf_counter()
+    try:
+        from insitu.catalog import Catalog
+        from insitu.compute import cluster, run
+    except (ImportError, AttributeError) as exc:
+        return {"available": False, "error": f"{type(exc).__name__}: {exc}"}
+    import_s = time.perf_counter() - t0
+
+    cat = Catalog(f"sqlite:///{db}")
+    if not any(c.name == "bench" for c in cat.collections()):
+        cat.add_collection("bench", root)
+    t = time.perf_counter()
+    (rep,) = cat.scan("bench", workers=2)
+    scan_s = time.perf_counter() - t
+    hits = cat.search(limit=2).results
+    if len(hits) != 1:
+        raise RuntimeError(f"expected one dataset in {root}, found {len(hits)}")
+    ds_id = hits[0].dataset_id
+    settings = cat.settings
+    res: dict[str, Any] = {
+        "available": True,
+        "import_s": import_s,
+        "scan_s": scan_s,
+        "scan": rep.line() if hasattr(rep, "line") else str(rep),
+        "dataset_id": ds_id,
+        "runs": {},
+    }
+    t = time.perf_counter()
+    with cluster(settings, backend="local", workers=2) as client:
+        res["cluster_start_s"] = time.perf_counter() - t
+        for op in ops:
+            out = Path(out_dir) / f"insitu_{op}.nc"
+            if out.exists():
+                shutil.rmtree(out) if out.is_dir() else out.unlink()
+            t = time.perf_counter()
+            r = run(cat, op, [ds_id], client=client, out=str(out))
+            run_s = time.perf_counter() - t
+            arr = _insitu_result_array(r, out, var)
+            saved = None
+            if arr is not None:
+                saved = str(Path(out_dir) / f"insitu_{op}.npy")
+                np.save(saved, np.asarray(arr, dtype=np.float32))
+            res["runs"][op] = {"compute_s": run_s, "result_npy": saved}
+    return res
+
+
+def child_main(args: argparse.Namespace) -> int:
+    files = Path(args.files_from).read_text().split("\n") if args.files_from else []
+    files = [f for f in files if f]
+    if args.child in ("ceiling", "bare_time_mean", "bare_field_mean"):
+        res = child_pool(args.child, files, args.var, args.procs, args.out)
+    elif args.child == "xarray":
+        res = child_xarray(files, args.var, args.out)
+    elif args.child == "insitu":
+        res = child_insitu(args.root, args.db, args.var, args.ops.split(","), args.out)
+    else:
+        raise SystemExit(f"unknown child {args.child}")
+    print(json.dumps(res), flush=True)
+    return 0
+
+
+# =========================================================================================
+# Parent: run each peer as a subprocess, measure wall, CPU and peak RSS of the process tree.
+# =========================================================================================
+
+
+class TreeSampler(threading.Thread):
+    """Peak of the summed RSS of a process and all its descendants, sampled every `dt` s."""
+
+    def __init__(self, pid: int, dt: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.dt = pid, dt
+        self.peak = 0
+        self.peak_procs = 0
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not self._stop.is_set():
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            total = 0
+            for p in procs:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            if total > self.peak:
+                self.peak, self.peak_procs = total, len(procs)
+            self._stop.wait(self.dt)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join()
+
+
+def measure(cmd: list[str], cwd: str | None = None, timeout: float | None = None) -> dict:
+    """Run `cmd`; wall time, CPU time of the tree, peak tree RSS, exit status, stdout JSON."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    sampler = TreeSampler(proc.pid)
+    sampler.start()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        err += f"\n[timeout after {timeout} s]"
+    wall = time.perf_counter() - t0
+    sampler.stop()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    res: dict[str, Any] = {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "cores_used": cpu / wall if wall > 0 else 0.0,
+        "peak_rss_mb": sampler.peak / 2**20,
+        "rc": proc.returncode,
+    }
+    if proc.returncode != 0:
+        res["stderr"] = err.strip()[-2000:]
+    last = [ln for ln in out.strip().splitlines() if ln.startswith("{")]
+    if last:
+        try:
+            res["child"] = json.loads(last[-1])
+        except ValueError:
+            pass
+    return res
+
+
+def warm(files: list[str]) -> float:
+    """Read every file once so the page cache holds it; return the seconds it took."""
+    buf = bytearray(16 * 2**20)
+    t0 = time.perf_counter()
+    for f in files:
+        with open(f, "rb", buffering=0) as fh:
+            while fh.readinto(buf):
+                pass
+    return time.perf_counter() - t0
+
+
+def evict(files: list[str]) -> None:
+    """Drop the files' pages from the page cache (only these files; needs them clean)."""
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def read_nc(path: Path, var: str) -> Any:
+    import netCDF4
+    import numpy as np
+
+    with netCDF4.Dataset(path) as nc:
+        v = nc.variables[var]
+        v.set_auto_maskandscale(False)
+        return np.asarray(v[:], dtype=np.float64)
+
+
+def max_diff(a: Any, ref: Any) -> float | None:
+    import numpy as np
+
+    if a is None or ref is None:
+        return None
+    a = np.asarray(a, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if a.size != ref.size:
+        return float("nan")
+    return float(np.max(np.abs(a.reshape(ref.shape) - ref)))
+
+
+def machine_info() -> dict[str, Any]:
+    import psutil
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+
+    def ver(cmd: list[str]) -> str:
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+            return (r.stdout + r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "not found"
+
+    import dask
+    import netCDF4
+    import numpy
+    import xarray
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": round(psutil.virtual_memory().total / 1e9, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "cdo": ver(["cdo", "--version"]),
+        "ncra": ver(["ncra", "--version"]),
+        "netCDF4": netCDF4.__version__,
+        "netcdf_c": netCDF4.__netcdf4libversion__,
+        "hdf5": netCDF4.__hdf5libversion__,
+        "numpy": numpy.__version__,
+        "xarray": xarray.__version__,
+        "dask": dask.__version__,
+    }
+
+
+def run_variant(
+    variant: str, man: dict[str, Any], args: argparse.Namespace, peers: list[str], work: Path
+) -> dict[str, Any]:
+    info = man["variants"][variant]
+    ddir = Path(info["dataset_dir"])
+    root = Path(args.data_dir).resolve()
+    files = [str(root / f["path"]) for f in info["files"]]
+    names = [Path(f).name for f in files]
+    ubytes = man["uncompressed_bytes"]
+    var = man["params"]["variable"]
+    me = [sys.executable, str(Path(__file__).resolve())]
+    vwork = work / variant
+    vwork.mkdir(parents=True, exist_ok=True)
+    flist = vwork / "files.txt"
+    flist.write_text("\n".join(files) + "\n")
+
+    out: dict[str, Any] = {
+        "files": len(files),
+        "disk_gb": info["disk_bytes"] / 1e9,
+        "uncompressed_gb": ubytes / 1e9,
+        "compression_ratio": info["compression_ratio"],
+        "peers": {},
+    }
+    if args.cold:
+        out["cache"] = "cold (files evicted before each peer)"
+    else:
+        out["warm_read_s"] = warm(files)
+        out["cache"] = "warm"
+        say(f"[{variant}] page cache warmed: {out['disk_gb']:.2f} GB in {out['warm_read_s']:.1f} s")
+
+    def cmd_of(peer: str) -> tuple[list[str], str | None]:
+        if peer.startswith("ceiling_"):
+            procs = peer.split("_")[1].rstrip("p")
+            return [*me, "--child", "ceiling", "--procs", procs, "--files-from", str(flist),
+                    "--var", var], None  # fmt: skip
+        if peer.startswith("bare_"):
+            kind = peer.rsplit("_", 1)[0]
+            return [*me, "--child", kind, "--procs", "2", "--files-from", str(flist),
+                    "--var", var, "--out", str(vwork / f"{kind}.npy")], None  # fmt: skip
+        if peer == "cdo_timmean":
+            return ["cdo", "-s", "-O", "timmean", "-mergetime", *names,
+                    str(vwork / "cdo_timmean.nc")], str(ddir)  # fmt: skip
+        if peer == "cdo_fldmean":
+            return ["cdo", "-s", "-O", "fldmean", "-mergetime", *names,
+                    str(vwork / "cdo_fldmean.nc")], str(ddir)  # fmt: skip
+        if peer == "ncra":
+            return ["ncra", "-O", *names, str(vwork / "ncra.nc")], str(ddir)
+        if peer == "xarray":
+            return [*me, "--child", "xarray", "--files-from", str(flist), "--var", var,
+                    "--out", str(vwork / "xarray.npy")], None  # fmt: skip
+        raise ValueError(peer)
+
+    results = out["peers"]
+    for peer in [p for p in peers if not p.startswith("insitu_")]:
+        if peer == "ncra" and variant == "uncompressed" and (
+            man["params"]["uncompressed_layout"] == "contiguous"
+        ):
+            results[peer] = {"skipped": "ncra needs a record dimension (contiguous layout)"}
+            continue
+        runs = []
+        for _ in range(args.repeat):
+            if args.cold:
+                evict(files)
+            cmd, cwd = cmd_of(peer)
+            r = measure(cmd, cwd=cwd, timeout=args.timeout)
+            runs.append(r)
+            if r["rc"] != 0:
+                break
+        best = min(runs, key=lambda r: (r["rc"] != 0, r["wall_s"]))
+        best["all_wall_s"] = [r["wall_s"] for r in runs]
+        child = best.get("child", {})
+        best["compute_s"] = child.get("compute_s", best["wall_s"])
+        best["gbps"] = ubytes / 1e9 / best["compute_s"] if best["rc"] == 0 else None
+        results[peer] = best
+        if best["rc"] != 0:
+            say(f"[{variant}] {peer}: FAILED rc={best['rc']}: {best.get('stderr', '')[-500:]}")
+        else:
+            say(
+                f"[{variant}] {peer}: {best['compute_s']:.2f} s "
+                f"({best['gbps']:.2f} GB/s), wall {best['wall_s']:.2f} s, "
+                f"{best['cores_used']:.2f} cores, peak {best['peak_rss_mb']:.0f} MB"
+            )
+
+    ins = [p for p in peers if p.startswith("insitu_")]
+    if ins:
+        ops = [p.removeprefix("insitu_") for p in ins]
+        db = vwork / "catalog.db"
+        cmd = [*me, "--child", "insitu", "--root", info["root"], "--db", str(db), "--var", var,
+               "--ops", ",".join(ops), "--out", str(vwork)]  # fmt: skip
+        runs = []
+        for _ in range(args.repeat):
+            if args.cold:
+                evict(files)
+            r = measure(cmd, timeout=args.timeout)
+            runs.append(r)
+            if r["rc"] != 0 or not r.get("child", {}).get("available", False):
+                break
+        r = runs[0]
+        child = r.get("child", {})
+        if r["rc"] != 0:
+            say(f"[{variant}] insitu: FAILED rc={r['rc']}: {r.get('stderr', '')[-800:]}")
+            for p in ins:
+                results[p] = {"available": True, "rc": r["rc"], "error": r.get("stderr", "")}
+        elif not child.get("available", False):
+            say(f"[{variant}] insitu: not available yet ({child.get('error', '?')})")
+            for p in ins:
+                results[p] = {"available": False, "error": child.get("error")}
+        else:
+
+            def op_s(run: dict[str, Any], op: str) -> float:
+                return float(run["child"]["runs"][op]["compute_s"])
+
+            for p, op in zip(ins, ops, strict=True):
+                ok = [x for x in runs if x["rc"] == 0 and x.get("child", {}).get("runs")]
+                best = min(ok, key=lambda x: op_s(x, op))
+                c = best["child"]
+                results[p] = {
+                    "available": True,
+                    "compute_s": op_s(best, op),
+                    "all_compute_s": [op_s(x, op) for x in ok],
+                    "gbps": ubytes / 1e9 / op_s(best, op),
+                    "process_wall_s": best["wall_s"],
+                    "scan_s": c["scan_s"],
+                    "cluster_start_s": c["cluster_start_s"],
+                    "cpu_s_process_total": best["cpu_s"],
+                    "peak_rss_mb": best["peak_rss_mb"],
+                    "result_npy": c["runs"][op]["result_npy"],
+                }
+                say(
+                    f"[{variant}] {p}: {results[p]['compute_s']:.2f} s "
+                    f"({results[p]['gbps']:.2f} GB/s); process {best['wall_s']:.1f} s incl. "
+                    f"scan {c['scan_s']:.1f} s + cluster start {c['cluster_start_s']:.1f} s; "
+                    f"peak {best['peak_rss_mb']:.0f} MB (whole tree)"
+                )
+
+    # -- correctness: everything against the bare float64 reference -------------------
+    import numpy as np
+
+    ref_t = vwork / "bare_time_mean.npy"
+    ref_f = vwork / "bare_field_mean.npy"
+    refs = {
+        "time_mean": np.load(ref_t) if ref_t.exists() and "bare_time_mean_2p" in results else None,
+        "field_mean": (
+            np.load(ref_f) if ref_f.exists() and "bare_field_mean_2p" in results else None
+        ),
+    }
+    for peer, r in results.items():
+        op = OPERATION.get(peer)
+        if op is None or r.get("rc", 0) != 0 or "compute_s" not in r:
+            continue
+        got = None
+        try:
+            if peer.startswith("cdo_") or peer == "ncra":
+                got = read_nc(vwork / f"{peer}.nc", var)
+            elif peer == "xarray":
+                got = np.load(vwork / "xarray.npy")
+            elif peer.startswith("insitu_") and r.get("result_npy"):
+                got = np.load(r["result_npy"])
+        except Exception as exc:  # noqa: BLE001
+            r["check"] = f"could not read result: {exc}"
+            continue
+        if peer.startswith("bare_"):
+            continue
+        d = max_diff(got, refs[op])
+        r["max_abs_diff_k"] = d
+        if peer.startswith("insitu_"):
+            cdo = vwork / ("cdo_timmean.nc" if op == "time_mean" else "cdo_fldmean.nc")
+            if cdo.exists() and got is not None:
+                r["max_abs_diff_vs_cdo_k"] = max_diff(got, read_nc(cdo, var))
+    return out
+
+
+def ratios(vres: dict[str, Any]) -> dict[str, Any]:
+    """Speedups and ceiling fractions, for insitu and (as a bound) for the bare loop."""
+    p = vres["peers"]
+
+    def s(name: str) -> float | None:
+        r = p.get(name) or {}
+        return r.get("compute_s") if r.get("rc", 0) == 0 and "compute_s" in r else None
+
+    out: dict[str, Any] = {}
+    cdo_t, cdo_f, xr_t, nc_t = s("cdo_timmean"), s("cdo_fldmean"), s("xarray"), s("ncra")
+    ceil = p.get("ceiling_2p", {}).get("gbps")
+    for who, tm, fm in [
+        ("insitu", s("insitu_time_mean"), s("insitu_field_mean")),
+        ("bare", s("bare_time_mean_2p"), s("bare_field_mean_2p")),
+    ]:
+        if tm is None and fm is None:
+            continue
+        r: dict[str, Any] = {}
+        if tm and cdo_t:
+            r["time_mean_speedup_vs_cdo"] = cdo_t / tm
+        if fm and cdo_f:
+            r["field_mean_speedup_vs_cdo"] = cdo_f / fm
+        if tm and xr_t:
+            r["time_mean_speedup_vs_xarray"] = xr_t / tm
+        if tm and nc_t:
+            r["time_mean_speedup_vs_ncra"] = nc_t / tm
+        if tm and ceil:
+            r["time_mean_fraction_of_ceiling"] = vres["uncompressed_gb"] / tm / ceil
+        if fm and ceil:
+            r["field_mean_fraction_of_ceiling"] = vres["uncompressed_gb"] / fm / ceil
+        out[who] = r
+    c1 = p.get("ceiling_1p", {}).get("gbps")
+    if c1 and ceil:
+        out["ceiling_2p_over_1p"] = ceil / c1
+    return out
+
+
+def table(res: dict[str, Any]) -> str:
+    lines = []
+    hdr = f"{'variant':<13}{'peer':<20}{'time s':>8}{'GB/s':>7}{'wall s':>8}{'cores':>7}"
+    hdr += f"{'peak MB':>9}{'max|d| K':>10}"
+    lines.append(hdr)
+    lines.append("-" * len(hdr))
+    for variant, v in res["variants"].items():
+        for peer, r in v["peers"].items():
+            if r.get("available") is False:
+                lines.append(f"{variant:<13}{peer:<20}  not available yet")
+                continue
+            if "skipped" in r:
+                lines.append(f"{variant:<13}{peer:<20}  skipped: {r['skipped']}")
+                continue
+            if r.get("rc", 0) != 0:
+                lines.append(f"{variant:<13}{peer:<20}  FAILED (rc {r.get('rc')})")
+                continue
+            d = r.get("max_abs_diff_k")
+            ds = "ref" if peer.startswith("bare_m") or peer.startswith("bare_") else (
+                "-" if d is None else f"{d:.1e}"
+            )
+            if peer.startswith("ceiling"):
+                ds = "-"
+            wall = r.get("wall_s", r.get("process_wall_s", 0.0))
+            cores = r.get("cores_used")
+            lines.append(
+                f"{variant:<13}{peer:<20}{r['compute_s']:>8.2f}{r['gbps']:>7.2f}{wall:>8.2f}"
+                f"{(f'{cores:.2f}' if cores is not None else '-'):>7}"
+                f"{r['peak_rss_mb']:>9.0f}{ds:>10}"
+            )
+        for who, rr in v.get("ratios", {}).items():
+            if isinstance(rr, dict):
+                lines.append(
+                    f"{variant:<13}{who + ' ratios':<20}  "
+                    + ", ".join(f"{k} {x:.2f}" for k, x in rr.items())
+                )
+            else:
+                lines.append(f"{variant:<13}{who:<20}  {rr:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    archive.add_args(ap)
+    ap.add_argument("--variants", default="compressed,uncompressed")
+    ap.add_argument("--only", default="", help="comma-separated peers to run (default: all)")
+    ap.add_argument("--skip", default="", help="comma-separated peers to leave out")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per peer; fastest counts (1)")
+    ap.add_argument("--cold", action="store_true", help="evict the files before every peer")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per peer run (1800)")
+    ap.add_argument("--work-dir", type=Path, default=None, help="outputs (default: data dir)")
+    ap.add_argument("--json-out", type=Path, default=None)
+    # internal: child processes
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--procs", type=int, default=2, help=argparse.SUPPRESS)
+    ap.add_argument("--files-from", help=argparse.SUPPRESS)
+    ap.add_argument("--var", default="tas", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--root", help=argparse.SUPPRESS)
+    ap.add_argument("--db", help=argparse.SUPPRESS)
+    ap.add_argument("--ops", default="time_mean,field_mean", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        return child_main(args)
+
+    only = [p for p in args.only.split(",") if p]
+    skip = {p for p in args.skip.split(",") if p}
+    unknown = (set(only) | skip) - set(PEERS)
+    if unknown:
+        ap.error(f"unknown peers {sorted(unknown)}; known: {', '.join(PEERS)}")
+    peers = [p for p in (only or PEERS) if p not in skip]
+    for need, tool in [("cdo_", "cdo"), ("ncra", "ncra")]:
+        if any(p.startswith(need) for p in peers) and not shutil.which(tool):
+            ap.error(f"{tool} not found: apt-get install -y cdo nco, or --skip its peers")
+
+    t_start = time.perf_counter()
+    man = archive.ensure(archive.params_from(args), args.data_dir, args.gen_workers, log=say)
+    work = (args.work_dir or Path(args.data_dir) / "results").resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    res: dict[str, Any] = {
+        "benchmark": "compute",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "load_avg_start": os.getloadavg(),
+        "archive": {k: v for k, v in man.items() if k != "variants"},
+        "repeat": args.repeat,
+        "peers": peers,
+        "variants": {},
+    }
+    for variant in [v for v in args.variants.split(",") if v]:
+        if variant not in archive.VARIANTS:
+            ap.error(f"unknown variant {variant}")
+        try:
+            v = run_variant(variant, man, args, peers, work)
+        except Exception:  # noqa: BLE001 - report and go on with the next variant
+            say(traceback.format_exc())
+            continue
+        v["ratios"] = ratios(v)
+        res["variants"][variant] = v
+    res["load_avg_end"] = os.getloadavg()
+    res["total_s"] = time.perf_counter() - t_start
+    say("")
+    say(table(res))
+    say(f"\ntotal {res['total_s']:.0f} s")
+    line = json.dumps(res, default=str)
+    print(line)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
