@@ -126,7 +126,7 @@ def scale(settings: Settings, workers: int, wait: bool, timeout: float) -> None:
     """Ask the running cluster for WORKERS workers."""
     from insitu.compute.daemon import scale_file
 
-    state, client = _client(settings)
+    _state, client = _client(settings)
     path = scale_file(settings)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"workers": workers}))
