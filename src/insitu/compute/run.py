@@ -23,6 +23,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from insitu import __version__
+from insitu.compute.engine import FilePart, stream_time_mean
 from insitu.compute.ensemble import combine
 from insitu.compute.operations import get_operation
 from insitu.errors import ComputeError, DataError, InsituError, InvalidRequest
@@ -107,12 +108,17 @@ def run(
     client: Client | None = None,
     cache: bool = True,
     progress: bool = False,
+    engine: str = "stream",
 ) -> ComputeResult:
     """Apply ``operation`` to each dataset and, if several, combine them along ``dataset``.
 
     Runs on ``client`` if given (a Dask cluster), else on Dask's local scheduler. Returns
     where the CF-compliant NetCDF result is (``out`` if given, else the results cache).
+    ``engine="stream"`` computes time means with the streaming engine
+    (:mod:`insitu.compute.engine`); ``"xarray"`` uses xarray throughout.
     """
+    if engine not in ("stream", "xarray"):
+        raise InvalidRequest(f"Unknown engine {engine!r}; use 'stream' or 'xarray'.")
     if not dataset_ids:
         raise InvalidRequest("No dataset to compute on: the search matched nothing.")
     op = get_operation(operation)
@@ -129,6 +135,7 @@ def run(
         else None
     )
     key = result_key(op.name, p.model_dump(), var, inputs, trange)
+    key = result_key(engine, {}, key, [], None) if engine != "stream" else key
     cache_dir = catalog.settings.data_dir / "results"
     cached_path = cache_dir / f"{op.name}-{key}.nc"
     if cache and cached_path.is_file():
@@ -146,7 +153,10 @@ def run(
         except OSError as exc:
             raise DataError(f"Cannot open dataset {r.dataset_id!r}: {exc}") from exc
         ds.attrs["insitu_dataset_id"] = r.dataset_id
-        results[r.dataset_id] = op(ds, var, p)
+        result = op(ds, var, p)
+        if op.name == "time_mean" and time is None and engine == "stream":
+            result = _streamed(catalog, r.dataset_id, ds, var, result)
+        results[r.dataset_id] = result
     if len(results) == 1:
         result = next(iter(results.values()))
     else:
@@ -183,6 +193,27 @@ def run(
     path = _deliver(cached_path, out)
     log.info("computed %s on %d datasets in %.2f s", op.name, len(records), seconds)
     return ComputeResult(path, key, False, seconds, provenance)
+
+
+def _streamed(
+    catalog: Catalog, dataset_id: str, ds: xr.Dataset, var: str, template: xr.Dataset
+) -> xr.Dataset:
+    """The time mean of one dataset by the streaming engine, shaped like ``template``."""
+    root = catalog.collection(catalog.dataset(dataset_id).collection).root
+    parts = [
+        FilePart(os.path.join(root, f.path), var, 0, f.n_times)
+        for f in catalog.files(dataset_id)
+        if any(v.name == var for v in f.variables) and f.n_times > 0
+    ]
+    if not parts:
+        return template
+    return stream_time_mean(
+        template,
+        var,
+        parts,
+        dict(ds[var].encoding),  # type: ignore[no-any-return]
+        catalog.settings.compute.chunk_bytes,
+    )
 
 
 def _compute(
