@@ -136,7 +136,7 @@ def time_sum_graph(parts: Sequence[FilePart], chunk_bytes: int) -> Any:
             graph[key] = (combine_partials, list(level[j : j + _FANIN]))
             nxt.append(key)
         level = nxt
-    return Delayed(level[0], graph)  # type: ignore[no-untyped-call]
+    return Delayed(level[0], graph)
 
 
 def _stat(path: str) -> tuple[int, int]:
@@ -165,7 +165,7 @@ def stream_time_mean(
 ) -> Any:
     """``template`` (a lazy xarray time-mean result) with its data from the engine."""
     import dask.array as da
-    from dask import delayed
+    from dask.delayed import delayed
 
     target = template[variable]
     scale = float(np.asarray(encoding.get("scale_factor", 1.0)).ravel()[0])

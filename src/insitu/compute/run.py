@@ -207,13 +207,9 @@ def _streamed(
     ]
     if not parts:
         return template
-    return stream_time_mean(
-        template,
-        var,
-        parts,
-        dict(ds[var].encoding),  # type: ignore[no-any-return]
-        catalog.settings.compute.chunk_bytes,
-    )
+    chunk = catalog.settings.compute.chunk_bytes
+    streamed: xr.Dataset = stream_time_mean(template, var, parts, dict(ds[var].encoding), chunk)
+    return streamed
 
 
 def _compute(
