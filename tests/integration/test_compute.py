@@ -1,0 +1,160 @@
+"""The compute engine on real clusters: stream vs xarray, a killed worker, the cluster CLI,
+and the backend registry's errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pytest
+
+from insitu.catalog import Catalog
+from insitu.compute import cluster, get_backend, run
+from insitu.errors import BackendUnavailable, ConfigError
+from insitu.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> Iterator[Catalog]:
+    tmp = tmp_path_factory.mktemp("compute")
+    cat = Catalog(Settings.load(data_dir=tmp, catalog={"uri": f"sqlite:///{tmp / 'c.db'}"}))
+    cat.add_collection("demo", demo_root)
+    cat.scan(workers=2)
+    yield cat
+    cat.close()
+
+
+def test_streaming_engine_equals_xarray_path(demo: Catalog) -> None:
+    ids = demo.search(limit=1000).all_ids
+    for dataset_id in ids[::3]:
+        streamed = run(demo, "time_mean", [dataset_id], cache=False).open()
+        plain = run(demo, "time_mean", [dataset_id], cache=False, engine="xarray").open()
+        np.testing.assert_array_equal(streamed["ta"].values, plain["ta"].values)
+        assert streamed["ta"].dtype == plain["ta"].dtype
+        assert streamed["ta"].attrs == plain["ta"].attrs
+
+
+def _archive(root: Path, n_files: int = 40) -> None:
+    d = root / "CMIP6/CMIP/X/M/historical/r1i1p1f1/Amon/tas/gn/v1"
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n_files):
+        year = 1900 + i
+        with netCDF4.Dataset(
+            d / f"tas_Amon_M_historical_r1i1p1f1_gn_{year}01-{year}12.nc", "w"
+        ) as nc:
+            nc.createDimension("time", None)
+            nc.createDimension("lat", 90)
+            nc.createDimension("lon", 180)
+            t = nc.createVariable("time", "f8", ("time",))
+            t.units, t.calendar, t.axis = "days since 1900-01-01", "noleap", "T"
+            t[:] = np.arange(12) * 30.0 + i * 365 + 15
+            lat = nc.createVariable("lat", "f8", ("lat",))
+            lat.units, lat.standard_name = "degrees_north", "latitude"
+            lat[:] = np.linspace(-89, 89, 90)
+            lon = nc.createVariable("lon", "f8", ("lon",))
+            lon.units, lon.standard_name = "degrees_east", "longitude"
+            lon[:] = np.arange(180) * 2.0
+            v = nc.createVariable(
+                "tas", "f4", ("time", "lat", "lon"), zlib=True, fill_value=np.float32(1e20)
+            )
+            v.units, v.standard_name = "K", "air_temperature"
+            data = (280 + rng.normal(size=(12, 90, 180))).astype("f4")
+            data[:, :5, :] = 1e20  # missing near the pole
+            v[:] = data
+
+
+def test_a_killed_worker_does_not_change_the_result(tmp_path: Path) -> None:
+    root = tmp_path / "arch"
+    _archive(root)
+    settings = Settings.load(
+        data_dir=tmp_path / "state",
+        catalog={"uri": f"sqlite:///{tmp_path / 'c.db'}"},
+        compute={"chunk_bytes": 2**20},
+    )
+    with Catalog(settings) as cat:
+        cat.add_collection("a", root)
+        cat.scan(workers=1)
+        (ds_id,) = cat.search().all_ids
+        reference = run(cat, "time_mean", [ds_id], cache=False, engine="xarray").open()
+        with cluster(settings, backend="local", workers=2) as client:
+            pids = client.run(os.getpid)
+            killed: list[int] = []
+
+            def kill_one() -> None:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    if client.processing() and any(client.processing().values()):
+                        victim = next(iter(pids.values()))
+                        os.kill(victim, signal.SIGKILL)
+                        killed.append(victim)
+                        return
+                    time.sleep(0.005)
+
+            killer = threading.Thread(target=kill_one)
+            killer.start()
+            result = run(cat, "time_mean", [ds_id], client=client, cache=False)
+            killer.join()
+            assert killed, "no task was seen running, so no worker was killed"
+            assert killed[0] not in client.run(os.getpid).values()
+        got = result.open()
+        np.testing.assert_allclose(got["tas"].values, reference["tas"].values, rtol=0, atol=0)
+        assert np.isnan(got["tas"].values[:5]).all()
+
+
+def test_cluster_cli_up_status_scale_down(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSITU_")}
+    env["INSITU_DATA_DIR"] = str(tmp_path)
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "cfg")
+
+    def insitu(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "insitu.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    try:
+        assert "Dashboard: http://127.0.0.1:" in insitu("cluster", "up", "--workers", "2")
+        status = json.loads(insitu("cluster", "status", "--json"))
+        assert (status["backend"], status["workers"]) == ("local", 2)
+        assert "1 workers" in insitu("cluster", "scale", "1")
+        assert json.loads(insitu("cluster", "status", "--json"))["workers"] == 1
+        assert "already running" in insitu("cluster", "up")
+    finally:
+        stopped = insitu("cluster", "down")
+    assert "Stopped the local cluster" in stopped
+    assert not (tmp_path / "cluster.json").exists()
+    out = subprocess.run(
+        [sys.executable, "-m", "insitu.cli", "cluster", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1 and "No cluster is running" in out.stderr
+
+
+def test_backend_registry_errors() -> None:
+    with pytest.raises(ConfigError, match="Unknown compute backend 'yarn'.*local, lsf"):
+        get_backend("yarn")
+    try:
+        import dask_gateway  # noqa: F401
+    except ImportError:
+        with pytest.raises(BackendUnavailable, match=r"pip install 'insitu\[gateway\]'"):
+            get_backend("gateway")
+    assert get_backend("local").name == "local"
+    assert get_backend("slurm").name == "slurm"
