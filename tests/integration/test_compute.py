@@ -149,7 +149,7 @@ def test_cluster_cli_up_status_scale_down(tmp_path: Path) -> None:
 
 
 def test_backend_registry_errors() -> None:
-    with pytest.raises(ConfigError, match="Unknown compute backend 'yarn'.*local, lsf"):
+    with pytest.raises(ConfigError, match=r"Unknown compute backend 'yarn'.*local, lsf"):
         get_backend("yarn")
     try:
         import dask_gateway  # noqa: F401
