@@ -32,11 +32,15 @@ demo: up
 
 services: install
 	@mkdir -p .cache
+	scripts/tools.sh
 	scripts/postgres.sh start > .cache/postgres-url
 	@echo "PostgreSQL for tests: $$(tail -n1 .cache/postgres-url)"
+	scripts/slurm.sh start > .cache/slurm-partition
+	@echo "SLURM partition for tests: $$(tail -n1 .cache/slurm-partition)"
 
 test: install services
-	INSITU_TEST_POSTGRES_URI=$$(tail -n1 .cache/postgres-url) INSITU_TEST_REQUIRE_SERVICES=1 \
+	INSITU_TEST_POSTGRES_URI=$$(tail -n1 .cache/postgres-url) \
+	INSITU_TEST_SLURM_PARTITION=$$(tail -n1 .cache/slurm-partition) INSITU_TEST_REQUIRE_SERVICES=1 \
 		$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-unit: install
@@ -61,4 +65,5 @@ bench: install
 
 clean:
 	-scripts/postgres.sh stop
+	-scripts/slurm.sh stop
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

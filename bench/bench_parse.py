@@ -25,6 +25,7 @@ from _common import (
     random_versions,
     say,
     timed,
+    timed_cpu,
     year_chunks,
 )
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     first = tpl.parse(paths[0])  # compiles the regex
     assert isinstance(first, ParsedPath), first
 
-    parse_s, group_s, chooser_s = [], [], []
+    parse_s, group_s, chooser_s, group_cpu = [], [], [], []
     n_datasets = bad = 0
     entries = make_entries(paths, args.alias_fraction)
     for _ in range(args.repeat):
@@ -119,8 +120,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         parse_s.append(t)
         del parsed
         gc.collect()
-        t, (groups, bad) = timed(lambda: parse_and_group(paths))
+        t, c, (groups, bad) = timed_cpu(lambda: parse_and_group(paths))
         group_s.append(t)
+        group_cpu.append(c)
         n_datasets = len(groups)
         del groups
         gc.collect()
@@ -139,6 +141,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "parse_files_per_s_best": n / min(parse_s),
         "parse_group_s_median": median(group_s),
         "parse_group_files_per_s": n / median(group_s),
+        "parse_group_files_per_s_best": n / min(group_s),
+        "parse_group_files_per_cpu_s": n / median(group_cpu),
         "choose_paths_entries": len(entries),
         "choose_paths_s_median": median(chooser_s),
         "choose_paths_files_per_s": len(entries) / median(chooser_s),

@@ -33,12 +33,14 @@ from _common import (
     VARIABLES,
     Master,
     emit,
+    load_avg,
     percentiles,
     random_masters,
     random_versions,
     say,
     sqlite_uri,
     timed,
+    timed_cpu,
 )
 
 TARGET_P95_MS = 20.0
@@ -355,20 +357,25 @@ def random_text_queries(n: int, seed: int = 5) -> list[dict[str, Any]]:
     return out
 
 
-def run_queries(cat: Any, queries: list[dict[str, Any]]) -> tuple[list[float], list[int]]:
-    times, totals = [], []
+def run_queries(
+    cat: Any, queries: list[dict[str, Any]]
+) -> tuple[list[float], list[int], list[float]]:
+    """Wall-clock ms, hit counts and CPU ms of each search."""
+    times, totals, cpu = [], [], []
     for q in queries:
-        t, result = timed(lambda: cat.search(**q))  # noqa: B023
+        t, c, result = timed_cpu(lambda: cat.search(**q))  # noqa: B023
         times.append(t * 1e3)
+        cpu.append(c * 1e3)
         totals.append(result.total)
         assert len(result.results) <= 20 and result.facet_counts, q
-    return times, totals
+    return times, totals, cpu
 
 
-def summary(times: list[float]) -> dict[str, float]:
+def summary(times: list[float], cpu: list[float]) -> dict[str, float]:
     out = {f"{k}_ms": v for k, v in percentiles(times, (50, 95, 99)).items()}
     out["max_ms"] = max(times)
     out["mean_ms"] = sum(times) / len(times)
+    out.update({f"cpu_{k}_ms": v for k, v in percentiles(cpu, (50, 95, 99)).items()})
     return out
 
 
@@ -429,11 +436,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
     warm = random_queries(20, seed=99)
     run_queries(cat, warm)
+    res["load_avg_before_searches"] = load_avg()
     queries = random_queries(args.searches)
-    times, totals = run_queries(cat, queries)
+    times, totals, cpu = run_queries(cat, queries)
     res["facet_search"] = {
         "n": len(times),
-        **summary(times),
+        **summary(times, cpu),
         "median_hits": sorted(totals)[len(totals) // 2],
     }
     say(
@@ -442,17 +450,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         f"ms, max {res['facet_search']['max_ms']:.1f} ms"
     )
 
-    all_times, _ = run_queries(cat, [{"limit": 20}] * 20)
-    res["match_all_search"] = summary(all_times)
+    all_times, _, all_cpu = run_queries(cat, [{"limit": 20}] * 20)
+    res["match_all_search"] = summary(all_times, all_cpu)
     say(
         f"[search] no constraint (all {first.total} latest): p50 "
         f"{res['match_all_search']['p50_ms']:.1f} ms"
     )
 
-    ttimes, ttotals = run_queries(cat, random_text_queries(args.text_searches))
+    ttimes, ttotals, tcpu = run_queries(cat, random_text_queries(args.text_searches))
     res["text_search"] = {
         "n": len(ttimes),
-        **summary(ttimes),
+        **summary(ttimes, tcpu),
         "median_hits": sorted(ttotals)[len(ttotals) // 2],
     }
     say(

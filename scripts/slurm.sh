@@ -18,6 +18,8 @@ CONF=$BASE/slurm.conf
 PARTITION=debug
 CLUSTER=insitu
 TIMEOUT=${INSITU_SLURM_TIMEOUT:-60}
+CTLD_PORT=${INSITU_SLURMCTLD_PORT:-6817}
+SLURMD_PORT=${INSITU_SLURMD_PORT:-6818}
 NODE=$(hostname -s 2>/dev/null || true)
 [[ "$NODE" =~ ^[A-Za-z][A-Za-z0-9-]*$ ]] || NODE=localnode
 export SLURM_CONF=$CONF
@@ -55,6 +57,9 @@ stop_pid() {
   rm -f "$1"
 }
 
+# port_open PORT: something listens on 127.0.0.1:PORT (answers at once, unlike sinfo,
+# which retries for ~10 s when no controller is up).
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
 sinfo_ok() { sinfo -h >/dev/null 2>&1; }
 node_state() { sinfo -h -N -n "$NODE" -o %T 2>/dev/null | head -n1; }
@@ -121,13 +126,15 @@ SlurmctldPidFile=$RUN/slurmctld.pid
 SlurmdPidFile=$RUN/slurmd.pid
 SlurmctldLogFile=$LOG/slurmctld.log
 SlurmdLogFile=$LOG/slurmd.log
-SlurmctldPort=${INSITU_SLURMCTLD_PORT:-6817}
-SlurmdPort=${INSITU_SLURMD_PORT:-6818}
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SchedulerType=sched/backfill
+# Schedule batch jobs at once (default batch_sched_delay=3 s adds up to 3 s per submission).
+SchedulerParameters=batch_sched_delay=0
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=$defmem
@@ -141,6 +148,10 @@ EOF
   if ! cmp -s "$tmp" "$CONF"; then cp "$tmp" "$CONF"; fi
   rm -f "$tmp"
   chmod 0644 "$CONF"
+}
+
+# Plain sbatch/sinfo (dask-jobqueue, other shells) read /etc/slurm/slurm.conf: keep it in sync.
+sync_etc_conf() {
   $SUDO mkdir -p /etc/slurm
   if ! cmp -s "$CONF" /etc/slurm/slurm.conf; then
     say "writing /etc/slurm/slurm.conf"
@@ -205,16 +216,21 @@ start() {
   if [ $ctld_up -eq 0 ] || [ $slurmd_up -eq 0 ] || [ ! -f "$CONF" ]; then
     write_conf
   fi
+  sync_etc_conf
   if [ $ctld_up -eq 0 ]; then
-    if sinfo_ok; then
-      say "a slurmctld not started by this script already answers on the configured port; stop it first"
+    if port_open "$CTLD_PORT"; then
+      say "port $CTLD_PORT is taken (a slurmctld not started by this script?); stop it first"
       exit 1
     fi
     launch slurmctld "$RUN/slurmctld.pid" /usr/sbin/slurmctld -D -i -f "$CONF"
   fi
-  for _ in $(seq 1 "$((TIMEOUT * 2))"); do sinfo_ok && break; sleep 0.5; done
+  for _ in $(seq 1 "$((TIMEOUT * 5))"); do port_open "$CTLD_PORT" && sinfo_ok && break; sleep 0.2; done
   sinfo_ok || { say "slurmctld does not answer; see $LOG/slurmctld.log"; tail -n 20 "$LOG/slurmctld.log" >&2 || true; exit 1; }
   if [ $slurmd_up -eq 0 ]; then
+    if port_open "$SLURMD_PORT"; then
+      say "port $SLURMD_PORT is taken (a slurmd not started by this script?); stop it first"
+      exit 1
+    fi
     launch slurmd "$RUN/slurmd.pid" /usr/sbin/slurmd -D -f "$CONF" -N "$NODE"
   fi
 
@@ -256,6 +272,7 @@ status() {
     if pid_alive "$RUN/$d.pid" "$d"; then say "$d running (pid $(cat "$RUN/$d.pid"))"
     else say "$d not running (from this script)"; fi
   done
+  port_open "$CTLD_PORT" || { say "no slurmctld listening on 127.0.0.1:$CTLD_PORT"; exit 1; }
   sinfo
 }
 

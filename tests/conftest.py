@@ -75,3 +75,31 @@ def module_store_uri(
         yield f"sqlite:///{tmp_path_factory.mktemp('cat') / 'catalog.db'}"
     else:
         yield from _fresh_postgres_db(request.getfixturevalue("postgres_server"))
+
+
+@pytest.fixture(scope="session")
+def slurm_partition() -> str:
+    """A SLURM partition on this machine; the project's script starts SLURM if needed."""
+    partition = os.environ.get("INSITU_TEST_SLURM_PARTITION")
+    if not partition:
+        out = subprocess.run(
+            ["bash", str(REPO / "scripts" / "slurm.sh"), "start"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        partition = out.stdout.strip().splitlines()[-1]
+    return partition
+
+
+@pytest.fixture(scope="session")
+def cdo() -> str:
+    """Path of Debian's CDO, installed by the project's script if missing."""
+    import shutil
+
+    if shutil.which("cdo") is None:
+        subprocess.run(["bash", str(REPO / "scripts" / "tools.sh")], check=True)
+    path = shutil.which("cdo")
+    assert path, "CDO could not be installed"
+    return path

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install the reference tools the tests compare against (CDO, NCO) from Debian's packages,
+# when they are missing. Needs root (or sudo).
+set -euo pipefail
+missing=()
+command -v cdo >/dev/null 2>&1 || missing+=(cdo)
+command -v ncra >/dev/null 2>&1 || missing+=(nco)
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  echo "installing ${missing[*]} from Debian's packages..." >&2
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
+fi
+cdo --version 2>&1 | head -n1 >&2
