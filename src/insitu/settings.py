@@ -144,6 +144,14 @@ class ComputeSettings(BaseModel):
         default_factory=list,
         description="Hosts for the ssh backend: the first runs the scheduler, all run workers.",
     )
+    ssh_connect_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="asyncssh connect options for the ssh backend, e.g. "
+        "{username = 'me', client_keys = ['~/.ssh/id_ed25519']}.",
+    )
+    ssh_python: str | None = Field(
+        default=None, description="Python on the ssh hosts (default: this interpreter's path)."
+    )
     gateway_address: str | None = Field(
         default=None, description="Dask-Gateway server address for the gateway backend."
     )

@@ -31,7 +31,11 @@ def spec_from_settings(settings: Settings, backend: str, workers: int | None) ->
     if backend in ("slurm", "pbs", "lsf", "sge"):
         options = c.jobqueue.model_dump()
     elif backend == "ssh":
-        options = {"hosts": c.ssh_hosts}
+        options = {
+            "hosts": c.ssh_hosts,
+            "connect_options": c.ssh_connect_options,
+            "python": c.ssh_python,
+        }
     elif backend == "gateway":
         options = {"address": c.gateway_address}
     elif backend == "kubernetes":
