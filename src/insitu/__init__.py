@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Catalog", "Settings", "__version__", "open_dataset"]
+__all__ = ["Catalog", "Settings", "__version__", "cluster", "open_dataset"]
 
 if TYPE_CHECKING:
     from insitu.catalog import Catalog, open_dataset
+    from insitu.compute import cluster
     from insitu.settings import Settings
 
 
@@ -21,6 +22,10 @@ def __getattr__(name: str) -> Any:
         from insitu import catalog
 
         return getattr(catalog, name)
+    if name == "cluster":
+        from insitu.compute import cluster
+
+        return cluster
     if name == "Settings":
         from insitu.settings import Settings
 
