@@ -31,6 +31,10 @@ def test_cli_import_loads_nothing_heavy() -> None:
         "insitu.catalog.store",
         "insitu.catalog.search",
         "insitu.cli",
+        "insitu.compute",
+        "insitu.compute.backend",
+        "insitu.compute.operations",
+        "insitu.compute.engine",
     ],
 )
 def test_all_lists_real_public_names(module: str) -> None:

@@ -21,7 +21,27 @@ from insitu.errors import IncompatibleInputs, InvalidRequest
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["OPERATIONS", "Axes", "Operation", "axes", "get_operation"]
+__all__ = [
+    "OPERATIONS",
+    "AnomalyParams",
+    "Axes",
+    "ClimatologyParams",
+    "NoParams",
+    "Operation",
+    "QuantileParams",
+    "ResampleParams",
+    "anomaly",
+    "area_weights",
+    "axes",
+    "climatology",
+    "field_mean",
+    "get_operation",
+    "quantile",
+    "resample",
+    "time_mean",
+    "trend",
+    "zonal_mean",
+]
 
 
 @dataclass(frozen=True, slots=True)
