@@ -435,6 +435,13 @@ def timed_cpu(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     return time.perf_counter() - t0, time.process_time() - c0, out
 
 
+def current_rss_mb() -> float:
+    """Resident memory of this process now, in MiB (Linux)."""
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def load_avg() -> float:
     """The 1-minute load average."""
     return os.getloadavg()[0]

@@ -14,6 +14,7 @@ counts over all facets, limit 20), and free-text searches separately.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import resource
@@ -32,6 +33,7 @@ from _common import (
     TABLES,
     VARIABLES,
     Master,
+    current_rss_mb,
     emit,
     load_avg,
     percentiles,
@@ -418,19 +420,27 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
     store = SQLCatalogStore.from_uri(f"sqlite:///{db}")
     cat = Catalog(f"sqlite:///{db}", store=store)
+    gc.collect()
+    rss_before = current_rss_mb()
     load_s, records = timed(lambda: store.datasets())
     templates = {c.name: cat.template(c.template) for c in cat.collections()}
-    index_s, _ = timed(lambda: SearchIndex(records, templates, store.generation()))
+    index_s, index = timed(lambda: SearchIndex(records, templates, store.generation()))
+    del index
     records.clear()
+    gc.collect()
     first_s, first = timed(lambda: cat.search(limit=20))  # builds the catalog's own index
+    gc.collect()
+    index_rss_mb = current_rss_mb() - rss_before
     say(
         f"[search] index: store.datasets() {load_s:.2f} s + SearchIndex() {index_s:.2f} s; "
-        f"first search incl. build {first_s:.2f} s; {first.total} latest datasets"
+        f"first search incl. build {first_s:.2f} s; {first.total} latest datasets; "
+        f"the index takes {index_rss_mb:,.0f} MB"
     )
     res["index"] = {
         "load_datasets_s": load_s,
         "build_index_s": index_s,
         "first_search_with_build_s": first_s,
+        "index_rss_mb": index_rss_mb,
         "latest_datasets": first.total,
     }
 

@@ -4,9 +4,10 @@
     python bench/compute_archive.py --gb 1           # smaller
     python bench/compute_archive.py --variable ta    # 3-D ta(time, plev, lat, lon) instead
 
-Writes under ``bench/data/compute/`` (git-ignored), one root per variant::
+Writes under ``bench/data/compute/<slug>/`` (git-ignored; the slug names variable, grid and
+size, e.g. ``tas-360x720-5GB``, so archives of several sizes coexist), one root per variant::
 
-    <data-dir>/<variant>/CMIP6/CMIP/SIB/SIB-ESM1-HR/piControl/r1i1p1f1/Amon/tas/gr/v20200101/
+    <data-dir>/<slug>/<variant>/CMIP6/CMIP/SIB/SIB-ESM1-HR/piControl/r1i1p1f1/Amon/tas/gr/v20200101/
         tas_Amon_SIB-ESM1-HR_piControl_r1i1p1f1_gr_185001-185012.nc   (one year, 12 records)
         ...
 
@@ -25,7 +26,7 @@ rounded to 2**-10 K, so zlib+shuffle compresses it about 2.4x, like real model o
 metadata: units, standard_name, _FillValue/missing_value 1e20, time in 'days since
 1850-01-01' with calendar 'noleap' and time_bnds, lat/lon with bounds, scalar height.
 
-Idempotent: ``<data-dir>/manifest.json`` records the parameters and the files; a second run
+Idempotent: ``<data-dir>/<slug>/manifest.json`` records the parameters and the files; a second run
 with the same parameters does nothing. Files are written under a temporary name and renamed,
 so an interrupted run resumes where it stopped; other parameters regenerate the archive.
 Generation runs in ``--workers`` processes (each file's values are made once and written to
@@ -99,6 +100,19 @@ class Params:
     @property
     def n_files(self) -> int:
         return math.ceil(self.years / self.years_per_file)
+
+    @property
+    def slug(self) -> str:
+        """Directory name of this archive under the data dir: sizes and layouts coexist."""
+        name = f"{self.variable}{self.nlev if self.variable == 'ta' else ''}"
+        name += f"-{self.nlat}x{self.nlon}-{self.gb:g}GB"
+        if self.years_per_file != 1:
+            name += f"-{self.years_per_file}y"
+        if self.uncompressed_layout != "chunked":
+            name += f"-{self.uncompressed_layout}"
+        if self.seed != 1:
+            name += f"-seed{self.seed}"
+        return name
 
     def dataset_dir(self, root: Path, variant: str) -> Path:
         return (
@@ -366,10 +380,19 @@ def load_manifest(root: Path) -> dict[str, Any] | None:
         return None
 
 
-def ensure(p: Params, root: Path, workers: int = 2, *, log: Any = None) -> dict[str, Any]:
-    """Generate the archive if missing or generated with other parameters; return the manifest."""
+def _locate(man: dict[str, Any], p: Params, root: Path) -> dict[str, Any]:
+    """The manifest with its absolute paths pointing at `root` (the directory may move)."""
+    man["root"] = str(root)
+    for v in VARIANTS:
+        man["variants"][v]["root"] = str(root / v)
+        man["variants"][v]["dataset_dir"] = str(p.dataset_dir(root, v))
+    return man
+
+
+def ensure(p: Params, base: Path, workers: int = 2, *, log: Any = None) -> dict[str, Any]:
+    """Generate the archive under ``base/<slug>`` if missing or incomplete; return the manifest."""
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    root = root.resolve()
+    root = (base / p.slug).resolve()
     man = load_manifest(root)
     if man and man.get("params") == asdict(p):
         ok = all(
@@ -377,7 +400,7 @@ def ensure(p: Params, root: Path, workers: int = 2, *, log: Any = None) -> dict[
         )
         if ok:
             say(f"[archive] up to date: {root} ({p.n_files} files x {len(VARIANTS)} variants)")
-            return man
+            return _locate(man, p, root)
     elif man is not None or any((root / v).exists() for v in VARIANTS):
         old = (man or {}).get("params")
         say(f"[archive] parameters changed ({old} -> {asdict(p)}): regenerating")
@@ -426,6 +449,7 @@ def ensure(p: Params, root: Path, workers: int = 2, *, log: Any = None) -> dict[
             "files": files,
         }
     man = {
+        "root": str(root),
         "params": asdict(p),
         "uncompressed_bytes": p.years * p.bytes_per_year,
         "years": p.years,

@@ -104,6 +104,16 @@ def headline(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 met,
             )
         ]
+        if x.get("cpu_ms_per_file"):
+            rows.append(
+                (
+                    "  CPU per file (workers=1 scan)",
+                    f"{x['cpu_ms_per_file']:.2f} ms: <= "
+                    f"{x['cpu_bound_2_cores_files_per_s']:,.0f} files/s on 2 idle cores",
+                    "",
+                    "",
+                )
+            )
         for run in x["runs"][1:]:
             rows.append(
                 (

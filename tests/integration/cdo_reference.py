@@ -37,9 +37,16 @@ DAYS_PER_YEAR = {
 
 #: Season of each month (1-12), the way xarray's ``time.season`` groups them: by month only,
 #: so December joins the January and February of the same year.
-SEASON = {m: s for s, months in {
-    "DJF": (12, 1, 2), "MAM": (3, 4, 5), "JJA": (6, 7, 8), "SON": (9, 10, 11)
-}.items() for m in months}
+SEASON = {
+    m: s
+    for s, months in {
+        "DJF": (12, 1, 2),
+        "MAM": (3, 4, 5),
+        "JJA": (6, 7, 8),
+        "SON": (9, 10, 11),
+    }.items()
+    for m in months
+}
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,8 @@ def read(paths: Sequence[Path], var: str = "ta") -> Series:
     """``var`` of ``paths`` concatenated along time, each file decoded with its own units.
 
     Values go through netCDF4's own masking (``_FillValue``, ``missing_value``, valid
-    range) and become float64 with NaN where masked. Records are sorted by date.
+    range, and the netCDF default fill value when no ``_FillValue`` is set, as the NetCDF
+    User Guide asks) and become float64 with NaN where masked. Records are sorted by date.
     """
     dates: list[Any] = []
     values = []
@@ -79,7 +87,9 @@ def read(paths: Sequence[Path], var: str = "ta") -> Series:
                 t = nc.variables[tdim]
                 calendar = getattr(t, "calendar", "standard")
                 dates.extend(
-                    cftime.num2date(t[:], t.units, calendar=calendar, only_use_cftime_datetimes=True)
+                    cftime.num2date(
+                        t[:], t.units, calendar=calendar, only_use_cftime_datetimes=True
+                    )
                 )
             for dim in v.dimensions[1:]:
                 if dim in nc.variables:

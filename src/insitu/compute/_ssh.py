@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, ClassVar
 
 from insitu.compute.backend import ClusterSpec, DaskClusterBackend
@@ -26,10 +27,13 @@ class SSHBackend(DaskClusterBackend):
             )
         return SSHCluster(
             hosts,
-            connect_options=spec.options.get("connect_options", {"known_hosts": None}),
+            connect_options=dict(spec.options.get("connect_options") or {}),
             worker_options={"nthreads": spec.threads_per_worker, "memory_limit": spec.memory_limit},
-            scheduler_options={"dashboard_address": spec.dashboard_address},
-            remote_python=spec.options.get("python"),
+            # Bind the scheduler and its dashboard to the address the other hosts reach it
+            # by; left alone, it advertises the address of its default route or, without
+            # one, its hostname's (often 127.0.0.1), which workers elsewhere cannot reach.
+            scheduler_options={"host": hosts[0], "dashboard_address": f"{hosts[0]}:0"},
+            remote_python=spec.options.get("python") or sys.executable,
         )
 
     def scale(self, handle: Any, workers: int) -> None:

@@ -61,6 +61,9 @@ def file_time_sum(part: FilePart, chunk_bytes: int) -> Partial:
             fills = [
                 v for v in (_attr(var, "_FillValue"), _attr(var, "missing_value")) if v is not None
             ]
+            if not fills and var.dtype.kind == "f":
+                # As operations.mask_default_fill: netCDF's default fill counts as missing.
+                fills = [netCDF4.default_fillvals[var.dtype.str[1:]]]
             total = np.zeros(shape, dtype=np.float64)
             count = np.zeros(shape, dtype=np.int64)
             for lo in range(part.start, part.stop, step):

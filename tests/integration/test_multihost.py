@@ -1,0 +1,97 @@
+"""Multi-host for real: the ssh compute backend drives Dask over SSH into two separate
+network namespaces (hosts 10.250.0.2 and 10.250.0.3 on a private bridge), each with its
+own sshd, started by the project's script ``scripts/netns.sh``. Never skipped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from insitu.catalog import Catalog
+from insitu.compute import cluster, run
+from insitu.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "netns.sh"
+
+
+def _netns(action: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SCRIPT), action], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def netns_hosts() -> Iterator[tuple[list[str], Path]]:
+    """The test hosts' addresses and the client key that logs in to them as root."""
+    up = _netns("up")
+    if up.returncode != 0:
+        _netns("down")
+        pytest.fail(f"scripts/netns.sh up failed ({up.returncode}):\n{up.stderr}")
+    hosts = up.stdout.strip().splitlines()[-1].split()
+    base = Path(os.environ.get("INSITU_NETNS_DIR") or REPO / ".cache" / "netns")
+    try:
+        yield hosts, base / "id_ed25519"
+    finally:
+        down = _netns("down")
+        assert down.returncode == 0, down.stderr
+
+
+def test_analysis_runs_on_workers_in_two_network_namespaces(
+    tmp_path: Path, demo_root: Path, netns_hosts: tuple[list[str], Path]
+) -> None:
+    (h1, h2), key = netns_hosts
+    settings = Settings.load(
+        data_dir=tmp_path,
+        catalog={"uri": f"sqlite:///{tmp_path / 'c.db'}"},
+        compute={
+            # The first host runs the scheduler; one worker on each host.
+            "ssh_hosts": [h1, h1, h2],
+            "ssh_connect_options": {
+                "username": "root",
+                "client_keys": [str(key)],
+                "known_hosts": None,
+            },
+            "ssh_python": sys.executable,
+        },
+    )
+    own_netns = os.readlink("/proc/self/ns/net")
+    with Catalog(settings) as cat:
+        cat.add_collection("demo", demo_root)
+        cat.scan(workers=1)
+        ids = cat.search(source_id="MIROC6", table_id="Amon").all_ids
+        assert ids
+        local = run(cat, "field_mean", ids, cache=False).open()
+        with cluster(settings, backend="ssh") as client:
+            client.wait_for_workers(2, timeout=60)
+            scheduler = client.scheduler_info()["address"]
+            assert scheduler.startswith(f"tcp://{h1}:"), scheduler
+            workers = list(client.scheduler_info()["workers"])
+            assert len(workers) == 2
+            assert {w.split("://")[1].rsplit(":", 1)[0] for w in workers} == {h1, h2}
+            netns = client.run(lambda: os.readlink("/proc/self/ns/net"))
+            assert len(set(netns.values())) == 2, netns
+            assert own_netns not in netns.values(), (own_netns, netns)
+            # Each worker sees only its own host's address (besides loopback).
+            addrs = client.run(
+                lambda: (
+                    subprocess.run(
+                        ["ip", "-4", "-o", "addr", "show", "scope", "global"],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    ).stdout
+                )
+            )
+            for worker, out in addrs.items():
+                host = worker.split("://")[1].rsplit(":", 1)[0]
+                assert [line.split()[3] for line in out.splitlines()] == [f"{host}/24"], out
+            remote = run(cat, "field_mean", ids, client=client, cache=False).open()
+        np.testing.assert_array_equal(remote["ta"].values, local["ta"].values)
+        assert remote["ta"].dtype == local["ta"].dtype
