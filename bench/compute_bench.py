@@ -260,7 +260,7 @@ def _insitu_result_array(res: Any, out: Path, var: str) -> Any:
         if isinstance(res, xr.DataArray):
             return np.asarray(res.values)
         return np.asarray(res)
-    except Exception:  # noqa: BLE001 - best effort: no check rather than no timing
+    except Exception:
         return None
 
 
@@ -691,7 +691,7 @@ def run_variant(
                 got = np.load(vwork / "xarray.npy")
             elif peer.startswith("insitu_") and r.get("result_npy"):
                 got = np.load(r["result_npy"])
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             r["check"] = f"could not read result: {exc}"
             continue
         if peer.startswith("bare_"):
@@ -843,7 +843,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown variant {variant}")
         try:
             v = run_variant(variant, man, args, peers, work)
-        except Exception:  # noqa: BLE001 - report and go on with the next variant
+        except Exception:
             say(traceback.format_exc())
             continue
         v["ratios"] = ratios(v)
