@@ -40,7 +40,8 @@ No file of the archive sets ``_FillValue``: missing values (below ground at 1000
 the netCDF default fill 9.96921e36 in 30 of its 76 datasets, which CDO takes as data. The
 Amon datasets compared with CDO have none; the daily KACE-1-0-G and MIROC6 have some, and
 the (month, point) pairs that hold them are left out of the CDO comparison. How insitu
-treats them is checked on its own (``test_unflagged_default_fill_values_are_skipped_as_missing``). IPSL-CM6A-LR has no
+treats them is checked on its own
+(``test_unflagged_default_fill_values_are_skipped_as_missing``). IPSL-CM6A-LR has no
 lat/lon bounds (CDO makes bounds, insitu falls back to cos(lat)) and is not used with CDO.
 The ensemble test includes every Amon dataset.
 """
