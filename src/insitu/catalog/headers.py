@@ -458,8 +458,20 @@ def _bbox(by_name: dict[str, Any]) -> list[float] | None:
 
 
 def _floats(var: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """A variable's values as float64, with masked and invalid values as NaN."""
-    values: np.ma.MaskedArray[Any, Any] = np.ma.masked_invalid(
-        np.ma.asarray(var[:], dtype="float64")
-    )
-    return np.asarray(np.ma.filled(values, np.nan), dtype="float64")
+    """A variable's values as float64, with fill and non-finite values as NaN.
+
+    Read raw: netCDF4's masked arrays cost more than the whole rest of a header read.
+    """
+    var.set_auto_maskandscale(False)
+    values = np.array(var[:], dtype="float64")
+    attrs = var.ncattrs()
+    for key in ("_FillValue", "missing_value"):
+        if key in attrs:
+            fill = np.asarray(var.getncattr(key), dtype="float64").ravel()
+            values[np.isin(values, fill)] = np.nan
+    if "scale_factor" in attrs:
+        values *= float(np.asarray(var.getncattr("scale_factor")).ravel()[0])
+    if "add_offset" in attrs:
+        values += float(np.asarray(var.getncattr("add_offset")).ravel()[0])
+    values[np.abs(values) > 1e30] = np.nan  # default fill values of unflagged variables
+    return values
