@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections.abc import Sequence
@@ -149,7 +150,13 @@ class Catalog:
         with self._lock:
             if self._index is None or self._index.generation != gen:
                 templates = {c.name: self.template(c.template) for c in self.collections()}
-                self._index = SearchIndex(self.store.datasets(), templates, gen)
+                # Building 100,000 records makes millions of objects that all survive:
+                # the cyclic collector would spend half the time re-walking them.
+                gc.disable()
+                try:
+                    self._index = SearchIndex(self.store.datasets(), templates, gen)
+                finally:
+                    gc.enable()
             return self._index
 
     def search(
@@ -201,7 +208,8 @@ class Catalog:
             total=len(idx),
             results=[index.records[i] for i in page],
             facet_counts=counts,
-            all_ids=[index.records[i].dataset_id for i in idx],
+            matches=idx.tolist(),
+            index=index,
             catalog=self,
         )
 

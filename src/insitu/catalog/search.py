@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from insitu.catalog.catalog import Catalog
+    from insitu.catalog.index import SearchIndex
 
 __all__ = ["SearchResult", "parse_bbox", "parse_time_range"]
 
@@ -91,8 +92,17 @@ class SearchResult:
     total: int
     results: list[DatasetRecord]
     facet_counts: dict[str, dict[str, int]]
-    all_ids: list[str] = field(repr=False, default_factory=list)
+    matches: Sequence[int] = field(repr=False, default=())
+    index: SearchIndex | None = field(repr=False, default=None)
     catalog: Catalog | None = field(repr=False, default=None)
+
+    @property
+    def all_ids(self) -> list[str]:
+        """Ids of every matching dataset, on all pages, in the result's order."""
+        if self.index is None:
+            return self.dataset_ids
+        records = self.index.records
+        return [records[i].dataset_id for i in self.matches]
 
     def __len__(self) -> int:
         return len(self.results)
