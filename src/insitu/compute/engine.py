@@ -90,20 +90,33 @@ def _accumulate(
     total: np.ndarray[Any, Any],
     count: np.ndarray[Any, Any],
 ) -> None:
+    """Add the float64 sum and the count of valid values over axis 0 of ``raw``."""
+    big = [abs(float(f)) for f in fills]
+    if raw.dtype.kind == "f" and big and min(big) >= 1e15:
+        # Fast path: a huge fill value (1e20, 9.97e36) or a NaN dominates any sum it enters,
+        # so one plain pass finds the few points that need the careful, masked sum.
+        s = np.add.reduce(raw, axis=0, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.abs(s) < min(big) / 2)
+        n = np.full(s.shape, raw.shape[0], dtype=np.int64)
+        if bad.any():
+            sub = raw[:, bad]
+            valid = ~np.isnan(sub)
+            for fill in fills:
+                valid &= sub != raw.dtype.type(fill)
+            s[bad] = np.add.reduce(sub, axis=0, dtype=np.float64, where=valid)
+            n[bad] = np.count_nonzero(valid, axis=0)
+        total += s
+        count += n
+        return
     valid: np.ndarray[Any, Any] | None = None
     for fill in fills:
         ok = raw != raw.dtype.type(fill)
         valid = ok if valid is None else valid & ok
     if raw.dtype.kind == "f":
-        # NaN never equals anything: sum with the fill mask, then redo NaN points exactly.
-        s = np.add.reduce(raw, axis=0, dtype=np.float64, where=valid if valid is not None else True)
-        bad = np.isnan(s)
-        if bad.any():
-            nan_ok = ~np.isnan(raw)
-            valid = nan_ok if valid is None else valid & nan_ok
-            s = np.add.reduce(raw, axis=0, dtype=np.float64, where=valid)
-    else:
-        s = np.add.reduce(raw, axis=0, dtype=np.float64, where=valid if valid is not None else True)
+        nan_ok = ~np.isnan(raw)
+        valid = nan_ok if valid is None else valid & nan_ok
+    s = np.add.reduce(raw, axis=0, dtype=np.float64, where=valid if valid is not None else True)
     total += s
     count += raw.shape[0] if valid is None else np.count_nonzero(valid, axis=0)
 
