@@ -101,11 +101,11 @@ def _accumulate(
         n = np.full(s.shape, raw.shape[0], dtype=np.int64)
         if bad.any():
             sub = raw[:, bad]
-            valid = ~np.isnan(sub)
+            ok = ~np.isnan(sub)
             for fill in fills:
-                valid &= sub != raw.dtype.type(fill)
-            s[bad] = np.add.reduce(sub, axis=0, dtype=np.float64, where=valid)
-            n[bad] = np.count_nonzero(valid, axis=0)
+                ok &= sub != raw.dtype.type(fill)
+            s[bad] = np.add.reduce(sub, axis=0, dtype=np.float64, where=ok)
+            n[bad] = np.count_nonzero(ok, axis=0)
         total += s
         count += n
         return
