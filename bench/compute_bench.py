@@ -1,7 +1,7 @@
 """Compute benchmark: time mean and field mean of one 5 GB CMIP6 dataset, insitu vs its peers.
 
     python bench/compute_bench.py                       # 5 GB per variant, every peer
-    python bench/compute_bench.py --gb 1 --repeat 1     # smaller, quicker
+    python bench/compute_bench.py --gb 1 --repeat 1     # smaller, quicker (own archive)
     python bench/compute_bench.py --skip ncra,xarray    # leave slow peers out
     python bench/compute_bench.py --variants compressed --only cdo_timmean,insitu_time_mean
 
@@ -39,6 +39,7 @@ line on stdout; ``--json-out`` also writes it to a file. The machine may be shar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -275,7 +276,9 @@ def _warm_worker() -> str:
     return "ok"
 
 
-def child_insitu(root: str, db: str, var: str, ops: list[str], out_dir: str, repeat: int) -> dict:
+def child_insitu(
+    root: str, db: str, var: str, ops: list[str], out_dir: str, repeat: int, engine: str | None
+) -> dict:
     import inspect
 
     import numpy as np
@@ -304,8 +307,12 @@ def child_insitu(root: str, db: str, var: str, ops: list[str], out_dir: str, rep
         raise RuntimeError(f"expected one dataset in {root}, found {len(hits)}")
     ds_id = hits[0].dataset_id
     kw: dict[str, Any] = {}
-    if "cache" in inspect.signature(run).parameters:
+    sig = inspect.signature(run).parameters
+    if "cache" in sig:
         kw["cache"] = False  # time the computation, not the results cache
+    if engine:
+        kw["engine"] = engine
+    engine_used = engine or (str(sig["engine"].default) if "engine" in sig else "n/a")
     res: dict[str, Any] = {
         "available": True,
         "import_s": import_s,
@@ -313,6 +320,7 @@ def child_insitu(root: str, db: str, var: str, ops: list[str], out_dir: str, rep
         "scan": rep.line() if hasattr(rep, "line") else str(rep),
         "dataset_id": ds_id,
         "run_kwargs": {k: str(v) for k, v in kw.items()},
+        "engine": engine_used,
         "runs": {},
     }
     t = time.perf_counter()
@@ -340,7 +348,7 @@ def child_insitu(root: str, db: str, var: str, ops: list[str], out_dir: str, rep
                 "compute_s": min(times),
                 "all_compute_s": times,
                 "result_npy": saved,
-                "engine": str((getattr(r, "provenance", None) or {}).get("engine", "?")),
+                "engine": engine_used,
             }
     return res
 
@@ -356,7 +364,15 @@ def child_main(args: argparse.Namespace) -> int:
     elif args.child == "xarray":
         res = child_xarray(files, args.var, args.out)
     elif args.child == "insitu":
-        res = child_insitu(args.root, args.db, args.var, args.ops.split(","), args.out, args.repeat)
+        res = child_insitu(
+            args.root,
+            args.db,
+            args.var,
+            args.ops.split(","),
+            args.out,
+            args.repeat,
+            args.insitu_engine,
+        )
     else:
         raise SystemExit(f"unknown child {args.child}")
     print(json.dumps(res), flush=True)
@@ -392,10 +408,8 @@ class TreeSampler(threading.Thread):
                 break
             total = 0
             for p in procs:
-                try:
+                with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss
-                except psutil.Error:
-                    pass
             if total > self.peak:
                 self.peak, self.peak_procs = total, len(procs)
             self._halt.wait(self.dt)
@@ -442,10 +456,8 @@ def measure(cmd: list[str], cwd: str | None = None, timeout: float | None = None
         res["stderr"] = err.strip()[-2000:]
     last = [ln for ln in out.strip().splitlines() if ln.startswith("{")]
     if last:
-        try:
+        with contextlib.suppress(ValueError):
             res["child"] = json.loads(last[-1])
-        except ValueError:
-            pass
     return res
 
 
@@ -491,6 +503,24 @@ def max_diff(a: Any, ref: Any) -> float | None:
     if a.size != ref.size:
         return float("nan")
     return float(np.max(np.abs(a.reshape(ref.shape) - ref)))
+
+
+def code_info() -> dict[str, Any]:
+    """The commit of the code measured, and whether src/ or bench/ differ from it."""
+
+    def git(*a: str) -> str:
+        try:
+            r = subprocess.run(
+                ["git", *a], cwd=BENCH.parent, capture_output=True, text=True, timeout=30
+            )
+            return r.stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": git("status", "--porcelain", "--", "src", "bench").splitlines(),
+    }
 
 
 def machine_info() -> dict[str, Any]:
@@ -633,6 +663,8 @@ def run_variant(
         if args.cold:
             evict(files)  # the repeats inside the one process run warm
         cmd += ["--repeat", str(args.repeat)]
+        if args.insitu_engine:
+            cmd += ["--insitu-engine", args.insitu_engine]
         r = measure(cmd, timeout=args.timeout)
         child = r.get("child", {})
         if r["rc"] != 0:
@@ -760,10 +792,7 @@ def table(res: dict[str, Any]) -> str:
                 lines.append(f"{variant:<13}{peer:<20}  FAILED (rc {r.get('rc')})")
                 continue
             d = r.get("max_abs_diff_k")
-            if peer.startswith("bare_"):
-                ds = "ref"
-            else:
-                ds = "-" if d is None else f"{d:.1e}"
+            ds = "ref" if peer.startswith("bare_") else "-" if d is None else f"{d:.1e}"
             wall = r.get("wall_s", r.get("process_wall_s", 0.0))
             cores = r.get("cores_used")
             lines.append(
@@ -789,13 +818,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="compressed,uncompressed")
     ap.add_argument("--only", default="", help="comma-separated peers to run (default: all)")
     ap.add_argument("--skip", default="", help="comma-separated peers to leave out")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per peer; fastest counts (1)")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per peer; fastest counts (2)")
     ap.add_argument(
         "--cdo-input",
         choices=["cat", "mergetime", "select"],
         default="cat",
         help="how CDO reads the files: -cat (default, streams one file at a time), "
         "-mergetime (opens all files at once: slower, 6x the memory) or -select,name=VAR",
+    )
+    ap.add_argument(
+        "--insitu-engine",
+        default=None,
+        help="engine= passed to insitu.compute.run (default: run's own default)",
     )
     ap.add_argument("--cold", action="store_true", help="evict the files before every peer")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per peer run (1800)")
@@ -832,6 +866,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "compute",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
+        "code": code_info(),
         "load_avg_start": os.getloadavg(),
         "archive": {k: v for k, v in man.items() if k != "variants"},
         "repeat": args.repeat,

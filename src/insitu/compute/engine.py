@@ -25,9 +25,17 @@ import numpy as np
 
 from insitu.errors import DataError
 
-__all__ = ["FilePart", "combine_partials", "file_time_sum", "stream_time_mean", "time_sum_graph"]
+__all__ = [
+    "FilePart",
+    "combine_partials",
+    "file_time_sum",
+    "files_time_sum",
+    "stream_time_mean",
+    "time_sum_graph",
+]
 
 _FANIN = 8
+_LEAVES = 32  # leaf tasks per graph: enough to balance a few dozen workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +51,23 @@ class FilePart:
 Partial = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]
 
 
-def file_time_sum(part: FilePart, chunk_bytes: int) -> Partial:
-    """Sum and count over time (axis 0) of one file's records, skipping missing values."""
+def files_time_sum(parts: Sequence[FilePart], chunk_bytes: int) -> Partial:
+    """Sum and count over time of several files, accumulated in one pair of arrays.
+
+    Grouping files into one task keeps the partial results few: each partial is a full
+    float64 grid that must travel between workers.
+    """
+    total, count = file_time_sum(parts[0], chunk_bytes)
+    for part in parts[1:]:
+        file_time_sum(part, chunk_bytes, (total, count))
+    return total, count
+
+
+def file_time_sum(part: FilePart, chunk_bytes: int, into: Partial | None = None) -> Partial:
+    """Sum and count over time (axis 0) of one file's records, skipping missing values.
+
+    Adds to ``into`` (and returns it) when given.
+    """
     import netCDF4
     from xarray.backends.locks import HDF5_LOCK  # uncontended on single-threaded workers
 
@@ -64,8 +87,11 @@ def file_time_sum(part: FilePart, chunk_bytes: int) -> Partial:
             if not fills and var.dtype.kind == "f":
                 # As operations.mask_default_fill: netCDF's default fill counts as missing.
                 fills = [netCDF4.default_fillvals[var.dtype.str[1:]]]
-            total = np.zeros(shape, dtype=np.float64)
-            count = np.zeros(shape, dtype=np.int64)
+            if into is None:
+                total = np.zeros(shape, dtype=np.float64)
+                count = np.zeros(shape, dtype=np.int64)
+            else:
+                total, count = into
             for lo in range(part.start, part.stop, step):
                 raw = np.asarray(var[lo : min(lo + step, part.stop)])
                 _accumulate(raw, fills, total, count)
@@ -139,9 +165,10 @@ def time_sum_graph(parts: Sequence[FilePart], chunk_bytes: int) -> Any:
     token = tokenize([(p.path, p.name, p.start, p.stop, _stat(p.path)) for p in parts])
     graph: dict[Any, Any] = {}
     level = []
-    for i, part in enumerate(parts):
-        key = (f"insitu-tsum-{token}", i)
-        graph[key] = (file_time_sum, part, chunk_bytes)
+    per_task = max(1, -(-len(parts) // _LEAVES))
+    for i in range(0, len(parts), per_task):
+        key = (f"insitu-tsum-{token}", i // per_task)
+        graph[key] = (files_time_sum, list(parts[i : i + per_task]), chunk_bytes)
         level.append(key)
     depth = 0
     while len(level) > 1:
