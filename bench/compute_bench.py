@@ -321,6 +321,7 @@ def child_insitu(
         "dataset_id": ds_id,
         "run_kwargs": {k: str(v) for k, v in kw.items()},
         "engine": engine_used,
+        "code": code_info(),  # the insitu code this process imported
         "runs": {},
     }
     t = time.perf_counter()
@@ -684,6 +685,7 @@ def run_variant(
                     "all_compute_s": o["all_compute_s"],
                     "gbps": ubytes / 1e9 / o["compute_s"],
                     "engine": o.get("engine"),
+                    "code": c.get("code"),
                     "process_wall_s": r["wall_s"],
                     "scan_s": c["scan_s"],
                     "cluster_start_s": c["cluster_start_s"],
