@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from insitu.compute.backend import ClusterSpec, DaskClusterBackend
+from insitu.compute.backend import WORKER_ENV, ClusterSpec, DaskClusterBackend
 
 __all__ = ["LocalBackend"]
 
@@ -25,4 +25,5 @@ class LocalBackend(DaskClusterBackend):
             memory_limit=spec.memory_limit,
             host="127.0.0.1",
             dashboard_address=spec.dashboard_address,
+            env=dict(WORKER_ENV),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, ClassVar
 
-from insitu.compute.backend import ClusterSpec, DaskClusterBackend
+from insitu.compute.backend import WORKER_ENV, ClusterSpec, DaskClusterBackend
 from insitu.errors import ConfigError
 
 __all__ = ["SSHBackend"]
@@ -28,7 +28,11 @@ class SSHBackend(DaskClusterBackend):
         return SSHCluster(
             hosts,
             connect_options=dict(spec.options.get("connect_options") or {}),
-            worker_options={"nthreads": spec.threads_per_worker, "memory_limit": spec.memory_limit},
+            worker_options={
+                "nthreads": spec.threads_per_worker,
+                "memory_limit": spec.memory_limit,
+                "env": dict(WORKER_ENV),
+            },
             # Bind the scheduler and its dashboard to the address the other hosts reach it
             # by; left alone, it advertises the address of its default route or, without
             # one, its hostname's (often 127.0.0.1), which workers elsewhere cannot reach.

@@ -18,12 +18,24 @@ from insitu.errors import BackendUnavailable, ConfigError
 
 __all__ = [
     "BACKENDS",
+    "WORKER_ENV",
     "ClusterBackend",
     "ClusterHandle",
     "ClusterSpec",
     "DaskClusterBackend",
     "get_backend",
 ]
+
+
+# Dask's nanny gives workers MALLOC_TRIM_THRESHOLD_=65536, so every large array freed goes
+# back to the kernel and the next one faults its pages in again: reading NetCDF in a worker
+# then runs about 1.6 times slower than in a plain process (measured on 12 MB slabs).
+# Streaming slabs are bounded, so letting glibc keep a few hundred MB is the better trade.
+WORKER_ENV: dict[str, str] = {
+    "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20),
+    "MALLOC_MMAP_THRESHOLD_": str(256 * 2**20),
+    "MALLOC_TOP_PAD_": str(64 * 2**20),
+}
 
 
 @dataclass(frozen=True, slots=True)
