@@ -22,10 +22,12 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from insitu import __version__
-from insitu.compute.engine import FilePart, stream_time_mean
+from insitu.compute.engine import FilePart, stream_field_mean, stream_time_mean
 from insitu.compute.ensemble import combine
-from insitu.compute.operations import get_operation
+from insitu.compute.operations import area_weights, axes, get_operation
 from insitu.errors import ComputeError, DataError, InsituError, InvalidRequest
 
 if TYPE_CHECKING:
@@ -154,8 +156,8 @@ def run(
             raise DataError(f"Cannot open dataset {r.dataset_id!r}: {exc}") from exc
         ds.attrs["insitu_dataset_id"] = r.dataset_id
         result = op(ds, var, p)
-        if op.name == "time_mean" and time is None and engine == "stream":
-            result = _streamed(catalog, r.dataset_id, ds, var, result)
+        if time is None and engine == "stream" and op.name in ("time_mean", "field_mean"):
+            result = _streamed(catalog, r.dataset_id, ds, var, result, op.name)
         results[r.dataset_id] = result
     if len(results) == 1:
         result = next(iter(results.values()))
@@ -196,9 +198,18 @@ def run(
 
 
 def _streamed(
-    catalog: Catalog, dataset_id: str, ds: xr.Dataset, var: str, template: xr.Dataset
+    catalog: Catalog,
+    dataset_id: str,
+    ds: xr.Dataset,
+    var: str,
+    template: xr.Dataset,
+    operation: str,
 ) -> xr.Dataset:
-    """The time mean of one dataset by the streaming engine, shaped like ``template``."""
+    """A time or field mean of one dataset by the streaming engine, shaped like ``template``.
+
+    Falls back to ``template`` (the xarray path) where the engine's assumptions do not
+    hold: the field mean needs (time, ..., lat, lon) order and one record per time step.
+    """
     root = catalog.collection(catalog.dataset(dataset_id).collection).root
     parts = [
         FilePart(os.path.join(root, f.path), var, 0, f.n_times)
@@ -208,8 +219,21 @@ def _streamed(
     if not parts:
         return template
     chunk = catalog.settings.compute.chunk_bytes
-    streamed: xr.Dataset = stream_time_mean(template, var, parts, dict(ds[var].encoding), chunk)
-    return streamed
+    encoding = dict(ds[var].encoding)
+    if operation == "time_mean":
+        streamed: xr.Dataset = stream_time_mean(template, var, parts, encoding, chunk)
+        return streamed
+    ax = axes(ds[var])
+    dims = tuple(map(str, ds[var].dims))
+    if (
+        ax.time != dims[0]
+        or (ax.lat, ax.lon) != dims[-2:]
+        or sum(p.stop - p.start for p in parts) != ds.sizes[dims[0]]
+    ):
+        return template
+    weights = np.asarray(area_weights(ds, ds[var]).transpose(ax.lat, ax.lon).values, "float64")
+    field: xr.Dataset = stream_field_mean(template, var, parts, weights, encoding, chunk)
+    return field
 
 
 def _compute(
