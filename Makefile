@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install up demo test test-unit test-integration lint fmt typecheck check bench services clean
+.PHONY: help install up demo test test-unit test-integration lint fmt typecheck check bench bench-compute services clean
 
 help:
 	@echo "make up      set up and start insitu with the demo archive"
@@ -62,6 +62,10 @@ check: lint typecheck test
 
 bench: install
 	$(BIN)/python bench/run_all.py
+
+bench-compute: install
+	scripts/tools.sh
+	$(BIN)/python bench/compute_bench.py --gb 5 --repeat 2
 
 clean:
 	-scripts/postgres.sh stop
