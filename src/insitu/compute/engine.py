@@ -83,12 +83,7 @@ def file_time_sum(part: FilePart, chunk_bytes: int, into: Partial | None = None)
             chunking = var.chunking()
             if isinstance(chunking, list) and chunking[0] > 1:
                 step = max(chunking[0], (step // chunking[0]) * chunking[0])
-            fills = [
-                v for v in (_attr(var, "_FillValue"), _attr(var, "missing_value")) if v is not None
-            ]
-            if not fills and var.dtype.kind == "f":
-                # As operations.mask_default_fill: netCDF's default fill counts as missing.
-                fills = [netCDF4.default_fillvals[var.dtype.str[1:]]]
+            fills = _fills(var)
             if into is None:
                 total = np.zeros(shape, dtype=np.float64)
                 count = np.zeros(shape, dtype=np.int64)
@@ -103,6 +98,19 @@ def file_time_sum(part: FilePart, chunk_bytes: int, into: Partial | None = None)
             f"Cannot read {part.name!r} records {part.start}:{part.stop} of {part.path}: {exc}. "
             "The file changed or became unreadable since the scan; rescan its collection."
         ) from exc
+
+
+def _fills(var: Any) -> list[Any]:
+    """Values that mean 'missing': declared ones, else netCDF's default fill for floats.
+
+    As :func:`insitu.compute.operations.mask_default_fill`, so both engines agree.
+    """
+    import netCDF4
+
+    fills = [v for v in (_attr(var, "_FillValue"), _attr(var, "missing_value")) if v is not None]
+    if not fills and var.dtype.kind == "f":
+        fills = [netCDF4.default_fillvals[var.dtype.str[1:]]]
+    return fills
 
 
 def _attr(var: Any, name: str) -> Any:
@@ -237,11 +245,7 @@ def file_field_sums(
         with HDF5_LOCK, netCDF4.Dataset(part.path, "r") as nc:
             var = nc.variables[part.name]
             var.set_auto_maskandscale(False)
-            fills = [
-                v for v in (_attr(var, "_FillValue"), _attr(var, "missing_value")) if v is not None
-            ]
-            if not fills and var.dtype.kind == "f":
-                fills = [netCDF4.default_fillvals[var.dtype.str[1:]]]
+            fills = _fills(var)
             per_record = max(1, int(np.prod(var.shape[1:], dtype=np.int64)) * var.dtype.itemsize)
             step = max(1, chunk_bytes // per_record)
             nums, dens = [], []
