@@ -396,6 +396,7 @@ Try:
   insitu catalog search model='CESM2*' --json
   insitu catalog show CMIP6.CMIP.MIROC.MIROC6.historical.r1i1p1f1.Amon.ta.gn.v20190311
   insitu catalog export {name} --out /tmp/{name}-intake
+  insitu compute field_mean --search table_id=Amon --out /tmp/{name}-global-mean.nc
 
 In Python:
   import insitu
