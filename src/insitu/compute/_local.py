@@ -16,6 +16,16 @@ class LocalBackend(DaskClusterBackend):
     name: ClassVar[str] = "local"
 
     def _make(self, spec: ClusterSpec) -> Any:
+        import dask
+
+        # glibc reads its malloc settings at process start: they must be in the nanny's
+        # pre-spawn environment (read when each nanny is made, and kept for restarts);
+        # ``env=`` is applied too late.
+        spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENV}
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):
+            return self._cluster(spec)
+
+    def _cluster(self, spec: ClusterSpec) -> Any:
         from distributed import LocalCluster
 
         return LocalCluster(
@@ -25,5 +35,4 @@ class LocalBackend(DaskClusterBackend):
             memory_limit=spec.memory_limit,
             host="127.0.0.1",
             dashboard_address=spec.dashboard_address,
-            env=dict(WORKER_ENV),
         )
