@@ -19,6 +19,18 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _start(script: str) -> str:
+    """Run ``scripts/SCRIPT start`` and return the last line it prints (its address)."""
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / script), "start"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
 @pytest.fixture(scope="session")
 def demo_root() -> Path:
     """Root of the real CMIP6 sample archive (esmvaltool-sample-data), found without import."""
@@ -30,17 +42,7 @@ def demo_root() -> Path:
 @pytest.fixture(scope="session")
 def postgres_server() -> str:
     """URL of a PostgreSQL server for tests; started by the project's script if needed."""
-    uri = os.environ.get("INSITU_TEST_POSTGRES_URI")
-    if not uri:
-        out = subprocess.run(
-            ["bash", str(REPO / "scripts" / "postgres.sh"), "start"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        uri = out.stdout.strip().splitlines()[-1]
-    return uri
+    return os.environ.get("INSITU_TEST_POSTGRES_URI") or _start("postgres.sh")
 
 
 def _fresh_postgres_db(server: str) -> Iterator[str]:
@@ -80,17 +82,7 @@ def module_store_uri(
 @pytest.fixture(scope="session")
 def slurm_partition() -> str:
     """A SLURM partition on this machine; the project's script starts SLURM if needed."""
-    partition = os.environ.get("INSITU_TEST_SLURM_PARTITION")
-    if not partition:
-        out = subprocess.run(
-            ["bash", str(REPO / "scripts" / "slurm.sh"), "start"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        partition = out.stdout.strip().splitlines()[-1]
-    return partition
+    return os.environ.get("INSITU_TEST_SLURM_PARTITION") or _start("slurm.sh")
 
 
 @pytest.fixture(scope="session")

@@ -89,6 +89,15 @@ def _need(ds: xr.Dataset, da: xr.DataArray, op: str, **dims: str | None) -> None
         )
 
 
+def _with_time(ds: xr.Dataset, var: str, op: str) -> tuple[xr.DataArray, Axes, str]:
+    """The variable, its axes and the name of its time dimension (which ``op`` needs)."""
+    da = ds[var]
+    ax = axes(da)
+    _need(ds, da, op, time=ax.time)
+    assert ax.time is not None
+    return da, ax, ax.time
+
+
 def _float(da: xr.DataArray) -> np.dtype[Any]:
     return da.dtype if np.issubdtype(da.dtype, np.floating) else np.dtype("float64")
 
@@ -178,12 +187,9 @@ class QuantileParams(_Params):
 
 def time_mean(ds: xr.Dataset, var: str, p: NoParams) -> xr.Dataset:
     """Mean over time at every point (``cdo timmean``)."""
-    da = ds[var]
-    ax = axes(da)
-    _need(ds, da, "time_mean", time=ax.time)
-    assert ax.time is not None
-    mean = da.astype("float64").mean(ax.time, skipna=True, keep_attrs=True)
-    return _finish(mean, da, f"{ax.time}: mean", ds, _bounds(ds, ax))
+    da, ax, time = _with_time(ds, var, "time_mean")
+    mean = da.astype("float64").mean(time, skipna=True, keep_attrs=True)
+    return _finish(mean, da, f"{time}: mean", ds, _bounds(ds, ax))
 
 
 def _bounds(ds: xr.Dataset, ax: Axes) -> tuple[str, ...]:
@@ -263,51 +269,42 @@ def _groups(da: xr.DataArray, time: str, period: str) -> Any:
 
 def climatology(ds: xr.Dataset, var: str, p: ClimatologyParams) -> xr.Dataset:
     """Mean per calendar month (``cdo ymonmean``) or per season over all years."""
-    da = ds[var]
-    ax = axes(da)
-    _need(ds, da, "climatology", time=ax.time)
-    assert ax.time is not None
-    clim = _groups(da.astype("float64"), ax.time, p.period).mean(skipna=True)
+    da, ax, time = _with_time(ds, var, "climatology")
+    clim = _groups(da.astype("float64"), time, p.period).mean(skipna=True)
     return _finish(
-        clim, da, f"{ax.time}: mean within years {ax.time}: mean over years", ds, _bounds(ds, ax)
+        clim, da, f"{time}: mean within years {time}: mean over years", ds, _bounds(ds, ax)
     )
 
 
 def anomaly(ds: xr.Dataset, var: str, p: AnomalyParams) -> xr.Dataset:
     """Departure from the monthly (or seasonal) climatology of a reference period."""
-    da = ds[var]
-    ax = axes(da)
-    _need(ds, da, "anomaly", time=ax.time)
-    assert ax.time is not None
+    da, ax, time = _with_time(ds, var, "anomaly")
     x = da.astype("float64")
-    ref = x.sel({ax.time: slice(*p.reference)}) if p.reference else x
-    if p.reference and ref.sizes[ax.time] == 0:
+    ref = x.sel({time: slice(*p.reference)}) if p.reference else x
+    if p.reference and ref.sizes[time] == 0:
         raise InvalidRequest(
             f"Reference period {p.reference} is outside the data of "
             f"{ds.attrs.get('insitu_dataset_id', 'this dataset')!r}; choose years it covers."
         )
     key = "month" if p.period == "month" else "season"
-    clim = _groups(ref, ax.time, p.period).mean(skipna=True)
-    anom = _groups(x, ax.time, p.period) - clim
+    clim = _groups(ref, time, p.period).mean(skipna=True)
+    anom = _groups(x, time, p.period) - clim
     anom = anom.drop_vars(key, errors="ignore")
-    return _with_time_bounds(_finish(anom, da, f"{ax.time}: anomaly", ds, _bounds(ds, ax)), ds, ax)
+    return _with_time_bounds(_finish(anom, da, f"{time}: anomaly", ds, _bounds(ds, ax)), ds, ax)
 
 
 def resample(ds: xr.Dataset, var: str, p: ResampleParams) -> xr.Dataset:
     """Aggregate in time to a coarser frequency, e.g. daily to monthly means."""
-    da = ds[var]
-    ax = axes(da)
-    _need(ds, da, "resample", time=ax.time)
-    assert ax.time is not None
+    da, ax, time = _with_time(ds, var, "resample")
     try:
-        grouped = da.astype("float64").resample({ax.time: p.freq})
+        grouped = da.astype("float64").resample({time: p.freq})
     except (ValueError, TypeError) as exc:
         raise InvalidRequest(
             f"Cannot resample to frequency {p.freq!r}: {exc}. Use a pandas offset alias "
             "such as MS (month start), QS-DEC (seasons), YS (years) or D (days)."
         ) from exc
     out = getattr(grouped, p.how)(skipna=True)
-    return _finish(out, da, f"{ax.time}: {p.how}", ds, _bounds(ds, ax))
+    return _finish(out, da, f"{time}: {p.how}", ds, _bounds(ds, ax))
 
 
 _DAYS_PER_YEAR = {
@@ -325,28 +322,25 @@ def trend(ds: xr.Dataset, var: str, p: NoParams) -> xr.Dataset:
     import cftime
     import xarray as xr
 
-    da = ds[var]
-    ax = axes(da)
-    _need(ds, da, "trend", time=ax.time)
-    assert ax.time is not None
-    times = ds[ax.time].values
+    da, ax, time = _with_time(ds, var, "trend")
+    times = ds[time].values
     calendar = getattr(times[0], "calendar", "standard") if times.size else "standard"
     if isinstance(times[0], cftime.datetime):
         days = cftime.date2num(times, "days since 0001-01-01", calendar=calendar)
     else:
         days = (times - times[0]) / np.timedelta64(1, "D")
     years = xr.DataArray(
-        np.asarray(days, dtype="float64") / _DAYS_PER_YEAR.get(calendar, 365.2425), dims=(ax.time,)
+        np.asarray(days, dtype="float64") / _DAYS_PER_YEAR.get(calendar, 365.2425), dims=(time,)
     )
     y = da.astype("float64")
     valid = y.notnull()
-    n = valid.sum(ax.time).where(lambda c: c > 1)  # NaN where no trend can be fitted
-    xm = years.where(valid).sum(ax.time) / n
-    ym = y.sum(ax.time, skipna=True) / n
-    cov = ((years - xm) * (y - ym)).sum(ax.time, skipna=True)
-    var_x = ((years - xm) ** 2).where(valid).sum(ax.time)
+    n = valid.sum(time).where(lambda c: c > 1)  # NaN where no trend can be fitted
+    xm = years.where(valid).sum(time) / n
+    ym = y.sum(time, skipna=True) / n
+    cov = ((years - xm) * (y - ym)).sum(time, skipna=True)
+    var_x = ((years - xm) ** 2).where(valid).sum(time)
     slope = cov / var_x.where(var_x > 0)
-    out = _finish(slope, da, f"{ax.time}: linear_trend", ds, _bounds(ds, ax))
+    out = _finish(slope, da, f"{time}: linear_trend", ds, _bounds(ds, ax))
     units = da.attrs.get("units")
     out[var].attrs["units"] = f"{units} year-1" if units else "year-1"
     out[var].attrs["long_name"] = f"linear trend of {da.attrs.get('long_name', var)}"
@@ -356,15 +350,12 @@ def trend(ds: xr.Dataset, var: str, p: NoParams) -> xr.Dataset:
 
 def quantile(ds: xr.Dataset, var: str, p: QuantileParams) -> xr.Dataset:
     """The q-quantile over time at every point (linear interpolation, missing skipped)."""
-    da = ds[var]
-    ax = axes(da)
-    _need(ds, da, "quantile", time=ax.time)
-    assert ax.time is not None
+    da, ax, time = _with_time(ds, var, "quantile")
     x = da.astype("float64")
     if x.chunks is not None:
-        x = x.chunk({ax.time: -1})
-    q = x.quantile(p.q, dim=ax.time, skipna=True).drop_vars("quantile")
-    out = _finish(q, da, f"{ax.time}: percentile({p.q * 100:g})", ds, _bounds(ds, ax))
+        x = x.chunk({time: -1})
+    q = x.quantile(p.q, dim=time, skipna=True).drop_vars("quantile")
+    out = _finish(q, da, f"{time}: percentile({p.q * 100:g})", ds, _bounds(ds, ax))
     out[var].attrs["quantile"] = p.q
     return out
 
