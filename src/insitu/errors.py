@@ -14,7 +14,10 @@ Builtins are second parents so callers can catch ``LookupError`` or ``ValueError
     │   └── CollectionExists
     ├── InvalidRequest (ValueError)                 400
     │   ├── InvalidQuery
-    │   └── TemplateError
+    │   ├── TemplateError
+    │   └── TooLarge                                413
+    ├── Unauthorized (PermissionError)              401
+    ├── Forbidden (PermissionError)                 403
     ├── StoreError                                  503
     ├── BackendUnavailable                          503
     ├── ComputeError                                500
@@ -35,6 +38,7 @@ __all__ = [
     "Conflict",
     "DataError",
     "DatasetNotFound",
+    "Forbidden",
     "IncompatibleInputs",
     "InsituError",
     "InvalidQuery",
@@ -42,6 +46,8 @@ __all__ = [
     "NotFound",
     "StoreError",
     "TemplateError",
+    "TooLarge",
+    "Unauthorized",
 ]
 
 
@@ -115,6 +121,24 @@ class InvalidQuery(InvalidRequest):
 
 class TemplateError(InvalidRequest):
     """A path template is unknown or malformed."""
+
+
+class TooLarge(InvalidRequest):
+    """A request asks for more data than one answer may carry."""
+
+    http_status = 413
+
+
+class Unauthorized(InsituError, PermissionError):
+    """The request carries no valid token and the resource is not public."""
+
+    http_status = 401
+
+
+class Forbidden(InsituError, PermissionError):
+    """The request's token is valid but not granted what it asks for."""
+
+    http_status = 403
 
 
 class StoreError(InsituError):

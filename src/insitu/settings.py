@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,7 @@ from pydantic_settings import (
 from insitu.errors import ConfigError
 
 __all__ = [
+    "AccessSettings",
     "CatalogSettings",
     "ComputeSettings",
     "JobQueueSettings",
@@ -153,13 +154,76 @@ class ComputeSettings(BaseModel):
         default=None, description="Python on the ssh hosts (default: this interpreter's path)."
     )
     gateway_address: str | None = Field(
-        default=None, description="Dask-Gateway server address for the gateway backend."
+        default=None,
+        description="Dask-Gateway server address for the gateway backend, e.g. "
+        "'http://127.0.0.1:18130' or 'https://hub.example.org/services/dask-gateway' "
+        "(default: Dask's 'gateway.address' config).",
+    )
+    gateway_proxy_address: str | None = Field(
+        default=None,
+        description="Address of the gateway's scheduler proxy, e.g. 'gateway://host:8786', "
+        "when it is not the server address (default: Dask's 'gateway.proxy-address').",
+    )
+    gateway_auth: Literal["basic", "jupyterhub", "kerberos"] | None = Field(
+        default=None,
+        description="How to log in to the gateway: 'basic' (user name and password), "
+        "'jupyterhub' (a JupyterHub API token) or 'kerberos' (default: Dask's "
+        "'gateway.auth.type').",
+    )
+    gateway_username: str | None = Field(
+        default=None, description="User name for 'basic' gateway auth (default: the login name)."
+    )
+    gateway_password: SecretStr | None = Field(
+        default=None, description="Password for 'basic' gateway auth (redacted when shown)."
+    )
+    gateway_api_token: SecretStr | None = Field(
+        default=None,
+        description="JupyterHub API token for 'jupyterhub' gateway auth (redacted when shown; "
+        "default: $JUPYTERHUB_API_TOKEN).",
+    )
+    gateway_cluster_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Cluster options for the gateway, e.g. {worker_cores = 2, worker_memory = 4}; "
+        "they override the ones derived from threads_per_worker and memory_limit. "
+        "The server decides which exist.",
     )
     kubernetes_image: str = Field(
         default="ghcr.io/dask/dask:latest", description="Worker image for the kubernetes backend."
     )
     chunk_bytes: int = Field(
         default=64 * 2**20, ge=2**20, description="Bytes read per step when streaming a file."
+    )
+
+
+class AccessSettings(BaseModel):
+    """Settings of the data service (``insitu serve``): address, limits, jobs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="Address the service listens on.")
+    port: int = Field(default=8470, ge=0, le=65535, description="Port the service listens on.")
+    public_url: str | None = Field(
+        default=None,
+        description="URL under which users reach the service (for notebook snippets); "
+        "default: http://HOST:PORT.",
+    )
+    max_slice_bytes: int = Field(
+        default=256 * 2**20,
+        ge=1024,
+        description="Largest subset one request may return (uncompressed bytes); bigger "
+        "requests get 413 and should be narrowed or submitted as a job.",
+    )
+    zarr_chunk_bytes: int = Field(
+        default=8 * 2**20,
+        ge=4096,
+        description="Target size of one chunk of the Zarr view (uncompressed bytes).",
+    )
+    job_workers: int = Field(
+        default=2, ge=1, description="Server-side operations that run at the same time."
+    )
+    anonymous_compute: bool = Field(
+        default=False,
+        description="Let requests without a token submit jobs on public collections.",
     )
 
 
@@ -183,6 +247,9 @@ class Settings(BaseSettings):
     )
     compute: ComputeSettings = Field(
         default_factory=ComputeSettings, description="Compute settings."
+    )
+    access: AccessSettings = Field(
+        default_factory=AccessSettings, description="Data service settings."
     )
 
     @classmethod
@@ -239,6 +306,13 @@ class Settings(BaseSettings):
         if self.catalog.uri:
             return self.catalog.uri
         return f"sqlite:///{self.data_dir / 'catalog.db'}"
+
+    @property
+    def service_url(self) -> str:
+        """The URL users reach the data service at."""
+        if self.access.public_url:
+            return self.access.public_url.rstrip("/")
+        return f"http://{self.access.host}:{self.access.port}"
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with passwords in URLs replaced by '***'."""

@@ -73,6 +73,7 @@ def config_show(settings: Settings) -> None:
 
 
 def _register() -> None:
+    from insitu.cli._access import serve_command, token_group
     from insitu.cli._catalog import catalog_group, demo_command
     from insitu.cli._compute import cluster_group, compute_group
 
@@ -80,6 +81,8 @@ def _register() -> None:
     cli.add_command(demo_command)
     cli.add_command(cluster_group)
     cli.add_command(compute_group)
+    cli.add_command(serve_command)
+    cli.add_command(token_group)
 
 
 _register()

@@ -1,0 +1,133 @@
+"""The data service: one ASGI app for the HTTP API and the web pages.
+
+``build_app(settings)`` wires the routers to one :class:`~insitu.access.deps.Services`.
+This is the only module that turns errors into HTTP answers: our errors become their
+``http_status`` with their message; anything else becomes a 500 that carries a request id
+(and is logged with it), never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from insitu import __version__
+from insitu.access.deps import Services
+from insitu.access.tokens import TokenStore
+from insitu.catalog import Catalog
+from insitu.errors import InsituError
+from insitu.settings import Settings
+
+__all__ = ["API_PREFIX", "build_app"]
+
+API_PREFIX = "/api/v1"
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, kind: str, message: str, request_id: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"type": kind, "message": message, "request_id": request_id}},
+        status_code=status,
+        headers={"X-Request-ID": request_id},
+    )
+
+
+def _request_id(request: Request) -> str:
+    rid: str = getattr(request.state, "request_id", "-")
+    return rid
+
+
+def build_app(
+    settings: Settings,
+    *,
+    catalog: Catalog | None = None,
+    tokens: TokenStore | None = None,
+) -> FastAPI:
+    """The data service over the catalog the settings name (or ``catalog``)."""
+    catalog = catalog or Catalog(settings)
+    services = Services(
+        settings=settings,
+        catalog=catalog,
+        tokens=tokens or TokenStore.from_uri(settings.catalog_uri),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if services.jobs is not None:
+            services.jobs.close()
+
+    app = FastAPI(
+        title="insitu data service",
+        version=__version__,
+        description="Search the catalog, read slices and server-side results of datasets "
+        "next to the archive. Send a token as 'Authorization: Bearer <token>'; public "
+        "collections need none.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request.state.request_id = secrets.token_hex(8)
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
+    @app.exception_handler(InsituError)
+    async def insitu_error(request: Request, exc: InsituError) -> JSONResponse:
+        response = _error(exc.http_status, type(exc).__name__, str(exc), _request_id(request))
+        if exc.http_status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="insitu"'
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return _error(
+            422,
+            "InvalidRequest",
+            f"Invalid parameters: {problems}. See {API_PREFIX}/docs for the expected form.",
+            _request_id(request),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "HTTPError", str(exc.detail), _request_id(request))
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        rid = _request_id(request)
+        log.error(
+            "request %s %s failed (request id %s)",
+            request.method,
+            request.url.path,
+            rid,
+            exc_info=exc,
+        )
+        return _error(
+            500,
+            "InternalError",
+            f"The service failed on this request. Report request id {rid} to the operator.",
+            rid,
+        )
+
+    from insitu.access.routes import include_routes
+
+    include_routes(app, API_PREFIX)
+    return app

@@ -1,0 +1,153 @@
+"""What every route needs: the services of the app, who is asking, and what they may read.
+
+A request names its token as ``Authorization: Bearer <token>``, as the ``token`` query
+parameter (for clients that cannot set headers) or in the ``insitu_token`` cookie (the web
+pages). Without a token it may read public collections only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Request, Response
+
+from insitu.access.tokens import Token, TokenStore
+from insitu.catalog import Catalog, DatasetRecord
+from insitu.errors import Forbidden, Unauthorized
+from insitu.settings import Settings
+
+if TYPE_CHECKING:
+    from insitu.access.jobs import JobManager
+
+__all__ = [
+    "COOKIE",
+    "CurrentPrincipal",
+    "CurrentServices",
+    "Principal",
+    "Services",
+    "cache_headers",
+    "get_principal",
+    "get_services",
+    "not_modified",
+    "readable_dataset",
+    "strong_etag",
+]
+
+COOKIE = "insitu_token"
+
+
+@dataclass
+class Services:
+    """The long-lived objects one app serves from, built once by ``build_app``."""
+
+    settings: Settings
+    catalog: Catalog
+    tokens: TokenStore
+    jobs: JobManager | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def get_services(request: Request) -> Services:
+    """The app's :class:`Services`."""
+    services: Services = request.app.state.services
+    return services
+
+
+CurrentServices = Annotated[Services, Depends(get_services)]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: a token (or nobody) and the collections anyone may read."""
+
+    token: Token | None
+    public: frozenset[str]
+
+    def can(self, collection: str, scope: str = "read") -> bool:
+        """True when this request may use ``scope`` on ``collection``."""
+        if self.token is not None and self.token.grants(collection, scope):
+            return True
+        return scope == "read" and collection in self.public
+
+    def readable(self, collections: Iterable[str]) -> list[str]:
+        """The names among ``collections`` this request may read, sorted."""
+        return sorted(c for c in collections if self.can(c))
+
+    def require(self, collection: str, scope: str = "read") -> None:
+        """Raise :class:`Unauthorized` or :class:`Forbidden` unless :meth:`can` is true."""
+        if self.can(collection, scope):
+            return
+        if self.token is None:
+            raise Unauthorized(
+                f"Collection {collection!r} is not public. Send a token with the "
+                f"{scope!r} scope as 'Authorization: Bearer <token>' (an operator creates "
+                "one with 'insitu token create')."
+            )
+        raise Forbidden(
+            f"Token {self.token.name!r} ({self.token.id}) is not granted {scope!r} on "
+            f"collection {collection!r}. Ask an operator for a token that includes it."
+        )
+
+
+def _secret(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        kind, _, value = auth.partition(" ")
+        if kind.lower() not in ("bearer", "token") or not value.strip():
+            raise Unauthorized(
+                "The Authorization header must be 'Bearer <token>'; got another form."
+            )
+        return value.strip()
+    return request.query_params.get("token") or request.cookies.get(COOKIE)
+
+
+def get_principal(request: Request, services: CurrentServices) -> Principal:
+    """Who is asking. A token that is unknown or revoked is an error, not anonymity."""
+    public = frozenset(c.name for c in services.catalog.collections() if c.public)
+    secret = _secret(request)
+    if secret is None:
+        return Principal(None, public)
+    token = services.tokens.verify(secret)
+    if token is None:
+        raise Unauthorized(
+            "The token sent is not valid or has been revoked. Ask an operator for a new one "
+            "('insitu token create'), or send none to read public collections."
+        )
+    return Principal(token, public)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def readable_dataset(services: Services, principal: Principal, dataset_id: str) -> DatasetRecord:
+    """The record of a dataset this request may read (404 if unknown, 401/403 if not granted)."""
+    record = services.catalog.dataset(dataset_id)
+    principal.require(record.collection)
+    return record
+
+
+def strong_etag(*parts: object) -> str:
+    """A quoted ETag from the parts that identify a content (e.g. files' size and mtime)."""
+    digest = hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+    return f'"{digest}"'
+
+
+def not_modified(request: Request, etag: str, *, max_age: int = 3600) -> Response | None:
+    """A 304 answer if the client already holds ``etag``, else None.
+
+    Content behind an ETag built from file identities never changes under the same tag, so
+    it may be cached; ``private`` because access depends on the token.
+    """
+    headers = {"ETag": etag, "Cache-Control": f"private, max-age={max_age}"}
+    match = request.headers.get("if-none-match")
+    if match and etag in {m.strip() for m in match.split(",")}:
+        return Response(status_code=304, headers=headers)
+    return None
+
+
+def cache_headers(etag: str, *, max_age: int = 3600) -> dict[str, str]:
+    """Headers for an answer that carries ``etag``."""
+    return {"ETag": etag, "Cache-Control": f"private, max-age={max_age}"}
