@@ -7,10 +7,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install up demo test test-unit test-integration lint fmt typecheck check bench bench-compute services clean
+.PHONY: help install up down demo test test-unit test-integration lint fmt typecheck check bench bench-compute services clean
 
 help:
-	@echo "make up      set up and start insitu with the demo archive"
+	@echo "make up      set up and start insitu with the demo archive (web pages and API)"
+	@echo "make down    stop what make up started"
 	@echo "make test    set up and run the test suite (starts PostgreSQL on loopback)"
 	@echo "make check   lint, type-check and test: what CI runs"
 	@echo "make bench   run the benchmarks in bench/ (results go in BENCHMARKS.md)"
@@ -27,6 +28,11 @@ install: $(STAMP)
 
 up: install
 	$(BIN)/insitu demo
+	$(BIN)/insitu serve --detach
+
+down:
+	-$(BIN)/insitu serve --stop
+	-$(BIN)/insitu cluster down
 
 demo: up
 

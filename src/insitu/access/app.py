@@ -127,6 +127,11 @@ def build_app(
             rid,
         )
 
+    @app.get(f"{API_PREFIX}/health", tags=["service"], summary="Liveness and version")
+    def health() -> dict[str, str]:
+        """``{"status": "ok", "version": ...}`` while the service runs."""
+        return {"status": "ok", "version": __version__}
+
     from insitu.access.routes import include_routes
 
     include_routes(app, API_PREFIX)

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from insitu.errors import BackendUnavailable
 from insitu.settings import Settings
 
 if TYPE_CHECKING:
@@ -15,29 +24,99 @@ if TYPE_CHECKING:
 __all__ = ["serve_command", "token_group"]
 
 
+def _state_file(settings: Settings) -> Path:
+    return settings.data_dir / "service.json"
+
+
+def _healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/api/v1/health", timeout=timeout) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def _running(settings: Settings) -> dict[str, Any] | None:
+    """The record of a detached service that still answers, else None."""
+    path = _state_file(settings)
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return state if _healthy(str(state["url"])) else None
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 @click.command("serve")
 @click.option("--host", default=None, help="Address to listen on (default: access.host).")
 @click.option("--port", type=int, default=None, help="Port (default: access.port).")
 @click.option(
     "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Server processes."
 )
+@click.option("--detach", is_flag=True, help="Run in the background; print the address and return.")
+@click.option("--stop", is_flag=True, help="Stop a service started with --detach.")
+@click.option("--status", "show_status", is_flag=True, help="Say whether a detached one runs.")
 @click.pass_obj
-def serve_command(settings: Settings, host: str | None, port: int | None, workers: int) -> None:
+def serve_command(
+    settings: Settings,
+    host: str | None,
+    port: int | None,
+    workers: int,
+    detach: bool,
+    stop: bool,
+    show_status: bool,
+) -> None:
     """Start the data service: HTTP API and web pages, on loopback by default."""
-    import uvicorn
-
-    from insitu.access import build_app
-
     access = settings.access.model_copy(
         update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
     )
     settings = settings.model_copy(update={"access": access})
-    click.echo(
-        f"insitu data service at {settings.service_url}/ (API {settings.service_url}/api/v1/docs)"
-    )
+    if stop or show_status:
+        state = _running(settings)
+        if state is None:
+            click.echo("No detached insitu service is running.")
+            return
+        if show_status:
+            click.echo(f"insitu service running at {state['url']}/ (pid {state['pid']}).")
+            return
+        os.kill(int(state["pid"]), signal.SIGTERM)
+        _state_file(settings).unlink(missing_ok=True)
+        click.echo(f"Stopped the insitu service at {state['url']} (pid {state['pid']}).")
+        return
+    url = settings.service_url
+    if not _port_free(access.host, access.port):
+        state = _running(settings)
+        if state is not None:
+            click.echo(f"insitu service already running at {state['url']}/ (pid {state['pid']}).")
+            return
+        raise BackendUnavailable(
+            f"Port {access.port} on {access.host} is taken by another program. Choose another "
+            "with --port (or INSITU_ACCESS__PORT), or stop what listens there."
+        )
+    if detach:
+        _detach(settings, workers)
+        return
+    import uvicorn
+
+    from insitu.access import build_app
+
+    click.echo(f"insitu data service at {url}/ (API docs {url}/api/v1/docs); Ctrl-C stops it.")
     if workers > 1:
-        # Several processes need an import string; they rebuild the settings from the
-        # same environment and TOML file.
+        # Several processes need an import string; each rebuilds the settings from the same
+        # environment and TOML file.
+        os.environ["INSITU_ACCESS__HOST"], os.environ["INSITU_ACCESS__PORT"] = (
+            access.host,
+            str(access.port),
+        )
         uvicorn.run(
             "insitu.access.serve:app_from_env",
             factory=True,
@@ -48,6 +127,36 @@ def serve_command(settings: Settings, host: str | None, port: int | None, worker
         )
     else:
         uvicorn.run(build_app(settings), host=access.host, port=access.port, log_level="warning")
+
+
+def _detach(settings: Settings, workers: int, timeout: float = 60.0) -> None:
+    access = settings.access
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.data_dir / "service.log"
+    cmd = [sys.executable, "-m", "insitu.cli", "serve", "--host", access.host]
+    cmd += ["--port", str(access.port), "--workers", str(workers)]
+    env = dict(os.environ, INSITU_DATA_DIR=str(settings.data_dir))
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, env=env
+        )
+    url = settings.service_url
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if _healthy(url, timeout=1.0):
+            _state_file(settings).write_text(json.dumps({"pid": proc.pid, "url": url}))
+            click.echo(f"insitu data service at {url}/ (pid {proc.pid}, log {log_path}).")
+            click.echo(f"API docs at {url}/api/v1/docs; stop it with 'insitu serve --stop'.")
+            return
+        time.sleep(0.2)
+    proc.kill()
+    tail = log_path.read_text(errors="replace").splitlines()[-15:]
+    raise BackendUnavailable(
+        f"The data service did not come up at {url} within {timeout:.0f} s. Last lines of "
+        f"{log_path}:\n" + "\n".join(tail)
+    )
 
 
 @click.group("token")

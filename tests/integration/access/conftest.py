@@ -104,7 +104,8 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield c
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -114,7 +115,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def live_url(app: FastAPI) -> Iterator[str]:
     """The app on a real uvicorn server on 127.0.0.1, for real HTTP clients and browsers."""
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
