@@ -20,6 +20,7 @@ Builtins are second parents so callers can catch ``LookupError`` or ``ValueError
     ├── Forbidden (PermissionError)                 403
     ├── StoreError                                  503
     ├── BackendUnavailable                          503
+    ├── ServiceBusy                                 503
     ├── ComputeError                                500
     │   └── IncompatibleInputs (ValueError)         422
     └── DataError (OSError)                         500
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidQuery",
     "InvalidRequest",
     "NotFound",
+    "ServiceBusy",
     "StoreError",
     "TemplateError",
     "TooLarge",
@@ -149,6 +151,12 @@ class StoreError(InsituError):
 
 class BackendUnavailable(InsituError):
     """A cluster backend cannot be used: its package is missing or its cluster will not start."""
+
+    http_status = 503
+
+
+class ServiceBusy(InsituError):
+    """The service has as much work queued as it accepts; the request may be sent again later."""
 
     http_status = 503
 
