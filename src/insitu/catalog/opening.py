@@ -22,13 +22,23 @@ from insitu.errors import DataError, InvalidQuery
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["open_files", "read_raw", "read_raw_time"]
+__all__ = [
+    "bounds_of",
+    "group_by_variables",
+    "open_files",
+    "read_raw",
+    "read_raw_time",
+    "reencode_from",
+    "sorted_members",
+    "time_like_units",
+    "time_values",
+]
 
 _EAGER_LIMIT = 4 * 2**20  # static variables smaller than this are read at open time
 
 
-def read_raw(path: str, name: str) -> np.ndarray[Any, Any]:
-    """Undecoded values of one variable of one file (a Dask task)."""
+def read_raw(path: str, name: str, index: tuple[slice, ...] | None = None) -> np.ndarray[Any, Any]:
+    """Undecoded values of one variable of one file (a Dask task), or of its slab ``index``."""
     import netCDF4
     from xarray.backends.locks import HDF5_LOCK  # the HDF5 library is not thread-safe
 
@@ -37,8 +47,8 @@ def read_raw(path: str, name: str) -> np.ndarray[Any, Any]:
             var = ds.variables[name]
             var.set_auto_maskandscale(False)
             var.set_auto_chartostring(False)
-            return np.asarray(var[...])
-    except (OSError, RuntimeError, KeyError) as exc:
+            return np.asarray(var[...] if index is None else var[index])
+    except (OSError, RuntimeError, KeyError, IndexError) as exc:
         raise DataError(
             f"Cannot read variable {name!r} from {path}: {exc}. The file changed or became "
             "unreadable since it was scanned; rescan its collection with 'insitu catalog scan'."
@@ -46,7 +56,12 @@ def read_raw(path: str, name: str) -> np.ndarray[Any, Any]:
 
 
 def read_raw_time(
-    path: str, name: str, units: str, to_units: str, calendar: str
+    path: str,
+    name: str,
+    units: str,
+    to_units: str,
+    calendar: str,
+    index: tuple[slice, ...] | None = None,
 ) -> np.ndarray[Any, Any]:
     """Undecoded values of a time-like variable, re-encoded from ``units`` to ``to_units``.
 
@@ -55,7 +70,7 @@ def read_raw_time(
     """
     import cftime
 
-    raw = read_raw(path, name)
+    raw = read_raw(path, name, index)
     dates = cftime.num2date(raw.astype("float64"), units, calendar=calendar)
     return np.asarray(cftime.date2num(dates, to_units, calendar=calendar)).astype(raw.dtype)
 
@@ -76,9 +91,7 @@ def open_files(
 
     from insitu.catalog.search import parse_time_range
 
-    members = sorted((f for f in files if f.ok), key=lambda f: (f.tkey_start or 0, f.path))
-    if not members:
-        raise DataError("No readable files in this dataset; see 'insitu catalog problems'.")
+    members = sorted_members(files)
     if time is not None and any(f.tkey_start is not None for f in members):
         lo, hi = parse_time_range(time.start, time.stop)
         members = [
@@ -91,10 +104,7 @@ def open_files(
                 f"No file of dataset {files[0].dataset_id!r} overlaps time {time.start!r} to "
                 f"{time.stop!r}; it covers {files[0].time_start} to {files[-1].time_end}."
             )
-    groups: dict[tuple[str, ...], list[FileRecord]] = {}
-    for f in members:
-        groups.setdefault(tuple(sorted(v.name for v in f.variables)), []).append(f)
-    parts = [_open_group(g, root) for g in groups.values()]
+    parts = [_open_group(g, root) for g in group_by_variables(members)]
     ds = (
         parts[0]
         if len(parts) == 1
@@ -112,6 +122,40 @@ def open_files(
         ds = ds.sel({members[0].time_var: slice(time.start, time.stop)})
     ds.attrs["insitu_dataset_id"] = members[0].dataset_id or ""
     return ds
+
+
+def sorted_members(files: Sequence[FileRecord]) -> list[FileRecord]:
+    """The readable files of a dataset in time order (the order of its time axis)."""
+    members = sorted((f for f in files if f.ok), key=lambda f: (f.tkey_start or 0, f.path))
+    if not members:
+        raise DataError("No readable files in this dataset; see 'insitu catalog problems'.")
+    return members
+
+
+def group_by_variables(members: Sequence[FileRecord]) -> list[list[FileRecord]]:
+    """Files with the same variables, in order; each group is concatenated along time."""
+    groups: dict[tuple[str, ...], list[FileRecord]] = {}
+    for f in members:
+        groups.setdefault(tuple(sorted(v.name for v in f.variables)), []).append(f)
+    return list(groups.values())
+
+
+def time_like_units(first: FileRecord, name: str, attrs: dict[str, Any], tdim: str) -> str | None:
+    """The units a time-dependent variable counts time in (its own, or the time axis' for
+    its bounds), or None when it is not time-like."""
+    units = attrs.get("units", first.time_units if name == bounds_of(first, tdim) else None)
+    return units if isinstance(units, str) and " since " in units else None
+
+
+def reencode_from(
+    f: FileRecord, first: FileRecord, name: str, time_units: str | None
+) -> str | None:
+    """The units ``f`` counts the time-like variable ``name`` in, when it must be
+    re-encoded to the first file's ``time_units``; None when its values can be used as read."""
+    if time_units is None or not f.time_units or f.time_units == first.time_units:
+        return None
+    own = next((v.attrs.get("units") for v in f.variables if v.name == name), None)
+    return str(own or f.time_units)
 
 
 def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
@@ -139,12 +183,8 @@ def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
                 attrs = {k: var.getncattr(k) for k in var.ncattrs()}
                 if tdim is not None and tdim in info.dims:
                     if info.name == tdim:
-                        data: Any = _time_values(files, var.dtype)
+                        data: Any = time_values(files, var.dtype)
                     else:
-                        time_like = attrs.get(
-                            "units",
-                            first.time_units if info.name == _bounds_of(first, tdim) else None,
-                        )
                         data = _lazy(
                             files,
                             root,
@@ -152,9 +192,7 @@ def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
                             info.dims,
                             tdim,
                             var.dtype,
-                            time_like
-                            if isinstance(time_like, str) and " since " in time_like
-                            else None,
+                            time_like_units(first, info.name, attrs, tdim),
                         )
                 elif (
                     int(np.prod(info.shape)) * var.dtype.itemsize <= _EAGER_LIMIT
@@ -172,7 +210,7 @@ def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
     return ds
 
 
-def _time_values(files: list[FileRecord], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+def time_values(files: Sequence[FileRecord], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
     """The encoded time axis of all files, in the first file's units."""
     import cftime
 
@@ -187,7 +225,8 @@ def _time_values(files: list[FileRecord], dtype: np.dtype[Any]) -> np.ndarray[An
     return np.concatenate(parts).astype(dtype, copy=False)
 
 
-def _bounds_of(record: FileRecord, name: str) -> str | None:
+def bounds_of(record: FileRecord, name: str) -> str | None:
+    """The name of the bounds variable of ``name`` in ``record``, if it has one."""
     for v in record.variables:
         if v.name == name:
             bounds = v.attrs.get("bounds")
@@ -226,13 +265,13 @@ def _lazy(
         lengths.append(n)
         block = (*rest[:axis], i, *rest[axis:]) if dims else ()
         path = os.path.join(root, f.path)
-        if time_units is not None and f.time_units and f.time_units != files[0].time_units:
-            own = next((v.attrs.get("units") for v in f.variables if v.name == name), None)
+        units = reencode_from(f, files[0], name, time_units)
+        if time_units is not None and units is not None:
             layer[(key, *block)] = (
                 read_raw_time,
                 path,
                 name,
-                own or f.time_units,
+                units,
                 time_units,
                 f.calendar or "standard",
             )
