@@ -25,6 +25,7 @@ _RESERVED = frozenset(
     {"q", "time", "bbox", "latest", "collection", "limit", "offset", "sort", "facets", "token"}
 )
 MAX_LIMIT = 1000
+API = "/api/v1"  # where the app mounts this router (links in answers are relative to the host)
 
 
 @router.get("/collections", summary="Collections this request may read, with counts")
@@ -186,6 +187,13 @@ def dataset_metadata(services: Services, record: DatasetRecord) -> dict[str, Any
             {"dataset_id": v.dataset_id, "version": v.version, "latest": v.latest}
             for v in sorted(versions, key=lambda v: v.version)
         ],
+        "links": {
+            "page": f"/datasets/{record.dataset_id}",
+            "zarr": f"{API}/zarr/{record.dataset_id}",
+            "subset": f"{API}/datasets/{record.dataset_id}/subset",
+            "quicklook_map": f"{API}/datasets/{record.dataset_id}/quicklook/map.png",
+            "quicklook_series": f"{API}/datasets/{record.dataset_id}/quicklook/series.png",
+        },
         "provenance": {
             k: record.attrs[k]
             for k in ("history", "source", "institution", "references", "tracking_id")

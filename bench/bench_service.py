@@ -1,0 +1,293 @@
+"""Benchmark: the data service under load, on loopback.
+
+Starts ``insitu serve`` as its own process over a catalog of the real CMIP6 demo archive
+(public) plus one generated dataset large enough to measure throughput, then runs
+``--clients`` concurrent HTTP clients (aiohttp, in this process) for ``--duration`` seconds.
+Each client loops: with probability ``--search-share`` a faceted search with counts
+(random facet constraints from the catalog's own values), else one small Zarr chunk of a
+random dataset, variable and chunk index (keys worked out from the consolidated metadata,
+as zarr does). It reports throughput and p50/p95/p99 latency per kind, and any non-200
+answer as an error.
+
+Then, with no other load, it reads one whole variable of the generated dataset through
+the Zarr view with xarray + fsspec (what a remote notebook does) and the same data with
+``insitu.open_dataset`` locally, and reports both rates and their ratio.
+
+    python bench/bench_service.py [--clients 50] [--duration 20] [--server-workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    DATA_DIR,
+    emit,
+    load_avg,
+    month_times,
+    percentiles,
+    say,
+    write_cmip6_file,
+)
+
+BIG_ID = "CMIP6.CMIP.MPI-M.MPI-ESM1-2-LR.historical.r1i1p1f1.Amon.tas.gn.v20190710"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _demo_root() -> Path:
+    spec = importlib.util.find_spec("esmvaltool_sample_data")
+    assert spec is not None and spec.submodule_search_locations, "pip install 'insitu[demo]'"
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "timeseries"
+
+
+def _big_archive(root: Path, files: int, nlat: int, nlon: int) -> None:
+    """One dataset of ``files`` one-year monthly files on an nlat x nlon grid."""
+    directory = root / BIG_ID.replace(".", "/")
+    marker = directory / f".complete-{files}-{nlat}x{nlon}"
+    if marker.exists():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        year = 1850 + i
+        name = f"tas_Amon_MPI-ESM1-2-LR_historical_r1i1p1f1_gn_{year}01-{year}12.nc"
+        write_cmip6_file(
+            directory / name, times=month_times(1850, 12, 12 * i), nlat=nlat, nlon=nlon, seed=i
+        )
+    marker.touch()
+
+
+def _prepare(work: Path, big_files: int, nlat: int, nlon: int) -> dict[str, str]:
+    from insitu.catalog import Catalog
+    from insitu.errors import CollectionExists
+    from insitu.settings import Settings
+
+    _big_archive(work / "big", big_files, nlat, nlon)
+    env = {
+        "INSITU_DATA_DIR": str(work / "state"),
+        "INSITU_CATALOG__URI": f"sqlite:///{work / 'catalog.db'}",
+        "INSITU_CONFIG": str(work / "none.toml"),
+    }
+    (work / "none.toml").write_text("")
+    settings = Settings.load(data_dir=work / "state", catalog={"uri": env["INSITU_CATALOG__URI"]})
+    with Catalog(settings) as cat:
+        for name, root in (("demo", _demo_root()), ("big", work / "big")):
+            try:
+                cat.add_collection(name, root, public=True)
+            except CollectionExists:
+                pass
+        cat.scan(workers=2)
+    return env
+
+
+def _start(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "insitu.cli", "serve", "--port", str(port)]
+    cmd += ["--workers", str(workers)]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1):
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "died") from None
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the service did not start within 60 s")
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def _chunk_keys(base: str, dataset_ids: list[str]) -> list[str]:
+    """Every chunk key of every data variable of the datasets, from consolidated metadata."""
+    keys = []
+    for ds in dataset_ids:
+        meta = _get_json(f"{base}/api/v1/zarr/{ds}/.zmetadata")["metadata"]
+        for key, zarray in meta.items():
+            if not key.endswith("/.zarray"):
+                continue
+            var = key[: -len("/.zarray")]
+            dims = meta.get(f"{var}/.zattrs", {}).get("_ARRAY_DIMENSIONS", [])
+            if len(dims) < 3:  # data variables, not coordinates or bounds
+                continue
+            sep = zarray.get("dimension_separator", ".")
+            counts = [-(-n // c) for n, c in zip(zarray["shape"], zarray["chunks"], strict=True)]
+            for idx in product(*(range(c) for c in counts)):
+                keys.append(f"{ds}/{var}/{sep.join(map(str, idx))}")
+    return keys
+
+
+def _queries(base: str) -> list[str]:
+    facets = _get_json(f"{base}/api/v1/search?limit=0")["facets"]
+    rng = random.Random(1)
+    names = [f for f in ("source_id", "experiment_id", "table_id", "variable_id") if f in facets]
+    out = []
+    for _ in range(200):
+        picked = rng.sample(names, rng.randint(1, min(3, len(names))))
+        parts = [f"{f}={rng.choice(list(facets[f]))}" for f in picked]
+        out.append("&".join([*parts, "limit=20"]))
+    return out
+
+
+async def _load(
+    base: str, clients: int, duration: float, share: float, keys: list[str], queries: list[str]
+) -> dict[str, Any]:
+    import aiohttp
+
+    lat: dict[str, list[float]] = {"search": [], "chunk": []}
+    errors: dict[str, int] = {}
+    nbytes = 0
+    stop = time.monotonic() + duration
+
+    async def client(seed: int, session: aiohttp.ClientSession) -> None:
+        nonlocal nbytes
+        rng = random.Random(seed)
+        while time.monotonic() < stop:
+            if rng.random() < share:
+                kind, url = "search", f"{base}/api/v1/search?{rng.choice(queries)}"
+            else:
+                kind, url = "chunk", f"{base}/api/v1/zarr/{rng.choice(keys)}"
+            t0 = time.perf_counter()
+            async with session.get(url) as r:
+                body = await r.read()
+                status = r.status
+            lat[kind].append(time.perf_counter() - t0)
+            nbytes += len(body)
+            if status != 200:
+                errors[f"{kind} {status}"] = errors.get(f"{kind} {status}", 0) + 1
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(i, session) for i in range(clients)))
+        elapsed = time.perf_counter() - t0
+    out: dict[str, Any] = {"seconds": elapsed, "errors": errors, "mb_received": nbytes / 1e6}
+    total = 0
+    for kind, values in lat.items():
+        total += len(values)
+        if values:
+            ms = {k: v * 1000 for k, v in percentiles(values, (50, 95, 99)).items()}
+            out[kind] = {"requests": len(values), "per_s": len(values) / elapsed, **ms}
+    out["requests_per_s"] = total / elapsed
+    return out
+
+
+def _remote_vs_local(base: str, env: dict[str, str], repeat: int) -> dict[str, Any]:
+    import fsspec
+    import xarray as xr
+
+    from insitu.catalog import Catalog
+    from insitu.settings import Settings
+
+    settings = Settings.load(
+        data_dir=env["INSITU_DATA_DIR"], catalog={"uri": env["INSITU_CATALOG__URI"]}
+    )
+    best_remote = best_local = float("inf")
+    nbytes = 0
+    with Catalog(settings) as cat:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            ds = xr.open_zarr(fsspec.get_mapper(f"{base}/api/v1/zarr/{BIG_ID}"), consolidated=True)
+            remote = ds["tas"].values
+            best_remote = min(best_remote, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            local = cat.open_dataset(BIG_ID)["tas"].values
+            best_local = min(best_local, time.perf_counter() - t0)
+            nbytes = local.nbytes
+            assert (remote == local).all(), "the Zarr view and the local open disagree"
+    return {
+        "dataset": BIG_ID,
+        "mb": nbytes / 1e6,
+        "remote_s": best_remote,
+        "local_s": best_local,
+        "remote_mb_per_s": nbytes / 1e6 / best_remote,
+        "local_mb_per_s": nbytes / 1e6 / best_local,
+        "remote_over_local": best_local / best_remote,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--search-share", type=float, default=0.5)
+    parser.add_argument("--server-workers", type=int, default=1)
+    parser.add_argument("--big-files", type=int, default=40, help="files of the big dataset")
+    parser.add_argument("--grid", default="180x360", help="grid of the big dataset, LATxLON")
+    parser.add_argument("--repeat", type=int, default=3, help="remote/local read repeats")
+    args = parser.parse_args()
+
+    nlat, nlon = (int(x) for x in args.grid.split("x"))
+    work = DATA_DIR / "service"
+    work.mkdir(parents=True, exist_ok=True)
+    say(f"preparing the catalog in {work} ...")
+    env = _prepare(work, args.big_files, nlat, nlon)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _start(env, port, args.server_workers)
+    try:
+        ids = [r["dataset_id"] for r in _get_json(f"{base}/api/v1/search?limit=1000")["results"]]
+        keys = _chunk_keys(base, [i for i in ids if i != BIG_ID][:40])
+        queries = _queries(base)
+        say(f"{len(keys)} chunk keys, {len(queries)} queries; warming up ...")
+        asyncio.run(_load(base, 5, 2.0, args.search_share, keys, queries))
+        load_before = load_avg()
+        say(f"{args.clients} clients for {args.duration:.0f} s ...")
+        cpu0 = time.process_time()
+        loaded = asyncio.run(
+            _load(base, args.clients, args.duration, args.search_share, keys, queries)
+        )
+        loaded["client_cpu_s"] = time.process_time() - cpu0
+        loaded["load_avg_before"] = load_before
+        loaded["load_avg_after"] = load_avg()
+        say(json.dumps(loaded, indent=1))
+        say("remote (Zarr view) vs local read of one variable ...")
+        ratio = _remote_vs_local(base, env, args.repeat)
+        say(json.dumps(ratio, indent=1))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    emit(
+        "service",
+        {
+            "clients": args.clients,
+            "server_workers": args.server_workers,
+            "load": loaded,
+            "remote_vs_local": ratio,
+            "targets": {
+                "search_p95_ms<50": loaded.get("search", {}).get("p95", 1e9) < 50,
+                "chunk_p95_ms<100": loaded.get("chunk", {}).get("p95", 1e9) < 100,
+                "no_errors": not loaded["errors"],
+            },
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
