@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -35,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     DATA_DIR,
     emit,
     load_avg,
@@ -92,10 +93,8 @@ def _prepare(work: Path, big_files: int, nlat: int, nlon: int) -> dict[str, str]
     settings = Settings.load(data_dir=work / "state", catalog={"uri": env["INSITU_CATALOG__URI"]})
     with Catalog(settings) as cat:
         for name, root in (("demo", _demo_root()), ("big", work / "big")):
-            try:
+            with contextlib.suppress(CollectionExists):
                 cat.add_collection(name, root, public=True)
-            except CollectionExists:
-                pass
         cat.scan(workers=2)
     return env
 
