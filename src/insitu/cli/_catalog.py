@@ -385,6 +385,7 @@ def demo_command(settings: Settings, name: str) -> None:
         for report in cat.scan([name], progress=sys.stderr.isatty()):
             click.echo(report.line())
         stats = cat.stats()[name]
+    url = settings.service_url
     click.echo(f"""
 The demo archive is indexed: {stats.datasets} datasets in {stats.files} files ({_size(stats.size)}),
 catalog at {settings.catalog_uri}.
@@ -402,4 +403,14 @@ In Python:
   import insitu
   cat = insitu.Catalog()
   ds = cat.search(model="MIROC6", table_id="Amon").to_xarray()
+
+The web catalog and HTTP API ('make up' starts them; or 'insitu serve'):
+  {url}/  (search, facets, dataset pages with quicklooks)
+  {url}/api/v1/docs  (the API: search, Zarr view, subsets, jobs)
+  insitu token create alice --scope read --scope compute   # a token for private collections
+
+From a notebook anywhere (plain xarray over the Zarr view of a dataset):
+  import fsspec, xarray as xr
+  ds_id = "CMIP6.CMIP.MIROC.MIROC6.historical.r1i1p1f1.Amon.ta.gn.v20190311"
+  ds = xr.open_zarr(fsspec.get_mapper(f"{url}/api/v1/zarr/{{ds_id}}"), consolidated=True)
 """)
