@@ -35,6 +35,9 @@ def test_cli_import_loads_nothing_heavy() -> None:
         "insitu.compute.backend",
         "insitu.compute.operations",
         "insitu.compute.engine",
+        "insitu.access",
+        "insitu.access.tokens",
+        "insitu.access.deps",
     ],
 )
 def test_all_lists_real_public_names(module: str) -> None:
