@@ -1,0 +1,96 @@
+"""Security: every route of a collection refuses callers without its grant.
+
+The routes are enumerated from the app itself, so a route added later is covered without
+anyone remembering to add it here; ``_EXAMPLES`` gives a valid value for each path
+parameter, and a route whose parameters it does not know fails the test.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.integration.access.conftest import RESTRICTED_IDS, AccessEnv, bearer
+
+_RESTRICTED = RESTRICTED_IDS[0]
+_EXAMPLES = {
+    "dataset_id": _RESTRICTED,
+    "key": "ta/.zarray",
+    "path": "ta/.zarray",
+}
+
+
+def _dataset_routes(app: FastAPI) -> Iterator[tuple[str, str]]:
+    """Every API operation on a dataset (from the OpenAPI spec), and the web dataset page."""
+    paths: dict[str, list[str]] = {
+        path: [m.upper() for m in ops] for path, ops in app.openapi()["paths"].items()
+    }
+    paths["/datasets/{dataset_id}"] = ["GET"]
+    for template, methods in paths.items():
+        if "{dataset_id}" not in template:
+            continue
+        params = re.findall(r"{(\w+)}", template)
+        unknown = [p for p in params if p not in _EXAMPLES]
+        assert not unknown, f"add an example value for {unknown} of {template}"
+        path = template
+        for p in params:
+            path = path.replace(f"{{{p}}}", _EXAMPLES[p])
+        for method in methods:
+            yield method, path
+
+
+def test_dataset_routes_refuse_callers_without_the_grant(
+    app: FastAPI, client: TestClient, access_env: AccessEnv
+) -> None:
+    routes = list(_dataset_routes(app))
+    assert len(routes) >= 2
+    for method, path in routes:
+        anonymous = client.request(method, path)
+        assert anonymous.status_code == 401, (method, path, anonymous.text)
+        other = client.request(method, path, headers=bearer(access_env.secrets.demo_only))
+        assert other.status_code == 403, (method, path, other.text)
+        revoked = client.request(method, path, headers=bearer(access_env.secrets.revoked))
+        assert revoked.status_code == 401, (method, path, revoked.text)
+        granted = client.request(method, path, headers=bearer(access_env.secrets.restricted))
+        assert granted.status_code not in (401, 403), (method, path, granted.text)
+
+
+def test_a_wrong_token_form_is_refused(client: TestClient) -> None:
+    for header in ("Basic abc", "Bearer", "ins_nothing"):
+        r = client.get("/api/v1/collections", headers={"Authorization": header})
+        assert r.status_code == 401, header
+    r = client.get("/api/v1/collections", params={"token": "ins_0000_forged"})
+    assert r.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/datasets/..%2F..%2Fetc%2Fpasswd",
+        "/api/v1/datasets/%2e%2e",
+        f"/api/v1/zarr/{_RESTRICTED}/..%2F..%2F..%2Fetc%2Fpasswd",
+        f"/api/v1/zarr/{_RESTRICTED}/ta/..%2F..%2Fcatalog.db",
+        "/api/v1/zarr/..%2F..%2Fetc/passwd",
+        "/static/..%2F..%2Fsettings.py",
+        "/static/%2e%2e/%2e%2e/errors.py",
+    ],
+)
+def test_path_traversal_gets_404(client: TestClient, access_env: AccessEnv, path: str) -> None:
+    r = client.get(path, headers=bearer(access_env.secrets.everything))
+    assert r.status_code == 404, r.text
+    assert b"root:" not in r.content and b"SQLite format" not in r.content
+
+
+def test_revocation_takes_effect_at_once(client: TestClient, access_env: AccessEnv) -> None:
+    token, secret = access_env.tokens.create("short-lived", collections=["restricted"])
+    path = f"/api/v1/datasets/{_RESTRICTED}"
+    assert client.get(path, headers=bearer(secret)).status_code == 200
+    access_env.tokens.revoke(token.id)
+    start = time.monotonic()
+    assert client.get(path, headers=bearer(secret)).status_code == 401
+    assert time.monotonic() - start < 5
