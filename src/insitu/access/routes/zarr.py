@@ -1,9 +1,87 @@
-"""(to be written)"""
+"""The read-only Zarr view of every dataset: ``/zarr/{dataset_id}/{key}``.
+
+``xarray.open_zarr(fsspec.get_mapper(f"{url}/api/v1/zarr/{dataset_id}"), consolidated=True)``
+opens a dataset lazily and reads only the chunks a computation needs. The logic is in
+:mod:`insitu.access.zarrview`; this module checks access and speaks HTTP.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
-__all__ = ["router"]
+from insitu.access.deps import (
+    CurrentPrincipal,
+    CurrentServices,
+    Services,
+    cache_headers,
+    not_modified,
+    readable_dataset,
+)
+from insitu.access.zarrview import ZarrViews
 
-router = APIRouter()
+__all__ = ["router", "zarr_views"]
+
+router = APIRouter(tags=["zarr"])
+
+# A dataset id names one version, whose files a well-kept archive never rewrites: chunks
+# may be cached for an hour. Metadata is revalidated sooner, so that a rescan that changes
+# the chunk layout reaches clients quickly; ETags catch every change either way.
+CHUNK_MAX_AGE = 3600
+METADATA_MAX_AGE = 60
+
+_EXTRA = "zarr_views"
+
+
+def zarr_views(services: Services) -> ZarrViews:
+    """The views of this app's datasets, cached per (dataset id, catalog generation)."""
+    views = services.extras.get(_EXTRA)
+    if views is None:
+        views = services.extras.setdefault(
+            _EXTRA, ZarrViews(services.settings.access.zarr_chunk_bytes)
+        )
+    assert isinstance(views, ZarrViews)
+    return views
+
+
+# A sync function: FastAPI runs it in its threadpool, so reading a file never blocks the
+# event loop. The whole body is read before the answer starts, so a file that fails to read
+# is a clean DataError (500 with its message), never a 200 cut short.
+@router.get(
+    "/zarr/{dataset_id}/{key:path}",
+    summary="One key of the read-only Zarr view of a dataset",
+    description="Zarr format 2 with consolidated metadata: `.zmetadata`, `.zgroup`, "
+    "`.zattrs`, `{variable}/.zarray`, `{variable}/.zattrs` and chunks `{variable}/{i}.{j}...`"
+    " (zlib-compressed, C order, values as encoded in the files with their CF attributes). "
+    "Open it with `xarray.open_zarr(fsspec.get_mapper(URL_OF_THIS_DATASET), "
+    "consolidated=True)`. Keys that do not exist are 404.",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}, "application/json": {}}},
+        304: {"description": "Not modified (If-None-Match matched the ETag)."},
+    },
+)
+def zarr_key(
+    dataset_id: str,
+    key: str,
+    request: Request,
+    services: CurrentServices,
+    principal: CurrentPrincipal,
+) -> Response:
+    """A metadata document or a chunk of the Zarr view of one dataset."""
+    record = readable_dataset(services, principal, dataset_id)
+    view = zarr_views(services).get(services.catalog, record)
+    item = view.lookup(key)
+    etag = view.etag(item, key)
+    is_meta = isinstance(item, bytes)
+    max_age = METADATA_MAX_AGE if is_meta else CHUNK_MAX_AGE
+    cached = not_modified(request, etag, max_age=max_age)
+    if cached is not None:
+        return cached
+    if isinstance(item, bytes):
+        return Response(
+            item, media_type="application/json", headers=cache_headers(etag, max_age=max_age)
+        )
+    body = view.read(item)
+    return Response(
+        body, media_type="application/octet-stream", headers=cache_headers(etag, max_age=max_age)
+    )

@@ -1,0 +1,561 @@
+"""The read-only Zarr view of a dataset: metadata from the index, chunks from the files.
+
+The view is Zarr format 2 with consolidated metadata (``.zmetadata``, plus ``.zgroup``,
+``.zattrs`` and ``{var}/.zarray``, ``{var}/.zattrs`` with ``_ARRAY_DIMENSIONS``): format 2
+is the one that zarr-python 2 and 3 and xarray all read, and consolidated metadata lets a
+client open a dataset with one request instead of one per variable.
+
+Values are served encoded, as they are stored in the files, with the CF attributes of the
+first file (``_FillValue`` as the array's ``fill_value``, ``missing_value``,
+``scale_factor``, ``units``, ``calendar``... in ``.zattrs``). xarray decodes them on the
+client exactly as :func:`insitu.catalog.opening.open_files` decodes the same encoded
+dataset locally, so both give the same values. The time axis and the re-encoding of
+time-like variables of files that count time from another date reuse that module's
+functions.
+
+Nothing here opens a file to build metadata: shapes, types and attributes come from the
+catalog's records, the time coordinate from the values the scan stored. A chunk request
+reads one slab from the one file that holds it (two files only where file lengths leave
+no aligned chunking; see :func:`time_chunk`).
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import json
+import logging
+import math
+import os
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from insitu.access.deps import strong_etag
+from insitu.catalog import Catalog, DatasetRecord, FileRecord
+from insitu.catalog.opening import (
+    group_by_variables,
+    read_raw,
+    read_raw_time,
+    reencode_from,
+    sorted_members,
+    time_like_units,
+    time_values,
+)
+from insitu.errors import DataError, InvalidRequest, NotFound
+
+__all__ = [
+    "COMPRESSOR",
+    "ArrayPlan",
+    "ChunkRef",
+    "Source",
+    "ZarrView",
+    "ZarrViews",
+    "chunk_shape",
+    "time_chunk",
+]
+
+log = logging.getLogger(__name__)
+
+# Enters every ETag: bump it when the layout or the encoding of the view changes, so that
+# clients holding chunks of an older layout do not revalidate them as current.
+VIEW_VERSION = 1
+
+# zlib level 1 (numcodecs' "zlib" codec is the standard library's zlib). Measured on
+# loopback with 50 clients (see the report of the Zarr view): see _COMPRESS below.
+COMPRESSOR: dict[str, Any] | None = {"id": "zlib", "level": 1}
+
+# The CF attributes that hold values of the variable's own type. The index keeps them as
+# JSON numbers whose float64 value is exactly the file's value (float32 1e20 is stored as
+# 1.0000000200408773e20), so xarray's masking compares equal on the client.
+_FILL = "_FillValue"
+_METADATA_KEYS = (".zmetadata", ".zgroup", ".zattrs")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One file's part of an array along time (the whole array for time-invariant ones)."""
+
+    record: FileRecord
+    path: str  # absolute
+    start: int  # first record of this file along the time axis of the array
+    length: int
+    from_units: str | None = None  # re-encode time-like values from these units
+
+    @property
+    def identity(self) -> tuple[str, int, int]:
+        """What an ETag of data read from this file depends on."""
+        return (self.record.path, self.record.size, self.record.mtime_ns)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ArrayPlan:
+    """One array of the view: its Zarr metadata and where each chunk's values come from."""
+
+    name: str
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype[Any]
+    fill_value: Any  # as written in .zarray
+    attrs: dict[str, Any]
+    sources: tuple[Source, ...]
+    taxis: int | None = None  # axis along which sources follow each other
+    to_units: str | None = None  # time-like: the units of the first file
+    calendar: str = "standard"
+    values: np.ndarray[Any, Any] | None = None  # served from memory (the time coordinate)
+    starts: tuple[int, ...] = field(default=())
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Number of chunks along each axis."""
+        return tuple(math.ceil(n / c) for n, c in zip(self.shape, self.chunks, strict=True))
+
+    def zarray(self) -> dict[str, Any]:
+        """The ``.zarray`` document."""
+        return {
+            "zarr_format": 2,
+            "shape": list(self.shape),
+            "chunks": list(self.chunks),
+            "dtype": self.dtype.str,
+            "compressor": COMPRESSOR,
+            "fill_value": self.fill_value,
+            "order": "C",
+            "filters": None,
+            "dimension_separator": ".",
+        }
+
+    def zattrs(self) -> dict[str, Any]:
+        """The ``.zattrs`` document (``_FillValue`` is the array's ``fill_value`` instead)."""
+        attrs = {k: v for k, v in self.attrs.items() if k != _FILL}
+        return {**attrs, "_ARRAY_DIMENSIONS": list(self.dims)}
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRef:
+    """A chunk of an array, by its index in the chunk grid."""
+
+    plan: ArrayPlan
+    index: tuple[int, ...]
+    key: str
+
+    @property
+    def selection(self) -> tuple[slice, ...]:
+        """The region of the array this chunk holds (cut at the array's edge)."""
+        return tuple(
+            slice(i * c, min((i + 1) * c, n))
+            for i, c, n in zip(self.index, self.plan.chunks, self.plan.shape, strict=True)
+        )
+
+    def sources(self) -> list[Source]:
+        """The files this chunk reads from (one unless the chunk spans a file boundary)."""
+        plan = self.plan
+        if plan.values is not None:
+            return []
+        if plan.taxis is None:
+            return list(plan.sources)
+        t = self.selection[plan.taxis]
+        first = bisect.bisect_right(plan.starts, t.start) - 1
+        out = []
+        for src in plan.sources[max(first, 0) :]:
+            if src.start >= t.stop:
+                break
+            if src.start + src.length > t.start:
+                out.append(src)
+        return out
+
+
+def time_chunk(lengths: Sequence[int], fit: int) -> int:
+    """Chunk length along time for files of ``lengths`` records, at most ``fit`` records.
+
+    A chunk length that divides every file's length but the last one's (their gcd) puts
+    each chunk in one file, so a chunk request opens one file. When that length is more
+    than 4 times shorter than a whole file (or than ``fit``) allows, as for daily files of
+    366 and 365 records (gcd 1), chunks that tiny would multiply the requests of a time
+    series by hundreds: then the chunk is as long as the longest file (or ``fit``) and a
+    few chunks read from two files.
+    """
+    total = sum(lengths)
+    fit = max(1, fit)
+    g = math.gcd(*lengths[:-1])  # 0 for one file: every length is aligned
+    if g == 0:
+        return max(1, min(fit, total))
+    aligned = _largest_divisor(g, fit)
+    ideal = max(1, min(fit, max(lengths)))
+    return aligned if aligned * 4 >= ideal else ideal
+
+
+def _largest_divisor(n: int, limit: int) -> int:
+    best, i = 1, 1
+    while i * i <= n:
+        if n % i == 0:
+            for d in (i, n // i):
+                if best < d <= limit:
+                    best = d
+        i += 1
+    return best
+
+
+def chunk_shape(
+    shape: Sequence[int],
+    itemsize: int,
+    target: int,
+    taxis: int | None = None,
+    lengths: Sequence[int] = (),
+) -> tuple[int, ...]:
+    """Chunks of at most ``target`` bytes (or one element), in C order.
+
+    Outer axes are cut first, so that a chunk is a contiguous slab of the file's C-order
+    variable; along ``taxis`` the length follows :func:`time_chunk` of the files'
+    ``lengths``. One record bigger than ``target`` is split along the next axes.
+    """
+    chunks = [max(1, n) for n in shape]
+    for axis in range(len(chunks)):
+        inner = itemsize * math.prod(chunks[axis + 1 :])
+        fit = max(1, target // inner)
+        if axis == taxis:
+            chunks[axis] = time_chunk(lengths, fit)
+        else:
+            chunks[axis] = min(chunks[axis], fit)
+        if inner <= target:
+            break
+    return tuple(chunks)
+
+
+def _fill_value(value: Any, dtype: np.dtype[Any]) -> Any:
+    """``_FillValue`` as a format 2 ``.zarray`` ``fill_value`` (None: no fill value)."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        value = value[0] if value else None
+        if value is None:
+            return None
+    try:
+        if dtype.kind == "S":
+            raw = value.encode() if isinstance(value, str) else bytes(value)
+            return base64.standard_b64encode(raw[: dtype.itemsize]).decode()
+        scalar = np.array(value).astype(dtype, casting="unsafe").item()
+    except (TypeError, ValueError, OverflowError):
+        log.warning("fill value %r does not fit type %s; serving none", value, dtype)
+        return None
+    if dtype.kind == "f":
+        if math.isnan(scalar):
+            return "NaN"
+        if math.isinf(scalar):
+            return "Infinity" if scalar > 0 else "-Infinity"
+        return float(scalar)
+    if dtype.kind in "iu":
+        return int(scalar)
+    if dtype.kind == "b":
+        return bool(scalar)
+    return None
+
+
+def _dtype(text: str) -> np.dtype[Any] | None:
+    """The native-order dtype of a variable, or None for types Zarr format 2 cannot hold
+    without object codecs (variable-length strings)."""
+    try:
+        dtype = np.dtype(text)
+    except TypeError:
+        return None
+    if dtype.kind in "OUVMm":
+        return None
+    return dtype.newbyteorder("=")
+
+
+class ZarrView:
+    """The Zarr format 2 store of one dataset: metadata documents and chunk plans."""
+
+    def __init__(
+        self,
+        record: DatasetRecord,
+        arrays: dict[str, ArrayPlan],
+        attrs: dict[str, Any],
+        identity: tuple[Any, ...],
+    ) -> None:
+        self.record = record
+        self.dataset_id = record.dataset_id
+        self.arrays = arrays
+        self.identity = identity
+        meta: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": attrs}
+        for name, plan in arrays.items():
+            meta[f"{name}/.zarray"] = plan.zarray()
+            meta[f"{name}/.zattrs"] = plan.zattrs()
+        # Encoded once: every metadata request is then a dictionary lookup.
+        self.documents = {k: json.dumps(v).encode() for k, v in meta.items()}
+        self.documents[".zmetadata"] = json.dumps(
+            {"zarr_consolidated_format": 1, "metadata": meta}
+        ).encode()
+
+    @classmethod
+    def build(
+        cls, record: DatasetRecord, files: Sequence[FileRecord], root: str, chunk_bytes: int
+    ) -> ZarrView:
+        """The view of a dataset from its catalog records (no file is opened)."""
+        members = sorted_members(files)
+        groups = group_by_variables(members)
+        first = groups[0][0]
+        tdim = first.time_var
+        reference = time_values(groups[0], np.dtype("float64")) if tdim else None
+        arrays: dict[str, ArrayPlan] = {}
+        for group in groups:
+            if reference is not None and group is not groups[0]:
+                own = time_values(group, np.dtype("float64"))
+                if own.shape != reference.shape or not np.array_equal(own, reference):
+                    names = sorted(v.name for v in group[0].variables)
+                    raise InvalidRequest(
+                        f"Dataset {record.dataset_id!r} has files with variables {names} "
+                        f"whose time axis differs from that of {group[0].path!r}'s "
+                        "companions, so it has no single Zarr view. Read it with "
+                        "'insitu.open_dataset' or request a subset instead."
+                    )
+            for info in group[0].variables:
+                if info.name in arrays:
+                    continue  # as xarray.merge(compat="override"): the first group's wins
+                plan = _plan(info, group, root, tdim, chunk_bytes)
+                if plan is None:
+                    log.info(
+                        "Zarr view of %s leaves out %s (type %s)",
+                        record.dataset_id,
+                        info.name,
+                        info.dtype,
+                    )
+                else:
+                    arrays[info.name] = plan
+        attrs = {**first.global_attrs, "insitu_dataset_id": record.dataset_id}
+        identity = (
+            VIEW_VERSION,
+            chunk_bytes,
+            COMPRESSOR,
+            tuple((f.path, f.size, f.mtime_ns) for f in members),
+        )
+        return cls(record, arrays, attrs, identity)
+
+    # -- keys ----------------------------------------------------------------------------
+
+    def lookup(self, key: str) -> bytes | ChunkRef:
+        """A metadata document, or the chunk ``key`` names; :class:`NotFound` otherwise.
+
+        Keys are matched against what the view holds, never turned into paths, so no key
+        can reach a file of its own choosing.
+        """
+        doc = self.documents.get(key)
+        if doc is not None:
+            return doc
+        name, sep, index = key.rpartition("/")
+        plan = self.arrays.get(name) if sep else None
+        if plan is None:
+            raise NotFound(
+                f"Key {key!r} is not in the Zarr view of dataset {self.dataset_id!r}. It is "
+                "Zarr format 2 with consolidated metadata: read '.zmetadata'; its arrays are "
+                f"{', '.join(sorted(self.arrays))}."
+            )
+        grid = plan.grid
+        parts = index.split(".")
+        expected = grid or (1,)  # a 0-d array has the one chunk "0"
+        valid = len(parts) == len(expected) and all(
+            p.isascii() and p.isdigit() and str(int(p)) == p for p in parts
+        )
+        if not valid or any(int(p) >= n for p, n in zip(parts, expected, strict=True)):
+            raise NotFound(
+                f"Chunk {index!r} is not a chunk of array {name!r} in the Zarr view of "
+                f"dataset {self.dataset_id!r}: chunk keys are {len(expected)} integers "
+                f"joined by '.', each below {'.'.join(map(str, expected))} (see "
+                f"{name}/.zarray)."
+            )
+        return ChunkRef(plan, tuple(int(p) for p in parts) if grid else (), key)
+
+    def etag(self, item: bytes | ChunkRef, key: str) -> str:
+        """The ETag of a key: from the identity of the files its content comes from."""
+        if isinstance(item, bytes):
+            return strong_etag("zarr-meta", self.dataset_id, key, self.identity)
+        plan = item.plan
+        if plan.values is not None:  # from the index: depends on every file's time values
+            return strong_etag("zarr-chunk", self.dataset_id, key, self.identity)
+        return strong_etag(
+            "zarr-chunk",
+            VIEW_VERSION,
+            COMPRESSOR,
+            self.dataset_id,
+            key,
+            plan.chunks,
+            plan.to_units,
+            [(s.identity, s.start, s.from_units) for s in item.sources()],
+        )
+
+    # -- chunks --------------------------------------------------------------------------
+
+    def read(self, ref: ChunkRef) -> bytes:
+        """The encoded bytes of one chunk, as a format 2 client expects them."""
+        raw = np.ascontiguousarray(self._values(ref), dtype=ref.plan.dtype).tobytes()
+        if COMPRESSOR is None:
+            return raw
+        return zlib.compress(raw, COMPRESSOR["level"])
+
+    def _values(self, ref: ChunkRef) -> np.ndarray[Any, Any]:
+        plan, sel = ref.plan, ref.selection
+        extent = tuple(s.stop - s.start for s in sel)
+        if plan.values is not None:
+            block = plan.values[sel]
+        elif plan.taxis is None:
+            block = _read(plan, plan.sources[0], sel)
+        else:
+            block = self._along_time(ref, sel, extent)
+        if block.shape != extent:
+            raise DataError(
+                f"Variable {plan.name!r} of dataset {self.dataset_id!r} has another shape in "
+                f"its files than when they were scanned (read {block.shape}, expected "
+                f"{extent}); rescan its collection with 'insitu catalog scan'."
+            )
+        if extent == plan.chunks:
+            return block
+        # Format 2 stores edge chunks at the full chunk shape; the padding is never read.
+        full = np.zeros(plan.chunks, dtype=plan.dtype)
+        full[tuple(slice(0, n) for n in extent)] = block
+        return full
+
+    def _along_time(
+        self, ref: ChunkRef, sel: tuple[slice, ...], extent: tuple[int, ...]
+    ) -> np.ndarray[Any, Any]:
+        plan = ref.plan
+        axis = plan.taxis
+        assert axis is not None
+        t = sel[axis]
+        parts = ref.sources()
+        if not parts:
+            raise DataError(
+                f"No file of dataset {self.dataset_id!r} holds records {t.start} to "
+                f"{t.stop} of {plan.name!r}; rescan its collection with 'insitu catalog scan'."
+            )
+        out: np.ndarray[Any, Any] | None = None
+        for src in parts:
+            lo, hi = max(t.start, src.start), min(t.stop, src.start + src.length)
+            local = list(sel)
+            local[axis] = slice(lo - src.start, hi - src.start)
+            block = _read(plan, src, tuple(local))
+            if len(parts) == 1 and lo == t.start and hi == t.stop:
+                return block
+            if out is None:
+                out = np.zeros(extent, dtype=plan.dtype)
+            where = [slice(None)] * len(extent)
+            where[axis] = slice(lo - t.start, hi - t.start)
+            try:
+                out[tuple(where)] = block
+            except ValueError as exc:
+                raise DataError(
+                    f"Variable {plan.name!r} of {src.path} has another shape than when it "
+                    f"was scanned ({exc}); rescan its collection with 'insitu catalog scan'."
+                ) from exc
+        assert out is not None
+        return out
+
+
+def _plan(
+    info: Any, group: list[FileRecord], root: str, tdim: str | None, chunk_bytes: int
+) -> ArrayPlan | None:
+    dtype = _dtype(info.dtype)
+    if dtype is None:
+        return None
+    first = group[0]
+    dims, attrs = tuple(info.dims), dict(info.attrs)
+    fill = _fill_value(attrs.get(_FILL), dtype)
+    calendar = first.calendar or "standard"
+    common = {"name": info.name, "dims": dims, "dtype": dtype, "fill_value": fill}
+    if tdim is None or tdim not in dims:
+        shape = tuple(info.shape)
+        src = Source(first, os.path.join(root, first.path), 0, shape[0] if shape else 1)
+        return ArrayPlan(
+            **common,
+            shape=shape,
+            chunks=chunk_shape(shape, dtype.itemsize, chunk_bytes),
+            attrs=attrs,
+            sources=(src,),
+        )
+    axis = dims.index(tdim)
+    lengths = [f.n_times for f in group]
+    shape = tuple(sum(lengths) if d == axis else n for d, n in enumerate(info.shape))
+    if info.name == tdim:  # from the index: no file is read
+        values = time_values(group, dtype)
+        return ArrayPlan(
+            **common,
+            shape=shape,
+            chunks=chunk_shape(shape, dtype.itemsize, chunk_bytes),
+            attrs=attrs,
+            sources=(),
+            values=values,
+        )
+    to_units = time_like_units(first, info.name, attrs, tdim)
+    sources, start = [], 0
+    for f, n in zip(group, lengths, strict=True):
+        from_units = reencode_from(f, first, info.name, to_units)
+        sources.append(Source(f, os.path.join(root, f.path), start, n, from_units))
+        start += n
+    return ArrayPlan(
+        **common,
+        shape=shape,
+        chunks=chunk_shape(shape, dtype.itemsize, chunk_bytes, axis, lengths),
+        attrs=attrs,
+        sources=tuple(sources),
+        taxis=axis,
+        to_units=to_units,
+        calendar=calendar,
+        starts=tuple(s.start for s in sources),
+    )
+
+
+def _read(plan: ArrayPlan, src: Source, index: tuple[slice, ...]) -> np.ndarray[Any, Any]:
+    """A slab of one file, after checking the file is still the one the catalog scanned:
+    an ETag promises the content of a file identity, so a changed file must not be read."""
+    try:
+        st = os.stat(src.path)
+    except OSError as exc:
+        raise DataError(
+            f"Cannot read {src.path}: {exc.strerror or exc}. The file moved or became "
+            "unreadable since it was scanned; rescan its collection with 'insitu catalog scan'."
+        ) from exc
+    if (st.st_size, st.st_mtime_ns) != (src.record.size, src.record.mtime_ns):
+        raise DataError(
+            f"File {src.path} changed since it was scanned (size {st.st_size}, was "
+            f"{src.record.size}); rescan its collection with 'insitu catalog scan'."
+        )
+    slab = index or None  # a 0-d variable is read whole
+    if src.from_units is not None and plan.to_units is not None:
+        return read_raw_time(
+            src.path, plan.name, src.from_units, plan.to_units, plan.calendar, slab
+        )
+    return read_raw(src.path, plan.name, slab)
+
+
+class ZarrViews:
+    """Views built once per (dataset id, catalog generation), the most recent kept."""
+
+    def __init__(self, chunk_bytes: int, *, size: int = 256) -> None:
+        self.chunk_bytes = chunk_bytes
+        self.size = size
+        self._views: OrderedDict[tuple[str, int], ZarrView] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, catalog: Catalog, record: DatasetRecord) -> ZarrView:
+        """The view of ``record``, rebuilt when the catalog changed since it was built."""
+        key = (record.dataset_id, catalog.store.generation())
+        with self._lock:
+            view = self._views.get(key)
+            if view is not None:
+                self._views.move_to_end(key)
+                return view
+        # Built outside the lock: two threads may build the same view once, which is
+        # cheaper than making every other dataset's requests wait.
+        files = catalog.files(record.dataset_id)
+        root = catalog.collection(record.collection).root
+        view = ZarrView.build(record, files, root, self.chunk_bytes)
+        with self._lock:
+            self._views[key] = view
+            self._views.move_to_end(key)
+            while len(self._views) > self.size:
+                self._views.popitem(last=False)
+        return view
