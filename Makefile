@@ -43,10 +43,13 @@ services: install
 	@echo "PostgreSQL for tests: $$(tail -n1 .cache/postgres-url)"
 	scripts/slurm.sh start > .cache/slurm-partition
 	@echo "SLURM partition for tests: $$(tail -n1 .cache/slurm-partition)"
+	scripts/browser.sh > .cache/chromium
+	@echo "Chromium for browser tests: $$(tail -n1 .cache/chromium)"
 
 test: install services
 	INSITU_TEST_POSTGRES_URI=$$(tail -n1 .cache/postgres-url) \
-	INSITU_TEST_SLURM_PARTITION=$$(tail -n1 .cache/slurm-partition) INSITU_TEST_REQUIRE_SERVICES=1 \
+	INSITU_TEST_SLURM_PARTITION=$$(tail -n1 .cache/slurm-partition) \
+	INSITU_TEST_CHROMIUM=$$(tail -n1 .cache/chromium) INSITU_TEST_REQUIRE_SERVICES=1 \
 		$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-unit: install

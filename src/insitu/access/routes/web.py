@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 import jinja2
+import markupsafe
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
@@ -29,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from insitu import __version__
+from insitu.access.app import API_PREFIX
 from insitu.access.deps import (
     COOKIE,
     CurrentPrincipal,
@@ -48,17 +50,16 @@ from insitu.access.routes.catalog import (
 from insitu.catalog import DatasetRecord, VariableInfo
 from insitu.errors import InsituError, InvalidQuery, InvalidRequest, NotFound
 
-__all__ = ["render", "router"]
+__all__ = ["error_page", "render", "router"]
 
 log = logging.getLogger(__name__)
 
 _HERE = Path(__file__).resolve().parent.parent
-STATIC = _HERE / "static"
+_STATIC = _HERE / "static"
 _STATIC_TYPES = {"insitu.css": "text/css", "insitu.js": "text/javascript"}
-API = "/api/v1"
 # Sizes of the quicklook images in pixels, so the page does not jump while they load.
-MAP_SIZE = (720, 360)
-SERIES_SIZE = (720, 300)
+_MAP_SIZE = (720, 360)
+_SERIES_SIZE = (720, 300)
 # Facets with more values than this show the rest behind a "more" disclosure.
 _FACET_SHOWN = 12
 # Everything a page loads comes from the app itself; no inline script or style.
@@ -90,6 +91,8 @@ _env = jinja2.Environment(
 )
 _env.filters["size"] = _size
 _env.filters["quote"] = lambda s: quote(str(s), safe="")
+# Long dotted ids wrap at their dots, not in the middle of a facet value.
+_env.filters["breakable"] = lambda s: markupsafe.escape(s).replace(".", markupsafe.Markup(".<wbr>"))
 _env.filters["day"] = lambda s: str(s)[:10] if s else "–"
 
 
@@ -196,7 +199,7 @@ def static(name: str) -> Response:
     if name not in _STATIC_TYPES:
         raise NotFound(f"No static file {name!r}; the pages use {', '.join(_STATIC_TYPES)}.")
     return FileResponse(
-        STATIC / name,
+        _STATIC / name,
         media_type=_STATIC_TYPES[name],
         headers={"Cache-Control": "public, max-age=3600"},
     )
@@ -354,7 +357,7 @@ def _snippets(dataset_id: str, service_url: str, *, public: bool) -> dict[str, s
     """Code that opens the dataset in a notebook: here (by id) and anywhere (Zarr view)."""
     # json.dumps gives a double-quoted literal that Python reads back unchanged.
     local = f"import insitu\n\nds = insitu.open_dataset({json.dumps(dataset_id)})"
-    url = f'f"{{service_url}}{API}/zarr/{quote(dataset_id, safe="")}"'
+    url = f'f"{{service_url}}{API_PREFIX}/zarr/{quote(dataset_id, safe="")}"'
     # A public collection needs no token, and a placeholder token would be refused.
     auth = (
         ""
@@ -403,10 +406,10 @@ def dataset_page(
         data_vars=data_vars,
         chosen=chosen,
         public=public,
-        api=API,
+        api=API_PREFIX,
         snippets=_snippets(dataset_id, service_url, public=public),
-        map_size=MAP_SIZE,
-        series_size=SERIES_SIZE,
+        map_size=_MAP_SIZE,
+        series_size=_SERIES_SIZE,
     )
 
 

@@ -2,12 +2,13 @@
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   if (!navigator.clipboard) return;
-  for (const pre of document.querySelectorAll("pre.snippet")) {
+  for (const box of document.querySelectorAll("div.snippet")) {
+    const pre = box.querySelector("pre");
     const button = document.createElement("button");
     button.type = "button";
     button.className = "copy";
     button.textContent = "Copy";
-    button.setAttribute("aria-label", "Copy " + (pre.previousElementSibling?.textContent || "code"));
+    button.setAttribute("aria-label", "Copy " + (box.previousElementSibling?.textContent || "code"));
     button.addEventListener("click", async () => {
       try {
         await navigator.clipboard.writeText(pre.innerText);
@@ -17,6 +18,6 @@ document.addEventListener("DOMContentLoaded", () => {
       }
       setTimeout(() => { button.textContent = "Copy"; }, 2000);
     });
-    pre.before(button);
+    box.append(button);
   }
 });
