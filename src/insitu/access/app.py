@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from insitu import __version__
 from insitu.access.deps import Services
+from insitu.access.jobs import JobManager
 from insitu.access.tokens import TokenStore
 from insitu.catalog import Catalog
 from insitu.errors import InsituError
@@ -58,6 +59,7 @@ def build_app(
         catalog=catalog,
         tokens=tokens or TokenStore.from_uri(settings.catalog_uri),
     )
+    services.jobs = JobManager(settings, catalog)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -1,12 +1,663 @@
-"""Server-side operations as jobs (to be written)."""
+"""Server-side operations as jobs: checked, queued, run on the compute cluster, recorded.
+
+A job is one call of :func:`insitu.compute.run` on catalog datasets. Its record lives in
+the ``access_jobs`` table of the catalog's database, so every server process sees the
+same status and a restart keeps it. The process that accepted a job runs it, in a pool
+of ``access.job_workers`` threads that share one Dask client (the cluster of ``insitu
+cluster up`` if one runs, else a cluster of ``compute.backend`` started on the first job
+and stopped by :meth:`JobManager.close`). At most ``QUEUE_PER_WORKER`` jobs per worker
+may wait: past that, submissions get :class:`~insitu.errors.ServiceBusy`.
+
+Every change of state is a conditional update (``WHERE status IN ...``), so a cancel from
+any process is safe: a queued job that was cancelled never starts, and a running one
+keeps its ``cancelled`` status when its computation ends (the result stays in the compute
+cache, where it serves the next identical job, but this job does not point at it)::
+
+    queued --> running --> done | failed
+       |          |
+       +----------+--> cancelled
+
+A job whose server process died stays active in the table. A manager starting on the
+same host marks those of dead processes failed; any manager marks failed the active jobs
+whose process has written no heartbeat for ``STALE_SECONDS``.
+"""
 
 from __future__ import annotations
 
-__all__ = ["JobManager"]
+import json
+import logging
+import math
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from insitu.catalog import Catalog, DatasetRecord
+from insitu.errors import (
+    BackendUnavailable,
+    Conflict,
+    InsituError,
+    InvalidRequest,
+    NotFound,
+    ServiceBusy,
+    StoreError,
+    TooLarge,
+)
+from insitu.settings import Settings
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = [
+    "ACTIVE",
+    "MAX_INPUTS",
+    "QUEUE_PER_WORKER",
+    "STATES",
+    "Job",
+    "JobManager",
+    "JobStore",
+    "result_values",
+]
+
+log = logging.getLogger(__name__)
+
+STATES = ("queued", "running", "done", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+MAX_INPUTS = 100  # datasets one job may combine
+QUEUE_PER_WORKER = 8  # jobs that may be queued or running per pool worker
+BEAT_SECONDS = 15.0
+STALE_SECONDS = 300.0
+MAX_JSON_VALUES = 100_000
+
+_meta = sa.MetaData()
+_jobs = sa.Table(
+    "access_jobs",
+    _meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("token_id", sa.String(16), index=True),
+    sa.Column("operation", sa.String(64), nullable=False),
+    sa.Column("datasets", sa.Text, nullable=False),
+    sa.Column("collections", sa.Text, nullable=False),
+    sa.Column("variable", sa.String(200)),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("time", sa.String(100)),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started", sa.DateTime(timezone=True)),
+    sa.Column("finished", sa.DateTime(timezone=True)),
+    sa.Column("server", sa.String(300), nullable=False),
+    sa.Column("heartbeat", sa.DateTime(timezone=True)),
+    sa.Column("cached", sa.Boolean, nullable=False, default=False),
+    sa.Column("result_key", sa.String(64)),
+    sa.Column("result_path", sa.Text),
+    sa.Column("provenance", sa.Text),
+    sa.Column("error_type", sa.String(100)),
+    sa.Column("error", sa.Text),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite gives naive datetimes back; every stored time is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job as recorded. ``token_id`` is None for an anonymous submission."""
+
+    id: str
+    status: str
+    operation: str
+    datasets: tuple[str, ...]
+    collections: tuple[str, ...]
+    variable: str | None
+    params: dict[str, Any]
+    time: str | None
+    token_id: str | None
+    created: datetime
+    server: str
+    started: datetime | None = None
+    finished: datetime | None = None
+    cached: bool = False
+    result_key: str | None = None
+    result_path: str | None = None
+    provenance: dict[str, Any] | None = None
+    error_type: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """What the API tells about the job (without links)."""
+        end = self.finished
+        return {
+            "id": self.id,
+            "status": self.status,
+            "operation": self.operation,
+            "variable": self.variable,
+            "params": self.params,
+            "time": self.time,
+            "datasets": list(self.datasets),
+            "collections": list(self.collections),
+            "created": _iso(self.created),
+            "started": _iso(self.started),
+            "finished": _iso(end),
+            "queued_seconds": _seconds(self.created, self.started or end),
+            "run_seconds": _seconds(self.started, end),
+            "cached": self.cached,
+            "result": {"key": self.result_key} if self.status == "done" else None,
+            "error": (
+                {"type": self.error_type, "message": self.error}
+                if self.status == "failed"
+                else None
+            ),
+            "provenance": self.provenance if self.status == "done" else None,
+        }
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return round((end - start).total_seconds(), 3) if start and end else None
+
+
+def _job(row: sa.Row[Any]) -> Job:
+    created = _utc(row.created)
+    assert created is not None
+    return Job(
+        id=row.id,
+        status=row.status,
+        operation=row.operation,
+        datasets=tuple(json.loads(row.datasets)),
+        collections=tuple(json.loads(row.collections)),
+        variable=row.variable,
+        params=json.loads(row.params),
+        time=row.time,
+        token_id=row.token_id,
+        created=created,
+        server=row.server,
+        started=_utc(row.started),
+        finished=_utc(row.finished),
+        cached=bool(row.cached),
+        result_key=row.result_key,
+        result_path=row.result_path,
+        provenance=json.loads(row.provenance) if row.provenance else None,
+        error_type=row.error_type,
+        error=row.error,
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+class JobStore:
+    """Job records in a SQL database (the catalog's). Safe to share between threads."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        try:
+            _meta.create_all(engine, checkfirst=True)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"Cannot create the job table in {engine.url!r}: {exc}") from exc
+
+    @classmethod
+    def from_uri(cls, uri: str) -> JobStore:
+        """A store on the database at ``uri`` (a SQLAlchemy URL)."""
+        try:
+            return cls(sa.create_engine(uri))
+        except sa.exc.ArgumentError as exc:
+            raise StoreError(f"Cannot open the job store at {uri!r}: {exc}") from exc
+
+    def insert(self, job: Job) -> None:
+        """Record a new job."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                _jobs.insert().values(
+                    id=job.id,
+                    status=job.status,
+                    token_id=job.token_id,
+                    operation=job.operation,
+                    datasets=json.dumps(list(job.datasets)),
+                    collections=json.dumps(list(job.collections)),
+                    variable=job.variable,
+                    params=json.dumps(job.params),
+                    time=job.time,
+                    created=job.created,
+                    server=job.server,
+                    heartbeat=job.created,
+                    cached=False,
+                )
+            )
+
+    def get(self, job_id: str) -> Job | None:
+        """The job with this id, or None."""
+        with self._engine.connect() as conn:
+            row = conn.execute(_jobs.select().where(_jobs.c.id == job_id)).first()
+        return _job(row) if row is not None else None
+
+    def jobs(self, token_id: str, *, status: str | None = None, limit: int = 100) -> list[Job]:
+        """Jobs submitted with ``token_id``, newest first."""
+        query = _jobs.select().where(_jobs.c.token_id == token_id)
+        if status is not None:
+            query = query.where(_jobs.c.status == status)
+        query = query.order_by(_jobs.c.created.desc()).limit(limit)
+        with self._engine.connect() as conn:
+            return [_job(row) for row in conn.execute(query)]
+
+    def update(self, job_id: str, states: Iterable[str], **values: Any) -> bool:
+        """Set ``values`` if the job is in one of ``states``; True if it was."""
+        query = _jobs.update().where(_jobs.c.id == job_id, _jobs.c.status.in_(list(states)))
+        with self._engine.begin() as conn:
+            return conn.execute(query.values(**values)).rowcount == 1
+
+    def beat(self, server: str) -> None:
+        """Mark the active jobs of ``server`` as alive now."""
+        query = _jobs.update().where(_jobs.c.server == server, _jobs.c.status.in_(ACTIVE))
+        with self._engine.begin() as conn:
+            conn.execute(query.values(heartbeat=_now()))
+
+    def fail_abandoned(self, server: str, stale: float = STALE_SECONDS) -> list[str]:
+        """Mark failed the active jobs whose server process is gone; return their ids.
+
+        ``server`` is this process (``host:pid:instance``): jobs of a dead process on the
+        same host are gone at once, others when their heartbeat is ``stale`` seconds old.
+        """
+        host = server.split(":", 1)[0]
+        cutoff = _now() - timedelta(seconds=stale)
+        with self._engine.connect() as conn:
+            rows = conn.execute(_jobs.select().where(_jobs.c.status.in_(ACTIVE))).fetchall()
+        failed = []
+        for row in rows:
+            their_host, _, rest = str(row.server).partition(":")
+            pid = rest.partition(":")[0]
+            beat = _utc(row.heartbeat) or _utc(row.created)
+            if their_host == host and pid.isdigit() and not _alive(int(pid)):
+                why = f"process {pid} on {their_host}"
+            elif beat is not None and beat < cutoff:
+                why = f"{their_host} (no sign of life since {_iso(beat)})"
+            else:
+                continue
+            message = (
+                f"The data service process that had this job ({why}) stopped while the job "
+                f"was {row.status}. Submit it again."
+            )
+            if self.update(
+                row.id,
+                ACTIVE,
+                status="failed",
+                finished=_now(),
+                error_type="ServiceStopped",
+                error=message,
+            ):
+                failed.append(row.id)
+        return failed
+
+    def close(self) -> None:
+        """Release connections."""
+        self._engine.dispose()
+
+
+def _time_slice(text: str | None) -> slice | None:
+    if not text:
+        return None
+    start, sep, end = text.partition("/")
+    return slice(start or None, end or None) if sep else slice(start, start)
+
+
+@dataclass
+class _Runner:
+    """The pool, the heartbeat and the cluster of one start of the manager."""
+
+    pool: ThreadPoolExecutor
+    stop: threading.Event
+    stack: ExitStack = field(default_factory=ExitStack)
+    client: Client | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class JobManager:
-    """Runs compute operations for the service in the background."""
+    """Accepts jobs, runs them in the background and keeps their records.
+
+    No web framework here: the routes check who may submit and see what, then call
+    :meth:`check`, :meth:`submit`, :meth:`get`, :meth:`jobs` and :meth:`cancel`. A closed
+    manager starts again on the next submission (an app's lifespan may run more than
+    once, e.g. under test clients).
+    """
+
+    def __init__(self, settings: Settings, catalog: Catalog, store: JobStore | None = None):
+        self.settings = settings
+        self.catalog = catalog
+        self.store = store or JobStore.from_uri(settings.catalog_uri)
+        self.server = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._lock = threading.RLock()
+        self._runner: _Runner | None = None
+        self._futures: dict[str, Future[None]] = {}
+        for job_id in self.store.fail_abandoned(self.server):
+            log.warning("job %s was left active by a stopped server; marked failed", job_id)
+
+    @property
+    def max_pending(self) -> int:
+        """How many jobs this process accepts at once (queued plus running)."""
+        return self.settings.access.job_workers * QUEUE_PER_WORKER
+
+    def check(
+        self, operation: str, params: dict[str, Any] | None, time: str | None
+    ) -> tuple[dict[str, Any], str | None]:
+        """Validated parameters (defaults filled in) and time range; raises InvalidRequest."""
+        from insitu.catalog.search import parse_time_range
+        from insitu.compute import get_operation
+
+        validated = get_operation(operation).validate(params).model_dump(mode="json")
+        span = _time_slice(time)
+        if span is None:
+            return validated, None
+        parse_time_range(span.start, span.stop)
+        return validated, f"{span.start or ''}/{span.stop or ''}"
+
+    def submit(
+        self,
+        operation: str,
+        inputs: Sequence[DatasetRecord],
+        *,
+        variable: str | None = None,
+        params: dict[str, Any] | None = None,
+        time: str | None = None,
+        token_id: str | None = None,
+    ) -> Job:
+        """Record a job and queue it. The caller has checked that ``token_id`` may.
+
+        Raises InvalidRequest (operation, parameters, time, variable), TooLarge (more than
+        MAX_INPUTS datasets) or ServiceBusy (the queue is full).
+        """
+        validated, span = self.check(operation, params, time)
+        records = list({r.dataset_id: r for r in inputs}.values())
+        if not records:
+            raise InvalidRequest("A job needs at least one dataset; none was given.")
+        if len(records) > MAX_INPUTS:
+            raise TooLarge(
+                f"The job names {len(records)} datasets; one job may combine at most "
+                f"{MAX_INPUTS}. Narrow the search (e.g. add table_id or variable_id) or "
+                "split it into several jobs."
+            )
+        if variable is not None:
+            for r in records:
+                names = [v.name for v in r.variables]
+                if variable not in names:
+                    raise InvalidRequest(
+                        f"Variable {variable!r} is not in dataset {r.dataset_id!r}; it has "
+                        f"{', '.join(names)}. Name one of them, or leave variable out to use "
+                        "each dataset's own."
+                    )
+        with self._lock:
+            if len(self._futures) >= self.max_pending:
+                self._drop_ended()
+            if len(self._futures) >= self.max_pending:
+                raise ServiceBusy(
+                    f"The service already has {len(self._futures)} jobs queued or running, "
+                    "as many as it accepts. Try again in a minute, once some have finished."
+                )
+            runner = self._start()
+            job = Job(
+                id=secrets.token_hex(12),
+                status="queued",
+                operation=operation,
+                datasets=tuple(r.dataset_id for r in records),
+                collections=tuple(sorted({r.collection for r in records})),
+                variable=variable,
+                params=validated,
+                time=span,
+                token_id=token_id,
+                created=_now(),
+                server=self.server,
+            )
+            self.store.insert(job)
+            future = runner.pool.submit(self._execute, job.id, runner)
+            self._futures[job.id] = future
+        future.add_done_callback(lambda _: self._forget(job.id))
+        log.info("job %s queued: %s on %d datasets", job.id, operation, len(records))
+        return job
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id; NotFound if there is none."""
+        job = self.store.get(job_id)
+        if job is None:
+            raise NotFound(
+                f"There is no job {job_id!r}. Job ids come from the answer to the submission; "
+                "list yours with GET /api/v1/jobs."
+            )
+        return job
+
+    def jobs(self, token_id: str, *, status: str | None = None, limit: int = 100) -> list[Job]:
+        """Jobs submitted with ``token_id``, newest first."""
+        return self.store.jobs(token_id, status=status, limit=limit)
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued or running job (idempotent); Conflict if it already ended."""
+        job = self.get(job_id)
+        if job.status in ACTIVE:
+            self.store.update(job_id, ACTIVE, status="cancelled", finished=_now())
+            log.info("job %s cancelled", job_id)
+            job = self.get(job_id)
+        with self._lock:
+            future = self._futures.get(job_id)
+        if future is not None and job.status == "cancelled":
+            future.cancel()  # a queued job leaves the pool; a running one is discarded
+        if job.status != "cancelled":
+            raise Conflict(
+                f"Job {job_id!r} has already ended ({job.status}); there is nothing to cancel."
+            )
+        return job
+
+    def result_path(self, job: Job) -> Path:
+        """Where the result of a done job lies; NotFound if the results cache lost it."""
+        if job.status != "done" or not job.result_path:
+            raise Conflict(f"Job {job.id!r} is {job.status}; it has no result.")
+        path = Path(job.result_path)
+        if not path.is_file():
+            raise NotFound(
+                f"The result of job {job.id!r} is no longer stored (the results cache was "
+                "cleared). Submit the job again."
+            )
+        return path
 
     def close(self) -> None:
-        """Stop accepting jobs and release the workers."""
+        """Stop the workers and the cluster; jobs still active here are marked failed."""
+        with self._lock:
+            runner, self._runner = self._runner, None
+            ids = list(self._futures)
+            self._futures.clear()
+        if runner is None:
+            return
+        runner.stop.set()
+        runner.pool.shutdown(wait=False, cancel_futures=True)
+        for job_id in ids:
+            self.store.update(
+                job_id,
+                ACTIVE,
+                status="failed",
+                finished=_now(),
+                error_type="ServiceStopped",
+                error="The data service stopped before the job finished. Submit it again.",
+            )
+        with runner.lock:
+            runner.stack.close()
+            runner.client = None
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _start(self) -> _Runner:
+        if self._runner is None:
+            pool = ThreadPoolExecutor(
+                self.settings.access.job_workers, thread_name_prefix="insitu-job"
+            )
+            self._runner = _Runner(pool, threading.Event())
+            threading.Thread(
+                target=self._beat, args=(self._runner.stop,), name="insitu-job-beat", daemon=True
+            ).start()
+        return self._runner
+
+    def _beat(self, stop: threading.Event) -> None:
+        while not stop.wait(BEAT_SECONDS):
+            try:
+                self.store.beat(self.server)
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("job heartbeat not written: %s", exc)
+
+    def _drop_ended(self) -> None:
+        """Take out of the pool the queued jobs that another process has cancelled."""
+        for job_id, future in list(self._futures.items()):
+            job = self.store.get(job_id)
+            if job is None or job.status not in ACTIVE:
+                future.cancel()
+
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            self._futures.pop(job_id, None)
+
+    def _client(self, runner: _Runner) -> Client:
+        from insitu.compute import cluster
+
+        with runner.lock:
+            if runner.stop.is_set():
+                raise BackendUnavailable("The data service is stopping; submit the job again.")
+            if runner.client is None:
+                runner.client = runner.stack.enter_context(cluster(self.settings))
+            return runner.client
+
+    def _execute(self, job_id: str, runner: _Runner) -> None:
+        from insitu.compute import run
+
+        job = self.store.get(job_id)
+        now = _now()
+        if job is None or not self.store.update(
+            job_id, ("queued",), status="running", started=now, heartbeat=now
+        ):
+            return  # cancelled while it waited
+        log.info("job %s running", job_id)
+        try:
+            result = run(
+                self.catalog,
+                job.operation,
+                list(job.datasets),
+                variable=job.variable,
+                params=job.params,
+                time=_time_slice(job.time),
+                client=self._client(runner),
+            )
+        except Exception as exc:
+            if runner.stop.is_set():  # close() has recorded why
+                log.info("job %s stopped with the service: %s", job_id, exc)
+                return
+            self._failed(job_id, exc)
+        else:
+            done = self._end(
+                job_id,
+                "done",
+                cached=result.cached,
+                result_key=result.key,
+                result_path=str(result.path),
+                provenance=json.dumps(result.provenance),
+            )
+            if not done:
+                log.info("job %s ended after it was cancelled; result not kept", job_id)
+
+    def _failed(self, job_id: str, exc: Exception) -> None:
+        if isinstance(exc, InsituError):  # our messages say what to do: pass them on
+            log.warning("job %s failed: %s", job_id, exc)
+            self._end(job_id, "failed", error_type=type(exc).__name__, error=str(exc))
+        else:
+            log.error("job %s failed unexpectedly", job_id, exc_info=exc)
+            self._end(
+                job_id,
+                "failed",
+                error_type="InternalError",
+                error=f"The job failed unexpectedly. Report job id {job_id} to the operator.",
+            )
+
+    def _end(self, job_id: str, status: str, **values: Any) -> bool:
+        try:
+            return self.store.update(job_id, ("running",), status=status, finished=_now(), **values)
+        except sa.exc.SQLAlchemyError:
+            log.exception("job %s: its end (%s) could not be recorded", job_id, status)
+            return False
+
+
+# -- results as JSON --------------------------------------------------------------------------
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return _json_safe(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if hasattr(value, "isoformat"):  # datetime, cftime
+        return value.isoformat()
+    return str(value)
+
+
+def _values(array: Any) -> Any:
+    import numpy as np
+
+    if array.dtype.kind == "M":
+        return np.datetime_as_string(array, unit="s").tolist()
+    return _json_safe(array.tolist())
+
+
+def result_values(path: Path, *, max_values: int = MAX_JSON_VALUES) -> dict[str, Any]:
+    """A result file as JSON: ``{"attrs", "coords", "data_vars"}``, each variable with its
+    ``dims``, ``attrs`` and ``data`` (NaN as null, times as ISO text), like xarray's
+    ``to_dict``. TooLarge when it holds more than ``max_values`` values."""
+    import xarray as xr
+
+    with xr.open_dataset(path) as ds:
+        size = sum(int(v.size) for v in ds.variables.values())
+        if size > max_values:
+            raise TooLarge(
+                f"The result holds {size} values; JSON is offered up to {max_values}. "
+                "Download it as NetCDF (leave out format=json)."
+            )
+        ds.load()
+
+        def var(name: Any) -> dict[str, Any]:
+            v = ds[name]
+            return {
+                "dims": [str(d) for d in v.dims],
+                "attrs": _json_safe(dict(v.attrs)),
+                "data": _values(v.values),
+            }
+
+        return {
+            "attrs": _json_safe(dict(ds.attrs)),
+            "coords": {str(n): var(n) for n in ds.coords},
+            "data_vars": {str(n): var(n) for n in ds.data_vars},
+        }

@@ -1,9 +1,335 @@
-"""(to be written)"""
+"""Job routes: submit server-side operations, follow them, download results, cancel.
+
+Who may do what: submitting needs the ``compute`` scope on every input's collection
+(anonymous requests only when ``access.anonymous_compute`` is on and every input is
+public). A job is seen by the token that submitted it (an anonymous job by anyone with
+its id), and only while the caller may still read every input collection.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import re
+from typing import Annotated, Any, Literal
 
-__all__ = ["router"]
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-router = APIRouter()
+from insitu.access.deps import (
+    CurrentPrincipal,
+    CurrentServices,
+    Principal,
+    Services,
+    cache_headers,
+    not_modified,
+    readable_dataset,
+)
+from insitu.access.jobs import MAX_INPUTS, STATES, Job, JobManager, result_values
+from insitu.access.routes.catalog import search_catalog
+from insitu.catalog import DatasetRecord
+from insitu.errors import (
+    BackendUnavailable,
+    Conflict,
+    InvalidQuery,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+)
+
+__all__ = ["JobSubmission", "router"]
+
+router = APIRouter(tags=["jobs"])
+
+_EXAMPLE_ID = "CMIP6.CMIP.MIROC.MIROC6.historical.r1i1p1f1.Amon.ta.gn.v20190311"
+_IMMUTABLE = 365 * 86400  # a result key names one content for good
+_FACET = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+# Keys of a search that are not facets; ``q`` and ``collection`` have their own meaning.
+_NOT_FACETS = frozenset({"time", "bbox", "latest", "limit", "offset", "sort", "facets", "token"})
+
+# No control characters: ids and names never hold them, and some stores reject NUL.
+_Text = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f]+$")]
+
+
+class JobSubmission(BaseModel):
+    """A job: an operation on datasets named by id or found by a search."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"operation": "time_mean", "datasets": [_EXAMPLE_ID]},
+                {"operation": "field_mean", "search": {"source_id": "MIROC6", "table_id": "Amon"}},
+            ]
+        },
+    )
+
+    operation: str = Field(
+        min_length=1, max_length=64, description="An operation, e.g. field_mean or time_mean."
+    )
+    datasets: list[_Text] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_INPUTS,
+        description="Dataset ids to compute on (give this or search).",
+    )
+    search: dict[str, _Text | list[_Text]] | None = Field(
+        default=None,
+        description='Facet constraints, as in GET /search (e.g. {"source_id": "MIROC6", '
+        '"table_id": "Amon"}; a list means any of). "q" is free text and "collection" one '
+        "collection. Only datasets the caller may read are used.",
+    )
+    variable: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f]+$",
+        description="Variable to compute on (default: each dataset's own).",
+    )
+    params: dict[str, Any] | None = Field(
+        default=None, description='Parameters of the operation, e.g. {"period": "season"}.'
+    )
+    time: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Only this time range, START/END, e.g. 1980/2010 or 1990-01/.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JobSubmission:
+        if (self.datasets is None) == (self.search is None):
+            raise ValueError("give either 'datasets' (a list of ids) or 'search' (facets)")
+        return self
+
+
+def _manager(services: Services) -> JobManager:
+    if services.jobs is None:
+        raise BackendUnavailable(
+            "This data service runs no jobs. Compute locally with 'insitu compute', or ask "
+            "the operator to enable them."
+        )
+    return services.jobs
+
+
+def _links(request: Request, job: Job) -> dict[str, str]:
+    status = request.url_for("job_status", job_id=job.id).path
+    return {"self": status, "result": f"{status}/result", "cancel": status}
+
+
+def _body(request: Request, job: Job) -> dict[str, Any]:
+    return {**job.to_json(), "links": _links(request, job)}
+
+
+def _searched(
+    services: Services, principal: Principal, search: dict[str, str | list[str]], time: str | None
+) -> list[DatasetRecord]:
+    constraints: dict[str, list[str]] = {}
+    q = collection = None
+    for key, value in search.items():
+        if key in ("q", "collection"):
+            if not isinstance(value, str):
+                raise InvalidQuery(f"Search key {key!r} takes one text value, not a list.")
+            q, collection = (value, collection) if key == "q" else (q, value)
+        elif key in _NOT_FACETS or not _FACET.match(key):
+            raise InvalidQuery(
+                f"Search key {key!r} is not a facet. Use facet names such as source_id, "
+                "table_id or variable_id (and 'q' for free text); give the time range as the "
+                "job's 'time'."
+            )
+        else:
+            constraints[key] = [value] if isinstance(value, str) else value
+    found = search_catalog(
+        services, principal, constraints, q=q, time=time, collection=collection, limit=0
+    )
+    if found.total == 0:
+        raise NotFound(
+            f"No dataset you may read matches the search {search}. Try it with GET /search "
+            "to see what matches."
+        )
+    if found.total > MAX_INPUTS:
+        raise TooLarge(
+            f"The search matches {found.total} datasets; one job may combine at most "
+            f"{MAX_INPUTS}. Add constraints (e.g. table_id, variable_id, experiment_id)."
+        )
+    return [services.catalog.dataset(i) for i in found.all_ids]
+
+
+def _require_compute(services: Services, principal: Principal, collections: set[str]) -> None:
+    if principal.token is not None:
+        for name in sorted(collections):
+            principal.require(name, "compute")
+        return
+    if not services.settings.access.anonymous_compute:
+        raise Unauthorized(
+            "Submitting a job needs a token with the 'compute' scope, sent as "
+            "'Authorization: Bearer <token>'; this service runs no jobs for requests "
+            "without one. An operator creates tokens with 'insitu token create'."
+        )
+    private = sorted(collections - principal.public)
+    if private:
+        raise Unauthorized(
+            f"Collection(s) {', '.join(private)} are not public: jobs on them need a token "
+            "with the 'compute' scope, sent as 'Authorization: Bearer <token>'."
+        )
+
+
+def _visible(services: Services, principal: Principal, job_id: str) -> Job:
+    job = _manager(services).get(job_id)
+    for name in job.collections:
+        principal.require(name)  # 401/403 as soon as an input is no longer readable
+    mine = principal.token is not None and principal.token.id == job.token_id
+    if job.token_id is not None and not mine:
+        raise NotFound(
+            f"There is no job {job_id!r} for this token: a job is seen with the token that "
+            "submitted it."
+        )
+    return job
+
+
+_JOB_ID = Annotated[str, Path(min_length=1, max_length=64, description="The job's id.")]
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    summary="Submit a server-side operation",
+    description="Checks everything before it queues the job: the operation and its "
+    "parameters (GET the operation list from an error message or 'insitu compute list'), "
+    "the datasets (404 unknown, 401/403 not readable), the 'compute' scope on each "
+    "input's collection, and the number of inputs (413). Answers 202 with the job and its "
+    "status URL in Location; 503 when the queue is full.",
+    responses={
+        400: {"description": "Unknown operation, bad parameters, time or variable."},
+        401: {"description": "No token, and the job needs one."},
+        403: {"description": "The token lacks read or compute on an input's collection."},
+        404: {"description": "Unknown dataset, or a search that matches nothing."},
+        413: {"description": f"More than {MAX_INPUTS} inputs."},
+        503: {"description": "The job queue is full; try again later."},
+    },
+)
+def submit_job(
+    body: JobSubmission,
+    request: Request,
+    response: Response,
+    services: CurrentServices,
+    principal: CurrentPrincipal,
+) -> dict[str, Any]:
+    """Queue a job; poll its ``links.self`` until ``status`` is done, then get the result."""
+    jobs = _manager(services)
+    _, time = jobs.check(body.operation, body.params, body.time)
+    if body.datasets is not None:
+        records = [readable_dataset(services, principal, d) for d in dict.fromkeys(body.datasets)]
+    else:
+        assert body.search is not None
+        records = _searched(services, principal, body.search, time)
+    _require_compute(services, principal, {r.collection for r in records})
+    job = jobs.submit(
+        body.operation,
+        records,
+        variable=body.variable,
+        params=body.params,
+        time=time,
+        token_id=principal.token.id if principal.token else None,
+    )
+    response.headers["Location"] = _links(request, job)["self"]
+    return _body(request, job)
+
+
+@router.get("/jobs", summary="The caller's jobs, newest first")
+def list_jobs(
+    request: Request,
+    services: CurrentServices,
+    principal: CurrentPrincipal,
+    status: Annotated[
+        Literal["queued", "running", "done", "failed", "cancelled"] | None,
+        Query(description="Only jobs in this state."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Jobs submitted with this token whose inputs it may still read. Anonymous jobs are
+    not listed: keep their ids."""
+    assert status is None or status in STATES
+    if principal.token is None:
+        return {"jobs": []}
+    jobs = _manager(services).jobs(principal.token.id, status=status, limit=limit)
+    return {
+        "jobs": [_body(request, j) for j in jobs if all(principal.can(c) for c in j.collections)]
+    }
+
+
+@router.get(
+    "/jobs/{job_id}",
+    name="job_status",
+    summary="Status of a job",
+    description="status is queued, running, done, failed or cancelled; a failed job has "
+    "error.message, a done one its provenance and links.result.",
+)
+def job_status(
+    job_id: _JOB_ID, request: Request, services: CurrentServices, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """The job's status, timings, error or provenance."""
+    return _body(request, _visible(services, principal, job_id))
+
+
+@router.get(
+    "/jobs/{job_id}/result",
+    summary="Result of a done job",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"application/x-netcdf": {}, "application/json": {}}},
+        304: {"description": "The client holds this result (If-None-Match)."},
+        409: {"description": "The job is not done."},
+    },
+)
+def job_result(
+    job_id: _JOB_ID,
+    request: Request,
+    services: CurrentServices,
+    principal: CurrentPrincipal,
+    format: Annotated[
+        Literal["netcdf", "json"],
+        Query(description="netcdf (the file) or json (the values, for small results)."),
+    ] = "netcdf",
+) -> Response:
+    """The result as CF NetCDF; its ETag is the result key, which never changes content."""
+    job = _visible(services, principal, job_id)
+    if job.status != "done":
+        raise Conflict(
+            f"Job {job_id!r} is {job.status}; there is no result"
+            + (
+                f" yet. Poll GET {_links(request, job)['self']} until its status is 'done'."
+                if job.status in ("queued", "running")
+                else ". See its status for why, and submit it again."
+            )
+        )
+    path = _manager(services).result_path(job)
+    etag = f'"{job.result_key}"'
+    cached = not_modified(request, etag, max_age=_IMMUTABLE)
+    headers = cache_headers(etag, max_age=_IMMUTABLE)
+    headers["Cache-Control"] += ", immutable"
+    if cached is not None:
+        cached.headers["Cache-Control"] = headers["Cache-Control"]
+        return cached
+    if format == "json":
+        return JSONResponse(result_values(path), headers=headers)
+    return FileResponse(
+        path,
+        media_type="application/x-netcdf",
+        filename=f"{job.operation}-{job.id}.nc",
+        headers=headers,
+    )
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    summary="Cancel a job",
+    description="A queued job never starts; a running one is marked cancelled and its "
+    "result is not kept for it. 409 if the job has already ended.",
+)
+def cancel_job(
+    job_id: _JOB_ID, request: Request, services: CurrentServices, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """Cancel the job and return it."""
+    job = _visible(services, principal, job_id)
+    _require_compute(services, principal, set(job.collections))
+    return _body(request, _manager(services).cancel(job.id))
