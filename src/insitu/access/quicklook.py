@@ -1,0 +1,503 @@
+"""Quicklook PNGs: a map of one time step, a time series at a point or of the field mean.
+
+Rendering uses matplotlib's object-oriented API on the Agg canvas (``Figure()``, never
+pyplot), so requests render in parallel threads without sharing a current figure. A map
+reads exactly one record (one time step of one level) from the one file that holds it.
+A series reads the variable over the chosen time range, so its cost is bounded by
+``max_slice_bytes`` (413 above it, pointing at a shorter range or a job). Times of any
+CF calendar are placed on a numeric axis with calendar-aware ticks, so 360-day and
+no-leap models plot like the others.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from insitu.access.selection import (
+    TimeRange,
+    data_variables,
+    dataset_axes,
+    main_variable,
+    nearest_index,
+    parse_point,
+    parse_time,
+    parse_variables,
+    time_text,
+)
+from insitu.access.subset import human_bytes, open_for_time
+from insitu.catalog.models import time_key
+from insitu.compute.operations import OPERATIONS, Axes, NoParams, mask_default_fill
+from insitu.errors import InvalidQuery, TooLarge
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from insitu.catalog import Catalog, DatasetRecord, FileRecord
+
+__all__ = [
+    "STYLE",
+    "MapField",
+    "MapQuery",
+    "PngCache",
+    "SeriesQuery",
+    "parse_map_query",
+    "parse_series_query",
+    "read_map_field",
+    "render_map",
+    "render_series",
+    "time_ticks",
+]
+
+STYLE = 1  # part of every quicklook ETag: bump it when the pictures change
+_MAP_SIZE = (8.0, 4.8)
+_SERIES_SIZE = (8.0, 3.8)
+_DPI = 100
+
+
+class PngCache:
+    """Rendered PNGs by ETag, least recently used first out, bounded in count and bytes."""
+
+    def __init__(self, max_items: int = 256, max_bytes: int = 64 * 2**20) -> None:
+        self.max_items, self.max_bytes = max_items, max_bytes
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        """The PNG cached under ``key`` (now the most recently used), or None."""
+        with self._lock:
+            png = self._items.get(key)
+            if png is not None:
+                self._items.move_to_end(key)
+            return png
+
+    def put(self, key: str, png: bytes) -> None:
+        """Keep ``png`` under ``key``, evicting the least recently used beyond the bounds."""
+        if len(png) > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._bytes += len(png) - (len(old) if old else 0)
+            self._items[key] = png
+            while len(self._items) > self.max_items or self._bytes > self.max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True, slots=True)
+class MapQuery:
+    """A map of one variable at one time step and level."""
+
+    variable: str | None
+    time: TimeRange | None
+    level: float | None
+
+    def key(self) -> tuple[Any, ...]:
+        """Canonical form for the ETag."""
+        return (
+            "map",
+            self.variable,
+            (self.time.lo, self.time.hi) if self.time else None,
+            self.level,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesQuery:
+    """A time series at the grid point nearest (lat, lon), or of the field mean."""
+
+    variable: str | None
+    lat: float | None
+    lon: float | None
+    field_mean: bool
+    level: float | None
+    time: TimeRange | None
+
+    def key(self) -> tuple[Any, ...]:
+        """Canonical form for the ETag."""
+        t = (self.time.lo, self.time.hi) if self.time else None
+        return ("series", self.variable, self.lat, self.lon, self.field_mean, self.level, t)
+
+
+def _one_variable(value: str | None) -> str | None:
+    names = parse_variables(value)
+    if names is not None and len(names) != 1:
+        raise InvalidQuery(f"variable={value!r}: a quicklook shows one variable; give one name.")
+    return names[0] if names else None
+
+
+def parse_map_query(variable: str | None, time: str | None, level: str | None) -> MapQuery:
+    """Check the map parameters' form (400 naming the bad one)."""
+    return MapQuery(_one_variable(variable), parse_time(time), parse_point("level", level))
+
+
+def parse_series_query(
+    variable: str | None,
+    lat: str | None,
+    lon: str | None,
+    mean: str | None,
+    level: str | None,
+    time: str | None,
+) -> SeriesQuery:
+    """Check the series parameters' form: a point (lat and lon) or mean=field, not both."""
+    if mean is not None and mean.strip().lower() != "field":
+        raise InvalidQuery(f"mean={mean!r}: the one mean offered is mean=field.")
+    y, x = parse_point("lat", lat), parse_point("lon", lon)
+    if mean is not None and (y is not None or x is not None):
+        raise InvalidQuery("Give either lat=Y&lon=X (a grid point) or mean=field, not both.")
+    if mean is None and (y is None or x is None):
+        raise InvalidQuery(
+            "A series needs a place: lat=Y&lon=X (the nearest grid point) or mean=field "
+            "(the area-weighted mean over the grid)."
+        )
+    return SeriesQuery(
+        _one_variable(variable),
+        y,
+        x,
+        mean is not None,
+        parse_point("level", level),
+        parse_time(time),
+    )
+
+
+def _variable(ds: xr.Dataset, record: DatasetRecord, name: str | None) -> str:
+    if name is None:
+        return main_variable(ds, record)
+    if name not in ds.data_vars:
+        raise InvalidQuery(
+            f"variable={name!r} is not in dataset {record.dataset_id!r}; it has "
+            f"{', '.join(data_variables(ds))}."
+        )
+    return name
+
+
+def _level_index(ds: xr.Dataset, ax: Axes, level: float | None) -> dict[str, int]:
+    if ax.vertical is None:
+        if level is not None:
+            raise InvalidQuery(f"level={level:g}: this variable has no vertical dimension.")
+        return {}
+    if level is None:
+        return {ax.vertical: 0}
+    return {ax.vertical: nearest_index(ds, ax.vertical, level, label="level")}
+
+
+def _level_text(ds: xr.Dataset, ax: Axes, index: dict[str, int]) -> str:
+    if ax.vertical is None:
+        return ""
+    coord = ds[ax.vertical]
+    value = (
+        float(coord.values[index[ax.vertical]]) if ax.vertical in ds.coords else index[ax.vertical]
+    )
+    units = str(coord.attrs.get("units", ""))
+    if units == "Pa":
+        return f"{value / 100:g} hPa"
+    return f"{ax.vertical} {value:g} {units}".rstrip()
+
+
+def _labels(da: xr.DataArray) -> tuple[str, str]:
+    name = str(da.attrs.get("long_name") or da.attrs.get("standard_name") or da.name)
+    units = da.attrs.get("units")
+    return name, f"{name} [{units}]" if units else name
+
+
+def _key(t: Any) -> int:
+    if isinstance(t, np.datetime64):
+        t = t.astype("datetime64[s]").item()
+    return time_key(t.year, t.month, t.day, t.hour, t.minute, t.second)
+
+
+def _record_file(
+    files: Sequence[FileRecord], variable: str, when: Any
+) -> tuple[FileRecord, int] | None:
+    """The file holding the time step ``when`` of ``variable``, and its position there."""
+    import cftime
+
+    key = _key(when)
+    for f in sorted(files, key=lambda f: (f.tkey_start or 0, f.path)):
+        if f.tkey_start is None or not f.time_values or not f.time_units:
+            continue
+        if not f.tkey_start <= key <= (f.tkey_end or f.tkey_start):
+            continue
+        if variable not in {v.name for v in f.variables}:
+            continue
+        values = np.frombuffer(f.time_values, dtype="float64")
+        dates = cftime.num2date(values, f.time_units, calendar=f.calendar or "standard")
+        keys = [_key(d) for d in np.atleast_1d(dates)]
+        if key in keys:
+            return f, keys.index(key)
+    return None
+
+
+@dataclass(frozen=True)
+class MapField:
+    """The 2-D field of a map (lat, lon), the lazy dataset it came from, and its labels."""
+
+    field: xr.DataArray
+    ds: xr.Dataset
+    axes: Axes
+    time: str
+    level: str
+
+
+def read_map_field(
+    catalog: Catalog, record: DatasetRecord, files: Sequence[FileRecord], query: MapQuery
+) -> MapField:
+    """The field a map shows, read from the one file that holds that record."""
+    import xarray as xr
+
+    ds = open_for_time(catalog, record, query.time)
+    var = _variable(ds, record, query.variable)
+    ax = dataset_axes(ds, [var])
+    if ax.lat is None or ax.lon is None or ax.lat not in ds.coords or ax.lon not in ds.coords:
+        raise InvalidQuery(
+            f"variable={var!r} has no latitude and longitude dimensions (it has "
+            f"{', '.join(map(str, ds[var].dims))}); a map needs both. Try series.png?mean=field "
+            "or a subset."
+        )
+    index: dict[str, int] = _level_index(ds, ax, query.level)
+    for dim in ds[var].dims:
+        if dim not in (ax.lat, ax.lon, ax.vertical, ax.time):
+            index[str(dim)] = 0  # other dimensions (e.g. a realization): the first
+    when = ""
+    lazy = ds[var]
+    if ax.time is not None:
+        index[ax.time] = 0
+        when = time_text(ds[ax.time].values[:1])[0]
+    values: np.ndarray[Any, Any] | None = None
+    if ax.time is not None:
+        found = _record_file(files, var, ds[ax.time].values[0])
+        if found is not None:
+            f, position = found
+            path = os.path.join(catalog.collection(record.collection).root, f.path)
+            with xr.open_dataset(path, decode_times=False, cache=False) as one:
+                values = np.asarray(one[var].isel({**index, ax.time: position}).values)
+    field = lazy.isel(index)
+    if values is None:  # no time axis, or the index disagrees with the file: read lazily
+        values = np.asarray(field.load(scheduler="synchronous").values)
+    field = field.copy(data=values.reshape(field.shape))
+    field = mask_default_fill(field.to_dataset(name=var), var)[var].transpose(ax.lat, ax.lon)
+    return MapField(field, ds, ax, when, _level_text(ds, ax, index))
+
+
+def _edges(ds: xr.Dataset, dim: str) -> np.ndarray[Any, Any]:
+    """Cell edges from the CF bounds, else half-way between centres."""
+    centres = np.asarray(ds[dim].values, dtype="float64")
+    bounds = ds[dim].attrs.get("bounds")
+    if isinstance(bounds, str) and bounds in ds.variables and ds[bounds].ndim == 2:
+        b = np.asarray(ds[bounds].values, dtype="float64")
+        if b.shape == (centres.size, 2) and np.all(np.isfinite(b)):
+            return np.append(b[:, 0], b[-1, 1])
+    if centres.size == 1:
+        return np.array([centres[0] - 0.5, centres[0] + 0.5])
+    mid = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
+
+
+def _figure(size: tuple[float, float]) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _title(fig: Any, record: DatasetRecord, line: str) -> None:
+    # A figure title: constrained layout makes room for it whatever the axes' aspect.
+    fig.suptitle(f"{record.dataset_id}\n{line}", fontsize=9)
+
+
+def render_map(
+    catalog: Catalog, record: DatasetRecord, files: Sequence[FileRecord], query: MapQuery
+) -> bytes:
+    """A PNG map of one time step and level of one variable (``pcolormesh`` on lon/lat)."""
+    got = read_map_field(catalog, record, files, query)
+    field, ds, ax = got.field, got.ds, got.axes
+    assert ax.lat is not None and ax.lon is not None
+    values = np.ma.masked_invalid(np.asarray(field.values, dtype="float64"))
+    lon_e, lat_e = _edges(ds, ax.lon), _edges(ds, ax.lat)
+    name, label = _labels(field)
+    span_lon, span_lat = float(np.ptp(lon_e)), float(np.ptp(lat_e))
+    equal = span_lat > 0 and 0.25 <= span_lon / span_lat <= 4
+    fig = _figure(_map_size(span_lon, span_lat) if equal else _MAP_SIZE)
+    plot = fig.add_subplot()
+    parts = [f"{name} ({field.name})", got.time, got.level]
+    _title(fig, record, "  ·  ".join(p for p in parts if p))
+    if values.count() == 0:
+        plot.text(
+            0.5,
+            0.5,
+            "no valid values at this step",
+            ha="center",
+            va="center",
+            transform=plot.transAxes,
+        )
+    else:
+        mesh = plot.pcolormesh(lon_e, lat_e, values, cmap="viridis", shading="flat")
+        # An inset axes keeps the colour bar as tall as the map, whatever its aspect.
+        bar = fig.colorbar(mesh, cax=plot.inset_axes((1.03, 0.0, 0.035, 1.0)))
+        bar.set_label(label)
+        bar.ax.yaxis.get_major_formatter().set_useOffset(False)
+        if values.size <= 64:  # a tiny grid (e.g. a sample): print the values in the cells
+            lon_c = np.asarray(ds[ax.lon].values, dtype="float64")
+            lat_c = np.asarray(ds[ax.lat].values, dtype="float64")
+            norm = mesh.norm
+            for i, y in enumerate(lat_c):
+                for j, x in enumerate(lon_c):
+                    v = values[i, j]
+                    if v is np.ma.masked:
+                        continue
+                    dark = float(norm(v)) < 0.6
+                    plot.text(
+                        x,
+                        y,
+                        f"{v:.5g}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if dark else "black",
+                    )
+    plot.set_xlim(lon_e.min(), lon_e.max())
+    plot.set_ylim(lat_e.min(), lat_e.max())
+    plot.set_xlabel("longitude [degrees east]")
+    plot.set_ylabel("latitude [degrees north]")
+    if equal:
+        plot.set_aspect("equal")  # plate carrée: a degree is a degree both ways
+    return _png(fig)
+
+
+def _map_size(span_lon: float, span_lat: float) -> tuple[float, float]:
+    """A figure that fits a plate carrée plot of this extent without wide empty margins."""
+    scale = min(6.0 / span_lon, 4.4 / span_lat)  # inches per degree
+    return max(6.6, span_lon * scale + 2.2), max(3.2, span_lat * scale + 1.1)
+
+
+def _nice(span: float, steps: Sequence[int]) -> int:
+    return next((s for s in steps if span / s <= 7), steps[-1])
+
+
+def time_ticks(values: Any) -> tuple[np.ndarray[Any, Any], list[float], list[str]]:
+    """Numeric positions of decoded times (any CF calendar) and calendar-aware ticks."""
+    import cftime
+
+    arr = np.asarray(values)
+    if arr.dtype.kind == "M":
+        dates = list(arr.astype("datetime64[us]").astype(object))
+        calendar = "proleptic_gregorian"
+    else:
+        dates = list(arr)
+        calendar = getattr(dates[0], "calendar", "") or "standard"
+    first, last = dates[0], dates[-1]
+    units = f"days since {first.year:04d}-01-01"
+    x = np.asarray(cftime.date2num(dates, units, calendar=calendar), dtype="float64")
+
+    def day(y: int, m: int = 1, d: int = 1) -> Any:
+        return cftime.datetime(y, m, d, calendar=calendar)
+
+    years = last.year - first.year
+    months = years * 12 + last.month - first.month
+    if years >= 4:
+        step = _nice(years, (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000))
+        start = math.ceil(first.year / step) * step
+        ticks = [day(y) for y in range(start, last.year + 1, step)]
+        fmt = "%Y"
+    elif months >= 3:
+        step = _nice(months, (1, 2, 3, 6, 12))
+        ticks = []
+        y, m = first.year, first.month
+        while (y, m) <= (last.year, last.month):
+            if (m - 1) % step == 0:
+                ticks.append(day(y, m))
+            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+        fmt = "%Y-%m"
+    else:
+        span = max(1, int(x[-1] - x[0]))
+        step = _nice(span, (1, 2, 5, 7, 10, 15, 30))
+        base = math.floor(x[0])
+        ticks = list(cftime.num2date(np.arange(base, x[-1] + 1, step), units, calendar=calendar))
+        fmt = "%Y-%m-%d"
+    pos = [float(p) for p in np.atleast_1d(cftime.date2num(ticks, units, calendar=calendar))]
+    inside = [(p, t.strftime(fmt)) for p, t in zip(pos, ticks, strict=True) if x[0] <= p <= x[-1]]
+    return x, [p for p, _ in inside], [s for _, s in inside]
+
+
+def render_series(
+    catalog: Catalog,
+    record: DatasetRecord,
+    query: SeriesQuery,
+    *,
+    max_bytes: int,
+) -> bytes:
+    """A PNG time series at the nearest grid point, or of the area-weighted field mean."""
+    ds = open_for_time(catalog, record, query.time)
+    var = _variable(ds, record, query.variable)
+    ax = dataset_axes(ds, [var])
+    if ax.time is None:
+        raise InvalidQuery(
+            f"variable={var!r} has no time dimension (it has "
+            f"{', '.join(map(str, ds[var].dims))}); there is no series to draw. Try map.png."
+        )
+    if ax.lat is None or ax.lon is None:
+        raise InvalidQuery(
+            f"variable={var!r} has no latitude and longitude dimensions; a series needs a "
+            "grid point or a field mean over them."
+        )
+    # Files are read whole (one chunk per file), so the cost is the variable over the range.
+    cost = int(ds[var].size * ds[var].dtype.itemsize)
+    if cost > max_bytes:
+        steps = ds.sizes[ax.time]
+        fit = max(1, int(steps * max_bytes / cost))
+        raise TooLarge(
+            f"This series would read about {human_bytes(cost)} of {var!r} ({steps} time "
+            f"steps of the whole grid), more than this service's limit of "
+            f"{human_bytes(max_bytes)}. Give a shorter time=START/END (about {fit} steps "
+            "fit), or compute it on the server with a job: POST /api/v1/jobs with operation "
+            "'field_mean'."
+        )
+    index = _level_index(ds, ax, query.level)
+    level = _level_text(ds, ax, index)
+    sub = ds.isel(index)
+    if query.field_mean:
+        series = OPERATIONS["field_mean"](sub, var, NoParams())[var]
+        where = "area-weighted field mean"
+    else:
+        assert query.lat is not None and query.lon is not None
+        i = nearest_index(ds, ax.lat, query.lat, label="lat")
+        j = nearest_index(ds, ax.lon, query.lon, circular=True, label="lon")
+        series = mask_default_fill(sub, var)[var].isel({ax.lat: i, ax.lon: j})
+        y, x = float(ds[ax.lat].values[i]), float(ds[ax.lon].values[j])
+        where = f"at {y:.2f}°N {x:.2f}°E (grid point nearest {query.lat:g}°N {query.lon:g}°E)"
+    series = series.load(scheduler="synchronous")
+    name, label = _labels(ds[var])
+    x_num, ticks, tick_labels = time_ticks(series[ax.time].values)
+    fig = _figure(_SERIES_SIZE)
+    plot = fig.add_subplot()
+    values = np.asarray(series.values, dtype="float64").ravel()
+    plot.plot(x_num, values, color="C0", lw=1.4 if values.size < 500 else 0.7)
+    if values.size <= 60:
+        plot.plot(x_num, values, "o", color="C0", ms=3)
+    plot.set_xticks(ticks, tick_labels)
+    plot.margins(x=0.01)
+    plot.grid(True, alpha=0.3)
+    plot.set_ylabel(label)
+    plot.set_xlabel(f"time ({ds[ax.time].encoding.get('calendar', 'standard')} calendar)")
+    _title(fig, record, "  ·  ".join(p for p in (f"{name} ({var}) {where}", level) if p))
+    return _png(fig)

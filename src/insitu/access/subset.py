@@ -1,0 +1,511 @@
+"""Subsets of a dataset as NetCDF, CSV or JSON, planned before anything is read.
+
+:func:`parse_subset_query` turns the query parameters into a :class:`SubsetQuery` (400 for
+a malformed value). :func:`plan_subset` opens the dataset lazily (only files that overlap
+the time range), applies the selection to the in-memory coordinates, and computes the
+answer's size from shapes and dtypes: a selection that is empty is a 400 naming the
+coverage, one that is too big a 413 saying how to narrow it. Only then does
+:func:`write_subset` read the data and build the whole answer (a temporary NetCDF file or
+bytes), so the HTTP layer can send it knowing it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from insitu.access.selection import (
+    Range,
+    TimeRange,
+    bounds_names,
+    data_variables,
+    dataset_axes,
+    parse_isel,
+    parse_range,
+    parse_time,
+    parse_variables,
+    select_coordinate,
+    time_text,
+)
+from insitu.catalog.models import time_key
+from insitu.compute.operations import mask_default_fill
+from insitu.errors import InvalidQuery, TooLarge
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from insitu.catalog import Catalog, DatasetRecord, FileRecord
+
+__all__ = [
+    "FORMATS",
+    "SubsetAnswer",
+    "SubsetPlan",
+    "SubsetQuery",
+    "file_identities",
+    "human_bytes",
+    "open_for_time",
+    "parse_subset_query",
+    "plan_subset",
+    "write_subset",
+]
+
+# format -> (file suffix, media type)
+FORMATS = {
+    "netcdf": (".nc", "application/x-netcdf"),
+    "csv": (".csv", "text/csv; charset=utf-8"),
+    "json": (".json", "application/json"),
+}
+_KEEP_ENCODING = ("dtype", "_FillValue", "missing_value", "scale_factor", "add_offset")
+_TIME_ENCODING = ("units", "calendar")
+_SERVER_ATTRS = re.compile(r"^(_ChunkSizes|DODS|_NCProperties)")  # storage details of a source
+_FILENAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class SubsetQuery:
+    """What a subset request asks for, parsed and normalised."""
+
+    variables: tuple[str, ...] | None
+    time: TimeRange | None
+    ranges: tuple[Range, ...]
+    isel: tuple[tuple[str, slice], ...]
+    format: str
+
+    def key(self) -> tuple[Any, ...]:
+        """A canonical form: equal for requests that select the same thing."""
+        return (
+            self.variables,
+            (self.time.lo, self.time.hi) if self.time else None,
+            tuple((r.name, r.lo, r.hi, r.point) for r in self.ranges),
+            tuple((d, s.start, s.stop, s.step) for d, s in self.isel),
+            self.format,
+        )
+
+    def text(self) -> str:
+        """The selection as query parameters (for provenance)."""
+        parts = [f"variables={','.join(self.variables)}"] if self.variables else []
+        if self.time:
+            parts.append(self.time.text())
+        parts += [r.text() for r in self.ranges]
+        if self.isel:
+            items = [
+                f"{d}:{'' if s.start is None else s.start}:{'' if s.stop is None else s.stop}"
+                + (f":{s.step}" if s.step else "")
+                for d, s in self.isel
+            ]
+            parts.append("isel=" + ",".join(items))
+        return "&".join(parts) or "everything"
+
+
+def parse_subset_query(
+    *,
+    variables: str | None = None,
+    time: str | None = None,
+    lat: str | None = None,
+    lon: str | None = None,
+    level: str | None = None,
+    isel: str | None = None,
+    format: str = "netcdf",
+) -> SubsetQuery:
+    """Check every parameter's form; :class:`InvalidQuery` names the bad one."""
+    fmt = (format or "netcdf").strip().lower()
+    if fmt not in FORMATS:
+        raise InvalidQuery(f"format={format!r} is not one of {', '.join(FORMATS)}.")
+    ranges = tuple(
+        r
+        for r in (parse_range("lat", lat), parse_range("lon", lon), parse_range("level", level))
+        if r is not None
+    )
+    return SubsetQuery(
+        variables=parse_variables(variables),
+        time=parse_time(time),
+        ranges=ranges,
+        isel=tuple(parse_isel(isel).items()),
+        format=fmt,
+    )
+
+
+def file_identities(files: list[FileRecord]) -> tuple[tuple[str, int, int], ...]:
+    """What identifies the content of a dataset's files (for ETags)."""
+    return tuple((f.path, f.size, f.mtime_ns) for f in files)
+
+
+def human_bytes(n: float) -> str:
+    """``12.3 MiB``."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def open_for_time(catalog: Catalog, record: DatasetRecord, time: TimeRange | None) -> xr.Dataset:
+    """The dataset opened lazily over the files that overlap ``time`` (all without it).
+
+    The range is first compared with the dataset's coverage (400 if they do not meet) and
+    clipped to it, so the dates handed to xarray are ones its calendar can index.
+    """
+    if time is None:
+        return catalog.open_dataset(record.dataset_id)
+    if record.tkey_start is None or record.tkey_end is None:
+        raise InvalidQuery(
+            f"{time.text()}: dataset {record.dataset_id!r} has no time axis; drop time=."
+        )
+    if time.lo > record.tkey_end or time.hi < record.tkey_start:
+        raise InvalidQuery(
+            f"{time.text()} selects nothing: dataset {record.dataset_id!r} covers "
+            f"{record.time_start} to {record.time_end}."
+        )
+    start = time.start if time.lo > record.tkey_start else None
+    end = time.end if time.hi < record.tkey_end else None
+    if start is not None:
+        _check_date(start, record)
+    if end is not None:
+        _check_date(end, record)
+    ds = catalog.open_dataset(record.dataset_id, time=slice(start, end))
+    tdim = next((d for d in ds.dims if str(d) in _time_dims(ds)), None)
+    if tdim is None or ds.sizes[tdim] == 0:
+        raise InvalidQuery(
+            f"{time.text()} selects no time step: dataset {record.dataset_id!r} covers "
+            f"{record.time_start} to {record.time_end} with gaps between its steps."
+        )
+    return ds
+
+
+def _time_dims(ds: xr.Dataset) -> set[str]:
+    return {str(d) for d in ds.dims if d in ds.coords and ds[d].dtype.kind in "MO"}
+
+
+def _check_date(text: str, record: DatasetRecord) -> None:
+    """A day that the dataset's calendar lacks (Feb 30 in 'standard') is a 400, not a crash."""
+    import cftime
+
+    parts = [int(p) for p in re.split(r"[-T:]", text.lstrip("-"))]
+    if len(parts) < 3:
+        return
+    year = -parts[0] if text.startswith("-") else parts[0]
+    try:
+        cftime.datetime(year, parts[1], parts[2], calendar=record.calendar or "standard")
+    except ValueError:
+        raise InvalidQuery(
+            f"Time {text!r} is not a date of the {record.calendar or 'standard'!r} calendar "
+            f"of dataset {record.dataset_id!r}."
+        ) from None
+
+
+@dataclass
+class SubsetPlan:
+    """A checked selection: the lazy dataset to write and what it will cost."""
+
+    record: DatasetRecord
+    query: SubsetQuery
+    ds: xr.Dataset
+    variables: list[str]
+    files: list[FileRecord] = field(default_factory=list)
+    nbytes: int = 0
+
+
+def plan_subset(
+    catalog: Catalog,
+    record: DatasetRecord,
+    files: list[FileRecord],
+    query: SubsetQuery,
+    *,
+    max_bytes: int,
+) -> SubsetPlan:
+    """Open, select and size a subset without reading data: 400 or 413 before any byte."""
+    ds = open_for_time(catalog, record, query.time)
+    known = data_variables(ds)
+    names = list(query.variables or known)
+    missing = [v for v in names if v not in ds.data_vars]
+    if missing:
+        raise InvalidQuery(
+            f"variables={','.join(names)}: {', '.join(map(repr, missing))} not in dataset "
+            f"{record.dataset_id!r}; it has {', '.join(known)}."
+        )
+    ax = dataset_axes(ds, names)
+    dims = list(dict.fromkeys(str(d) for n in names for d in ds[n].dims))
+    keep = names + sorted(
+        b for b in bounds_names(ds) if set(map(str, ds[b].dims)) <= set(dims) | {"bnds", "nv"}
+    )
+    out = ds[list(dict.fromkeys(keep))]
+    if query.time is not None and (ax.time is None or ax.time not in dims):
+        raise InvalidQuery(
+            f"{query.time.text()}: variables {names} have no time dimension (they have "
+            f"{dims}); drop time=."
+        )
+    selected: set[str] = set()
+    for rng in query.ranges:
+        dim = {"lat": ax.lat, "lon": ax.lon, "level": ax.vertical}[rng.name]
+        if dim is None:
+            raise InvalidQuery(
+                f"{rng.text()}: variables {names} have no {rng.name} dimension (they have "
+                f"{dims}); use isel=DIM:START:STOP to select by index."
+            )
+        out = select_coordinate(out, dim, rng, circular=rng.name == "lon")
+        selected.add(dim)
+    for dim, sl in query.isel:
+        if dim not in dims:
+            raise InvalidQuery(
+                f"isel names dimension {dim!r}, which variables {names} do not have; "
+                f"they have {', '.join(dims)}."
+            )
+        if dim in selected or (dim == ax.time and query.time is not None):
+            raise InvalidQuery(
+                f"Dimension {dim!r} is selected both by coordinate and by isel; use one."
+            )
+        n = out.sizes[dim]
+        if not range(n)[sl]:
+            raise InvalidQuery(
+                f"isel={dim}:{sl.start}:{sl.stop} selects nothing: {dim!r} has {n} "
+                f"positions here (0 to {n - 1})."
+            )
+        out = out.isel({dim: sl})
+    plan = SubsetPlan(record, query, out, names)
+    plan.nbytes = _answer_bytes(out, names, query.format)
+    if plan.nbytes > max_bytes:
+        raise TooLarge(_too_large(plan, max_bytes))
+    plan.files = _files_used(out, ax.time, files)
+    return plan
+
+
+def _width(da: xr.DataArray) -> int:
+    """Characters one value takes as text (CSV/JSON), a generous estimate from its dtype."""
+    kind, size = da.dtype.kind, da.dtype.itemsize
+    if kind in "MO":
+        return 22
+    if kind == "f":
+        return 14 if size <= 4 else 22
+    if kind in "iub":
+        return 3 * size + 1
+    return 16
+
+
+def _answer_bytes(ds: xr.Dataset, names: list[str], fmt: str) -> int:
+    if fmt == "netcdf":
+        return sum(v.size * v.dtype.itemsize for v in ds.variables.values())
+    dims = list(dict.fromkeys(str(d) for n in names for d in ds[n].dims))
+    if fmt == "csv":
+        # One row per point: every coordinate (or index) and every variable, with separators.
+        rows = math.prod(ds.sizes[d] for d in dims)
+        row = sum(_width(ds[d]) + 1 if d in ds.coords else 8 for d in dims)
+        return rows * (row + sum(_width(ds[n]) + 1 for n in names))
+    # JSON: every value of the variables and their coordinates once, plus separators.
+    coords = [ds[d] for d in dims if d in ds.coords]
+    return sum(v.size * (_width(v) + 1) for v in [*coords, *(ds[n] for n in names)])
+
+
+def _too_large(plan: SubsetPlan, limit: int) -> str:
+    ds, fmt, size = plan.ds, plan.query.format, plan.nbytes
+    dims = sorted({str(d) for n in plan.variables for d in ds[n].dims}, key=lambda d: -ds.sizes[d])
+    big = dims[0] if dims else None
+    advice = "ask for fewer variables"
+    if big is not None:
+        n = ds.sizes[big]
+        fit = int(n * limit / size)
+        param = {"time": "time=START/END"}.get(big, f"isel={big}:0:{max(fit, 1)}")
+        axes = dataset_axes(ds, plan.variables)
+        if big == axes.time:
+            param = f"a shorter time=START/END or isel={big}:0:{max(fit, 1)}"
+        elif big == axes.lat:
+            param = "lat=LO/HI"
+        elif big == axes.lon:
+            param = "lon=LO/HI"
+        elif big == axes.vertical:
+            param = "level=VALUE or level=LO/HI"
+        if fit >= 1:
+            advice = (
+                f"{big!r} is the largest dimension ({n} positions) and about {fit} of them "
+                f"fit: use {param}; or ask for fewer variables"
+            )
+        else:
+            others = ", ".join(repr(d) for d in dims[1:]) or "the variables"
+            advice = f"even one position of {big!r} is too big: cut {big!r} and also {others}"
+    alt = ""
+    if fmt != "netcdf":
+        raw = _answer_bytes(ds, plan.variables, "netcdf")
+        if raw <= limit:
+            alt = f"; or use format=netcdf (about {human_bytes(raw)} for the same selection)"
+    return (
+        f"The subset of {plan.record.dataset_id!r} would be about {human_bytes(size)} as "
+        f"{fmt}, more than this service's limit of {human_bytes(limit)} per request. "
+        f"Narrow it: {advice}{alt}. For results reduced on the server (means, "
+        "climatologies, anomalies), submit a job with POST /api/v1/jobs."
+    )
+
+
+def _files_used(ds: xr.Dataset, tdim: str | None, files: list[FileRecord]) -> list[FileRecord]:
+    """Files whose time range meets the answer's (all files without a time axis)."""
+    if tdim is None or tdim not in ds.dims or ds.sizes[tdim] == 0:
+        return list(files)
+    values = ds[tdim].values
+    first, last = values[0], values[-1]
+    lo, hi = (_key(first), _key(last)) if _key(first) <= _key(last) else (_key(last), _key(first))
+    return [
+        f
+        for f in files
+        if f.tkey_start is None or (f.tkey_start <= hi and (f.tkey_end or f.tkey_start) >= lo)
+    ]
+
+
+def _key(t: Any) -> int:
+    if isinstance(t, np.datetime64):
+        t = t.astype("datetime64[s]").item()
+    return time_key(t.year, t.month, t.day, t.hour, t.minute, t.second)
+
+
+@dataclass(frozen=True, slots=True)
+class SubsetAnswer:
+    """A complete answer: bytes in memory, or a temporary file the caller removes."""
+
+    media_type: str
+    filename: str
+    content: bytes | None = None
+    path: str | None = None
+
+
+def write_subset(plan: SubsetPlan, *, directory: str | None = None) -> SubsetAnswer:
+    """Read the selection and build the whole answer (errors surface here, before sending)."""
+    suffix, media = FORMATS[plan.query.format]
+    ds = plan.ds.load(scheduler="synchronous")  # one request, one thread: no shared pool
+    name = _FILENAME_OK.sub("_", plan.record.dataset_id) + ".subset" + suffix
+    if plan.query.format == "netcdf":
+        fd, path = tempfile.mkstemp(suffix=suffix, prefix="insitu-subset-", dir=directory)
+        os.close(fd)
+        try:
+            _to_netcdf(ds, plan, path)
+        except BaseException:
+            os.unlink(path)
+            raise
+        return SubsetAnswer(media, name, path=path)
+    text = _text_dataset(ds, plan.variables)
+    if plan.query.format == "csv":
+        return SubsetAnswer(media, name, content=_to_csv(text, plan.variables))
+    return SubsetAnswer(media, name, content=_to_json(text, plan))
+
+
+def _clean_attrs(attrs: dict[Any, Any]) -> dict[str, Any]:
+    return {str(k): v for k, v in attrs.items() if not _SERVER_ATTRS.match(str(k))}
+
+
+def _history(plan: SubsetPlan) -> str:
+    names = [os.path.basename(f.path) for f in plan.files]
+    if len(names) > 10:
+        listed = f"{names[0]} to {names[-1]} ({len(names)} files)"
+    else:
+        listed = ", ".join(names) or "no files"
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"{stamp}: insitu subset of dataset {plan.record.dataset_id} "
+        f"(collection {plan.record.collection}; files {listed}): {plan.query.text()}"
+    )
+
+
+def _to_netcdf(ds: xr.Dataset, plan: SubsetPlan, path: str) -> None:
+    out = ds.copy()
+    out.attrs = _clean_attrs(ds.attrs)
+    previous = out.attrs.get("history")
+    out.attrs["history"] = _history(plan) + (f"\n{previous}" if previous else "")
+    encoding: dict[str, dict[str, Any]] = {}
+    tdims = [d for d in out.dims if d in _time_dims(out)]
+    for name, var in out.variables.items():
+        var.attrs = _clean_attrs(var.attrs)
+        enc = {k: var.encoding[k] for k in _KEEP_ENCODING if k in var.encoding}
+        if var.dtype.kind in "MO" or "calendar" in var.encoding:
+            enc.update({k: var.encoding[k] for k in _TIME_ENCODING if k in var.encoding})
+        # Keep the source's choice: no fill value where it declared none (CF coordinates
+        # must not have one), rather than xarray's default NaN.
+        enc.setdefault("_FillValue", None)
+        if name in plan.variables and var.ndim and var.dtype.kind in "fiu":
+            enc.update(zlib=True, complevel=4, shuffle=True, chunksizes=_chunks(var, tdims))
+        var.encoding = {}
+        encoding[str(name)] = enc
+    out.to_netcdf(path, engine="netcdf4", format="NETCDF4", encoding=encoding, unlimited_dims=tdims)
+
+
+def _chunks(var: xr.Variable, tdims: list[Any]) -> tuple[int, ...]:
+    """Whole fields per chunk, about 1 MiB of time steps: netCDF's default for an unlimited
+    dimension is one step per chunk, which compresses small fields poorly."""
+    step = max(1, var.dtype.itemsize * math.prod(n for d, n in var.sizes.items() if d not in tdims))
+    per = max(1, 2**20 // step)
+    return tuple(min(n, per) if d in tdims else max(n, 1) for d, n in var.sizes.items())
+
+
+def _text_dataset(ds: xr.Dataset, names: list[str]) -> xr.Dataset:
+    """The variables as CSV and JSON show them: netCDF's default fill value is missing."""
+    out = ds[names]
+    for name in names:
+        out = mask_default_fill(out, name)
+    return out
+
+
+def _column(da: xr.DataArray) -> np.ndarray[Any, Any]:
+    values = np.asarray(da.values)
+    if values.dtype.kind in "MO":
+        return np.asarray(time_text(values.ravel()), dtype=object).reshape(values.shape)
+    return values
+
+
+def _to_csv(ds: xr.Dataset, names: list[str]) -> bytes:
+    import pandas as pd
+    import xarray as xr
+
+    dims = list(dict.fromkeys(str(d) for n in names for d in ds[n].dims))
+    shape = [ds.sizes[d] for d in dims]
+    columns: dict[str, np.ndarray[Any, Any]] = {}
+    for axis, dim in enumerate(dims):
+        coord = _column(ds[dim]) if dim in ds.coords else np.arange(shape[axis])
+        inner = math.prod(shape[axis + 1 :])
+        columns[dim] = np.tile(np.repeat(coord, inner), math.prod(shape[:axis]))
+    for da in xr.broadcast(*(ds[n] for n in names)):
+        columns[str(da.name)] = _column(da.transpose(*dims)).ravel()
+    return pd.DataFrame(columns).to_csv(index=False, na_rep="", lineterminator="\n").encode()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _data(da: xr.DataArray) -> Any:
+    values = _column(da)
+    if values.dtype.kind == "f":
+        out = values.astype(object)
+        out[~np.isfinite(values)] = None
+        return out.tolist()
+    return values.tolist()
+
+
+def _to_json(ds: xr.Dataset, plan: SubsetPlan) -> bytes:
+    def entry(da: xr.DataArray) -> dict[str, Any]:
+        attrs = {k: _jsonable(v) for k, v in _clean_attrs(da.attrs).items()}
+        return {"dims": [str(d) for d in da.dims], "attrs": attrs, "data": _data(da)}
+
+    body = {
+        "dataset_id": plan.record.dataset_id,
+        "selection": plan.query.text(),
+        "dims": {str(d): int(n) for d, n in ds.sizes.items()},
+        "coords": {str(c): entry(ds[c]) for c in ds.coords},
+        "data_vars": {n: entry(ds[n]) for n in plan.variables},
+        "attrs": {k: _jsonable(v) for k, v in _clean_attrs(ds.attrs).items()},
+    }
+    return json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
