@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from html import unescape
+from itertools import pairwise
 from urllib.parse import parse_qsl, urlsplit
 
 from fastapi.testclient import TestClient
@@ -183,3 +184,19 @@ def test_a_revoked_cookie_gives_a_401_page_with_a_way_out(
 def test_api_errors_stay_json(client: TestClient) -> None:
     r = client.get("/api/v1/datasets/CMIP6.nothing.here")
     assert r.status_code == 404 and r.json()["error"]["type"] == "DatasetNotFound"
+
+
+def test_pages_load_nothing_from_elsewhere_and_keep_heading_order(client: TestClient) -> None:
+    for path in ("/", "/search?q=MIROC6", f"/datasets/{MIROC_AMON_TA}", "/login", "/nope-ds"):
+        r = client.get(path if path != "/nope-ds" else "/datasets/nope")
+        refs = re.findall(r'(?:src|href|action)="([^"]*)"', r.text)
+        assert refs and all(u.startswith(("/", "#", "?")) or u == "" for u in refs), path
+        levels = [int(n) for n in re.findall(r"<h([1-6])[ >]", r.text)]
+        assert levels[0] == 1 and levels.count(1) == 1, path
+        assert all(b - a <= 1 for a, b in pairwise(levels)), (path, levels)
+
+
+def test_dataset_page_rejects_an_unknown_variable(client: TestClient) -> None:
+    r = client.get(f"/datasets/{MIROC_AMON_TA}", params={"variable": "nope"})
+    assert r.status_code == 400
+    assert "has no data variable 'nope'; it has: ta" in unescape(r.text)

@@ -58,8 +58,8 @@ _HERE = Path(__file__).resolve().parent.parent
 _STATIC = _HERE / "static"
 _STATIC_TYPES = {"insitu.css": "text/css", "insitu.js": "text/javascript"}
 # Sizes of the quicklook images in pixels, so the page does not jump while they load.
-_MAP_SIZE = (720, 360)
-_SERIES_SIZE = (720, 300)
+_MAP_SIZE = (820, 410)
+_SERIES_SIZE = (800, 380)
 # Facets with more values than this show the rest behind a "more" disclosure.
 _FACET_SHOWN = 12
 # Everything a page loads comes from the app itself; no inline script or style.
