@@ -353,7 +353,7 @@ class ZarrView:
             raise NotFound(
                 f"Key {key!r} is not in the Zarr view of dataset {self.dataset_id!r}. It is "
                 "Zarr format 2 with consolidated metadata: read '.zmetadata'; its arrays are "
-                f"{', '.join(sorted(self.arrays))}."
+                f"{_names(self.arrays)}."
             )
         grid = plan.grid
         parts = index.split(".")
@@ -455,6 +455,12 @@ class ZarrView:
         return out
 
 
+def _names(arrays: dict[str, ArrayPlan], limit: int = 20) -> str:
+    names = sorted(arrays)
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def _plan(
     info: Any, group: list[FileRecord], root: str, tdim: str | None, chunk_bytes: int
 ) -> ArrayPlan | None:
@@ -466,6 +472,10 @@ def _plan(
     fill = _fill_value(attrs.get(_FILL), dtype)
     calendar = first.calendar or "standard"
     common = {"name": info.name, "dims": dims, "dtype": dtype, "fill_value": fill}
+    if dims == (info.name,):
+        # A dimension coordinate is loaded whole by xarray to build its index: in pieces,
+        # it would only cost more requests.
+        chunk_bytes = max(chunk_bytes, dtype.itemsize * info.shape[0], 1)
     if tdim is None or tdim not in dims:
         shape = tuple(info.shape)
         src = Source(first, os.path.join(root, first.path), 0, shape[0] if shape else 1)
@@ -479,12 +489,12 @@ def _plan(
     axis = dims.index(tdim)
     lengths = [f.n_times for f in group]
     shape = tuple(sum(lengths) if d == axis else n for d, n in enumerate(info.shape))
-    if info.name == tdim:  # from the index: no file is read
+    if info.name == tdim:  # from the index: no file is read; one chunk, as above
         values = time_values(group, dtype)
         return ArrayPlan(
             **common,
             shape=shape,
-            chunks=chunk_shape(shape, dtype.itemsize, chunk_bytes),
+            chunks=(max(1, shape[0]),),
             attrs=attrs,
             sources=(),
             values=values,

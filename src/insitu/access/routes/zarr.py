@@ -72,16 +72,12 @@ def zarr_key(
     view = zarr_views(services).get(services.catalog, record)
     item = view.lookup(key)
     etag = view.etag(item, key)
-    is_meta = isinstance(item, bytes)
-    max_age = METADATA_MAX_AGE if is_meta else CHUNK_MAX_AGE
+    max_age = METADATA_MAX_AGE if isinstance(item, bytes) else CHUNK_MAX_AGE
     cached = not_modified(request, etag, max_age=max_age)
     if cached is not None:
         return cached
     if isinstance(item, bytes):
-        return Response(
-            item, media_type="application/json", headers=cache_headers(etag, max_age=max_age)
-        )
-    body = view.read(item)
-    return Response(
-        body, media_type="application/octet-stream", headers=cache_headers(etag, max_age=max_age)
-    )
+        body, media_type = item, "application/json"
+    else:
+        body, media_type = view.read(item), "application/octet-stream"
+    return Response(body, media_type=media_type, headers=cache_headers(etag, max_age=max_age))
