@@ -109,7 +109,12 @@ def build_app(
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        from insitu.access.routes.web import page_error  # web imports this module
+
+        page = page_error(request, exc)  # a page URL gets an HTML page, the API JSON
+        if page is not None:
+            return page
         return _error(exc.status_code, "HTTPError", str(exc.detail), _request_id(request))
 
     @app.exception_handler(Exception)

@@ -200,3 +200,11 @@ def test_dataset_page_rejects_an_unknown_variable(client: TestClient) -> None:
     r = client.get(f"/datasets/{MIROC_AMON_TA}", params={"variable": "nope"})
     assert r.status_code == 400
     assert "has no data variable 'nope'; it has: ta" in unescape(r.text)
+
+
+def test_a_mistyped_page_url_is_an_html_404_and_api_paths_stay_json(client: TestClient) -> None:
+    page = client.get("/no-such-page")
+    assert page.status_code == 404 and page.headers["content-type"] == HTML
+    assert "There is no page at /no-such-page" in page.text and 'href="/search"' in page.text
+    api = client.get("/api/v1/no-such-route")
+    assert api.status_code == 404 and api.json()["error"]["type"] == "HTTPError"

@@ -50,7 +50,7 @@ from insitu.access.routes.catalog import (
 from insitu.catalog import DatasetRecord, VariableInfo
 from insitu.errors import InsituError, InvalidQuery, InvalidRequest, NotFound
 
-__all__ = ["error_page", "render", "router"]
+__all__ = ["error_page", "page_error", "render", "router"]
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,17 @@ def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="insitu"'
     return response
+
+
+def page_error(request: Request, exc: StarletteHTTPException) -> HTMLResponse | None:
+    """The HTML page for an HTTP error outside any route (a mistyped page URL), or None
+    for API paths, which keep their JSON errors."""
+    path = request.url.path.removeprefix(_root(request))
+    if path == API_PREFIX or path.startswith(f"{API_PREFIX}/"):
+        return None
+    if exc.status_code == 404:
+        return error_page(request, 404, f"There is no page at {path}.")
+    return error_page(request, exc.status_code, str(exc.detail))
 
 
 class _PageRoute(APIRoute):
