@@ -58,8 +58,8 @@ __all__ = [
 ]
 
 STYLE = 1  # part of every quicklook ETag: bump it when the pictures change
-_MAP_SIZE = (8.0, 4.8)
-_SERIES_SIZE = (8.0, 3.8)
+_MAP_SIZE = (8.2, 4.1)  # 820 x 410 pixels: the web page reserves that space
+_SERIES_SIZE = (8.0, 3.8)  # 800 x 380 pixels
 _DPI = 100
 
 
@@ -336,8 +336,10 @@ def render_map(
     lon_e, lat_e = _edges(ds, ax.lon), _edges(ds, ax.lat)
     name, label = _labels(field)
     span_lon, span_lat = float(np.ptp(lon_e)), float(np.ptp(lat_e))
-    equal = span_lat > 0 and 0.25 <= span_lon / span_lat <= 4
-    fig = _figure(_map_size(span_lon, span_lat) if equal else _MAP_SIZE)
+    # Plate carrée (a degree is a degree both ways) where the extent fits the figure's
+    # shape, as a global grid does; a small region fills the figure instead.
+    equal = span_lat > 0 and 1.4 <= span_lon / span_lat <= 3
+    fig = _figure(_MAP_SIZE)
     plot = fig.add_subplot()
     parts = [f"{name} ({field.name})", got.time, got.level]
     _title(fig, record, "  ·  ".join(p for p in parts if p))
@@ -380,14 +382,8 @@ def render_map(
     plot.set_xlabel("longitude [degrees east]")
     plot.set_ylabel("latitude [degrees north]")
     if equal:
-        plot.set_aspect("equal")  # plate carrée: a degree is a degree both ways
+        plot.set_aspect("equal")
     return _png(fig)
-
-
-def _map_size(span_lon: float, span_lat: float) -> tuple[float, float]:
-    """A figure that fits a plate carrée plot of this extent without wide empty margins."""
-    scale = min(6.0 / span_lon, 4.4 / span_lat)  # inches per degree
-    return max(6.6, span_lon * scale + 2.2), max(3.2, span_lat * scale + 1.1)
 
 
 def _nice(span: float, steps: Sequence[int]) -> int:

@@ -134,3 +134,20 @@ def live_url(app: FastAPI) -> Iterator[str]:
 def bearer(secret: str) -> dict[str, str]:
     """Headers that send a token."""
     return {"Authorization": f"Bearer {secret}"}
+
+
+SMALL_LIMIT = 16 * 1024
+
+
+@pytest.fixture(scope="module")
+def small_limit_client(access_env: AccessEnv) -> Iterator[TestClient]:
+    """A client of the same catalog served with a ``max_slice_bytes`` of 16 KiB.
+
+    The demo datasets are all under the test catalog's 4 MiB, so a 413 of a NetCDF subset
+    or a series needs a tighter limit.
+    """
+    access = access_env.settings.access.model_copy(update={"max_slice_bytes": SMALL_LIMIT})
+    settings = access_env.settings.model_copy(update={"access": access})
+    app = build_app(settings, catalog=access_env.catalog, tokens=access_env.tokens)
+    with TestClient(app) as c:
+        yield c
