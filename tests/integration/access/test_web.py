@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from html import unescape
 from itertools import pairwise
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fastapi.testclient import TestClient
@@ -208,3 +209,30 @@ def test_a_mistyped_page_url_is_an_html_404_and_api_paths_stay_json(client: Test
     assert "There is no page at /no-such-page" in page.text and 'href="/search"' in page.text
     api = client.get("/api/v1/no-such-route")
     assert api.status_code == 404 and api.json()["error"]["type"] == "HTTPError"
+
+
+def _snippet(html: str, heading: str) -> str:
+    """The code under the snippet heading that starts with ``heading``."""
+    part = html.split(f'">{heading}', 1)[1]
+    code = re.search(r"<code>(.*?)</code>", part, re.S)
+    assert code, heading
+    return unescape(code.group(1))
+
+
+def test_the_notebook_snippets_run_as_printed(live_url: str, access_env: AccessEnv) -> None:
+    import httpx
+
+    page = httpx.get(f"{live_url}/datasets/{MIROC_AMON_TA}", timeout=30).text
+    remote = _snippet(page, "From anywhere")
+    assert f'service_url = "{live_url}"' in remote
+    scope: dict[str, Any] = {}
+    exec(remote, scope)
+    assert scope["ds"]["ta"].shape == (780, 2, 2, 2)
+    # A restricted dataset's snippet carries the header; with a real token it opens.
+    cookies = {COOKIE: access_env.secrets.restricted}
+    page = httpx.get(f"{live_url}/datasets/{RESTRICTED_IDS[0]}", cookies=cookies, timeout=30).text
+    remote = _snippet(page, "From anywhere").replace("<token>", access_env.secrets.restricted)
+    scope = {}
+    exec(remote, scope)
+    assert "ta" in scope["ds"]
+    assert _snippet(page, "On this platform").startswith("import insitu\n")
