@@ -69,6 +69,9 @@ _SECURITY_HEADERS = {
     "base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
+    # What a page shows depends on the token cookie: never from a shared cache.
+    "Cache-Control": "private, no-cache",
+    "Vary": "Cookie",
 }
 
 
