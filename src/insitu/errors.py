@@ -21,6 +21,7 @@ Builtins are second parents so callers can catch ``LookupError`` or ``ValueError
     ├── StoreError                                  503
     ├── BackendUnavailable                          503
     ├── ServiceBusy                                 503
+    │   └── TooManyJobs                             429
     ├── ComputeError                                500
     │   └── IncompatibleInputs (ValueError)         422
     └── DataError (OSError)                         500
@@ -49,6 +50,7 @@ __all__ = [
     "StoreError",
     "TemplateError",
     "TooLarge",
+    "TooManyJobs",
     "Unauthorized",
 ]
 
@@ -159,6 +161,12 @@ class ServiceBusy(InsituError):
     """The service has as much work queued as it accepts; the request may be sent again later."""
 
     http_status = 503
+
+
+class TooManyJobs(ServiceBusy):
+    """The caller already has as many jobs queued or running as one caller may."""
+
+    http_status = 429
 
 
 class ComputeError(InsituError):

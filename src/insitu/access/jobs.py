@@ -6,7 +6,9 @@ same status and a restart keeps it. The process that accepted a job runs it, in 
 of ``access.job_workers`` threads that share one Dask client (the cluster of ``insitu
 cluster up`` if one runs, else a cluster of ``compute.backend`` started on the first job
 and stopped by :meth:`JobManager.close`). At most ``QUEUE_PER_WORKER`` jobs per worker
-may wait: past that, submissions get :class:`~insitu.errors.ServiceBusy`.
+may be pending (:class:`~insitu.errors.ServiceBusy` past that), and at most
+``CALLER_PER_WORKER`` per worker for one token (:class:`~insitu.errors.TooManyJobs`),
+so that one busy client cannot fill the queue for everyone.
 
 Every change of state is a conditional update (``WHERE status IN ...``), so a cancel from
 any process is safe: a queued job that was cancelled never starts, and a running one
@@ -51,6 +53,7 @@ from insitu.errors import (
     ServiceBusy,
     StoreError,
     TooLarge,
+    TooManyJobs,
 )
 from insitu.settings import Settings
 
@@ -59,6 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIVE",
+    "CALLER_PER_WORKER",
     "MAX_INPUTS",
     "QUEUE_PER_WORKER",
     "STATES",
@@ -74,6 +78,7 @@ STATES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 MAX_INPUTS = 100  # datasets one job may combine
 QUEUE_PER_WORKER = 8  # jobs that may be queued or running per pool worker
+CALLER_PER_WORKER = 4  # of which one token (or all anonymous callers together) may have
 BEAT_SECONDS = 15.0
 STALE_SECONDS = 300.0
 MAX_JSON_VALUES = 100_000
@@ -354,6 +359,7 @@ class JobManager:
         self._lock = threading.RLock()
         self._runner: _Runner | None = None
         self._futures: dict[str, Future[None]] = {}
+        self._callers: dict[str, str | None] = {}  # pending job -> its token id
         for job_id in self.store.fail_abandoned(self.server):
             log.warning("job %s was left active by a stopped server; marked failed", job_id)
 
@@ -361,6 +367,11 @@ class JobManager:
     def max_pending(self) -> int:
         """How many jobs this process accepts at once (queued plus running)."""
         return self.settings.access.job_workers * QUEUE_PER_WORKER
+
+    @property
+    def max_per_caller(self) -> int:
+        """How many of those one token (or anonymous callers together) may have."""
+        return self.settings.access.job_workers * CALLER_PER_WORKER
 
     def check(
         self, operation: str, params: dict[str, Any] | None, time: str | None
@@ -389,7 +400,8 @@ class JobManager:
         """Record a job and queue it. The caller has checked that ``token_id`` may.
 
         Raises InvalidRequest (operation, parameters, time, variable), TooLarge (more than
-        MAX_INPUTS datasets) or ServiceBusy (the queue is full).
+        MAX_INPUTS datasets), ServiceBusy (the queue is full) or TooManyJobs (this caller
+        has its share of it).
         """
         validated, span = self.check(operation, params, time)
         records = list({r.dataset_id: r for r in inputs}.values())
@@ -411,12 +423,21 @@ class JobManager:
                         "each dataset's own."
                     )
         with self._lock:
-            if len(self._futures) >= self.max_pending:
+            mine = sum(1 for c in self._callers.values() if c == token_id)
+            if len(self._futures) >= self.max_pending or mine >= self.max_per_caller:
                 self._drop_ended()
+                mine = sum(1 for c in self._callers.values() if c == token_id)
             if len(self._futures) >= self.max_pending:
                 raise ServiceBusy(
                     f"The service already has {len(self._futures)} jobs queued or running, "
                     "as many as it accepts. Try again in a minute, once some have finished."
+                )
+            if mine >= self.max_per_caller:
+                raise TooManyJobs(
+                    f"{'This token' if token_id else 'Anonymous callers'} already "
+                    f"{'has' if token_id else 'have'} {mine} jobs queued or running, as many "
+                    "as one caller may. Wait for one to finish (poll its status), or cancel "
+                    "one you no longer need."
                 )
             runner = self._start()
             job = Job(
@@ -435,6 +456,7 @@ class JobManager:
             self.store.insert(job)
             future = runner.pool.submit(self._execute, job.id, runner)
             self._futures[job.id] = future
+            self._callers[job.id] = token_id
         future.add_done_callback(lambda _: self._forget(job.id))
         log.info("job %s queued: %s on %d datasets", job.id, operation, len(records))
         return job
@@ -488,6 +510,7 @@ class JobManager:
             runner, self._runner = self._runner, None
             ids = list(self._futures)
             self._futures.clear()
+            self._callers.clear()
         if runner is None:
             return
         runner.stop.set()
@@ -535,6 +558,7 @@ class JobManager:
     def _forget(self, job_id: str) -> None:
         with self._lock:
             self._futures.pop(job_id, None)
+            self._callers.pop(job_id, None)
 
     def _client(self, runner: _Runner) -> Client:
         from insitu.compute import cluster

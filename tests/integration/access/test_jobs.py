@@ -182,6 +182,8 @@ def test_end_to_end_over_http_with_parameters_and_time(
             "NoModel",
         ),
         ("everything", {"operation": "time_mean", "search": {"limit": "5"}}, 400, "not a facet"),
+        ("everything", {"operation": "time_mean", "search": {"nofacet": "x"}}, 400, "nofacet"),
+        ("everything", {"operation": "time_mean", "search": {}}, 400, "no constraint"),
         (
             "everything",
             {"operation": "time_mean", "datasets": [MIROC_AMON_TA], "time": "1990-13/"},
@@ -231,25 +233,6 @@ def test_refused_submissions_say_why_and_queue_nothing(
     assert len(jobs._futures) == before
 
 
-def test_anonymous_jobs_when_the_operator_allows_them(
-    access_env: AccessEnv, tmp_path: Path
-) -> None:
-    settings = access_env.settings.model_copy(
-        update={"access": access_env.settings.access.model_copy(update={"anonymous_compute": True})}
-    )
-    app = build_app(settings, catalog=access_env.catalog, tokens=access_env.tokens)
-    with TestClient(app) as c:
-        refused = c.post(JOBS, json={"operation": "time_mean", "datasets": [RESTRICTED_IDS[0]]})
-        assert refused.status_code == 401 and "not public" in refused.text
-        job = _submit(c, {}, operation="time_mean", datasets=[MIROC_AMON_TA])
-        assert _wait(c, job, {})["status"] == "done"
-        # Anyone with the id sees an anonymous job on public data; nobody lists it.
-        demo_reader = bearer(access_env.secrets.demo_only)
-        assert c.get(job["links"]["self"], headers=demo_reader).status_code == 200
-        assert c.get(job["links"]["result"]).status_code == 200
-        assert c.get(JOBS).json() == {"jobs": []}
-
-
 def test_a_job_on_a_restricted_collection_is_hidden_without_its_grant(
     api: TestClient, access_env: AccessEnv
 ) -> None:
@@ -276,12 +259,12 @@ def test_a_job_on_a_restricted_collection_is_hidden_without_its_grant(
 
 @pytest.fixture(scope="module")
 def one_worker(access_env: AccessEnv) -> Iterator[TestClient]:
-    """A second server process's worth of app on the same database, with one job worker
-    and a one-process cluster (so jobs wait their turn)."""
+    """A second app on the same database, as another server process would be: one job
+    worker and a one-process cluster (so jobs wait their turn), anonymous jobs allowed."""
     s = access_env.settings
     settings = s.model_copy(
         update={
-            "access": s.access.model_copy(update={"job_workers": 1}),
+            "access": s.access.model_copy(update={"job_workers": 1, "anonymous_compute": True}),
             "compute": s.compute.model_copy(update={"workers": 1}),
         }
     )
@@ -289,36 +272,39 @@ def one_worker(access_env: AccessEnv) -> Iterator[TestClient]:
         yield c
 
 
-def test_cancel_queued_and_running_jobs_and_the_queue_bound(
-    one_worker: TestClient, api: TestClient, everything: dict[str, str]
+def test_cancel_queued_and_running_jobs_and_the_queue_bounds(
+    one_worker: TestClient, api: TestClient, access_env: AccessEnv, everything: dict[str, str]
 ) -> None:
     jobs: JobManager = one_worker.app.state.services.jobs  # type: ignore[attr-defined]
+    other = bearer(access_env.secrets.compute_restricted)
     assert jobs._runner is None  # the first job below starts the pool and the cluster
+    assert (jobs.max_pending, jobs.max_per_caller) == (8, 4)
     # The first job is running while its cluster starts (seconds); the others wait.
     first = _submit(one_worker, everything, operation="trend", datasets=[MIROC_DAY_TA])
-    queued = [
-        _submit(
-            one_worker, everything, operation="quantile", datasets=[MIROC_DAY_TA], params={"q": 0.9}
-        )
-        for _ in range(jobs.max_pending - 1)
+    quantile = {"operation": "quantile", "datasets": [MIROC_DAY_TA], "params": {"q": 0.9}}
+    queued = [_submit(one_worker, everything, **quantile) for _ in range(3)]
+    theirs = [
+        _submit(one_worker, other, operation="time_mean", datasets=[RESTRICTED_IDS[1]])
+        for _ in range(4)
     ]
-    full = one_worker.post(
-        JOBS, json={"operation": "time_mean", "datasets": [MIROC_DAY_TA]}, headers=everything
-    )
+    full = one_worker.post(JOBS, json=quantile, headers=everything)
     assert full.status_code == 503 and "Try again" in full.json()["error"]["message"]
+    assert one_worker.delete(theirs[0]["links"]["cancel"], headers=other).status_code == 200
+    share = one_worker.post(JOBS, json=quantile, headers=everything)
+    assert share.status_code == 429 and "This token" in share.json()["error"]["message"]
 
     waiting = queued[0]
     early = one_worker.get(waiting["links"]["result"], headers=everything)
     assert early.status_code == 409 and "Poll GET" in early.json()["error"]["message"]
-    # Another server process (the session app, same database) sees the same job.
+    # Another server process (the session app, same database) sees and cancels the job.
     assert api.get(waiting["links"]["self"], headers=everything).json()["status"] == "queued"
     for job in queued:
-        cancelled = api.delete(job["links"]["cancel"], headers=everything)  # from the other one
+        cancelled = api.delete(job["links"]["cancel"], headers=everything)
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    assert (
-        one_worker.delete(waiting["links"]["cancel"], headers=everything).json()["status"]
-        == "cancelled"
-    )
+    again = one_worker.delete(waiting["links"]["cancel"], headers=everything)
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"
+    for job in theirs[1:]:
+        assert one_worker.delete(job["links"]["cancel"], headers=other).status_code == 200
 
     deadline = time.monotonic() + 30
     while one_worker.get(first["links"]["self"], headers=everything).json()["status"] == "queued":
@@ -335,17 +321,32 @@ def test_cancel_queued_and_running_jobs_and_the_queue_bound(
         everything,
     )
     assert after["status"] == "done", after
-    for job in (first, *queued):
-        body = one_worker.get(job["links"]["self"], headers=everything).json()
+    for job, headers in [(first, everything), *((j, everything) for j in queued)] + [
+        (j, other) for j in theirs
+    ]:
+        body = one_worker.get(job["links"]["self"], headers=headers).json()
         assert body["status"] == "cancelled" and body["result"] is None, body
-    assert all(
-        one_worker.get(j["links"]["self"], headers=everything).json()["started"] is None
-        for j in queued
-    )
+        assert body["started"] is None or job is first, body
     late = one_worker.get(first["links"]["result"], headers=everything)
     assert late.status_code == 409 and "cancelled" in late.json()["error"]["message"]
     ended = one_worker.delete(after["links"]["cancel"], headers=everything)
     assert ended.status_code == 409 and "already ended" in ended.json()["error"]["message"]
+
+
+def test_anonymous_jobs_when_the_operator_allows_them(
+    one_worker: TestClient, access_env: AccessEnv
+) -> None:
+    c = one_worker
+    refused = c.post(JOBS, json={"operation": "time_mean", "datasets": [RESTRICTED_IDS[0]]})
+    assert refused.status_code == 401 and "not public" in refused.text
+    job = _submit(c, {}, operation="time_mean", datasets=[MIROC_AMON_TA])
+    assert _wait(c, job, {})["status"] == "done"
+    # Anyone with the id sees an anonymous job on public data; nobody lists it.
+    assert (
+        c.get(job["links"]["self"], headers=bearer(access_env.secrets.demo_only)).status_code == 200
+    )
+    assert c.get(job["links"]["result"]).status_code == 200
+    assert c.get(JOBS).json() == {"jobs": []}
 
 
 _DIES_WHILE_RUNNING = """

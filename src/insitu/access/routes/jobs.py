@@ -138,6 +138,11 @@ def _searched(
             )
         else:
             constraints[key] = [value] if isinstance(value, str) else value
+    if not constraints and q is None:
+        raise InvalidQuery(
+            "The search has no constraint, so it would take every dataset you may read. "
+            'Give at least one facet, e.g. {"source_id": "MIROC6", "table_id": "Amon"}.'
+        )
     found = search_catalog(
         services, principal, constraints, q=q, time=time, collection=collection, limit=0
     )
@@ -197,13 +202,15 @@ _JOB_ID = Annotated[str, Path(min_length=1, max_length=64, description="The job'
     "parameters (GET the operation list from an error message or 'insitu compute list'), "
     "the datasets (404 unknown, 401/403 not readable), the 'compute' scope on each "
     "input's collection, and the number of inputs (413). Answers 202 with the job and its "
-    "status URL in Location; 503 when the queue is full.",
+    "status URL in Location; 429 when the caller has its share of the queue, 503 when the "
+    "queue is full.",
     responses={
         400: {"description": "Unknown operation, bad parameters, time or variable."},
         401: {"description": "No token, and the job needs one."},
         403: {"description": "The token lacks read or compute on an input's collection."},
         404: {"description": "Unknown dataset, or a search that matches nothing."},
         413: {"description": f"More than {MAX_INPUTS} inputs."},
+        429: {"description": "This caller has as many jobs pending as one caller may."},
         503: {"description": "The job queue is full; try again later."},
     },
 )
