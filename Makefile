@@ -43,12 +43,15 @@ services: install
 	@echo "PostgreSQL for tests: $$(tail -n1 .cache/postgres-url)"
 	scripts/slurm.sh start > .cache/slurm-partition
 	@echo "SLURM partition for tests: $$(tail -n1 .cache/slurm-partition)"
+	scripts/gateway.sh start > .cache/gateway-address
+	@echo "Dask-Gateway for tests: $$(tail -n1 .cache/gateway-address)"
 	scripts/browser.sh > .cache/chromium
 	@echo "Chromium for browser tests: $$(tail -n1 .cache/chromium)"
 
 test: install services
 	INSITU_TEST_POSTGRES_URI=$$(tail -n1 .cache/postgres-url) \
 	INSITU_TEST_SLURM_PARTITION=$$(tail -n1 .cache/slurm-partition) \
+	INSITU_TEST_GATEWAY_ADDRESS=$$(tail -n1 .cache/gateway-address) \
 	INSITU_TEST_CHROMIUM=$$(tail -n1 .cache/chromium) INSITU_TEST_REQUIRE_SERVICES=1 \
 		$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
@@ -79,4 +82,5 @@ bench-compute: install
 clean:
 	-scripts/postgres.sh stop
 	-scripts/slurm.sh stop
+	-scripts/gateway.sh stop
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

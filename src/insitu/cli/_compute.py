@@ -82,14 +82,12 @@ def up(settings: Settings, backend: str | None, workers: int | None, timeout: fl
 
 
 def _client(settings: Settings):  # type: ignore[no-untyped-def]
-    from distributed import Client
-
-    from insitu.compute.session import running_cluster
+    from insitu.compute.session import connect, running_cluster
 
     state = running_cluster(settings)
     if state is None:
         raise BackendUnavailable("No cluster is running. Start one with 'insitu cluster up'.")
-    return state, Client(state.scheduler_address, timeout="10s")
+    return state, connect(settings, state)
 
 
 @cluster_group.command("status")

@@ -19,7 +19,14 @@ from insitu.settings import Settings
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["ClusterState", "cluster", "running_cluster", "spec_from_settings", "state_file"]
+__all__ = [
+    "ClusterState",
+    "cluster",
+    "connect",
+    "running_cluster",
+    "spec_from_settings",
+    "state_file",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +44,15 @@ def spec_from_settings(settings: Settings, backend: str, workers: int | None) ->
             "python": c.ssh_python,
         }
     elif backend == "gateway":
-        options = {"address": c.gateway_address}
+        options = {
+            "address": c.gateway_address,
+            "proxy_address": c.gateway_proxy_address,
+            "auth": c.gateway_auth,
+            "username": c.gateway_username,
+            "password": c.gateway_password,  # SecretStr: hidden in reprs and logs
+            "api_token": c.gateway_api_token,
+            "cluster_options": c.gateway_cluster_options,
+        }
     elif backend == "kubernetes":
         options = {"image": c.kubernetes_image}
     return ClusterSpec(
@@ -82,6 +97,22 @@ def running_cluster(settings: Settings) -> ClusterState | None:
     return ClusterState.read(settings)
 
 
+def connect(settings: Settings, state: ClusterState) -> Client:
+    """A client of the running cluster ``state`` of ``insitu cluster up``.
+
+    A backend whose schedulers need credentials to connect (the gateway's TLS) has a
+    ``connect(spec, scheduler_address)`` method that gets them; others take the address.
+    """
+    from distributed import Client
+
+    backend_connect = getattr(get_backend(state.backend), "connect", None)
+    if backend_connect is not None:
+        spec = spec_from_settings(settings, state.backend, None)
+        client: Client = backend_connect(spec, state.scheduler_address)
+        return client
+    return Client(state.scheduler_address, timeout="10s")
+
+
 @contextmanager
 def cluster(
     settings: Settings | None = None,
@@ -101,7 +132,7 @@ def cluster(
     settings = settings or Settings.load()
     state = running_cluster(settings) if reuse and backend is None else None
     if state is not None:
-        client = Client(state.scheduler_address, timeout="10s")
+        client = connect(settings, state)
         log.info("using the running %s cluster, dashboard %s", state.backend, state.dashboard_link)
         try:
             yield client
