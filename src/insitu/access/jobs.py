@@ -39,7 +39,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
@@ -224,8 +224,12 @@ class JobStore:
         self._engine = engine
         try:
             _meta.create_all(engine, checkfirst=True)
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"Cannot create the job table in {engine.url!r}: {exc}") from exc
+        except sa.exc.SQLAlchemyError:
+            # Another server process may have created it in the same instant: look again.
+            try:
+                _meta.create_all(engine, checkfirst=True)
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreError(f"Cannot create the job table in {engine.url!r}: {exc}") from exc
 
     @classmethod
     def from_uri(cls, uri: str) -> JobStore:
@@ -340,6 +344,17 @@ class _Runner:
     stack: ExitStack = field(default_factory=ExitStack)
     client: Client | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _LazyClient:
+    """Stands for the runner's Dask client and starts the cluster when first used, so a
+    job whose result is in the cache starts none (a fresh server answers it at once)."""
+
+    def __init__(self, manager: JobManager, runner: _Runner) -> None:
+        self._manager, self._runner = manager, runner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager._client(self._runner), name)
 
 
 class JobManager:
@@ -588,7 +603,7 @@ class JobManager:
                 variable=job.variable,
                 params=job.params,
                 time=_time_slice(job.time),
-                client=self._client(runner),
+                client=cast("Client", _LazyClient(self, runner)),
             )
         except Exception as exc:
             if runner.stop.is_set():  # close() has recorded why

@@ -349,6 +349,24 @@ def test_anonymous_jobs_when_the_operator_allows_them(
     assert c.get(JOBS).json() == {"jobs": []}
 
 
+def test_a_cached_result_needs_no_cluster(
+    access_env: AccessEnv, everything: dict[str, str]
+) -> None:
+    key = run(access_env.catalog, "time_mean", [MIROC_AMON_TA]).key  # in the cache now
+    app = build_app(access_env.settings, catalog=access_env.catalog, tokens=access_env.tokens)
+    with TestClient(app) as c:
+        t0 = time.monotonic()
+        done = _wait(
+            c, _submit(c, everything, operation="time_mean", datasets=[MIROC_AMON_TA]), everything
+        )
+        seconds = time.monotonic() - t0
+        runner = app.state.services.jobs._runner
+        assert done["status"] == "done" and done["cached"] is True
+        assert done["result"]["key"] == key
+        assert runner is not None and runner.client is None, "a cluster was started"
+    assert seconds < 5, seconds
+
+
 _DIES_WHILE_RUNNING = """
 import sys
 from datetime import UTC, datetime
