@@ -29,6 +29,7 @@ __all__ = [
     "read_raw",
     "read_raw_time",
     "reencode_from",
+    "reencode_time",
     "sorted_members",
     "time_like_units",
     "time_values",
@@ -68,9 +69,15 @@ def read_raw_time(
     Files of one dataset may count time from different dates; their bounds must be put on
     the first file's footing before the dataset is decoded as one.
     """
+    return reencode_time(read_raw(path, name, index), units, to_units, calendar)
+
+
+def reencode_time(
+    raw: np.ndarray[Any, Any], units: str, to_units: str, calendar: str
+) -> np.ndarray[Any, Any]:
+    """Encoded times ``raw`` counted in ``units``, counted in ``to_units`` instead."""
     import cftime
 
-    raw = read_raw(path, name, index)
     dates = cftime.num2date(raw.astype("float64"), units, calendar=calendar)
     return np.asarray(cftime.date2num(dates, to_units, calendar=calendar)).astype(raw.dtype)
 

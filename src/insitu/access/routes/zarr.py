@@ -51,7 +51,7 @@ def zarr_views(services: Services) -> ZarrViews:
     summary="One key of the read-only Zarr view of a dataset",
     description="Zarr format 2 with consolidated metadata: `.zmetadata`, `.zgroup`, "
     "`.zattrs`, `{variable}/.zarray`, `{variable}/.zattrs` and chunks `{variable}/{i}.{j}...`"
-    " (zlib-compressed, C order, values as encoded in the files with their CF attributes). "
+    " (C order, values as encoded in the files with their CF attributes). "
     "Open it with `xarray.open_zarr(fsspec.get_mapper(URL_OF_THIS_DATASET), "
     "consolidated=True)`. Keys that do not exist are 404.",
     response_class=Response,
