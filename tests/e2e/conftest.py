@@ -49,13 +49,17 @@ def _install() -> str | None:
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Path of a Chromium executable (Debian's package)."""
-    path = os.environ.get("INSITU_TEST_CHROMIUM") or shutil.which("chromium") or _install()
+    given = os.environ.get("INSITU_TEST_CHROMIUM")
+    path = given or shutil.which("chromium") or _install()
     if path and os.access(path, os.X_OK):
         return path
-    message = (
-        f"Chromium not found (INSITU_TEST_CHROMIUM={os.environ.get('INSITU_TEST_CHROMIUM')!r}) "
-        "and scripts/browser.sh could not install it; run 'apt-get install chromium'."
-    )
+    if given:
+        message = f"INSITU_TEST_CHROMIUM={given!r} is not an executable; run scripts/browser.sh."
+    else:
+        message = (
+            "Chromium is not on the PATH and scripts/browser.sh could not install it; "
+            "run 'apt-get install chromium'."
+        )
     if os.environ.get("INSITU_TEST_REQUIRE_SERVICES") == "1":
         pytest.fail(message)
     pytest.skip(message)
