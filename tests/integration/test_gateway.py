@@ -94,16 +94,22 @@ def demo(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> Iterator[
     cat.close()
 
 
+@pytest.fixture(scope="module")
+def reference(demo: Catalog) -> tuple[str, Any]:
+    """A demo dataset and its time mean computed without a cluster."""
+    dataset_id = demo.search(source_id="MIROC6", table_id="Amon").all_ids[0]
+    return dataset_id, run(demo, "time_mean", [dataset_id], cache=False).open()
+
+
 def test_time_mean_on_a_gateway_cluster_equals_local(
-    demo: Catalog, gateway_server: GatewayServer, tmp_path: Path
+    demo: Catalog, reference: tuple[str, Any], gateway_server: GatewayServer, tmp_path: Path
 ) -> None:
     user = f"t-{uuid.uuid4().hex[:8]}"
     settings = Settings.load(
         data_dir=tmp_path,
         compute=_gateway_settings(gateway_server, user, memory_limit="1GiB"),
     )
-    dataset_id = demo.search(source_id="MIROC6", table_id="Amon").all_ids[0]
-    local = run(demo, "time_mean", [dataset_id], cache=False).open()
+    dataset_id, local = reference
     with cluster(settings, backend="gateway", workers=2) as client:
         assert client.dashboard_link.startswith(f"{gateway_server.address}/clusters/")
         client.wait_for_workers(2, timeout=60)
@@ -187,7 +193,9 @@ def test_wrong_password_and_unknown_options_are_explained(
     assert _clusters_of(gateway_server, user) == []
 
 
-def test_cluster_cli_on_the_gateway(gateway_server: GatewayServer, tmp_path: Path) -> None:
+def test_cluster_cli_on_the_gateway(
+    demo: Catalog, reference: tuple[str, Any], gateway_server: GatewayServer, tmp_path: Path
+) -> None:
     user = f"t-{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("INSITU_")}
     env.update(
@@ -215,9 +223,17 @@ def test_cluster_cli_on_the_gateway(gateway_server: GatewayServer, tmp_path: Pat
     assert gateway_server.password not in shown
     assert json.loads(shown)["compute"]["gateway_password"] == "**********"
     try:
-        started = insitu("cluster", "up", "--workers", "1")
+        # Without --workers the gateway cluster is adaptive (at least one worker).
+        started = insitu("cluster", "up")
         assert f"Dashboard: {gateway_server.address}/clusters/" in started
         assert "Scheduler: gateway://" in started
+        # insitu.cluster() in another process reuses it, logging in for its TLS credentials.
+        settings = Settings.load(data_dir=tmp_path, compute=_gateway_settings(gateway_server, user))
+        dataset_id, local = reference
+        with cluster(settings) as client:
+            client.wait_for_workers(1, timeout=60)
+            remote = run(demo, "time_mean", [dataset_id], client=client, cache=False).open()
+        np.testing.assert_array_equal(remote["ta"].values, local["ta"].values)
         # Gateway workers arrive after the scheduler: 'scale' waits for them.
         assert "2 workers" in insitu("cluster", "scale", "2")
         status = json.loads(insitu("cluster", "status", "--json"))
