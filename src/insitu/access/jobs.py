@@ -12,8 +12,10 @@ so that one busy client cannot fill the queue for everyone.
 
 Every change of state is a conditional update (``WHERE status IN ...``), so a cancel from
 any process is safe: a queued job that was cancelled never starts, and a running one
-keeps its ``cancelled`` status when its computation ends (the result stays in the compute
-cache, where it serves the next identical job, but this job does not point at it)::
+keeps its ``cancelled`` status when its computation ends. A running job cancelled through
+the process that runs it also stops on the cluster; one cancelled through another
+process runs to its end, and its result (which stays in the compute cache, where it
+serves the next identical job) is not given to the job::
 
     queued --> running --> done | failed
        |          |
@@ -346,12 +348,35 @@ class _Runner:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class _LazyClient:
-    """Stands for the runner's Dask client and starts the cluster when first used, so a
-    job whose result is in the cache starts none (a fresh server answers it at once)."""
+class _JobClient:
+    """The runner's Dask client as one job sees it.
+
+    The cluster starts when the job first uses it, so a job whose result is in the cache
+    starts none; and the job's futures are kept, so that cancelling a running job stops
+    its computation on the cluster instead of only discarding its result.
+    """
 
     def __init__(self, manager: JobManager, runner: _Runner) -> None:
         self._manager, self._runner = manager, runner
+        self._futures: list[Any] = []
+        self._lock = threading.Lock()
+        self.cancelled = False
+
+    def compute(self, *args: Any, **kwargs: Any) -> Any:
+        client: Any = self._manager._client(self._runner)  # distributed is untyped here
+        futures = client.compute(*args, **kwargs)
+        with self._lock:
+            self._futures.append(futures)
+            if self.cancelled:
+                client.cancel(futures)
+        return futures
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            live: Any = self._runner.client
+            if self._futures and live is not None:
+                live.cancel(self._futures)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._manager._client(self._runner), name)
@@ -375,6 +400,7 @@ class JobManager:
         self._runner: _Runner | None = None
         self._futures: dict[str, Future[None]] = {}
         self._callers: dict[str, str | None] = {}  # pending job -> its token id
+        self._running: dict[str, _JobClient] = {}
         for job_id in self.store.fail_abandoned(self.server):
             log.warning("job %s was left active by a stopped server; marked failed", job_id)
 
@@ -499,8 +525,12 @@ class JobManager:
             job = self.get(job_id)
         with self._lock:
             future = self._futures.get(job_id)
-        if future is not None and job.status == "cancelled":
-            future.cancel()  # a queued job leaves the pool; a running one is discarded
+            running = self._running.get(job_id)
+        if job.status == "cancelled":
+            if future is not None:
+                future.cancel()  # a queued job leaves the pool
+            if running is not None:
+                running.cancel()  # a running one stops on the cluster
         if job.status != "cancelled":
             raise Conflict(
                 f"Job {job_id!r} has already ended ({job.status}); there is nothing to cancel."
@@ -595,6 +625,9 @@ class JobManager:
         ):
             return  # cancelled while it waited
         log.info("job %s running", job_id)
+        client = _JobClient(self, runner)
+        with self._lock:
+            self._running[job_id] = client
         try:
             result = run(
                 self.catalog,
@@ -603,11 +636,11 @@ class JobManager:
                 variable=job.variable,
                 params=job.params,
                 time=_time_slice(job.time),
-                client=cast("Client", _LazyClient(self, runner)),
+                client=cast("Client", client),
             )
         except Exception as exc:
-            if runner.stop.is_set():  # close() has recorded why
-                log.info("job %s stopped with the service: %s", job_id, exc)
+            if runner.stop.is_set() or client.cancelled:  # the status says why already
+                log.info("job %s stopped: %s: %s", job_id, type(exc).__name__, exc)
                 return
             self._failed(job_id, exc)
         else:
@@ -621,6 +654,9 @@ class JobManager:
             )
             if not done:
                 log.info("job %s ended after it was cancelled; result not kept", job_id)
+        finally:
+            with self._lock:
+                self._running.pop(job_id, None)
 
     def _failed(self, job_id: str, exc: Exception) -> None:
         if isinstance(exc, InsituError):  # our messages say what to do: pass them on

@@ -327,6 +327,9 @@ def test_cancel_queued_and_running_jobs_and_the_queue_bounds(
         body = one_worker.get(job["links"]["self"], headers=headers).json()
         assert body["status"] == "cancelled" and body["result"] is None, body
         assert body["started"] is None or job is first, body
+    # Cancelled through the process that ran it, the running job stopped on the cluster:
+    # it wrote no result (its operation is used by no other test).
+    assert not list((access_env.settings.data_dir / "results").glob("trend-*.nc"))
     late = one_worker.get(first["links"]["result"], headers=everything)
     assert late.status_code == 409 and "cancelled" in late.json()["error"]["message"]
     ended = one_worker.delete(after["links"]["cancel"], headers=everything)
