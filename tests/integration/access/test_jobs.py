@@ -20,7 +20,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from insitu.access import build_app
-from insitu.access.jobs import JobManager, JobStore
+from insitu.access.jobs import JobManager
+from insitu.access.jobstore import Job, JobStore
 from insitu.compute import run
 
 from .conftest import MIROC_AMON_TA, RESTRICTED_IDS, AccessEnv, bearer
@@ -373,7 +374,7 @@ def test_a_cached_result_needs_no_cluster(
 _DIES_WHILE_RUNNING = """
 import sys
 from datetime import UTC, datetime
-from insitu.access.jobs import Job, JobStore
+from insitu.access.jobstore import Job, JobStore
 store = JobStore.from_uri(sys.argv[1])
 now = datetime.now(UTC)
 import os, socket
@@ -404,8 +405,6 @@ def test_a_job_running_when_its_server_died_is_failed_on_start(
 
 def test_job_store_recovery_on_sqlite_and_postgres(store_uri: str) -> None:
     from datetime import UTC, datetime, timedelta
-
-    from insitu.access.jobs import Job
 
     store = JobStore.from_uri(store_uri)
     now = datetime.now(UTC)

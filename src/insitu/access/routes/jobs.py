@@ -24,7 +24,8 @@ from insitu.access.deps import (
     not_modified,
     readable_dataset,
 )
-from insitu.access.jobs import MAX_INPUTS, STATES, Job, JobManager, result_values
+from insitu.access.jobs import MAX_INPUTS, JobManager, result_values
+from insitu.access.jobstore import STATES, Job
 from insitu.access.routes.catalog import search_catalog
 from insitu.catalog import DatasetRecord
 from insitu.errors import (
