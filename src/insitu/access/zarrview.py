@@ -72,11 +72,10 @@ VIEW_VERSION = 1
 # reading the slab. Set it to {"id": "zlib", "level": 1} for slow links and sparse data.
 COMPRESSOR: dict[str, Any] | None = None
 
-# The CF attributes that hold values of the variable's own type. The index keeps them as
-# JSON numbers whose float64 value is exactly the file's value (float32 1e20 is stored as
-# 1.0000000200408773e20), so xarray's masking compares equal on the client.
+# The index keeps CF attributes (_FillValue, missing_value, ...) as JSON numbers whose
+# float64 value is exactly the file's value (float32 1e20 is kept as 1.0000000200408773e20),
+# so xarray's masking on the client compares equal to the raw values.
 _FILL = "_FillValue"
-_METADATA_KEYS = (".zmetadata", ".zgroup", ".zattrs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +85,7 @@ class Source:
     record: FileRecord
     path: str  # absolute
     start: int  # first record of this file along the time axis of the array
-    length: int
+    length: int  # records along the time axis (0 for a time-invariant array)
     from_units: str | None = None  # re-encode time-like values from these units
 
     @property
@@ -323,11 +322,10 @@ class ZarrView:
             if reference is not None and group is not groups[0]:
                 own = time_values(group, np.dtype("float64"))
                 if own.shape != reference.shape or not np.array_equal(own, reference):
-                    names = sorted(v.name for v in group[0].variables)
                     raise InvalidRequest(
-                        f"Dataset {record.dataset_id!r} has files with variables {names} "
-                        f"whose time axis differs from that of {group[0].path!r}'s "
-                        "companions, so it has no single Zarr view. Read it with "
+                        f"Dataset {record.dataset_id!r} has files whose time axes differ "
+                        f"({group[0].path!r} and {first.path!r} hold different variables "
+                        "over different times), so it has no single Zarr view. Open it with "
                         "'insitu.open_dataset' or request a subset instead."
                     )
             for info in group[0].variables:
@@ -493,7 +491,7 @@ def _plan(
         chunk_bytes = max(chunk_bytes, dtype.itemsize * info.shape[0], 1)
     if tdim is None or tdim not in dims:
         shape = tuple(info.shape)
-        src = Source(first, os.path.join(root, first.path), 0, shape[0] if shape else 1)
+        src = Source(first, os.path.join(root, first.path), 0, 0)
         return ArrayPlan(
             **common,
             shape=shape,

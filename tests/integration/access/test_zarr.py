@@ -191,6 +191,10 @@ def write_fake_archive(root: Path) -> list[Path]:
             huss.set_auto_maskandscale(False)
             huss.scale_factor, huss.add_offset = np.float32(1e-5), np.float32(0.01)
             huss[:] = rng.integers(-1000, 1000, size=(n, 16, 32), dtype=np.int16)
+            huss.coordinates = "height"
+            height = nc.createVariable("height", "f8", ())  # a scalar coordinate
+            height.units = "m"
+            height[...] = 2.0
             orog = nc.createVariable("orog", "f4", ("lat", "lon"), fill_value=np.float32(np.nan))
             orog.units = "m"
             values = rng.random((16, 32), dtype=np.float32) * 1000
@@ -280,6 +284,7 @@ def test_packed_filled_static_and_two_time_units_decode_alike(fake: FakeEnv) -> 
     assert meta["orog/.zarray"]["fill_value"] == "NaN"
     assert meta["ta/.zattrs"]["_ARRAY_DIMENSIONS"] == ["time", "plev", "lat", "lon"]
     assert "_FillValue" not in meta["ta/.zattrs"]
+    assert meta["height/.zarray"]["shape"] == [] and float(remote.height) == 2.0
 
 
 def test_restricted_dataset_opens_with_a_granted_token(
@@ -327,12 +332,19 @@ def test_daily_files_of_unequal_length_share_few_chunks(small: Served) -> None:
 
 def test_split_records_read_one_chunk_per_request(fake: FakeEnv) -> None:
     ds = open_remote(fake.url, FAKE_ID)
+
+    def chunks_read() -> list[str]:
+        # A scalar coordinate belongs to every variable: xarray may load it with any.
+        keys = fake.log.chunks(FAKE_ID)
+        assert keys.count("height/0") <= 1, keys
+        return [k for k in keys if k != "height/0"]
+
     fake.log.clear()
     ds.ta.isel(time=0, plev=0).load()
-    assert fake.log.chunks(FAKE_ID) == ["ta/0.0.0.0"]
+    assert chunks_read() == ["ta/0.0.0.0"]
     fake.log.clear()
     ds.ta.sel(time="1851").isel(plev=5, lat=3, lon=7).load()  # a point's series of one year
-    assert fake.log.chunks(FAKE_ID) == sorted(f"ta/{t}.1.0.0" for t in range(12, 24))
+    assert chunks_read() == sorted(f"ta/{t}.1.0.0" for t in range(12, 24))
 
 
 # -- chunks are the files' slabs -------------------------------------------------------------
@@ -361,6 +373,9 @@ def test_a_chunk_is_the_slab_of_its_file(client: TestClient, access_env: AccessE
 def test_a_split_chunk_is_the_slab_of_its_file(fake: FakeEnv) -> None:
     with TestClient(fake.app) as client:
         got = _chunk(client, FAKE_ID, "ta", "25.1.0.0")  # 2nd file, 2nd month, levels 4-7
+        assert _chunk(client, FAKE_ID, "height", "0").tolist() == 2.0  # a 0-d array's chunk
+        for key in ("height/1", "height/0.0", "height/", "ta/36.0.0.0", "ta/0.2.0.0"):
+            assert client.get(f"{API}/{FAKE_ID}/{key}").status_code == 404, key
     with netCDF4.Dataset(fake.paths[1]) as nc:
         nc.set_auto_maskandscale(False)
         expected = np.asarray(nc.variables["ta"][1:2, 4:8])
