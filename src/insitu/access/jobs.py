@@ -4,18 +4,20 @@ A job is one call of :func:`insitu.compute.run` on catalog datasets. Its record 
 the ``access_jobs`` table of the catalog's database, so every server process sees the
 same status and a restart keeps it. The process that accepted a job runs it, in a pool
 of ``access.job_workers`` threads that share one Dask client (the cluster of ``insitu
-cluster up`` if one runs, else a cluster of ``compute.backend`` started on the first job
-and stopped by :meth:`JobManager.close`). At most ``QUEUE_PER_WORKER`` jobs per worker
-may be pending (:class:`~insitu.errors.ServiceBusy` past that), and at most
-``CALLER_PER_WORKER`` per worker for one token (:class:`~insitu.errors.TooManyJobs`),
-so that one busy client cannot fill the queue for everyone.
+cluster up`` if one runs, else a cluster of ``compute.backend`` started when a job first
+needs to compute, so a cached result needs none, and stopped by :meth:`JobManager.close`).
+At most ``QUEUE_PER_WORKER`` jobs per worker may be pending
+(:class:`~insitu.errors.ServiceBusy` past that), and at most ``CALLER_PER_WORKER`` per
+worker for one token (:class:`~insitu.errors.TooManyJobs`), so that one busy client
+cannot fill the queue for everyone.
 
 Every change of state is a conditional update (``WHERE status IN ...``), so a cancel from
 any process is safe: a queued job that was cancelled never starts, and a running one
 keeps its ``cancelled`` status when its computation ends. A running job cancelled through
-the process that runs it also stops on the cluster; one cancelled through another
-process runs to its end, and its result (which stays in the compute cache, where it
-serves the next identical job) is not given to the job::
+the process that runs it stops on the cluster at once; one cancelled through another
+process stops at that process's next heartbeat (``BEAT_SECONDS``). A result that was
+written all the same stays in the compute cache, where it serves the next identical
+job, but is not given to the cancelled one::
 
     queued --> running --> done | failed
        |          |
@@ -36,7 +38,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -113,20 +115,27 @@ class _JobClient:
         self._manager, self._runner = manager, runner
         self._futures: list[Any] = []
         self._lock = threading.Lock()
-        self.cancelled = False
+        self._cancelled = threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once :meth:`cancel` was called."""
+        return self._cancelled.is_set()
 
     def compute(self, *args: Any, **kwargs: Any) -> Any:
+        if self._cancelled.is_set():  # before the cluster was even needed
+            raise CancelledError("the job was cancelled")
         client: Any = self._manager._client(self._runner)  # distributed is untyped here
         futures = client.compute(*args, **kwargs)
         with self._lock:
             self._futures.append(futures)
-            if self.cancelled:
+            if self._cancelled.is_set():  # cancel() ran while the graph was sent
                 client.cancel(futures)
         return futures
 
     def cancel(self) -> None:
         with self._lock:
-            self.cancelled = True
+            self._cancelled.set()
             live: Any = self._runner.client
             if self._futures and live is not None:
                 live.cancel(self._futures)
@@ -176,7 +185,7 @@ class JobManager:
 
         validated = get_operation(operation).validate(params).model_dump(mode="json")
         span = _time_slice(time)
-        if span is None:
+        if span is None or (span.start is None and span.stop is None):
             return validated, None
         parse_time_range(span.start, span.stop)
         return validated, f"{span.start or ''}/{span.stop or ''}"
@@ -340,9 +349,16 @@ class JobManager:
         return self._runner
 
     def _beat(self, stop: threading.Event) -> None:
+        """Say that this process's jobs are alive; stop those another process cancelled."""
         while not stop.wait(BEAT_SECONDS):
             try:
                 self.store.beat(self.server)
+                with self._lock:
+                    running = list(self._running.items())
+                for job_id, client in running:
+                    job = self.store.get(job_id)
+                    if job is not None and job.status == "cancelled":
+                        client.cancel()
             except sa.exc.SQLAlchemyError as exc:
                 log.warning("job heartbeat not written: %s", exc)
 
