@@ -190,6 +190,16 @@ class JobManager:
         parse_time_range(span.start, span.stop)
         return validated, f"{span.start or ''}/{span.stop or ''}"
 
+    @staticmethod
+    def check_inputs(count: int) -> None:
+        """TooLarge if a job would combine more than MAX_INPUTS datasets."""
+        if count > MAX_INPUTS:
+            raise TooLarge(
+                f"The job names {count} datasets; one job may combine at most {MAX_INPUTS}. "
+                "Narrow the search (e.g. add table_id or variable_id) or split it into "
+                "several jobs."
+            )
+
     def submit(
         self,
         operation: str,
@@ -210,12 +220,7 @@ class JobManager:
         records = list({r.dataset_id: r for r in inputs}.values())
         if not records:
             raise InvalidRequest("A job needs at least one dataset; none was given.")
-        if len(records) > MAX_INPUTS:
-            raise TooLarge(
-                f"The job names {len(records)} datasets; one job may combine at most "
-                f"{MAX_INPUTS}. Narrow the search (e.g. add table_id or variable_id) or "
-                "split it into several jobs."
-            )
+        self.check_inputs(len(records))
         if variable is not None:
             for r in records:
                 names = [v.name for v in r.variables]

@@ -187,6 +187,12 @@ def test_end_to_end_over_http_with_parameters_and_time(
         ("everything", {"operation": "time_mean", "search": {}}, 400, "no constraint"),
         (
             "everything",
+            {"operation": "time_mean", "datasets": [f"d{i}" for i in range(101)]},
+            413,
+            "at most 100",
+        ),
+        (
+            "everything",
             {"operation": "time_mean", "datasets": [MIROC_AMON_TA], "time": "1990-13/"},
             400,
             "1990-13",
