@@ -537,10 +537,11 @@ class OpenFiles:
     Opening a file costs about 5 ms (measured on the demo archive), more than the rest of a
     small chunk's request together, and the requests of one client read the same few files
     over and over. Every use of a handle holds xarray's ``HDF5_LOCK``: the HDF5 library is
-    not thread-safe.
+    not thread-safe. 256 handles cost little memory (headers; chunk caches fill only with
+    what was read) and a few hundred of the 20,000 descriptors a service may hold.
     """
 
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, size: int = 256) -> None:
         from xarray.backends.locks import HDF5_LOCK
 
         self.size = size
