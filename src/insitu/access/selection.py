@@ -43,6 +43,7 @@ __all__ = [
     "Range",
     "TimeRange",
     "bounds_names",
+    "check_parameters",
     "data_variables",
     "dataset_axes",
     "main_variable",
@@ -130,6 +131,20 @@ def parse_range(name: str, value: str | None) -> Range | None:
             if end is not None and not -90 <= end <= 90:
                 raise InvalidQuery(f"lat={value!r}: latitudes lie between -90 and 90 degrees.")
     return out
+
+
+def check_parameters(given: Iterable[str], known: Iterable[str]) -> None:
+    """Refuse query parameters a route does not know: a typo must not widen a selection."""
+    import difflib
+
+    allowed = sorted({*known, "token"})
+    for name in given:
+        if name not in allowed:
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise InvalidQuery(
+                f"Unknown parameter {name!r}.{hint} This route takes {', '.join(allowed)}."
+            )
 
 
 def parse_point(name: str, value: str | None) -> float | None:

@@ -185,7 +185,7 @@ def _time_dims(ds: xr.Dataset) -> set[str]:
 
 
 def _check_date(text: str, record: DatasetRecord) -> None:
-    """A day that the dataset's calendar lacks (Feb 30 in 'standard') is a 400, not a crash."""
+    """A day (Feb 30 in 'standard') or second (60) the calendar lacks is a 400, not a crash."""
     import cftime
 
     parts = [int(p) for p in re.split(r"[-T:]", text.lstrip("-"))]
@@ -193,7 +193,7 @@ def _check_date(text: str, record: DatasetRecord) -> None:
         return
     year = -parts[0] if text.startswith("-") else parts[0]
     try:
-        cftime.datetime(year, parts[1], parts[2], calendar=record.calendar or "standard")
+        cftime.datetime(year, *parts[1:], calendar=record.calendar or "standard")
     except ValueError:
         raise InvalidQuery(
             f"Time {text!r} is not a date of the {record.calendar or 'standard'!r} calendar "

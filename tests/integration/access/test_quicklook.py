@@ -126,6 +126,7 @@ _DAY = cftime.datetime(2001, 1, 2, calendar="360_day") - cftime.datetime(
         ("map", {"time": "2050"}, ["selects nothing", "1950-01-16"]),
         ("map", {"time": "July"}, ["'July'", "YYYY-MM"]),
         ("map", {"level": "high"}, ["level='high'"]),
+        ("map", {"variables": "ta"}, ["Did you mean 'variable'?"]),
         ("map", {"level": "10"}, ["level=10", "outside the grid", "Pa"]),
         ("series", {}, ["lat=Y&lon=X", "mean=field"]),
         ("series", {"lat": "88"}, ["lat=Y&lon=X"]),

@@ -195,6 +195,7 @@ def test_negative_longitudes_select_from_a_0_to_360_grid(client: TestClient) -> 
         ({"isel": "time:0:1:0"}, ["step"]),
         ({"isel": "time:0", "time": "1990"}, ["both by coordinate and by isel"]),
         ({"format": "xml"}, ["'xml'", "netcdf, csv, json"]),
+        ({"variable": "ta"}, ["Unknown parameter 'variable'", "Did you mean 'variables'?"]),
     ],
 )
 def test_bad_requests_get_400_naming_the_value(

@@ -25,6 +25,7 @@ from insitu.access.quicklook import (
     render_series,
 )
 from insitu.access.routes.subset import ERRORS
+from insitu.access.selection import check_parameters
 from insitu.access.subset import file_identities
 
 __all__ = ["router"]
@@ -102,6 +103,7 @@ def quicklook_map(
 ) -> Response:
     """The map as PNG, with an ETag; 400 for an unknown variable, time or level."""
     record = readable_dataset(services, principal, dataset_id)
+    check_parameters(request.query_params, ("variable", "time", "level"))
     query = parse_map_query(variable, time, level)
     files = services.catalog.files(dataset_id)
     etag = strong_etag("quicklook", STYLE, dataset_id, file_identities(files), query.key())
@@ -148,6 +150,7 @@ def quicklook_series(
 ) -> Response:
     """The series as PNG, with an ETag; 400 for bad parameters, 413 if too long to read."""
     record = readable_dataset(services, principal, dataset_id)
+    check_parameters(request.query_params, ("variable", "lat", "lon", "mean", "level", "time"))
     query = parse_series_query(variable, lat, lon, mean, level, time)
     files = services.catalog.files(dataset_id)
     etag = strong_etag("quicklook", STYLE, dataset_id, file_identities(files), query.key())

@@ -17,6 +17,7 @@ from insitu.access.deps import (
     readable_dataset,
     strong_etag,
 )
+from insitu.access.selection import check_parameters
 from insitu.access.subset import (
     FORMATS,
     file_identities,
@@ -28,6 +29,7 @@ from insitu.access.subset import (
 __all__ = ["ERRORS", "router"]
 
 router = APIRouter(tags=["subset"])
+_PARAMETERS = ("variables", "time", "lat", "lon", "level", "isel", "format")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     304: {"description": "The client's copy (If-None-Match) is current."},
@@ -123,6 +125,7 @@ def subset(
 ) -> Response:
     """The selection, complete, with its ETag; 400, 413 or 304 before any data is read."""
     record = readable_dataset(services, principal, dataset_id)
+    check_parameters(request.query_params, _PARAMETERS)
     query = parse_subset_query(
         variables=variables, time=time, lat=lat, lon=lon, level=level, isel=isel, format=format
     )
