@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, ClassVar
 
-from insitu.compute.backend import WORKER_ENV, ClusterSpec, DaskClusterBackend
+from insitu.compute.backend import ClusterSpec, DaskClusterBackend, worker_env_exports
 
 __all__ = ["LSFBackend", "PBSBackend", "SGEBackend", "SlurmBackend"]
 
@@ -33,7 +33,7 @@ class _JobQueueBackend(DaskClusterBackend):
                 **({"interface": interface} if interface else {}),
             },
             "job_extra_directives": list(opts.get("job_extra", [])),
-            "job_script_prologue": [f"export {k}={v}" for k, v in WORKER_ENV.items()],
+            "job_script_prologue": worker_env_exports(),
         }
         if interface:
             kwargs["interface"] = interface

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from insitu.compute.backend import WORKER_ENV, ClusterSpec, DaskClusterBackend
+from insitu.compute.backend import ClusterSpec, DaskClusterBackend
 
 __all__ = ["LocalBackend"]
 
@@ -16,17 +16,9 @@ class LocalBackend(DaskClusterBackend):
     name: ClassVar[str] = "local"
 
     def _make(self, spec: ClusterSpec) -> Any:
-        import dask
-
-        # glibc reads its malloc settings at process start: they must be in the nanny's
-        # pre-spawn environment (read when each nanny is made, and kept for restarts);
-        # ``env=`` is applied too late.
-        spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENV}
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):
-            return self._cluster(spec)
-
-    def _cluster(self, spec: ClusterSpec) -> Any:
         from distributed import LocalCluster
+
+        from insitu.compute._nanny import WorkerNanny
 
         return LocalCluster(
             n_workers=spec.workers or os.cpu_count() or 1,
@@ -35,4 +27,6 @@ class LocalBackend(DaskClusterBackend):
             memory_limit=spec.memory_limit,
             host="127.0.0.1",
             dashboard_address=spec.dashboard_address,
+            # Its workers (also those of a later scale-up) start with WORKER_ENV.
+            worker_class=WorkerNanny,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, ClassVar
 
-from insitu.compute.backend import WORKER_ENV, ClusterSpec, DaskClusterBackend
+from insitu.compute.backend import WORKER_NANNY, ClusterSpec, DaskClusterBackend
 from insitu.errors import ConfigError
 
 __all__ = ["SSHBackend"]
@@ -31,8 +31,10 @@ class SSHBackend(DaskClusterBackend):
             worker_options={
                 "nthreads": spec.threads_per_worker,
                 "memory_limit": spec.memory_limit,
-                "env": dict(WORKER_ENV),
             },
+            # Imported on each worker host (insitu must be installed there anyway, since
+            # the tasks are insitu's): the nanny that starts workers with WORKER_ENV.
+            worker_class=WORKER_NANNY,
             # Bind the scheduler and its dashboard to the address the other hosts reach it
             # by; left alone, it advertises the address of its default route or, without
             # one, its hostname's (often 127.0.0.1), which workers elsewhere cannot reach.

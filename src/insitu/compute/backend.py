@@ -10,6 +10,7 @@ Third-party backends register under the entry-point group ``insitu.compute_backe
 from __future__ import annotations
 
 import importlib
+import shlex
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -19,11 +20,13 @@ from insitu.errors import BackendUnavailable, ConfigError
 __all__ = [
     "BACKENDS",
     "WORKER_ENV",
+    "WORKER_NANNY",
     "ClusterBackend",
     "ClusterHandle",
     "ClusterSpec",
     "DaskClusterBackend",
     "get_backend",
+    "worker_env_exports",
 ]
 
 
@@ -31,11 +34,29 @@ __all__ = [
 # back to the kernel and the next one faults its pages in again: reading NetCDF in a worker
 # then runs about 1.6 times slower than in a plain process (measured on 12 MB slabs).
 # Streaming slabs are bounded, so letting glibc keep a few hundred MB is the better trade.
+# glibc reads these once, at process start: every backend must put them in the nanny's
+# pre-spawn environment (WORKER_NANNY, or worker_env_exports() for batch jobs).
 WORKER_ENV: dict[str, str] = {
     "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20),
     "MALLOC_MMAP_THRESHOLD_": str(256 * 2**20),
     "MALLOC_TOP_PAD_": str(64 * 2**20),
 }
+
+# The nanny class that does so, for backends that name their worker class.
+WORKER_NANNY = "insitu.compute._nanny.WorkerNanny"
+
+
+def worker_env_exports() -> list[str]:
+    """Shell lines that give the nanny of a batch job :data:`WORKER_ENV` before it spawns.
+
+    Exporting the variables themselves is not enough: the nanny's pre-spawn environment
+    (``MALLOC_TRIM_THRESHOLD_=65536`` by default) overwrites them. Dask reads
+    ``DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON`` as a Python literal and merges the dict
+    key by key into its defaults (one variable per key would not do: Dask lower-cases
+    the key names it finds in variable names).
+    """
+    literal = repr(dict(WORKER_ENV))
+    return [f"export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON={shlex.quote(literal)}"]
 
 
 @dataclass(frozen=True, slots=True)

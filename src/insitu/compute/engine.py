@@ -1,17 +1,22 @@
-"""The streaming engine: time sums file by file, in bounded memory, combined in a tree.
+"""The streaming engine: time and field means file by file, in bounded memory.
 
 The measured ceiling of this kind of work is decompression (about 0.35-0.40 GB/s per core
 for zlib NetCDF), and xarray's general path costs several times a bare loop. So the time
-mean of a dataset is computed here without xarray on the hot path:
+and field means of a dataset are computed here without xarray on the hot path:
 
-* one task per file (file-aligned partitions; the catalog knows each file's records),
-* each task reads its file in slabs of at most ``chunk_bytes`` and accumulates a float64
-  sum and an integer count per grid point, skipping ``_FillValue``/``missing_value``/NaN,
-* partial results are combined pairwise in a tree of fan-in 8,
+* tasks are runs of whole files (the catalog knows each file's records); a task reads its
+  files in slabs of at most ``chunk_bytes`` and keeps one accumulator for all of them,
+* the time mean has one task per worker thread (``leaves``), so only one float64 grid per
+  worker travels to the final sum; the field mean sends one value per record and has
+  more, smaller tasks, which balance better,
+* sums are float64 over the raw values; ``_FillValue``/``missing_value``/NaN are skipped,
+  and a count per grid point is only kept where one of them occurred,
 * scale and offset are applied once at the end (a mean commutes with them).
 
-Run it on process-based workers (``insitu cluster``) so that no two threads share HDF5.
-Its results equal the xarray path's to float64 rounding; the tests check that.
+Every task is a pure function of its files, so a worker lost mid-run only means its
+tasks run again elsewhere. Run it on process-based workers (``insitu cluster``) so that
+no two threads share HDF5. Its results equal the xarray path's to float64 rounding; the
+tests check that.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -28,8 +34,8 @@ from insitu.errors import DataError
 __all__ = [
     "FilePart",
     "combine_partials",
-    "file_field_sums",
     "file_time_sum",
+    "files_field_means",
     "files_time_sum",
     "stream_field_mean",
     "stream_time_mean",
@@ -37,7 +43,11 @@ __all__ = [
 ]
 
 _FANIN = 8
-_LEAVES = 32  # leaf tasks per graph: enough to balance a few dozen workers
+_FIELD_TASKS = 32  # field-mean tasks per dataset: results are tiny, so many balance best
+
+Array = np.ndarray[Any, Any]
+# Sum over time and the number of values in it: a plain int where no value was missing.
+Partial = tuple[Array, "Array | int"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,26 +60,15 @@ class FilePart:
     stop: int
 
 
-Partial = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]
+def _runs(parts: Sequence[FilePart], tasks: int) -> list[list[FilePart]]:
+    """``parts`` cut into at most ``tasks`` consecutive runs of nearly equal length."""
+    tasks = max(1, min(tasks, len(parts)))
+    bounds = [round(i * len(parts) / tasks) for i in range(tasks + 1)]
+    return [list(parts[a:b]) for a, b in pairwise(bounds) if b > a]
 
 
-def files_time_sum(parts: Sequence[FilePart], chunk_bytes: int) -> Partial:
-    """Sum and count over time of several files, accumulated in one pair of arrays.
-
-    Grouping files into one task keeps the partial results few: each partial is a full
-    float64 grid that must travel between workers.
-    """
-    total, count = file_time_sum(parts[0], chunk_bytes)
-    for part in parts[1:]:
-        file_time_sum(part, chunk_bytes, (total, count))
-    return total, count
-
-
-def file_time_sum(part: FilePart, chunk_bytes: int, into: Partial | None = None) -> Partial:
-    """Sum and count over time (axis 0) of one file's records, skipping missing values.
-
-    Adds to ``into`` (and returns it) when given.
-    """
+def _slabs(part: FilePart, chunk_bytes: int) -> Any:
+    """Open ``part``'s file and yield ``(raw slab, fill values)`` for its records."""
     import netCDF4
     from xarray.backends.locks import HDF5_LOCK  # uncontended on single-threaded workers
 
@@ -77,22 +76,14 @@ def file_time_sum(part: FilePart, chunk_bytes: int, into: Partial | None = None)
         with HDF5_LOCK, netCDF4.Dataset(part.path, "r") as nc:
             var = nc.variables[part.name]
             var.set_auto_maskandscale(False)
-            shape = var.shape[1:]
-            per_record = max(1, int(np.prod(shape, dtype=np.int64)) * var.dtype.itemsize)
+            per_record = max(1, int(np.prod(var.shape[1:], dtype=np.int64)) * var.dtype.itemsize)
             step = max(1, chunk_bytes // per_record)
             chunking = var.chunking()
             if isinstance(chunking, list) and chunking[0] > 1:
                 step = max(chunking[0], (step // chunking[0]) * chunking[0])
             fills = _fills(var)
-            if into is None:
-                total = np.zeros(shape, dtype=np.float64)
-                count = np.zeros(shape, dtype=np.int64)
-            else:
-                total, count = into
             for lo in range(part.start, part.stop, step):
-                raw = np.asarray(var[lo : min(lo + step, part.stop)])
-                _accumulate(raw, fills, total, count)
-            return total, count
+                yield np.asarray(var[lo : min(lo + step, part.stop)]), fills
     except (OSError, RuntimeError, KeyError, IndexError) as exc:
         raise DataError(
             f"Cannot read {part.name!r} records {part.start}:{part.stop} of {part.path}: {exc}. "
@@ -120,65 +111,127 @@ def _attr(var: Any, name: str) -> Any:
     return value[0] if value.size else None
 
 
-def _accumulate(
-    raw: np.ndarray[Any, Any],
-    fills: list[Any],
-    total: np.ndarray[Any, Any],
-    count: np.ndarray[Any, Any],
-) -> None:
-    """Add the float64 sum and the count of valid values over axis 0 of ``raw``."""
+def _huge(raw: Array, fills: list[Any]) -> float | None:
+    """Half the smallest fill, when every fill is huge and ``raw`` is floating point.
+
+    A huge fill (1e20, 9.97e36) or a NaN dominates any sum it enters, so one plain float64
+    pass over the values tells, from the sums alone, where the careful masked sum is needed.
+    """
     big = [abs(float(f)) for f in fills]
     if raw.dtype.kind == "f" and big and min(big) >= 1e15:
-        # Fast path: a huge fill value (1e20, 9.97e36) or a NaN dominates any sum it enters,
-        # so one plain pass finds the few points that need the careful, masked sum.
-        s = np.add.reduce(raw, axis=0, dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            bad = ~(np.abs(s) < min(big) / 2)
-        n = np.full(s.shape, raw.shape[0], dtype=np.int64)
-        if bad.any():
-            sub = raw[:, bad]
-            ok = ~np.isnan(sub)
-            for fill in fills:
-                ok &= sub != raw.dtype.type(fill)
-            s[bad] = np.add.reduce(sub, axis=0, dtype=np.float64, where=ok)
-            n[bad] = np.count_nonzero(ok, axis=0)
-        total += s
-        count += n
-        return
-    valid: np.ndarray[Any, Any] | None = None
+        return min(big) / 2
+    return None
+
+
+def _valid(raw: Array, fills: list[Any]) -> Array | None:
+    """Where ``raw`` holds a value (not a fill, not NaN); None if nothing can be missing."""
+    valid: Array | None = None
     for fill in fills:
         ok = raw != raw.dtype.type(fill)
         valid = ok if valid is None else valid & ok
     if raw.dtype.kind == "f":
         nan_ok = ~np.isnan(raw)
         valid = nan_ok if valid is None else valid & nan_ok
-    s = np.add.reduce(raw, axis=0, dtype=np.float64, where=valid if valid is not None else True)
-    total += s
-    count += raw.shape[0] if valid is None else np.count_nonzero(valid, axis=0)
+    return valid
+
+
+def _plain(s: Array, lim: float) -> bool:
+    """True if no sum in ``s`` met a fill or a NaN (both comparisons fail on NaN)."""
+    return bool(s.max() < lim) and bool(s.min() > -lim)
+
+
+class _TimeSum:
+    """Running float64 sum over time; counts missing values only once one is seen."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.total = np.zeros(shape, dtype=np.float64)
+        self.records = 0
+        self.missing: Array | None = None
+
+    def add(self, raw: Array, fills: list[Any]) -> None:
+        n = raw.shape[0]
+        self.records += n
+        lim = _huge(raw, fills)
+        if lim is not None:
+            s = np.add.reduce(raw, axis=0, dtype=np.float64)
+            if _plain(s, lim):
+                self.total += s
+                return
+            with np.errstate(invalid="ignore"):
+                bad = ~(np.abs(s) < lim)
+            sub = raw[:, bad]
+            ok = _valid(sub, fills)
+            assert ok is not None  # floating point: NaN can always occur
+            s[bad] = np.add.reduce(sub, axis=0, dtype=np.float64, where=ok)
+            self.total += s
+            self._missing()[bad] += n - np.count_nonzero(ok, axis=0)
+            return
+        valid = _valid(raw, fills)
+        where = True if valid is None else valid
+        self.total += np.add.reduce(raw, axis=0, dtype=np.float64, where=where)
+        if valid is not None:
+            missing = n - np.count_nonzero(valid, axis=0)
+            if missing.any():
+                self._missing()[...] += missing
+
+    def _missing(self) -> Array:
+        if self.missing is None:
+            self.missing = np.zeros(self.total.shape, dtype=np.int64)
+        return self.missing
+
+    def partial(self) -> Partial:
+        if self.missing is None:
+            return self.total, self.records
+        return self.total, self.records - self.missing
+
+
+def files_time_sum(parts: Sequence[FilePart], chunk_bytes: int) -> Partial:
+    """Sum and count over time of several files' records, skipping missing values.
+
+    All files share one accumulator: each partial is a full float64 grid that may have to
+    travel between workers, so a task returns one whatever the number of its files.
+    """
+    acc: _TimeSum | None = None
+    for part in parts:
+        for raw, fills in _slabs(part, chunk_bytes):
+            if acc is None:
+                acc = _TimeSum(raw.shape[1:])
+            acc.add(raw, fills)
+    if acc is None:
+        raise DataError(f"No records to sum in {parts[0].path if parts else 'no file'}.")
+    return acc.partial()
+
+
+def file_time_sum(part: FilePart, chunk_bytes: int) -> Partial:
+    """Sum and count over time (axis 0) of one file's records, skipping missing values."""
+    return files_time_sum([part], chunk_bytes)
 
 
 def combine_partials(parts: Sequence[Partial]) -> Partial:
     """Add partial sums and counts."""
     total = parts[0][0].copy()
-    count = parts[0][1].copy()
+    count: Array | int = parts[0][1]
     for s, n in parts[1:]:
         total += s
-        count += n
+        count = count + n
     return total, count
 
 
-def time_sum_graph(parts: Sequence[FilePart], chunk_bytes: int) -> Any:
-    """A Dask ``Delayed`` that evaluates to the (sum, count) over all parts."""
+def time_sum_graph(parts: Sequence[FilePart], chunk_bytes: int, leaves: int) -> Any:
+    """A Dask ``Delayed`` that evaluates to the (sum, count) over all parts.
+
+    ``leaves`` tasks read the files (one per worker thread is best: see the module notes);
+    their partials are added in a tree of fan-in 8.
+    """
     from dask.base import tokenize
     from dask.delayed import Delayed
 
-    token = tokenize([(p.path, p.name, p.start, p.stop, _stat(p.path)) for p in parts])
+    token = tokenize([(p.path, p.name, p.start, p.stop, _stat(p.path)) for p in parts], leaves)
     graph: dict[Any, Any] = {}
     level = []
-    per_task = max(1, -(-len(parts) // _LEAVES))
-    for i in range(0, len(parts), per_task):
-        key = (f"insitu-tsum-{token}", i // per_task)
-        graph[key] = (files_time_sum, list(parts[i : i + per_task]), chunk_bytes)
+    for i, run in enumerate(_runs(parts, leaves)):
+        key = (f"insitu-tsum-{token}", i)
+        graph[key] = (files_time_sum, run, chunk_bytes)
         level.append(key)
     depth = 0
     while len(level) > 1:
@@ -200,12 +253,18 @@ def _stat(path: str) -> tuple[int, int]:
     return (st.st_size, st.st_mtime_ns)
 
 
-def _finalize(partial: Partial, scale: float, offset: float, dtype: str) -> np.ndarray[Any, Any]:
+def _scale(encoding: dict[str, Any]) -> tuple[float, float]:
+    scale = float(np.asarray(encoding.get("scale_factor", 1.0)).ravel()[0])
+    offset = float(np.asarray(encoding.get("add_offset", 0.0)).ravel()[0])
+    return scale, offset
+
+
+def _finalize(partial: Partial, scale: float, offset: float, dtype: str) -> Array:
     total, count = partial
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
     mean = mean * scale + offset
-    mean[count == 0] = np.nan
+    mean[np.broadcast_to(np.asarray(count) == 0, mean.shape)] = np.nan
     return mean.astype(dtype)
 
 
@@ -215,15 +274,18 @@ def stream_time_mean(
     parts: Sequence[FilePart],
     encoding: dict[str, Any],
     chunk_bytes: int,
+    leaves: int,
 ) -> Any:
-    """``template`` (a lazy xarray time-mean result) with its data from the engine."""
+    """``template`` (a lazy xarray time-mean result) with its data from the engine.
+
+    ``leaves``: how many tasks read the files; the number of worker threads is best.
+    """
     import dask.array as da
     from dask.delayed import delayed
 
     target = template[variable]
-    scale = float(np.asarray(encoding.get("scale_factor", 1.0)).ravel()[0])
-    offset = float(np.asarray(encoding.get("add_offset", 0.0)).ravel()[0])
-    summed = time_sum_graph(parts, chunk_bytes)
+    scale, offset = _scale(encoding)
+    summed = time_sum_graph(parts, chunk_bytes, leaves)
     final = delayed(_finalize, pure=True)(summed, scale, offset, str(target.dtype))
     array = da.from_delayed(final, shape=target.shape, dtype=target.dtype)
     out = template.copy()
@@ -231,47 +293,64 @@ def stream_time_mean(
     return out
 
 
-def file_field_sums(
-    part: FilePart, weights: np.ndarray[Any, Any], chunk_bytes: int
-) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """Per record: area-weighted sum of valid values and the sum of their weights.
+class _FieldWeights:
+    """Area weights of the (latitude, longitude) grid, in the form the sums need.
 
-    ``weights`` has the shape of the variable's last two dimensions (latitude, longitude).
+    On a grid with equal longitude weights in each row (every regular lat-lon grid) a
+    weighted sum is a float64 sum along each row followed by one weight per row; this
+    avoids converting every value to float64 and cuts the cost of a field mean to about
+    that of a time mean. Other grids use the full 2-D weights.
     """
-    import netCDF4
-    from xarray.backends.locks import HDF5_LOCK
 
-    try:
-        with HDF5_LOCK, netCDF4.Dataset(part.path, "r") as nc:
-            var = nc.variables[part.name]
-            var.set_auto_maskandscale(False)
-            fills = _fills(var)
-            per_record = max(1, int(np.prod(var.shape[1:], dtype=np.int64)) * var.dtype.itemsize)
-            step = max(1, chunk_bytes // per_record)
-            nums, dens = [], []
-            for lo in range(part.start, part.stop, step):
-                raw = np.asarray(var[lo : min(lo + step, part.stop)])
-                valid = ~np.isnan(raw) if raw.dtype.kind == "f" else np.ones(raw.shape, bool)
-                for fill in fills:
-                    valid &= raw != raw.dtype.type(fill)
-                x = np.where(valid, raw, 0).astype(np.float64, copy=False)
-                nums.append(np.einsum("...ij,ij->...", x, weights))
-                dens.append(np.einsum("...ij,ij->...", valid.astype(np.float64), weights))
-            return np.concatenate(nums), np.concatenate(dens)
-    except (OSError, RuntimeError, KeyError, IndexError) as exc:
-        raise DataError(
-            f"Cannot read {part.name!r} records {part.start}:{part.stop} of {part.path}: {exc}. "
-            "The file changed or became unreadable since the scan; rescan its collection."
-        ) from exc
+    def __init__(self, weights: Array) -> None:
+        w = np.asarray(weights, dtype=np.float64)
+        self.full = w
+        rows = w.mean(axis=1)
+        self.rows: Array | None = (
+            rows if np.allclose(w, rows[:, None], rtol=1e-12, atol=0.0) else None
+        )
+        self.total = float(w.sum())
+
+    def __dask_tokenize__(self) -> str:
+        from dask.base import tokenize
+
+        return tokenize(self.full)
+
+    def sums(self, raw: Array, fills: list[Any]) -> tuple[Array, Array]:
+        """Per record (and level): weighted sum of the valid values and of their weights."""
+        lim = _huge(raw, fills)
+        if self.rows is not None and lim is not None:
+            rows = np.add.reduce(raw, axis=-1, dtype=np.float64)
+            if _plain(rows, lim):
+                num = rows @ self.rows
+                return num, np.full(num.shape, self.total)
+        valid = _valid(raw, fills)
+        if valid is None:
+            valid = np.ones(raw.shape, dtype=bool)
+        if self.rows is not None:
+            rows = np.add.reduce(raw, axis=-1, dtype=np.float64, where=valid)
+            return rows @ self.rows, np.count_nonzero(valid, axis=-1) @ self.rows
+        x = np.where(valid, raw, 0).astype(np.float64, copy=False)
+        num = np.einsum("...ij,ij->...", x, self.full)
+        return num, np.einsum("...ij,ij->...", valid.astype(np.float64), self.full)
 
 
-def _field_finalize(
-    sums: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+def files_field_means(
+    parts: Sequence[FilePart],
+    weights: _FieldWeights,
+    chunk_bytes: int,
     scale: float,
     offset: float,
     dtype: str,
-) -> np.ndarray[Any, Any]:
-    num, den = sums
+) -> Array:
+    """Area-weighted mean of every record (and level) of several files, in file order."""
+    nums, dens = [], []
+    for part in parts:
+        for raw, fills in _slabs(part, chunk_bytes):
+            num, den = weights.sums(raw, fills)
+            nums.append(num)
+            dens.append(den)
+    num, den = np.concatenate(nums), np.concatenate(dens)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = num / np.where(den > 0, den, np.nan)
     return (mean * scale + offset).astype(dtype)
@@ -281,29 +360,31 @@ def stream_field_mean(
     template: Any,
     variable: str,
     parts: Sequence[FilePart],
-    weights: np.ndarray[Any, Any],
+    weights: Array,
     encoding: dict[str, Any],
     chunk_bytes: int,
 ) -> Any:
     """``template`` (a lazy xarray field-mean result) with its data from the engine.
 
-    One task per file; each returns its records' weighted sums, so nothing but one value
-    per record and level travels between workers.
+    ``weights`` has the shape of the variable's last two dimensions (latitude, longitude).
+    Runs of files are one task each; each returns its records' means, so nothing but one
+    value per record and level travels between workers. The weights are one graph key,
+    sent to each worker once.
     """
     import dask.array as da
     from dask.delayed import delayed
 
     target = template[variable]
-    scale = float(np.asarray(encoding.get("scale_factor", 1.0)).ravel()[0])
-    offset = float(np.asarray(encoding.get("add_offset", 0.0)).ravel()[0])
+    scale, offset = _scale(encoding)
     rest = target.shape[1:]
+    w = delayed(_FieldWeights(weights), pure=True)
     pieces = []
-    for part in parts:
-        sums = delayed(file_field_sums, pure=True)(part, weights, chunk_bytes)
-        final = delayed(_field_finalize, pure=True)(sums, scale, offset, str(target.dtype))
-        pieces.append(
-            da.from_delayed(final, shape=(part.stop - part.start, *rest), dtype=target.dtype)
+    for run in _runs(parts, _FIELD_TASKS):
+        means = delayed(files_field_means, pure=True)(
+            run, w, chunk_bytes, scale, offset, str(target.dtype)
         )
+        records = sum(p.stop - p.start for p in run)
+        pieces.append(da.from_delayed(means, shape=(records, *rest), dtype=target.dtype))
     out = template.copy()
     out[variable] = target.copy(data=da.concatenate(pieces, axis=0))
     return out

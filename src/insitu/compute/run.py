@@ -157,7 +157,7 @@ def run(
         ds.attrs["insitu_dataset_id"] = r.dataset_id
         result = op(ds, var, p)
         if time is None and engine == "stream" and op.name in ("time_mean", "field_mean"):
-            result = _streamed(catalog, r.dataset_id, ds, var, result, op.name)
+            result = _streamed(catalog, r.dataset_id, ds, var, result, op.name, _threads(client))
         results[r.dataset_id] = result
     if len(results) == 1:
         result = next(iter(results.values()))
@@ -204,8 +204,11 @@ def _streamed(
     var: str,
     template: xr.Dataset,
     operation: str,
+    threads: int,
 ) -> xr.Dataset:
     """A time or field mean of one dataset by the streaming engine, shaped like ``template``.
+
+    The time mean reads the files in ``threads`` tasks, one per worker thread.
 
     Falls back to ``template`` (the xarray path) where the engine's assumptions do not
     hold: the field mean needs (time, ..., lat, lon) order and one record per time step.
@@ -221,7 +224,7 @@ def _streamed(
     chunk = catalog.settings.compute.chunk_bytes
     encoding = dict(ds[var].encoding)
     if operation == "time_mean":
-        streamed: xr.Dataset = stream_time_mean(template, var, parts, encoding, chunk)
+        streamed: xr.Dataset = stream_time_mean(template, var, parts, encoding, chunk, threads)
         return streamed
     ax = axes(ds[var])
     dims = tuple(map(str, ds[var].dims))
@@ -234,6 +237,15 @@ def _streamed(
     weights = np.asarray(area_weights(ds, ds[var]).transpose(ax.lat, ax.lon).values, "float64")
     field: xr.Dataset = stream_field_mean(template, var, parts, weights, encoding, chunk)
     return field
+
+
+def _threads(client: Client | None) -> int:
+    """Worker threads of the cluster (the machine's cores for Dask's local scheduler)."""
+    if client is not None:
+        threads = int(sum(client.nthreads().values()))
+        if threads:
+            return threads
+    return os.cpu_count() or 1
 
 
 def _compute(
