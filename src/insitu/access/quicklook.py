@@ -333,7 +333,7 @@ def render_map(
     field, ds, ax = got.field, got.ds, got.axes
     assert ax.lat is not None and ax.lon is not None
     values = np.ma.masked_invalid(np.asarray(field.values, dtype="float64"))
-    lon_e, lat_e = _edges(ds, ax.lon), _edges(ds, ax.lat)
+    lon_e, lat_e = _edges(ds, ax.lon), np.clip(_edges(ds, ax.lat), -90.0, 90.0)
     name, label = _labels(field)
     span_lon, span_lat = float(np.ptp(lon_e)), float(np.ptp(lat_e))
     # Plate carrée (a degree is a degree both ways) where the extent fits the figure's
@@ -341,7 +341,7 @@ def render_map(
     equal = span_lat > 0 and 1.4 <= span_lon / span_lat <= 3
     fig = _figure(_MAP_SIZE)
     plot = fig.add_subplot()
-    parts = [f"{name} ({field.name})", got.time, got.level]
+    parts = [f"{name} ({field.name})", got.time.removesuffix("T00:00:00"), got.level]
     _title(fig, record, "  ·  ".join(p for p in parts if p))
     if values.count() == 0:
         plot.text(
@@ -383,6 +383,12 @@ def render_map(
     plot.set_ylabel("latitude [degrees north]")
     if equal:
         plot.set_aspect("equal")
+    from matplotlib.ticker import MultipleLocator
+
+    if span_lon >= 180:  # a global grid: ticks on the usual meridians and parallels
+        plot.xaxis.set_major_locator(MultipleLocator(60))
+    if span_lat >= 90:
+        plot.yaxis.set_major_locator(MultipleLocator(30))
     return _png(fig)
 
 
