@@ -46,6 +46,27 @@ def _request_id(request: Request) -> str:
     return rid
 
 
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI at /api/v1/docs from the assets of ``swagger-ui-bundle``, not a CDN."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    assets = f"{API_PREFIX}/docs-assets"
+    app.mount(assets, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs")
+
+    @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=f"{API_PREFIX}/openapi.json",
+            title="insitu data service",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon-32x32.png",
+        )
+
+
 def build_app(
     settings: Settings,
     *,
@@ -74,7 +95,7 @@ def build_app(
         "next to the archive. Send a token as 'Authorization: Bearer <token>'; public "
         "collections need none.",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # served below from local assets: no CDN on a closed network
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -133,6 +154,8 @@ def build_app(
             f"The service failed on this request. Report request id {rid} to the operator.",
             rid,
         )
+
+    _mount_docs(app)
 
     @app.get(f"{API_PREFIX}/health", tags=["service"], summary="Liveness and version")
     def health() -> dict[str, str]:

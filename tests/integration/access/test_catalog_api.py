@@ -94,3 +94,12 @@ def test_revoked_token_is_refused(client: TestClient, access_env: AccessEnv) -> 
     r = client.get("/api/v1/collections", headers=bearer(access_env.secrets.revoked))
     assert r.status_code == 401
     assert "revoked" in r.json()["error"]["message"]
+
+
+def test_api_docs_load_their_assets_from_the_service(client: TestClient) -> None:
+    page = client.get("/api/v1/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower() and "https://" not in page.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/api/v1/docs-assets/{asset}" in page.text
+        assert client.get(f"/api/v1/docs-assets/{asset}").status_code == 200
