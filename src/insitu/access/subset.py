@@ -25,7 +25,6 @@ import numpy as np
 from insitu.access.selection import (
     Range,
     TimeRange,
-    bounds_names,
     data_variables,
     dataset_axes,
     parse_isel,
@@ -96,13 +95,14 @@ class SubsetQuery:
             parts.append(self.time.text())
         parts += [r.text() for r in self.ranges]
         if self.isel:
-            items = [
-                f"{d}:{'' if s.start is None else s.start}:{'' if s.stop is None else s.stop}"
-                + (f":{s.step}" if s.step else "")
-                for d, s in self.isel
-            ]
-            parts.append("isel=" + ",".join(items))
+            parts.append("isel=" + ",".join(_slice_text(d, s) for d, s in self.isel))
         return "&".join(parts) or "everything"
+
+
+def _slice_text(dim: str, s: slice) -> str:
+    start = "" if s.start is None else s.start
+    stop = "" if s.stop is None else s.stop
+    return f"{dim}:{start}:{stop}" + (f":{s.step}" if s.step else "")
 
 
 def parse_subset_query(
@@ -233,9 +233,9 @@ def plan_subset(
         )
     ax = dataset_axes(ds, names)
     dims = list(dict.fromkeys(str(d) for n in names for d in ds[n].dims))
-    keep = names + sorted(
-        b for b in bounds_names(ds) if set(map(str, ds[b].dims)) <= set(dims) | {"bnds", "nv"}
-    )
+    # NetCDF answers carry the cell bounds of their coordinates (CF), whatever their names.
+    bounds = [ds[d].attrs.get("bounds") for d in dims if d in ds.coords]
+    keep = names + [b for b in bounds if isinstance(b, str) and b in ds.variables]
     out = ds[list(dict.fromkeys(keep))]
     if query.time is not None and (ax.time is None or ax.time not in dims):
         raise InvalidQuery(
@@ -265,7 +265,7 @@ def plan_subset(
         n = out.sizes[dim]
         if not range(n)[sl]:
             raise InvalidQuery(
-                f"isel={dim}:{sl.start}:{sl.stop} selects nothing: {dim!r} has {n} "
+                f"isel={_slice_text(dim, sl)} selects nothing: {dim!r} has {n} "
                 f"positions here (0 to {n - 1})."
             )
         out = out.isel({dim: sl})
