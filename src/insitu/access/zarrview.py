@@ -364,19 +364,22 @@ class ZarrView:
         plan = self.arrays.get(name) if sep else None
         if plan is None:
             raise NotFound(
-                f"Key {key!r} is not in the Zarr view of dataset {self.dataset_id!r}. It is "
-                "Zarr format 2 with consolidated metadata: read '.zmetadata'; its arrays are "
+                f"Key {_short(key)!r} is not in the Zarr view of dataset "
+                f"{self.dataset_id!r}. It is Zarr format 2 with consolidated metadata: read "
+                "'.zmetadata'; its arrays are "
                 f"{_names(self.arrays)}."
             )
         grid = plan.grid
         parts = index.split(".")
         expected = grid or (1,)  # a 0-d array has the one chunk "0"
+        # Canonical decimal integers only ("01" would name chunk 1 twice), and short: int()
+        # refuses strings of more than 4,300 digits with a ValueError.
         valid = len(parts) == len(expected) and all(
-            p.isascii() and p.isdigit() and str(int(p)) == p for p in parts
+            p.isascii() and p.isdigit() and len(p) < 19 and (p == "0" or p[0] != "0") for p in parts
         )
         if not valid or any(int(p) >= n for p, n in zip(parts, expected, strict=True)):
             raise NotFound(
-                f"Chunk {index!r} is not a chunk of array {name!r} in the Zarr view of "
+                f"Chunk {_short(index)!r} is not a chunk of array {name!r} in the Zarr view of "
                 f"dataset {self.dataset_id!r}: chunk keys are {len(expected)} integers "
                 f"joined by '.', each below {'.'.join(map(str, expected))} (see "
                 f"{name}/.zarray)."
@@ -466,6 +469,10 @@ class ZarrView:
                 ) from exc
         assert out is not None
         return out
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _names(arrays: dict[str, ArrayPlan], limit: int = 20) -> str:

@@ -399,6 +399,12 @@ def test_a_split_chunk_is_the_slab_of_its_file(fake: FakeEnv) -> None:
         "ta/0.0.0.a",
         "ta/-1.0.0.0",
         "ta/00.0.0.0",  # not canonical
+        "ta/01.0.0.0",
+        "ta/99999999999999999999999.0.0.0",
+        "ta/" + "9" * 5000 + ".0.0.0",  # more digits than int() accepts
+        "ta/\u0661.0.0.0",  # a digit, but not ASCII
+        "ta/ 1.0.0.0",
+        "ta/+1.0.0.0",
         "ta/0.0.0.0/",
         "ta/0/0/0/0",
         ".zmetadata/x",
