@@ -28,6 +28,7 @@ from insitu.access.jobs import MAX_INPUTS, JobManager, result_values
 from insitu.access.jobstore import STATES, Job
 from insitu.access.routes.catalog import search_catalog
 from insitu.catalog import DatasetRecord
+from insitu.compute import OPERATIONS
 from insitu.errors import (
     BackendUnavailable,
     Conflict,
@@ -65,7 +66,7 @@ class JobSubmission(BaseModel):
     )
 
     operation: str = Field(
-        min_length=1, max_length=64, description="An operation, e.g. field_mean or time_mean."
+        min_length=1, max_length=64, description=f"The operation: {', '.join(OPERATIONS)}."
     )
     datasets: list[_Text] | None = Field(
         default=None,
@@ -139,7 +140,7 @@ def _searched(
             )
         else:
             constraints[key] = [value] if isinstance(value, str) else value
-    if not constraints and q is None:
+    if not constraints and q is None and collection is None:
         raise InvalidQuery(
             "The search has no constraint, so it would take every dataset you may read. "
             'Give at least one facet, e.g. {"source_id": "MIROC6", "table_id": "Amon"}.'
