@@ -464,7 +464,7 @@ class ZarrView:
                 out[tuple(where)] = block
             except ValueError as exc:
                 raise DataError(
-                    f"Variable {plan.name!r} of {src.path} has another shape than when it "
+                    f"Variable {plan.name!r} of {src.record.path} has another shape than when it "
                     f"was scanned ({exc}); rescan its collection with 'insitu catalog scan'."
                 ) from exc
         assert out is not None
@@ -566,13 +566,13 @@ class OpenFiles:
             st = os.stat(src.path)
         except OSError as exc:
             raise DataError(
-                f"Cannot read {src.path}: {exc.strerror or exc}. The file moved or became "
-                "unreadable since it was scanned; rescan its collection with "
-                "'insitu catalog scan'."
+                f"Cannot read {src.record.path}: {exc.strerror or type(exc).__name__}. The "
+                "file moved or became unreadable since it was scanned; rescan its collection "
+                "with 'insitu catalog scan'."
             ) from exc
         if (st.st_size, st.st_mtime_ns) != (src.record.size, src.record.mtime_ns):
             raise DataError(
-                f"File {src.path} changed since it was scanned (size {st.st_size}, was "
+                f"File {src.record.path} changed since it was scanned (size {st.st_size}, was "
                 f"{src.record.size}); rescan its collection with 'insitu catalog scan'."
             )
         identity = (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -583,9 +583,12 @@ class OpenFiles:
                 data = np.asarray(var[index] if index else var[...])  # a 0-d one whole
             except (OSError, RuntimeError, KeyError, IndexError, ValueError) as exc:
                 self._drop(src.path)
+                log.warning("reading %s from %s failed", plan.name, src.path, exc_info=True)
+                # Paths relative to the collection root: clients need not learn where it is.
+                detail = str(exc).replace(src.path, src.record.path)
                 raise DataError(
-                    f"Cannot read variable {plan.name!r} from {src.path}: {exc}. The file "
-                    "changed or became unreadable since it was scanned; rescan its "
+                    f"Cannot read variable {plan.name!r} from {src.record.path}: {detail}. "
+                    "The file changed or became unreadable since it was scanned; rescan its "
                     "collection with 'insitu catalog scan'."
                 ) from exc
         if src.from_units is not None and plan.to_units is not None:
