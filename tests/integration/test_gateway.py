@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import numpy as np
 import pytest
 
@@ -29,6 +30,11 @@ from insitu.compute import cluster, run
 from insitu.compute.backend import WORKER_ENV
 from insitu.errors import BackendUnavailable, ConfigError, Unauthorized
 from insitu.settings import Settings
+from tests.integration import test_worker_env
+from tests.integration.test_worker_env import _slab_from_heap
+
+# Gateway workers cannot import the tests package: send its function by value.
+cloudpickle.register_pickle_by_value(test_worker_env)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,6 +121,7 @@ def test_time_mean_on_a_gateway_cluster_equals_local(
         client.wait_for_workers(2, timeout=60)
         remote = run(demo, "time_mean", [dataset_id], client=client, cache=False).open()
         envs = client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENV})
+        from_heap = client.run(_slab_from_heap)
         workers = client.scheduler_info(n_workers=-1)["workers"].values()
         assert len(_clusters_of(gateway_server, user)) == 1
     np.testing.assert_array_equal(remote["ta"].values, local["ta"].values)
@@ -122,6 +129,7 @@ def test_time_mean_on_a_gateway_cluster_equals_local(
     # The malloc settings reach the workers through the gateway's environment option,
     # and the worker size comes from the compute settings.
     assert list(envs.values()) == [WORKER_ENV, WORKER_ENV]
+    assert list(from_heap.values()) == [True, True]  # glibc saw them at process start
     assert [(w["nthreads"], w["memory_limit"]) for w in workers] == [(1, 2**30)] * 2
     # Leaving the block shut the cluster down on the gateway.
     assert _clusters_of(gateway_server, user) == []
