@@ -37,7 +37,14 @@ pid_alive() {
   kill -0 "$pid" 2>/dev/null && grep -q dask_gateway_server "/proc/$pid/cmdline" 2>/dev/null
 }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-healthy() { curl -fsS -m 2 "$ADDRESS/api/health" 2>/dev/null | grep -q '"pass"'; }
+# GET /api/health over bash's /dev/tcp (no curl needed): the answer says "pass" when up.
+healthy() {
+  (
+    exec 3<>"/dev/tcp/127.0.0.1/$PORT" || exit 1
+    printf 'GET /api/health HTTP/1.0\r\nHost: 127.0.0.1:%s\r\n\r\n' "$PORT" >&3
+    timeout 2 cat <&3 | grep -q '"pass"'
+  ) 2>/dev/null
+}
 
 install_server() {
   if ! "$PY" -c 'import dask_gateway_server, dask_gateway' 2>/dev/null; then
