@@ -16,9 +16,10 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -364,12 +365,24 @@ def _key(t: Any) -> int:
 
 @dataclass(frozen=True, slots=True)
 class SubsetAnswer:
-    """A complete answer: bytes in memory, or a temporary file the caller removes."""
+    """A complete answer: bytes in memory, or an open file already removed from disk.
+
+    The NetCDF file is unlinked as soon as it is written and reopened: its space is freed
+    when the handle closes, even if the client goes away mid-download.
+    """
 
     media_type: str
     filename: str
+    size: int
     content: bytes | None = None
-    path: str | None = None
+    file: BinaryIO | None = None
+
+    def chunks(self, size: int = 2**20) -> Iterator[bytes]:
+        """The file's bytes in blocks, closing it at the end."""
+        assert self.file is not None
+        with self.file:
+            while block := self.file.read(size):
+                yield block
 
 
 def write_subset(plan: SubsetPlan, *, directory: str | None = None) -> SubsetAnswer:
@@ -382,14 +395,13 @@ def write_subset(plan: SubsetPlan, *, directory: str | None = None) -> SubsetAns
         os.close(fd)
         try:
             _to_netcdf(ds, plan, path)
-        except BaseException:
+            handle = open(path, "rb")  # noqa: SIM115 - closed by SubsetAnswer.chunks
+        finally:
             os.unlink(path)
-            raise
-        return SubsetAnswer(media, name, path=path)
+        return SubsetAnswer(media, name, os.fstat(handle.fileno()).st_size, file=handle)
     text = _text_dataset(ds, plan.variables)
-    if plan.query.format == "csv":
-        return SubsetAnswer(media, name, content=_to_csv(text, plan.variables))
-    return SubsetAnswer(media, name, content=_to_json(text, plan))
+    content = _to_csv(text, plan.variables) if plan.query.format == "csv" else _to_json(text, plan)
+    return SubsetAnswer(media, name, len(content), content=content)
 
 
 def _clean_attrs(attrs: dict[Any, Any]) -> dict[str, Any]:

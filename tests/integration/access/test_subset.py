@@ -50,6 +50,7 @@ def test_netcdf_over_http_opens_with_netcdf4_and_matches(
     assert r.headers["content-type"] == "application/x-netcdf"
     assert r.headers["content-disposition"] == (f'attachment; filename="{MIROC_AMON_TA}.subset.nc"')
     assert r.headers["etag"].startswith('"')
+    assert int(r.headers["content-length"]) == len(r.content)
     assert "max-age" in r.headers["cache-control"]
     path = tmp_path / "subset.nc"
     path.write_bytes(r.content)

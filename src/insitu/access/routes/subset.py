@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import FileResponse
-from starlette.background import BackgroundTask
+from fastapi.responses import StreamingResponse
 
 from insitu.access.deps import (
     CurrentPrincipal,
@@ -146,11 +144,7 @@ def subset(
         **cache_headers(etag),
         "Content-Disposition": f'attachment; filename="{answer.filename}"',
     }
-    if answer.path is not None:
-        return FileResponse(
-            answer.path,
-            media_type=answer.media_type,
-            headers=headers,
-            background=BackgroundTask(os.unlink, answer.path),
-        )
+    if answer.file is not None:
+        headers["Content-Length"] = str(answer.size)
+        return StreamingResponse(answer.chunks(), media_type=answer.media_type, headers=headers)
     return Response(answer.content, media_type=answer.media_type, headers=headers)
