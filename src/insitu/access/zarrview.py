@@ -406,9 +406,13 @@ class ZarrView:
 
     # -- chunks --------------------------------------------------------------------------
 
-    def read(self, ref: ChunkRef) -> bytes:
-        """The encoded bytes of one chunk, as a format 2 client expects them."""
-        raw = np.ascontiguousarray(self._values(ref), dtype=ref.plan.dtype).tobytes()
+    def read(self, ref: ChunkRef) -> bytes | memoryview:
+        """The encoded bytes of one chunk, as a format 2 client expects them.
+
+        Uncompressed, the array's own buffer: a copy of megabytes saved per chunk.
+        """
+        values = np.ascontiguousarray(self._values(ref), dtype=ref.plan.dtype)
+        raw = values.reshape(-1).view(np.uint8).data  # bytes, no copy
         if self.compressor is None:
             return raw
         return zlib.compress(raw, int(self.compressor.get("level", 1)))

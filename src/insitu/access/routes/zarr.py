@@ -76,6 +76,7 @@ def zarr_key(
     cached = not_modified(request, etag, max_age=max_age)
     if cached is not None:
         return cached
+    body: bytes | memoryview
     if isinstance(item, bytes):
         body, media_type = item, "application/json"
     else:
