@@ -31,12 +31,12 @@ from insitu.access.selection import (
     parse_point,
     parse_time,
     parse_variables,
+    time_key_of,
     time_text,
 )
 from insitu.access.subset import human_bytes, open_for_time
-from insitu.catalog.models import time_key
 from insitu.compute.operations import OPERATIONS, Axes, NoParams, mask_default_fill
-from insitu.errors import InvalidQuery, TooLarge
+from insitu.errors import DataError, InvalidQuery, TooLarge
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -212,19 +212,13 @@ def _labels(da: xr.DataArray) -> tuple[str, str]:
     return name, f"{name} [{units}]" if units else name
 
 
-def _key(t: Any) -> int:
-    if isinstance(t, np.datetime64):
-        t = t.astype("datetime64[s]").item()
-    return time_key(t.year, t.month, t.day, t.hour, t.minute, t.second)
-
-
 def _record_file(
     files: Sequence[FileRecord], variable: str, when: Any
 ) -> tuple[FileRecord, int] | None:
     """The file holding the time step ``when`` of ``variable``, and its position there."""
     import cftime
 
-    key = _key(when)
+    key = time_key_of(when)
     for f in sorted(files, key=lambda f: (f.tkey_start or 0, f.path)):
         if f.tkey_start is None or not f.time_values or not f.time_units:
             continue
@@ -234,7 +228,7 @@ def _record_file(
             continue
         values = np.frombuffer(f.time_values, dtype="float64")
         dates = cftime.num2date(values, f.time_units, calendar=f.calendar or "standard")
-        keys = [_key(d) for d in np.atleast_1d(dates)]
+        keys = [time_key_of(d) for d in np.atleast_1d(dates)]
         if key in keys:
             return f, keys.index(key)
     return None
@@ -281,8 +275,15 @@ def read_map_field(
         if found is not None:
             f, position = found
             path = os.path.join(catalog.collection(record.collection).root, f.path)
-            with xr.open_dataset(path, decode_times=False, cache=False) as one:
-                values = np.asarray(one[var].isel({**index, ax.time: position}).values)
+            try:
+                with xr.open_dataset(path, decode_times=False, cache=False) as one:
+                    values = np.asarray(one[var].isel({**index, ax.time: position}).values)
+            except (OSError, KeyError, IndexError, ValueError) as exc:
+                raise DataError(
+                    f"Cannot read step {position} of {var!r} from {path}: {exc}. The file "
+                    "changed since it was scanned; rescan its collection with 'insitu "
+                    "catalog scan'."
+                ) from exc
     field = lazy.isel(index)
     if values is None:  # no time axis, or the index disagrees with the file: read lazily
         values = np.asarray(field.load(scheduler="synchronous").values)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from insitu.catalog.models import time_key
 from insitu.catalog.search import parse_time_range
 from insitu.compute.operations import Axes, axes
 from insitu.errors import InvalidQuery
@@ -54,6 +55,7 @@ __all__ = [
     "parse_time",
     "parse_variables",
     "select_coordinate",
+    "time_key_of",
     "time_text",
 ]
 
@@ -402,3 +404,10 @@ def time_text(values: Sequence[Any] | np.ndarray[Any, Any]) -> list[str]:
     if arr.dtype.kind == "M":
         return [str(t) for t in np.datetime_as_string(arr, unit="s")]
     return [t.isoformat() if hasattr(t, "isoformat") else str(t) for t in arr.ravel()]
+
+
+def time_key_of(t: Any) -> int:
+    """The catalog's sortable key (``YYYYMMDDhhmmss``) of one decoded time."""
+    if isinstance(t, np.datetime64):
+        t = t.astype("datetime64[s]").item()
+    return time_key(t.year, t.month, t.day, t.hour, t.minute, t.second)

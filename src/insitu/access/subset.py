@@ -33,9 +33,9 @@ from insitu.access.selection import (
     parse_time,
     parse_variables,
     select_coordinate,
+    time_key_of,
     time_text,
 )
-from insitu.catalog.models import time_key
 from insitu.compute.operations import mask_default_fill
 from insitu.errors import InvalidQuery, TooLarge
 
@@ -348,19 +348,12 @@ def _files_used(ds: xr.Dataset, tdim: str | None, files: list[FileRecord]) -> li
     if tdim is None or tdim not in ds.dims or ds.sizes[tdim] == 0:
         return list(files)
     values = ds[tdim].values
-    first, last = values[0], values[-1]
-    lo, hi = (_key(first), _key(last)) if _key(first) <= _key(last) else (_key(last), _key(first))
+    lo, hi = sorted((time_key_of(values[0]), time_key_of(values[-1])))
     return [
         f
         for f in files
         if f.tkey_start is None or (f.tkey_start <= hi and (f.tkey_end or f.tkey_start) >= lo)
     ]
-
-
-def _key(t: Any) -> int:
-    if isinstance(t, np.datetime64):
-        t = t.astype("datetime64[s]").item()
-    return time_key(t.year, t.month, t.day, t.hour, t.minute, t.second)
 
 
 @dataclass(frozen=True, slots=True)
