@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from insitu.catalog import DatasetRecord
 
 __all__ = [
-    "AXIS_NAMES",
     "Range",
     "TimeRange",
     "bounds_names",
@@ -59,7 +58,6 @@ __all__ = [
     "time_text",
 ]
 
-AXIS_NAMES = ("lat", "lon", "level")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.@+-]{0,127}$")
 _DATE = re.compile(
     r"^(-?\d{1,6})(?:-(\d{1,2})(?:-(\d{1,2})(?:[T ](\d{1,2})(?::(\d{2})(?::(\d{2}))?)?)?)?)?$"

@@ -11,7 +11,6 @@ bytes), so the HTTP layer can send it knowing it is complete.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -20,8 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
-
-import numpy as np
 
 from insitu.access.selection import (
     Range,
@@ -34,9 +31,8 @@ from insitu.access.selection import (
     parse_variables,
     select_coordinate,
     time_key_of,
-    time_text,
 )
-from insitu.compute.operations import mask_default_fill
+from insitu.access.serialization import time_dims, to_csv, to_json, write_netcdf
 from insitu.errors import InvalidQuery, TooLarge
 
 if TYPE_CHECKING:
@@ -63,9 +59,6 @@ FORMATS = {
     "csv": (".csv", "text/csv; charset=utf-8"),
     "json": (".json", "application/json"),
 }
-_KEEP_ENCODING = ("dtype", "_FillValue", "missing_value", "scale_factor", "add_offset")
-_TIME_ENCODING = ("units", "calendar")
-_SERVER_ATTRS = re.compile(r"^(_ChunkSizes|DODS|_NCProperties)")  # storage details of a source
 _FILENAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -172,17 +165,13 @@ def open_for_time(catalog: Catalog, record: DatasetRecord, time: TimeRange | Non
     if end is not None:
         _check_date(end, record)
     ds = catalog.open_dataset(record.dataset_id, time=slice(start, end))
-    tdim = next((d for d in ds.dims if str(d) in _time_dims(ds)), None)
+    tdim = next((d for d in ds.dims if str(d) in time_dims(ds)), None)
     if tdim is None or ds.sizes[tdim] == 0:
         raise InvalidQuery(
             f"{time.text()} selects no time step: dataset {record.dataset_id!r} covers "
             f"{record.time_start} to {record.time_end} with gaps between its steps."
         )
     return ds
-
-
-def _time_dims(ds: xr.Dataset) -> set[str]:
-    return {str(d) for d in ds.dims if d in ds.coords and ds[d].dtype.kind in "MO"}
 
 
 def _check_date(text: str, record: DatasetRecord) -> None:
@@ -387,18 +376,17 @@ def write_subset(plan: SubsetPlan, *, directory: str | None = None) -> SubsetAns
         fd, path = tempfile.mkstemp(suffix=suffix, prefix="insitu-subset-", dir=directory)
         os.close(fd)
         try:
-            _to_netcdf(ds, plan, path)
+            write_netcdf(ds, path, variables=plan.variables, history=_history(plan))
             handle = open(path, "rb")  # noqa: SIM115 - closed by SubsetAnswer.chunks
         finally:
             os.unlink(path)
         return SubsetAnswer(media, name, os.fstat(handle.fileno()).st_size, file=handle)
-    text = _text_dataset(ds, plan.variables)
-    content = _to_csv(text, plan.variables) if plan.query.format == "csv" else _to_json(text, plan)
+    if plan.query.format == "csv":
+        content = to_csv(ds, plan.variables)
+    else:
+        header = {"dataset_id": plan.record.dataset_id, "selection": plan.query.text()}
+        content = to_json(ds, plan.variables, header)
     return SubsetAnswer(media, name, len(content), content=content)
-
-
-def _clean_attrs(attrs: dict[Any, Any]) -> dict[str, Any]:
-    return {str(k): v for k, v in attrs.items() if not _SERVER_ATTRS.match(str(k))}
 
 
 def _history(plan: SubsetPlan) -> str:
@@ -412,105 +400,3 @@ def _history(plan: SubsetPlan) -> str:
         f"{stamp}: insitu subset of dataset {plan.record.dataset_id} "
         f"(collection {plan.record.collection}; files {listed}): {plan.query.text()}"
     )
-
-
-def _to_netcdf(ds: xr.Dataset, plan: SubsetPlan, path: str) -> None:
-    out = ds.copy()
-    out.attrs = _clean_attrs(ds.attrs)
-    previous = out.attrs.get("history")
-    out.attrs["history"] = _history(plan) + (f"\n{previous}" if previous else "")
-    encoding: dict[str, dict[str, Any]] = {}
-    tdims = [d for d in out.dims if d in _time_dims(out)]
-    for name, var in out.variables.items():
-        var.attrs = _clean_attrs(var.attrs)
-        enc = {k: var.encoding[k] for k in _KEEP_ENCODING if k in var.encoding}
-        if var.dtype.kind in "MO" or "calendar" in var.encoding:
-            enc.update({k: var.encoding[k] for k in _TIME_ENCODING if k in var.encoding})
-        # Keep the source's choice: no fill value where it declared none (CF coordinates
-        # must not have one), rather than xarray's default NaN.
-        enc.setdefault("_FillValue", None)
-        if name in plan.variables and var.ndim and var.dtype.kind in "fiu":
-            enc.update(zlib=True, complevel=4, shuffle=True, chunksizes=_chunks(var, tdims))
-        var.encoding = {}
-        encoding[str(name)] = enc
-    out.to_netcdf(path, engine="netcdf4", format="NETCDF4", encoding=encoding, unlimited_dims=tdims)
-
-
-def _chunks(var: xr.Variable, tdims: list[Any]) -> tuple[int, ...]:
-    """Whole fields per chunk, about 1 MiB of time steps: netCDF's default for an unlimited
-    dimension is one step per chunk, which compresses small fields poorly."""
-    step = max(1, var.dtype.itemsize * math.prod(n for d, n in var.sizes.items() if d not in tdims))
-    per = max(1, 2**20 // step)
-    return tuple(min(n, per) if d in tdims else max(n, 1) for d, n in var.sizes.items())
-
-
-def _text_dataset(ds: xr.Dataset, names: list[str]) -> xr.Dataset:
-    """The variables as CSV and JSON show them: netCDF's default fill value is missing."""
-    out = ds[names]
-    for name in names:
-        out = mask_default_fill(out, name)
-    return out
-
-
-def _column(da: xr.DataArray) -> np.ndarray[Any, Any]:
-    values = np.asarray(da.values)
-    if values.dtype.kind in "MO":
-        return np.asarray(time_text(values.ravel()), dtype=object).reshape(values.shape)
-    return values
-
-
-def _to_csv(ds: xr.Dataset, names: list[str]) -> bytes:
-    import pandas as pd
-    import xarray as xr
-
-    dims = list(dict.fromkeys(str(d) for n in names for d in ds[n].dims))
-    shape = [ds.sizes[d] for d in dims]
-    columns: dict[str, np.ndarray[Any, Any]] = {}
-    for axis, dim in enumerate(dims):
-        coord = _column(ds[dim]) if dim in ds.coords else np.arange(shape[axis])
-        inner = math.prod(shape[axis + 1 :])
-        columns[dim] = np.tile(np.repeat(coord, inner), math.prod(shape[:axis]))
-    for da in xr.broadcast(*(ds[n] for n in names)):
-        columns[str(da.name)] = _column(da.transpose(*dims)).ravel()
-    return pd.DataFrame(columns).to_csv(index=False, na_rep="", lineterminator="\n").encode()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
-
-
-def _data(da: xr.DataArray) -> Any:
-    values = _column(da)
-    if values.dtype.kind == "f":
-        out = values.astype(object)
-        out[~np.isfinite(values)] = None
-        return out.tolist()
-    return values.tolist()
-
-
-def _to_json(ds: xr.Dataset, plan: SubsetPlan) -> bytes:
-    def entry(da: xr.DataArray) -> dict[str, Any]:
-        attrs = {k: _jsonable(v) for k, v in _clean_attrs(da.attrs).items()}
-        return {"dims": [str(d) for d in da.dims], "attrs": attrs, "data": _data(da)}
-
-    body = {
-        "dataset_id": plan.record.dataset_id,
-        "selection": plan.query.text(),
-        "dims": {str(d): int(n) for d, n in ds.sizes.items()},
-        "coords": {str(c): entry(ds[c]) for c in ds.coords},
-        "data_vars": {n: entry(ds[n]) for n in plan.variables},
-        "attrs": {k: _jsonable(v) for k, v in _clean_attrs(ds.attrs).items()},
-    }
-    return json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
