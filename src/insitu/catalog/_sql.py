@@ -326,7 +326,8 @@ class SQLCatalogStore:
                 conn.execute(
                     datasets_t.delete().where(dc.collection == collection, dc.dataset_id.in_(chunk))
                 )
-            rows = [_file_row(f) for f in files]
+            variables_json: dict[int, str | None] = {}  # files of a dataset share variables
+            rows = [_file_row(f, variables_json) for f in files]
             for i in range(0, len(rows), 5000):
                 conn.execute(files_t.insert(), rows[i : i + 5000])
             drows = [_dataset_row(d) for d in datasets]
@@ -355,7 +356,13 @@ def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
     return (float(data[0]), float(data[1]), float(data[2]), float(data[3])) if data else None
 
 
-def _file_row(f: FileRecord) -> dict[str, Any]:
+def _file_row(f: FileRecord, variables_json: dict[int, str | None]) -> dict[str, Any]:
+    """The row of ``f``; ``variables_json`` caches the JSON of a ``variables`` tuple by its
+    ``id()`` (valid while the records are alive: the scan gives the files of a dataset
+    one tuple)."""
+    variables = variables_json.get(id(f.variables))
+    if variables is None:
+        variables = variables_json[id(f.variables)] = _dumps([v.to_json() for v in f.variables])
     return {
         "collection": f.collection,
         "path": f.path,
@@ -369,7 +376,7 @@ def _file_row(f: FileRecord) -> dict[str, Any]:
         "facets": _dumps(f.facets),
         "data_model": f.data_model,
         "dims": _dumps(f.dims),
-        "variables": _dumps([v.to_json() for v in f.variables]),
+        "variables": variables,
         "global_attrs": _dumps(f.global_attrs),
         "time_var": f.time_var,
         "time_units": f.time_units,

@@ -3,20 +3,28 @@
 :func:`read_headers` runs in the scan's worker processes; it never raises for a bad file,
 it returns the file's status and the reason instead. Only headers and the small coordinate
 variables (time, latitude, longitude) are read, never the data variables.
+
+NetCDF-4 files are read straight from their HDF5 layout (:mod:`insitu.catalog._hdf5`, about
+twice as fast as netCDF4-python); classic files, unusual layouts and every file that fails
+there are opened with netCDF4-python, which also says why a bad file cannot be read. Both
+give the same header.
 """
 
 from __future__ import annotations
 
 import errno
+import gc
 import math
-import os
-import struct
-from typing import Any, BinaryIO
+from dataclasses import dataclass
+from typing import Any
 
 import cftime
 import netCDF4
 import numpy as np
 
+from insitu.catalog._hdf5 import open_header
+from insitu.catalog._rawheader import RawHeader, RawVariable, from_netcdf4
+from insitu.catalog._truncation import HDF5_SIGNATURE, truncation
 from insitu.catalog.models import FileStatus, time_key
 
 __all__ = ["HeaderResult", "read_header", "read_headers"]
@@ -26,44 +34,146 @@ HeaderResult = tuple[str, FileStatus, str, dict[str, Any] | None]
 
 _LAT_NAMES = ("lat", "latitude", "nav_lat", "rlat_abs")
 _LON_NAMES = ("lon", "longitude", "nav_lon")
+_LAT_UNITS = ("degrees_north", "degree_north", "degrees_n", "degree_n", "degrees")
+_LON_UNITS = ("degrees_east", "degree_east", "degrees_e", "degree_e", "degrees")
 
 
-def read_headers(batch: list[tuple[str, str]]) -> list[HeaderResult]:
-    """Read the headers of ``(relpath, abspath)`` pairs; one result per pair, in order."""
-    return [read_header(rel, path) for rel, path in batch]
+def read_headers(batch: list[tuple[str, str]], *, fast: bool = True) -> list[HeaderResult]:
+    """Read the headers of ``(relpath, abspath)`` pairs; one result per pair, in order.
+
+    ``fast=False`` skips the HDF5 reader and opens every file with netCDF4-python (the
+    tests compare the two).
+    """
+    # A batch makes tens of thousands of short-lived, acyclic objects; the cyclic
+    # collector would keep re-walking the worker's whole heap (numpy, netCDF4) for them.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _share(_finish([_read(rel, path, fast) for rel, path in batch]))
+    finally:
+        if paused:
+            gc.enable()
 
 
-def read_header(relpath: str, path: str) -> HeaderResult:
+def read_header(relpath: str, path: str, *, fast: bool = True) -> HeaderResult:
     """Read one file's header, or say why it cannot be read."""
+    return _finish([_read(relpath, path, fast)])[0]
+
+
+def _share(results: list[HeaderResult]) -> list[HeaderResult]:
+    """The results, with files whose variables (or dimensions) equal the previous file's
+    holding that very list: pickle then sends it once, and the scan turns it into records
+    and JSON once (files of a dataset share them, and come one after another)."""
+    previous: dict[str, Any] = {}
+    for _, _, _, header in results:
+        if header is None:
+            continue
+        for key in ("variables", "dims"):
+            if key in previous and header[key] == previous[key]:
+                header[key] = previous[key]
+            else:
+                previous[key] = header[key]
+    return results
+
+
+@dataclass(slots=True)
+class _Span:
+    """A time axis whose first and last dates are still to be decoded (by :func:`_finish`,
+    for a whole batch at once: ``cftime.num2date`` costs 60 µs a call, 2 µs a value)."""
+
+    units: str
+    calendar: str
+    first: float
+    last: float
+
+
+_Read = tuple[HeaderResult, _Span | None]
+
+
+def _finish(read: list[_Read]) -> list[HeaderResult]:
+    """The results with the time coverage of every file decoded, one call per time units."""
+    out = [result for result, _ in read]
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (_, span) in enumerate(read):
+        if span is not None:
+            groups.setdefault((span.units, span.calendar), []).append(i)
+    for (units, calendar), members in groups.items():
+        values: list[float] = []
+        for i in members:
+            span = read[i][1]
+            assert span is not None
+            values += (span.first, span.last)
+        try:
+            dates = list(cftime.num2date(values, units, calendar=calendar))
+        except Exception:
+            dates = []  # some file's values cannot be decoded: decode each alone, for its reason
+        for k, i in enumerate(members):
+            if dates:
+                out[i] = _dated(out[i], dates[2 * k], dates[2 * k + 1])
+                continue
+            span = read[i][1]
+            assert span is not None
+            try:
+                first, last = cftime.num2date([span.first, span.last], units, calendar=calendar)
+            except Exception as exc:
+                rel, _, _, header = out[i]
+                out[i] = (
+                    rel,
+                    FileStatus.BAD_TIME,
+                    (
+                        f"cannot decode time {units!r} in calendar {calendar!r}: {exc}; "
+                        "fix the file's time units or calendar attribute"
+                    ),
+                    header,
+                )
+            else:
+                out[i] = _dated(out[i], first, last)
+    return out
+
+
+def _dated(result: HeaderResult, first: Any, last: Any) -> HeaderResult:
+    header = result[3]
+    assert header is not None
+    header["time_start"] = _iso(first)
+    header["time_end"] = _iso(last)
+    header["tkey_start"] = _key(first)
+    header["tkey_end"] = _key(last)
+    return result
+
+
+def _read(relpath: str, path: str, fast: bool) -> _Read:
+    """One file's header with its time axis still to decode, or why it cannot be read."""
+    if fast:
+        try:
+            with open_header(path) as raw:
+                return _describe(relpath, raw)
+        except Exception:
+            pass  # not a plain netCDF-4 file, or a bad one: netCDF-C reads it and says why
     try:
         ds = netCDF4.Dataset(path, "r")
     except PermissionError as exc:
-        return relpath, FileStatus.DENIED, _denied_reason(exc), None
+        return (relpath, FileStatus.DENIED, _denied_reason(exc), None), None
     except OSError as exc:
         if exc.errno == errno.EACCES:
-            return relpath, FileStatus.DENIED, _denied_reason(exc), None
-        return relpath, FileStatus.UNREADABLE, _unreadable_reason(path, exc), None
+            return (relpath, FileStatus.DENIED, _denied_reason(exc), None), None
+        return (relpath, FileStatus.UNREADABLE, _unreadable_reason(path, exc), None), None
     except Exception as exc:  # netCDF-C reports some corruptions as other errors
-        return relpath, FileStatus.UNREADABLE, _unreadable_reason(path, exc), None
+        return (relpath, FileStatus.UNREADABLE, _unreadable_reason(path, exc), None), None
     try:
         with ds:
             if ds.data_model.startswith("NETCDF3"):
                 # netCDF-C opens a classic file cut short and reads the missing data as
                 # zeros, so a truncated copy would be indexed as good data.
-                short = _truncation(path)
+                short = truncation(path)
                 if short:
-                    return relpath, FileStatus.UNREADABLE, short, None
-            return _describe(relpath, ds)
+                    return (relpath, FileStatus.UNREADABLE, short, None), None
+            return _describe(relpath, from_netcdf4(ds))
     except Exception as exc:
-        return (
-            relpath,
-            FileStatus.UNREADABLE,
-            (
-                f"header opened but reading it failed ({_error_text(exc)}); the file is probably "
-                "corrupt: re-copy it from its source"
-            ),
-            None,
+        reason = (
+            f"header opened but reading it failed ({_error_text(exc)}); the file is probably "
+            "corrupt: re-copy it from its source"
         )
+        return (relpath, FileStatus.UNREADABLE, reason, None), None
 
 
 def _error_text(exc: BaseException) -> str:
@@ -87,12 +197,12 @@ def _unreadable_reason(path: str, exc: BaseException) -> str:
         magic = b""
     if not magic:
         return "empty file (0 bytes): not NetCDF; remove it or re-copy it from its source"
-    if magic[:3] != b"CDF" and magic != _HDF5_SIGNATURE:
+    if magic[:3] != b"CDF" and magic != HDF5_SIGNATURE:
         return (
             f"not a NetCDF or HDF5 file (starts with {magic[:4]!r}; "
             f"{_error_text(exc)}): remove it or move it out of the archive"
         )
-    short = _truncation(path)
+    short = truncation(path)
     if short:
         return short
     state = "is damaged" if short is None else "is intact but netCDF cannot read the rest"
@@ -102,312 +212,74 @@ def _unreadable_reason(path: str, exc: BaseException) -> str:
     )
 
 
-# -- truncation ---------------------------------------------------------------------------
-#
-# A copy cut short is the most common bad file in an archive. Both formats record how long
-# the file should be (HDF5 in its superblock, classic NetCDF through the offsets in its
-# header), so the reason can say "truncated" and by how much instead of "corrupt".
-
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-_HDF5_SUPERBLOCK_MAX = 64  # bytes up to the end-of-file address, offsets of 8 bytes
-_MASK32 = 0xFFFFFFFF
-
-
-def _truncation(path: str) -> str | None:
-    """Why the file is truncated; "" if its header says it is complete; None if unknown."""
-    size = 0
-    what = "file"
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            magic = fh.read(8)
-            fh.seek(0)
-            if magic == _HDF5_SIGNATURE:
-                what = "HDF5 (NetCDF-4) file"
-                needed = _hdf5_needed(fh.read(_HDF5_SUPERBLOCK_MAX))
-            elif magic[:3] == b"CDF":
-                what = "NetCDF classic file"
-                needed = _classic_needed(fh, size)
-            else:
-                return None
-    except EOFError:
-        if what.startswith("HDF5"):
-            return (
-                f"truncated {what}: it ends inside its superblock ({size} bytes); "
-                "re-copy it from its source"
-            )
-        return (
-            f"truncated or corrupt {what}: its header runs past the end of the file "
-            f"({size} bytes); re-copy it from its source"
-        )
-    except (OSError, ValueError, struct.error):
-        return None
-    if needed is None:
-        return None
-    if size < needed:
-        return (
-            f"truncated {what}: its header says {needed} bytes but the file has only "
-            f"{size}; re-copy it from its source"
-        )
-    return ""
-
-
-def _hdf5_needed(sb: bytes) -> int | None:
-    """End-of-file address recorded in an HDF5 superblock at offset 0, if it is intact.
-
-    ``sb`` holds the file's first bytes; ``EOFError`` if the file ends inside the superblock.
-    """
-    if len(sb) < 16:
-        raise EOFError
-    version = sb[8]
-    if version in (0, 1):
-        if sb[9:13] != b"\0\0\0\0" or sb[15] != 0:  # sub-format versions, reserved byte
-            return None
-        n = sb[13]
-        start = 24 if version == 0 else 28  # base address
-    elif version in (2, 3):
-        n = sb[9]
-        if n not in (2, 4, 8):
-            return None
-        if len(sb) < 16 + 4 * n:
-            raise EOFError
-        body, (stored,) = sb[: 12 + 4 * n], struct.unpack_from("<I", sb, 12 + 4 * n)
-        if _lookup3(body) != stored:
-            return None  # the superblock itself is damaged
-        start = 12
-    else:
-        return None
-    if n not in (2, 4, 8):
-        return None
-    if len(sb) < start + 3 * n:
-        raise EOFError
-    fmt = {2: "<H", 4: "<I", 8: "<Q"}[n]
-    base = int(struct.unpack_from(fmt, sb, start)[0])
-    eof = int(struct.unpack_from(fmt, sb, start + 2 * n)[0])
-    if eof == (1 << (8 * n)) - 1:
-        return None  # "undefined address"
-    return base + eof
-
-
-_LOOKUP3_MIX = tuple(zip(((0, 2, 1), (1, 0, 2), (2, 1, 0)) * 2, (4, 6, 8, 16, 19, 4), strict=True))
-_LOOKUP3_FINAL = ((2, 1, 14), (0, 2, 11), (1, 0, 25), (2, 1, 16), (0, 2, 4), (1, 0, 14), (2, 1, 24))
-
-
-def _lookup3(data: bytes, initval: int = 0) -> int:
-    """Bob Jenkins' lookup3 ``hashlittle``, the checksum of HDF5 metadata."""
-
-    def rot(x: int, k: int) -> int:
-        return ((x << k) | (x >> (32 - k))) & _MASK32
-
-    length = len(data)
-    v = [(0xDEADBEEF + length + initval) & _MASK32] * 3  # a, b, c
-    if length == 0:
-        return v[2]
-    tail = length - ((length - 1) // 12) * 12  # the last 1..12 bytes go to the final mix
-    padded = data + b"\0" * (12 - tail)
-    words = struct.unpack(f"<{len(padded) // 4}I", padded)
-    for i in range(0, len(words), 3):
-        v = [(v[j] + words[i + j]) & _MASK32 for j in range(3)]
-        if i + 3 == len(words):
-            break
-        for (x, z, y), k in _LOOKUP3_MIX:
-            v[x] = ((v[x] - v[z]) & _MASK32) ^ rot(v[z], k)
-            v[z] = (v[z] + v[y]) & _MASK32
-    for x, z, k in _LOOKUP3_FINAL:
-        v[x] = ((v[x] ^ v[z]) - rot(v[z], k)) & _MASK32
-    return v[2]
-
-
-# Classic (CDF-1, CDF-2, CDF-5) header: sizes of the external types, by nc_type.
-_NC_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 4, 6: 8, 7: 1, 8: 2, 9: 4, 10: 8, 11: 8}
-_NC_DIMENSION, _NC_VARIABLE, _NC_ATTRIBUTE = 10, 11, 12
-_STREAMING = (0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
-
-
-def _classic_needed(fh: BinaryIO, size: int) -> int | None:
-    """Bytes a classic NetCDF file of ``size`` bytes must have, from its header's offsets.
-
-    Raises ``EOFError`` when the header runs past the end of the file and ``ValueError``
-    when it is not a classic header.
-    """
-
-    def read(n: int) -> bytes:
-        data = fh.read(n)
-        if len(data) < n:
-            raise EOFError
-        return data
-
-    magic = read(4)
-    version = magic[3]
-    if magic[:3] != b"CDF" or version not in (1, 2, 5):
-        raise ValueError("not a classic NetCDF header")
-    big = version == 5  # CDF-5: 64-bit counts; CDF-2 and CDF-5: 64-bit offsets
-
-    def count() -> int:
-        return int(struct.unpack(">Q" if big else ">I", read(8 if big else 4))[0])
-
-    def tag() -> int:
-        return int(struct.unpack(">I", read(4))[0])
-
-    def skip(n: int) -> None:
-        n += -n % 4
-        if fh.tell() + n > size:  # seek, not read: a corrupt count can be huge
-            raise EOFError
-        fh.seek(n, os.SEEK_CUR)
-
-    def name() -> None:
-        skip(count())
-
-    def attributes() -> None:
-        kind, n = tag(), count()
-        if kind not in (0, _NC_ATTRIBUTE) or (kind == 0 and n):
-            raise ValueError("bad attribute list")
-        for _ in range(n):
-            name()
-            nc_type = tag()
-            if nc_type not in _NC_TYPE_SIZE:
-                raise ValueError(f"unknown type {nc_type}")
-            skip(count() * _NC_TYPE_SIZE[nc_type])
-
-    numrecs = count()
-    kind, ndims = tag(), count()
-    if kind not in (0, _NC_DIMENSION) or (kind == 0 and ndims):
-        raise ValueError("bad dimension list")
-    dims = []
-    for _ in range(ndims):
-        name()
-        dims.append(count())
-    attributes()
-    kind, nvars = tag(), count()
-    if kind not in (0, _NC_VARIABLE) or (kind == 0 and nvars):
-        raise ValueError("bad variable list")
-    fixed_end = 0
-    records: list[tuple[int, int]] = []  # (begin, bytes per record) of record variables
-    for _ in range(nvars):
-        name()
-        dimids = [count() for _ in range(count())]
-        attributes()
-        nc_type = tag()
-        if nc_type not in _NC_TYPE_SIZE or any(d >= len(dims) for d in dimids):
-            raise ValueError("bad variable")
-        count() if big else read(4)  # vsize: recomputed below (it overflows in CDF-1/2)
-        begin = int(
-            struct.unpack(">Q" if version in (2, 5) else ">I", read(8 if version in (2, 5) else 4))[
-                0
-            ]
-        )
-        record = bool(dimids) and dims[dimids[0]] == 0
-        nbytes = _NC_TYPE_SIZE[nc_type] * math.prod(dims[d] for d in dimids[record:])
-        if record:
-            records.append((begin, nbytes))
-        else:
-            fixed_end = max(fixed_end, begin + nbytes)
-    if not records or numrecs in _STREAMING or numrecs == 0:
-        return fixed_end
-    # One record variable: records are not padded; several: each is padded to 4 bytes.
-    recsize = records[0][1] if len(records) == 1 else sum(n + (-n % 4) for _, n in records)
-    return max(fixed_end, *(b + (numrecs - 1) * recsize + n for b, n in records))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()] if value.ndim else _jsonable(value.item())
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _attrs(obj: Any) -> dict[str, Any]:
-    return {k: _jsonable(obj.getncattr(k)) for k in obj.ncattrs()}
-
-
-def _describe(relpath: str, ds: netCDF4.Dataset) -> HeaderResult:
-    variables = []
-    by_name: dict[str, Any] = {}
-    for name, var in ds.variables.items():
-        attrs = _attrs(var)
-        by_name[name] = (var, attrs)
-        variables.append(
-            {
-                "name": name,
-                "dims": list(var.dimensions),
-                "shape": [int(n) for n in var.shape],
-                "dtype": "str" if var.dtype is str else str(var.dtype),
-                "attrs": attrs,
-            }
-        )
+def _describe(relpath: str, raw: RawHeader) -> _Read:
+    by_name = {v.name: v for v in raw.variables}
     header: dict[str, Any] = {
-        "data_model": ds.data_model,
-        "dims": {name: len(dim) for name, dim in ds.dimensions.items()},
-        "variables": variables,
-        "global_attrs": _attrs(ds),
+        "data_model": raw.data_model,
+        "dims": raw.dims,
+        "variables": [
+            {
+                "name": v.name,
+                "dims": list(v.dims),
+                "shape": list(v.shape),
+                "dtype": v.dtype,
+                "attrs": v.attrs,
+            }
+            for v in raw.variables
+        ],
+        "global_attrs": raw.global_attrs,
     }
-    status, reason = FileStatus.OK, ""
-    time_name = _find_time(by_name)
-    if time_name is None:
+    status, reason, span = FileStatus.OK, "", None
+    time_var = _find_time(by_name)
+    if time_var is None:
         reason = "no time axis: indexed as time-invariant"
     else:
-        status, reason = _read_time(by_name[time_name], header)
-        header["time_var"] = time_name
+        status, reason, span = _read_time(time_var, header)
+        header["time_var"] = time_var.name
     header["bbox"] = _bbox(by_name)
-    return relpath, status, reason, header
+    return (relpath, status, reason, header), span
 
 
-def _find_time(by_name: dict[str, Any]) -> str | None:
-    candidates = []
-    for name, (var, attrs) in by_name.items():
-        if var.ndim != 1 or var.dimensions[0] != name:
+def _find_time(by_name: dict[str, RawVariable]) -> RawVariable | None:
+    for name, var in by_name.items():
+        if len(var.dims) != 1 or var.dims[0] != name:
             continue
-        units = str(attrs.get("units", ""))
+        attrs = var.attrs
         if (
             attrs.get("axis") == "T"
             or attrs.get("standard_name") == "time"
             or name == "time"
-            or " since " in units
+            or " since " in str(attrs.get("units", ""))
         ):
-            candidates.append(name)
-    return candidates[0] if candidates else None
+            return var
+    return None
 
 
-def _read_time(entry: tuple[Any, dict[str, Any]], header: dict[str, Any]) -> tuple[FileStatus, str]:
-    var, attrs = entry
-    units = attrs.get("units")
-    calendar = str(attrs.get("calendar", "standard")).lower()
+def _read_time(var: RawVariable, header: dict[str, Any]) -> tuple[FileStatus, str, _Span | None]:
+    units = var.attrs.get("units")
+    calendar = str(var.attrs.get("calendar", "standard")).lower()
     header["calendar"] = calendar
     header["time_units"] = units
-    var.set_auto_maskandscale(False)
-    values = np.asarray(var[:], dtype="float64")
+    values = np.asarray(var.read(), dtype="float64")
     header["n_times"] = int(values.size)
     if values.size == 0:
-        return FileStatus.OK, "time axis is empty"
+        return FileStatus.OK, "time axis is empty", None
     header["time_values"] = values.tobytes()
     if not isinstance(units, str) or " since " not in units:
-        return FileStatus.BAD_TIME, (
-            f"time variable {var.name!r} has units {units!r}, not '<unit> since <date>'; "
-            "fix the file's time units"
+        return (
+            FileStatus.BAD_TIME,
+            (
+                f"time variable {var.name!r} has units {units!r}, not '<unit> since <date>'; "
+                "fix the file's time units"
+            ),
+            None,
         )
     if not np.all(np.isfinite(values)):
-        return FileStatus.BAD_TIME, f"time variable {var.name!r} has missing or non-finite values"
-    try:
-        first, last = cftime.num2date(
-            [float(values.min()), float(values.max())], units, calendar=calendar
-        )
-    except Exception as exc:
-        return FileStatus.BAD_TIME, (
-            f"cannot decode time {units!r} in calendar {calendar!r}: {exc}; "
-            "fix the file's time units or calendar attribute"
-        )
-    header["time_start"] = _iso(first)
-    header["time_end"] = _iso(last)
-    header["tkey_start"] = _key(first)
-    header["tkey_end"] = _key(last)
-    if values.size > 1 and not np.all(np.diff(values) > 0):
-        return FileStatus.OK, "time values are not strictly increasing"
-    return FileStatus.OK, ""
+        reason = f"time variable {var.name!r} has missing or non-finite values"
+        return FileStatus.BAD_TIME, reason, None
+    increasing = values.size < 2 or bool(np.all(values[1:] > values[:-1]))
+    note = "" if increasing else "time values are not strictly increasing"
+    return FileStatus.OK, note, _Span(units, calendar, float(values.min()), float(values.max()))
 
 
 def _iso(t: Any) -> str:
@@ -419,32 +291,23 @@ def _key(t: Any) -> int:
 
 
 def _coord(
-    by_name: dict[str, Any], standard: str, names: tuple[str, ...], units: tuple[str, ...]
-) -> Any | None:
-    for name, (var, attrs) in by_name.items():
+    by_name: dict[str, RawVariable], standard: str, names: tuple[str, ...], units: tuple[str, ...]
+) -> RawVariable | None:
+    for name, var in by_name.items():
+        attrs = var.attrs
         if attrs.get("standard_name") == standard or (
             name.lower() in names and str(attrs.get("units", "")).lower() in units
         ):
             bounds = attrs.get("bounds")
             if isinstance(bounds, str) and bounds in by_name:
-                return by_name[bounds][0]
+                return by_name[bounds]
             return var
     return None
 
 
-def _bbox(by_name: dict[str, Any]) -> list[float] | None:
-    lat = _coord(
-        by_name,
-        "latitude",
-        _LAT_NAMES,
-        ("degrees_north", "degree_north", "degrees_n", "degree_n", "degrees"),
-    )
-    lon = _coord(
-        by_name,
-        "longitude",
-        _LON_NAMES,
-        ("degrees_east", "degree_east", "degrees_e", "degree_e", "degrees"),
-    )
+def _bbox(by_name: dict[str, RawVariable]) -> list[float] | None:
+    lat = _coord(by_name, "latitude", _LAT_NAMES, _LAT_UNITS)
+    lon = _coord(by_name, "longitude", _LON_NAMES, _LON_UNITS)
     if lat is None or lon is None or lat.size > 10_000_000 or lon.size > 10_000_000:
         return None
     try:
@@ -457,21 +320,17 @@ def _bbox(by_name: dict[str, Any]) -> list[float] | None:
     return box if all(math.isfinite(v) for v in box) else None
 
 
-def _floats(var: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """A variable's values as float64, with fill and non-finite values as NaN.
-
-    Read raw: netCDF4's masked arrays cost more than the whole rest of a header read.
-    """
-    var.set_auto_maskandscale(False)
-    values = np.array(var[:], dtype="float64")
-    attrs = var.ncattrs()
+def _floats(var: RawVariable) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """A variable's values as float64, with fill and non-finite values as NaN."""
+    values = np.array(var.read(), dtype="float64")
+    attrs = var.attrs
     for key in ("_FillValue", "missing_value"):
         if key in attrs:
-            fill = np.asarray(var.getncattr(key), dtype="float64").ravel()
+            fill = np.asarray(attrs[key], dtype="float64").ravel()
             values[np.isin(values, fill)] = np.nan
     if "scale_factor" in attrs:
-        values *= float(np.asarray(var.getncattr("scale_factor")).ravel()[0])
+        values *= float(np.asarray(attrs["scale_factor"]).ravel()[0])
     if "add_offset" in attrs:
-        values += float(np.asarray(var.getncattr("add_offset")).ravel()[0])
+        values += float(np.asarray(attrs["add_offset"]).ravel()[0])
     values[np.abs(values) > 1e30] = np.nan  # default fill values of unflagged variables
     return values

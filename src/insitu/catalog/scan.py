@@ -107,11 +107,13 @@ def scan_collection(
             affected.add(ds)
     report.removed = len(removed)
 
+    shared: dict[int, tuple[list[Any], tuple[VariableInfo, ...]]] = {}
     for entry, parsed, result in _read_all(root, to_read, workers, progress):
-        rec = _file_record(collection.name, entry, parsed, result)
+        rec = _file_record(collection.name, entry, parsed, result, shared)
         records.append(rec)
         if rec.dataset_id:
             affected.add(rec.dataset_id)
+    shared.clear()
 
     datasets, gone = _regroup(store, collection.name, affected, records, removed)
     store.write(
@@ -201,8 +203,15 @@ def _pair(
 
 
 def _file_record(
-    collection: str, entry: Entry, parsed: ParsedPath, result: HeaderResult
+    collection: str,
+    entry: Entry,
+    parsed: ParsedPath,
+    result: HeaderResult,
+    shared: dict[int, tuple[list[Any], tuple[VariableInfo, ...]]],
 ) -> FileRecord:
+    """The file's record. ``shared`` maps ``id()`` of a header's variables list (which the
+    files of a dataset share, see ``headers._share``) to that list and its records, so
+    they are made once and the records share them too."""
     _, status, reason, header = result
     if header is None:
         return FileRecord(
@@ -217,6 +226,10 @@ def _file_record(
     h: dict[str, Any] = header
     ok = status is FileStatus.OK
     bbox = h.get("bbox")
+    found = shared.get(id(h["variables"]))
+    if found is None or found[0] is not h["variables"]:
+        found = h["variables"], tuple(VariableInfo.from_json(v) for v in h["variables"])
+        shared[id(h["variables"])] = found  # holding the list keeps its id from being reused
     return FileRecord(
         collection=collection,
         path=entry.relpath,
@@ -230,7 +243,7 @@ def _file_record(
         facets=parsed.facets,
         data_model=h["data_model"],
         dims=h["dims"],
-        variables=tuple(VariableInfo.from_json(v) for v in h["variables"]),
+        variables=found[1],
         global_attrs=h["global_attrs"],
         time_var=h.get("time_var"),
         time_units=h.get("time_units"),
