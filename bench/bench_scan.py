@@ -13,15 +13,23 @@ files, once each.
 
 Also scans the headline tree with workers=1, where everything runs in this process, to
 measure the CPU time a file costs whatever else runs on the machine, and from it the
-throughput two idle cores could reach at best.
+throughput two idle cores could reach at best. And it measures the peer in the same run:
+the CPU time per file of reading headers with the fast HDF5 reader and with netCDF4-python
+alone (``read_headers(..., fast=False)``), interleaved, best of 3, so their ratio holds on a
+busy machine. Every timed scan also records the load average before it and how many cores
+the whole machine kept busy while it ran (``busy_cores``, from /proc/stat: about 2.0 means
+the scan had the machine; more load than that means it shared it).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
+import statistics
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,6 +103,14 @@ def build_archive(
     return {"files": n, "templates": len(templates), "template_bytes": size}
 
 
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, in clock ticks (Linux)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def scan_once(root: Path, db: Path, workers: int) -> dict[str, float | int]:
     """A fresh catalog at ``db``, one collection at ``root``, one timed scan."""
     from insitu.catalog import Catalog
@@ -102,10 +118,13 @@ def scan_once(root: Path, db: Path, workers: int) -> dict[str, float | int]:
 
     with Catalog(sqlite_uri(db)) as cat:
         cat.add_collection("bench", root)
+        busy0, total0 = _cpu_jiffies()
         seconds, cpu, reports = timed_cpu(lambda: cat.scan("bench", workers=workers))
+        busy1, total1 = _cpu_jiffies()
         rep = reports[0]
         assert rep.new == rep.seen and not rep.problems, rep.line()
     walk_s, _ = timed(lambda: walk_archive(str(root)))
+    ncpu = os.cpu_count() or 1
     return {
         "files": rep.seen,
         "datasets": rep.datasets,
@@ -113,7 +132,33 @@ def scan_once(root: Path, db: Path, workers: int) -> dict[str, float | int]:
         "files_per_s": rep.seen / seconds,
         # CPU of this process only: with workers > 1 the headers are read elsewhere.
         "main_cpu_ms_per_file": cpu * 1e3 / rep.seen,
+        "busy_cores": ncpu * (busy1 - busy0) / max(total1 - total0, 1),
         "walk_s": walk_s,
+    }
+
+
+def reader_peer(root: Path, n_files: int = 512, rounds: int = 3) -> dict[str, float]:
+    """CPU ms per file of ``read_headers`` with the fast reader and with netCDF4-python
+    only, on ``n_files`` files of ``root``: batches of 64 alternate, best of ``rounds``."""
+    from insitu.catalog.headers import read_headers
+
+    paths = sorted(str(p) for p in root.rglob("*.nc"))[:n_files]
+    batches = [[(p, p) for p in paths[i : i + 64]] for i in range(0, len(paths), 64)]
+    best = {"fast": float("inf"), "netcdf4": float("inf")}
+    for _ in range(rounds):
+        spent = {"fast": 0.0, "netcdf4": 0.0}
+        for batch in batches:
+            for kind in spent:
+                c0 = time.process_time()
+                read_headers(batch, fast=kind == "fast")
+                spent[kind] += time.process_time() - c0
+        best = {k: min(best[k], spent[k]) for k in best}
+    ms = {k: v * 1e3 / len(paths) for k, v in best.items()}
+    return {
+        "files": len(paths),
+        "fast_cpu_ms_per_file": ms["fast"],
+        "netcdf4_cpu_ms_per_file": ms["netcdf4"],
+        "speedup": ms["netcdf4"] / ms["fast"],
     }
 
 
@@ -172,18 +217,29 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             repeats.append(
                 {**scan_once(root, base / f"R{r}.db", args.workers), "load_avg_before": before}
             )
+        in_order = [x["files_per_s"] for x in repeats]
         repeats.sort(key=lambda x: x["scan_s"])
         run = {
             "records": r,
             **repeats[len(repeats) // 2],  # the median run
             "best_files_per_s": repeats[0]["files_per_s"],
-            "all_files_per_s": [x["files_per_s"] for x in repeats],
+            "worst_files_per_s": repeats[-1]["files_per_s"],
+            "all_files_per_s": in_order,
+            "all_busy_cores": [x["busy_cores"] for x in repeats],
             "file_bytes": info["template_bytes"],
             "workers": args.workers,
         }
+        spread = (
+            f" (runs: {', '.join(f'{v:,.0f}' for v in in_order)}; "
+            f"stdev {statistics.stdev(in_order):,.0f})"
+            if len(in_order) > 1
+            else ""
+        )
         say(
             f"[scan] R={r}: {run['files']} files, {run['datasets']} datasets in "
-            f"{run['scan_s']:.2f} s = {run['files_per_s']:,.0f} files/s "
+            f"{run['scan_s']:.2f} s = {run['files_per_s']:,.0f} files/s{spread}; "
+            f"main process {run['main_cpu_ms_per_file']:.3f} ms CPU per file; machine busy "
+            f"{run['busy_cores']:.2f} cores; load before {run['load_avg_before']:.2f} "
             f"(walk alone {run['walk_s']:.2f} s)"
         )
         if not args.no_workers1 and r == records[0]:
@@ -195,6 +251,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 f"[scan] R={r} workers=1: {one['files_per_s']:,.0f} files/s; "
                 f"{one['main_cpu_ms_per_file']:.2f} ms CPU per file, so two idle cores "
                 f"could reach at most {run['cpu_bound_2_cores_files_per_s']:,.0f} files/s"
+            )
+            peer = reader_peer(root)
+            run["reader_peer"] = peer
+            say(
+                f"[scan] R={r} reading headers in this process ({peer['files']} files, best "
+                f"of 3): fast reader {peer['fast_cpu_ms_per_file']:.3f} ms CPU per file, "
+                f"netCDF4-python {peer['netcdf4_cpu_ms_per_file']:.3f} ms "
+                f"({peer['speedup']:.2f}x)"
             )
         runs.append(run)
         if not args.keep:
@@ -209,7 +273,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "scan_s": head["scan_s"],
         "files_per_s": head["files_per_s"],
         "best_files_per_s": head["best_files_per_s"],
+        "worst_files_per_s": head["worst_files_per_s"],
+        "all_files_per_s": head["all_files_per_s"],
+        "load_avg_before": head["load_avg_before"],
+        "busy_cores": head["busy_cores"],
         "cpu_ms_per_file": head.get("cpu_ms_per_file"),
+        "main_cpu_ms_per_file": head["main_cpu_ms_per_file"],
+        "reader_peer": head.get("reader_peer"),
         "cpu_bound_2_cores_files_per_s": head.get("cpu_bound_2_cores_files_per_s"),
         "warmup_scan_64_files_s": warm_s,
         "target_files_per_s": TARGET_FILES_PER_S,
@@ -218,7 +288,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     }
     say(
         f"[scan] headline {res['files_per_s']:,.0f} files/s (median of "
-        f"{len(head['all_files_per_s'])}; best {res['best_files_per_s']:,.0f}); "
+        f"{len(head['all_files_per_s'])}; best {res['best_files_per_s']:,.0f}, worst "
+        f"{res['worst_files_per_s']:,.0f}); "
         f"target {TARGET_FILES_PER_S:,} -> "
         f"{'met' if res['target_met'] else 'MISSED'}"
     )
