@@ -8,6 +8,7 @@ and reason (``insitu catalog problems``), and the scan ends with counts.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -107,22 +108,30 @@ def scan_collection(
             affected.add(ds)
     report.removed = len(removed)
 
-    shared: dict[int, tuple[list[Any], tuple[VariableInfo, ...]]] = {}
-    for entry, parsed, result in _read_all(root, to_read, workers, progress):
-        rec = _file_record(collection.name, entry, parsed, result, shared)
-        records.append(rec)
-        if rec.dataset_id:
-            affected.add(rec.dataset_id)
-    shared.clear()
+    # The records pile up until the write and none of them is cyclic: the cyclic collector
+    # would re-walk them all again and again (15% of this process's time, measured).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        shared: dict[int, tuple[list[Any], tuple[VariableInfo, ...]]] = {}
+        for entry, parsed, result in _read_all(root, to_read, workers, progress):
+            rec = _file_record(collection.name, entry, parsed, result, shared)
+            records.append(rec)
+            if rec.dataset_id:
+                affected.add(rec.dataset_id)
+        shared.clear()
 
-    datasets, gone = _regroup(store, collection.name, affected, records, removed)
-    store.write(
-        collection.name,
-        files=records,
-        removed_paths=removed,
-        datasets=datasets,
-        removed_datasets=gone,
-    )
+        datasets, gone = _regroup(store, collection.name, affected, records, removed)
+        store.write(
+            collection.name,
+            files=records,
+            removed_paths=removed,
+            datasets=datasets,
+            removed_datasets=gone,
+        )
+    finally:
+        if collecting:
+            gc.enable()
     for rec in store.files(collection.name, problems_only=True):
         if not rec.ok:
             report.problems[rec.status.value] = report.problems.get(rec.status.value, 0) + 1
