@@ -34,7 +34,7 @@ from insitu.access.selection import (
     time_key_of,
     time_text,
 )
-from insitu.access.subset import human_bytes, open_for_time
+from insitu.access.subset import open_for_time, read_cost
 from insitu.compute.operations import OPERATIONS, Axes, NoParams, mask_default_fill
 from insitu.errors import DataError, InvalidQuery, TooLarge
 
@@ -445,6 +445,7 @@ def time_ticks(values: Any) -> tuple[np.ndarray[Any, Any], list[float], list[str
 def render_series(
     catalog: Catalog,
     record: DatasetRecord,
+    files: Sequence[FileRecord],
     query: SeriesQuery,
     *,
     max_bytes: int,
@@ -463,18 +464,11 @@ def render_series(
             f"variable={var!r} has no latitude and longitude dimensions; a series needs a "
             "grid point or a field mean over them."
         )
-    # Files are read whole (one chunk per file), so the cost is the variable over the range.
-    cost = int(ds[var].size * ds[var].dtype.itemsize)
-    if cost > max_bytes:
-        steps = ds.sizes[ax.time]
-        fit = max(1, int(steps * max_bytes / cost))
-        raise TooLarge(
-            f"This series would read about {human_bytes(cost)} of {var!r} ({steps} time "
-            f"steps of the whole grid), more than this service's limit of "
-            f"{human_bytes(max_bytes)}. Give a shorter time=START/END (about {fit} steps "
-            "fit), or compute it on the server with a job: POST /api/v1/jobs with operation "
-            "'field_mean'."
-        )
+    refusal = read_cost(list(files), ds, [var], ax.time).refusal(
+        f"This series of {var!r} ({ds.sizes[ax.time]} time steps)", max_bytes
+    )
+    if refusal:
+        raise TooLarge(refusal.replace("ubmit a job", "ubmit a field_mean job"))
     index = _level_index(ds, ax, query.level)
     level = _level_text(ds, ax, index)
     sub = ds.isel(index)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import numpy as np
+
 from insitu.access.selection import (
     Range,
     TimeRange,
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMATS",
+    "READ_FACTOR",
+    "ReadCost",
     "SubsetAnswer",
     "SubsetPlan",
     "SubsetQuery",
@@ -50,6 +54,7 @@ __all__ = [
     "open_for_time",
     "parse_subset_query",
     "plan_subset",
+    "read_cost",
     "write_subset",
 ]
 
@@ -60,6 +65,7 @@ FORMATS = {
     "json": (".json", "application/json"),
 }
 _FILENAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
+READ_FACTOR = 16  # a request may read this many times what it may return (files are read whole)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +269,71 @@ def plan_subset(
     plan.nbytes = _answer_bytes(out, names, query.format)
     if plan.nbytes > max_bytes:
         raise TooLarge(_too_large(plan, max_bytes))
+    refusal = read_cost(files, out, list(map(str, out.data_vars)), ax.time).refusal(
+        f"The subset of {record.dataset_id!r} is small, but making it", max_bytes
+    )
+    if refusal:
+        raise TooLarge(refusal)
     plan.files = _files_used(out, ax.time, files)
     return plan
+
+
+@dataclass(frozen=True, slots=True)
+class ReadCost:
+    """What a selection reads from files: bytes, files touched, and the largest share."""
+
+    nbytes: int
+    files: int
+    largest: int
+
+    def refusal(self, what: str, max_bytes: int) -> str | None:
+        """The 413 message if this is more than one request may read, else None."""
+        limit = READ_FACTOR * max_bytes
+        if self.nbytes <= limit:
+            return None
+        head = (
+            f"{what} would read about {human_bytes(self.nbytes)} from {self.files} "
+            f"file(s), more than the service reads for one request ({READ_FACTOR} x its "
+            f"limit of {human_bytes(max_bytes)} per answer = {human_bytes(limit)})."
+        )
+        job = "submit a job (POST /api/v1/jobs) that computes the result next to the data."
+        if self.files > 1 and self.largest <= limit:
+            fit = max(1, limit // self.largest)
+            return (
+                f"{head} Files are read whole, whatever the spatial cut: narrow "
+                f"time=START/END to about {fit} of the {self.files} files, or {job}"
+            )
+        return f"{head} Even one of its files is more than that: {job[0].upper()}{job[1:]}"
+
+
+def read_cost(
+    files: list[FileRecord], selected: xr.Dataset, names: list[str], tdim: str | None
+) -> ReadCost:
+    """What reading the variables ``names`` of ``selected`` costs, from the file records.
+
+    Arrays are chunked one file per chunk along time and read a chunk at a time, so every
+    file that holds a selected time step is read whole for each time-dependent variable,
+    whatever the spatial cut. Static variables are small or read once; they are not counted.
+    """
+    keys = None
+    if tdim is not None and tdim in selected.dims:
+        values = selected[tdim].values
+        keys = np.sort(np.fromiter(map(time_key_of, values), dtype="int64", count=len(values)))
+    wanted = set(names)
+    shares = []
+    for f in files:
+        if keys is not None and f.tkey_start is not None:
+            i = int(np.searchsorted(keys, f.tkey_start))
+            if i == keys.size or keys[i] > (f.tkey_end or f.tkey_start):
+                continue
+        share = sum(
+            math.prod(v.shape) * np.dtype(v.dtype).itemsize
+            for v in f.variables
+            if v.name in wanted and f.time_var in v.dims
+        )
+        if share:
+            shares.append(share)
+    return ReadCost(sum(shares), len(shares), max(shares, default=0))
 
 
 def _width(da: xr.DataArray) -> int:

@@ -136,12 +136,12 @@ def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-SMALL_LIMIT = 16 * 1024
+SMALL_LIMIT = 8 * 1024
 
 
 @pytest.fixture(scope="module")
 def small_limit_client(access_env: AccessEnv) -> Iterator[TestClient]:
-    """A client of the same catalog served with a ``max_slice_bytes`` of 16 KiB.
+    """A client of the same catalog served with a ``max_slice_bytes`` of 8 KiB.
 
     The demo datasets are all under the test catalog's 4 MiB, so a 413 of a NetCDF subset
     or a series needs a tighter limit.

@@ -30,6 +30,7 @@ from tests.integration.access.conftest import (
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 KACE_DAY_TA = "CMIP6.CMIP.NIMS-KMA.KACE-1-0-G.historical.r1i1p1f1.day.ta.gr.v20191220"
 IPSL_DAY_TA = "CMIP6.CMIP.IPSL.IPSL-CM6A-LR.historical.r1i1p1f1.day.ta.gr.v20180803"
+CANESM_DAY_TA = "CMIP6.CMIP.CCCma.CanESM5.historical.r1i1p1f1.day.ta.gn.v20190429"
 
 
 def _url(dataset_id: str, kind: str) -> str:
@@ -149,20 +150,25 @@ def test_bad_quicklook_requests_get_400(
         assert word in message, message
 
 
-def test_a_long_series_is_413_with_advice(small_limit_client: TestClient) -> None:
+def test_a_series_that_reads_too_much_is_413_with_advice(small_limit_client: TestClient) -> None:
+    """Files are read whole: IPSL's one daily file is too big whatever the time range;
+    CanESM5's two files are too big together but not one at a time."""
     r = small_limit_client.get(_url(IPSL_DAY_TA, "series"), params={"mean": "field"})
     assert r.status_code == 413
     message = r.json()["error"]["message"]
     for word in (
-        "741.9 KiB",
+        "741.9 KiB from 1 file(s)",
         "23741 time steps",
-        "limit of 16.0 KiB",
-        "time=START/END",
-        "POST /api/v1/jobs",
+        "16 x its limit of 8.0 KiB per answer = 128.0 KiB",
+        "Even one of its files is more than that",
+        "Submit a field_mean job (POST /api/v1/jobs)",
     ):
         assert word in message, message
+    r = small_limit_client.get(_url(CANESM_DAY_TA, "series"), params={"lat": "89", "lon": "1"})
+    assert r.status_code == 413
+    assert "narrow time=START/END to about 1 of the 2 files" in r.json()["error"]["message"]
     short = small_limit_client.get(
-        _url(IPSL_DAY_TA, "series"), params={"mean": "field", "time": "2000-01/2000-03"}
+        _url(CANESM_DAY_TA, "series"), params={"lat": "89", "lon": "1", "time": "1995/2000"}
     )
     assert short.status_code == 200, short.text
 

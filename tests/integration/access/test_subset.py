@@ -243,6 +243,17 @@ def test_too_big_a_netcdf_is_413(small_limit_client: TestClient) -> None:
     assert small_limit_client.get(_url(MIROC_AMON_TA), params={"time": "1990"}).status_code == 200
 
 
+def test_a_small_subset_that_reads_too_much_is_413(small_limit_client: TestClient) -> None:
+    """Three values of a one-file daily dataset read the whole file (742 KiB)."""
+    params = {"isel": "time:0:3000:1000,plev:0,lat:0,lon:0"}
+    r = small_limit_client.get(_url(IPSL_DAY_TA), params=params)
+    assert r.status_code == 413
+    message = r.json()["error"]["message"]
+    for word in ("is small", "read about", "16 x its limit of 8.0 KiB", "Submit a job"):
+        assert word in message, message
+    assert "POST /api/v1/jobs" in message
+
+
 def test_if_none_match_gives_304(client: TestClient) -> None:
     first = client.get(_url(MIROC_AMON_TA), params=QUERY)
     etag = first.headers["etag"]

@@ -116,9 +116,9 @@ def quicklook_map(
     "/datasets/{dataset_id}/quicklook/series.png",
     summary="A time series at a point or of the field mean",
     description="The variable over time at the grid point nearest lat/lon, or its "
-    "area-weighted mean over the grid (mean=field), at one level. Reading is bounded: a "
-    "series that would read more than the service's slice limit gets 413 (give a shorter "
-    "time range, or submit a field_mean job).",
+    "area-weighted mean over the grid (mean=field), at one level. Reading is bounded: files "
+    "are read whole, and a series that would read more than 16 times the service's slice "
+    "limit gets 413 (give a shorter time range, or submit a field_mean job).",
     response_class=Response,
     responses={**ERRORS, **_PNG},
 )
@@ -157,6 +157,6 @@ def quicklook_series(
     limit = services.settings.access.max_slice_bytes
 
     def render() -> bytes:
-        return render_series(services.catalog, record, query, max_bytes=limit)
+        return render_series(services.catalog, record, files, query, max_bytes=limit)
 
     return _answer(request, services, etag, render)
