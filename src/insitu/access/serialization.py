@@ -50,6 +50,7 @@ def write_netcdf(ds: xr.Dataset, path: str, *, variables: list[str], history: st
     out.attrs = clean_attrs(ds.attrs)
     previous = out.attrs.get("history")
     out.attrs["history"] = history + (f"\n{previous}" if previous else "")
+    out.attrs.setdefault("Conventions", "CF-1.8")  # the source's own version when it has one
     encoding: dict[str, dict[str, Any]] = {}
     tdims = [d for d in out.dims if d in time_dims(out)]
     for name, var in out.variables.items():
