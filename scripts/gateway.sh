@@ -12,6 +12,12 @@
 # State, config and logs live under ${INSITU_GATEWAY_DIR:-$(pwd)/.cache/gateway}.
 set -euo pipefail
 
+# Daemons started here outlive this script, so they must not inherit its caller's open
+# files: a lock held by 'flock LOCK make test' would otherwise stay held while they run.
+for fd in $(ls /proc/$$/fd); do
+  if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" || true; fi
+done
+
 ACTION=${1:-start}
 BASE=${INSITU_GATEWAY_DIR:-$(pwd)/.cache/gateway}
 BASE=$(mkdir -p "$BASE" && cd "$BASE" && pwd)

@@ -5,6 +5,12 @@
 # Installs Debian's postgresql package when no server binaries are found (needs root).
 set -euo pipefail
 
+# Daemons started here outlive this script, so they must not inherit its caller's open
+# files: a lock held by 'flock LOCK make test' would otherwise stay held while they run.
+for fd in $(ls /proc/$$/fd); do
+  if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" || true; fi
+done
+
 ACTION=${1:-start}
 PORT=${INSITU_PG_PORT:-54329}
 BASE=${INSITU_PG_DIR:-$(pwd)/.cache/postgres}

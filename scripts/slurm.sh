@@ -9,6 +9,12 @@
 # sbatch/sinfo (e.g. from dask-jobqueue) work without SLURM_CONF in their environment.
 set -euo pipefail
 
+# Daemons started here outlive this script, so they must not inherit its caller's open
+# files: a lock held by 'flock LOCK make test' would otherwise stay held while they run.
+for fd in $(ls /proc/$$/fd); do
+  if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" || true; fi
+done
+
 ACTION=${1:-start}
 BASE=${INSITU_SLURM_DIR:-$(pwd)/.cache/slurm}
 BASE=$(mkdir -p "$BASE" && cd "$BASE" && pwd)
