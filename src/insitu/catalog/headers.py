@@ -316,7 +316,14 @@ def _bbox(by_name: dict[str, RawVariable]) -> list[float] | None:
         return None
     if not (np.isfinite(la).any() and np.isfinite(lo).any()):
         return None
-    box = [float(np.nanmin(lo)), float(np.nanmin(la)), float(np.nanmax(lo)), float(np.nanmax(la))]
+    # fmin/fmax skip NaN: what np.nanmin/nanmax compute, without their checks.
+    lo, la = lo.ravel(), la.ravel()
+    box = [
+        float(np.fmin.reduce(lo)),
+        float(np.fmin.reduce(la)),
+        float(np.fmax.reduce(lo)),
+        float(np.fmax.reduce(la)),
+    ]
     return box if all(math.isfinite(v) for v in box) else None
 
 
@@ -327,7 +334,7 @@ def _floats(var: RawVariable) -> np.ndarray[Any, np.dtype[np.float64]]:
     for key in ("_FillValue", "missing_value"):
         if key in attrs:
             fill = np.asarray(attrs[key], dtype="float64").ravel()
-            values[np.isin(values, fill)] = np.nan
+            values[values == fill[0] if fill.size == 1 else np.isin(values, fill)] = np.nan
     if "scale_factor" in attrs:
         values *= float(np.asarray(attrs["scale_factor"]).ravel()[0])
     if "add_offset" in attrs:
