@@ -106,6 +106,10 @@ class _Api:
         self.attr_cb = ctypes.CFUNCTYPE(herr, hid, s, p, p)
         self.link_cb = ctypes.CFUNCTYPE(herr, hid, s, p, p)
         fn("H5open", herr)()
+        version = (ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint())
+        fn("H5get_libversion", herr, p, p, p)(*(ctypes.byref(v) for v in version))
+        if (version[0].value, version[1].value) < (1, 10):  # hid_t became 64-bit in 1.10
+            raise ValueError("HDF5 older than 1.10")
         fn("H5Eset_auto2", herr, hid, p, p)(0, None, None)  # errors are ours to report
         self.Fopen = fn("H5Fopen", hid, s, ctypes.c_uint, hid)
         self.Fclose = fn("H5Fclose", herr, hid)
@@ -173,7 +177,7 @@ def _load() -> _Api | None:
         # dlopen of a loaded module returns its handle; its symbols include its
         # dependencies', so this is the very HDF5 netCDF-C uses (one library per process).
         return _Api(ctypes.CDLL(ext.__file__))
-    except (ImportError, OSError, AttributeError, ValueError):
+    except Exception:  # any surprise here only costs the fast path, never the scan
         return None
 
 
