@@ -176,7 +176,9 @@ def _load() -> _Api | None:
 
         # dlopen of a loaded module returns its handle; its symbols include its
         # dependencies', so this is the very HDF5 netCDF-C uses (one library per process).
-        return _Api(ctypes.CDLL(ext.__file__))
+        # PyDLL keeps the GIL during each call: no other Python thread can call into HDF5
+        # meanwhile (it is not thread-safe), and a call skips releasing and retaking it.
+        return _Api(ctypes.PyDLL(ext.__file__))
     except Exception:  # any surprise here only costs the fast path, never the scan
         return None
 
