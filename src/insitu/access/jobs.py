@@ -386,7 +386,11 @@ class JobManager:
             if runner.stop.is_set():
                 raise BackendUnavailable("The data service is stopping; submit the job again.")
             if runner.client is None:
-                runner.client = runner.stack.enter_context(cluster(self.settings))
+                runner.client = runner.stack.enter_context(
+                    # Subsets and quicklooks compute in the server's own process: they
+                    # must not go to the jobs' cluster by way of Dask's default client.
+                    cluster(self.settings, set_as_default=False)
+                )
             return runner.client
 
     def _execute(self, job_id: str, runner: _Runner) -> None:

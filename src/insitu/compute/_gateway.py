@@ -219,7 +219,9 @@ class GatewayBackend(DaskClusterBackend):
         with _gateway_errors(cluster.gateway.address, None, f"stop cluster {cluster.name}"):
             _sync(cluster.shutdown)
 
-    def connect(self, spec: ClusterSpec, scheduler_address: str) -> Client:
+    def connect(
+        self, spec: ClusterSpec, scheduler_address: str, *, set_as_default: bool = True
+    ) -> Client:
         """A client of a running cluster of this gateway, by its ``gateway://`` address.
 
         The connection needs the cluster's TLS credentials, which the gateway hands to the
@@ -231,7 +233,12 @@ class GatewayBackend(DaskClusterBackend):
         name = scheduler_address.rstrip("/").rsplit("/", 1)[-1]
         with _gateway_errors(address, spec, f"connect to cluster {name}"):
             report = _sync(self._report, spec, address, name)
-        return Client(report.scheduler_address, security=report.security, timeout="10s")
+        return Client(
+            report.scheduler_address,
+            security=report.security,
+            timeout="10s",
+            set_as_default=set_as_default,
+        )
 
     @staticmethod
     async def _report(spec: ClusterSpec, address: str, name: str) -> Any:

@@ -97,7 +97,7 @@ def running_cluster(settings: Settings) -> ClusterState | None:
     return ClusterState.read(settings)
 
 
-def connect(settings: Settings, state: ClusterState) -> Client:
+def connect(settings: Settings, state: ClusterState, *, set_as_default: bool = True) -> Client:
     """A client of the running cluster ``state`` of ``insitu cluster up``.
 
     A backend whose schedulers need credentials to connect (the gateway's TLS) has a
@@ -108,9 +108,11 @@ def connect(settings: Settings, state: ClusterState) -> Client:
     backend_connect = getattr(get_backend(state.backend), "connect", None)
     if backend_connect is not None:
         spec = spec_from_settings(settings, state.backend, None)
-        client: Client = backend_connect(spec, state.scheduler_address)
+        client: Client = backend_connect(
+            spec, state.scheduler_address, set_as_default=set_as_default
+        )
         return client
-    return Client(state.scheduler_address, timeout="10s")
+    return Client(state.scheduler_address, timeout="10s", set_as_default=set_as_default)
 
 
 @contextmanager
@@ -120,19 +122,23 @@ def cluster(
     backend: str | None = None,
     workers: int | None = None,
     reuse: bool = True,
+    set_as_default: bool = True,
 ) -> Iterator[Client]:
     """A Dask client for the duration of the block.
 
     Connects to the cluster of ``insitu cluster up`` when one runs (and ``reuse``), else
     starts one with ``backend`` (default: ``compute.backend``) and stops it on exit.
     The dashboard address is logged and available as ``client.dashboard_link``.
+    ``set_as_default=False`` keeps Dask's default scheduler as it was, so that only work
+    given to this client explicitly runs on the cluster (what a server that also computes
+    small answers in its own process needs).
     """
     from distributed import Client
 
     settings = settings or Settings.load()
     state = running_cluster(settings) if reuse and backend is None else None
     if state is not None:
-        client = connect(settings, state)
+        client = connect(settings, state, set_as_default=set_as_default)
         log.info("using the running %s cluster, dashboard %s", state.backend, state.dashboard_link)
         try:
             yield client
@@ -143,7 +149,7 @@ def cluster(
     impl = get_backend(name)
     handle = impl.start(spec_from_settings(settings, name, workers))
     try:
-        client = Client(handle.cluster)
+        client = Client(handle.cluster, set_as_default=set_as_default)
     except (OSError, TimeoutError) as exc:
         impl.stop(handle)
         raise BackendUnavailable(f"Cannot connect to the new {name} cluster: {exc}") from exc

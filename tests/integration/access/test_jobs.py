@@ -110,6 +110,23 @@ def test_time_mean_job_equals_direct_run_and_is_cached_the_second_time(
     assert {done["id"], second["id"]} <= {j["id"] for j in listed}
 
 
+def test_the_jobs_cluster_is_not_the_servers_default_scheduler(
+    api: TestClient, everything: dict[str, str]
+) -> None:
+    """Subsets and quicklooks compute in the server process; were the jobs' client Dask's
+    default, they would be shipped to the cluster and xarray would take distributed locks
+    that outlive it."""
+    import dask
+    from distributed.client import _get_global_client
+
+    job = _submit(
+        api, everything, operation="zonal_mean", datasets=[MIROC_AMON_TA], time="2000/2001"
+    )
+    assert _wait(api, job, everything)["status"] == "done"
+    assert _get_global_client() is None
+    assert dask.config.get("scheduler", None) != "dask.distributed"
+
+
 def test_multi_model_field_mean_over_a_search(
     api: TestClient, access_env: AccessEnv, everything: dict[str, str], tmp_path: Path
 ) -> None:
