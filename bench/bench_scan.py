@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 {**scan_once(root, base / f"R{r}.db", args.workers), "load_avg_before": before}
             )
         in_order = [x["files_per_s"] for x in repeats]
+        busy_in_order = [x["busy_cores"] for x in repeats]
         repeats.sort(key=lambda x: x["scan_s"])
         run = {
             "records": r,
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "best_files_per_s": repeats[0]["files_per_s"],
             "worst_files_per_s": repeats[-1]["files_per_s"],
             "all_files_per_s": in_order,
-            "all_busy_cores": [x["busy_cores"] for x in repeats],
+            "all_busy_cores": busy_in_order,
             "file_bytes": info["template_bytes"],
             "workers": args.workers,
         }
