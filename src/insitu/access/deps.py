@@ -8,6 +8,8 @@ pages). Without a token it may read public collections only.
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COOKIE",
+    "CatalogSnapshot",
     "CurrentPrincipal",
     "CurrentServices",
     "Principal",
@@ -39,6 +42,61 @@ __all__ = [
 COOKIE = "insitu_token"
 
 
+class CatalogSnapshot:
+    """What every request asks of the catalog, kept per store generation.
+
+    A chunk request would otherwise cost three queries (collections, the dataset record
+    with its variables decoded from JSON, the generation) before any data is read. Every
+    write to the store bumps its generation, including a collection made public or
+    private, so one cheap read of the generation per request keeps this exact.
+    """
+
+    def __init__(self, catalog: Catalog, size: int = 4096) -> None:
+        self.catalog = catalog
+        self.size = size
+        self.generation = -1
+        self._public: frozenset[str] = frozenset()
+        self._names: tuple[str, ...] = ()
+        self._records: OrderedDict[str, DatasetRecord] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def refresh(self) -> int:
+        """Read the store's generation; forget everything if it moved. Returns it."""
+        gen = self.catalog.store.generation()
+        if gen != self.generation:
+            collections = self.catalog.collections()
+            with self._lock:
+                self._public = frozenset(c.name for c in collections if c.public)
+                self._names = tuple(c.name for c in collections)
+                self._records.clear()
+                self.generation = gen
+        return gen
+
+    @property
+    def public(self) -> frozenset[str]:
+        """Names of the public collections (as of the last :meth:`refresh`)."""
+        return self._public
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Names of every collection (as of the last :meth:`refresh`)."""
+        return self._names
+
+    def dataset(self, dataset_id: str) -> DatasetRecord:
+        """The record of a dataset; raises ``DatasetNotFound`` like the catalog."""
+        with self._lock:
+            record = self._records.get(dataset_id)
+            if record is not None:
+                self._records.move_to_end(dataset_id)
+                return record
+        record = self.catalog.dataset(dataset_id)
+        with self._lock:
+            self._records[dataset_id] = record
+            while len(self._records) > self.size:
+                self._records.popitem(last=False)
+        return record
+
+
 @dataclass
 class Services:
     """The long-lived objects one app serves from, built once by ``build_app``."""
@@ -48,6 +106,10 @@ class Services:
     tokens: TokenStore
     jobs: JobManager | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    snapshot: CatalogSnapshot = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.snapshot = CatalogSnapshot(self.catalog)
 
 
 def get_services(request: Request) -> Services:
@@ -105,8 +167,12 @@ def _secret(request: Request) -> str | None:
 
 
 def get_principal(request: Request, services: CurrentServices) -> Principal:
-    """Who is asking. A token that is unknown or revoked is an error, not anonymity."""
-    public = frozenset(c.name for c in services.catalog.collections() if c.public)
+    """Who is asking. A token that is unknown or revoked is an error, not anonymity.
+
+    The token is looked up on every request, so a revocation takes effect at once.
+    """
+    services.snapshot.refresh()
+    public = services.snapshot.public
     secret = _secret(request)
     if secret is None:
         return Principal(None, public)
@@ -124,7 +190,7 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 def readable_dataset(services: Services, principal: Principal, dataset_id: str) -> DatasetRecord:
     """The record of a dataset this request may read (404 if unknown, 401/403 if not granted)."""
-    record = services.catalog.dataset(dataset_id)
+    record = services.snapshot.dataset(dataset_id)
     principal.require(record.collection)
     return record
 

@@ -648,9 +648,15 @@ class ZarrViews:
         self._views: OrderedDict[tuple[str, int], ZarrView] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, catalog: Catalog, record: DatasetRecord) -> ZarrView:
-        """The view of ``record``, rebuilt when the catalog changed since it was built."""
-        key = (record.dataset_id, catalog.store.generation())
+    def get(
+        self, catalog: Catalog, record: DatasetRecord, generation: int | None = None
+    ) -> ZarrView:
+        """The view of ``record``, rebuilt when the catalog changed since it was built.
+
+        ``generation`` is the store's, if the caller has just read it.
+        """
+        gen = catalog.store.generation() if generation is None else generation
+        key = (record.dataset_id, gen)
         with self._lock:
             view = self._views.get(key)
             if view is not None:

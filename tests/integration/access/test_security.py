@@ -94,3 +94,18 @@ def test_revocation_takes_effect_at_once(client: TestClient, access_env: AccessE
     start = time.monotonic()
     assert client.get(path, headers=bearer(secret)).status_code == 401
     assert time.monotonic() - start < 5
+
+
+def test_making_a_collection_public_or_private_takes_effect_at_once(
+    client: TestClient, access_env: AccessEnv
+) -> None:
+    path = f"/api/v1/datasets/{_RESTRICTED}"
+    assert client.get(path).status_code == 401
+    access_env.catalog.set_public("restricted", True)
+    try:
+        assert client.get(path).status_code == 200
+        assert client.get(f"/api/v1/zarr/{_RESTRICTED}/.zmetadata").status_code == 200
+    finally:
+        access_env.catalog.set_public("restricted", False)
+    assert client.get(path).status_code == 401
+    assert client.get(f"/api/v1/zarr/{_RESTRICTED}/.zmetadata").status_code == 401

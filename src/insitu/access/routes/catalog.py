@@ -75,7 +75,7 @@ def search_catalog(
     facets: str | None = None,
 ) -> SearchResult:
     """A search restricted to what ``principal`` may read (shared by API and web pages)."""
-    readable = principal.readable(c.name for c in services.catalog.collections())
+    readable = principal.readable(services.snapshot.names)
     if collection is not None:
         services.catalog.collection(collection)  # 404 for an unknown name
         principal.require(collection)

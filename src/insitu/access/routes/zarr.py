@@ -69,7 +69,7 @@ def zarr_key(
 ) -> Response:
     """A metadata document or a chunk of the Zarr view of one dataset."""
     record = readable_dataset(services, principal, dataset_id)
-    view = zarr_views(services).get(services.catalog, record)
+    view = zarr_views(services).get(services.catalog, record, services.snapshot.generation)
     item = view.lookup(key)
     etag = view.etag(item, key)
     max_age = METADATA_MAX_AGE if isinstance(item, bytes) else CHUNK_MAX_AGE
