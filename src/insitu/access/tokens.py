@@ -81,7 +81,12 @@ class TokenStore:
     def from_uri(cls, uri: str) -> TokenStore:
         """A store on the database at ``uri`` (a SQLAlchemy URL)."""
         try:
-            return cls(sa.create_engine(uri))
+            url = sa.make_url(uri)
+            # Every request verifies its token: keep a connection per server thread.
+            pool = (
+                {"pool_size": 32, "max_overflow": 32} if url.get_backend_name() == "sqlite" else {}
+            )
+            return cls(sa.create_engine(url, **pool))
         except Exception as exc:
             raise StoreError(f"Cannot open the token store at {uri!r}: {exc}") from exc
 

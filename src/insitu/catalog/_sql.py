@@ -160,7 +160,11 @@ class SQLCatalogStore:
         if url.get_backend_name() == "sqlite":
             if url.database and url.database != ":memory:":
                 Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(url, connect_args={"timeout": 60})
+            # A service answers from dozens of threads at once: with the default pool (5 + 10
+            # overflow) most of them opened a fresh connection, with its pragmas, per query.
+            engine = sa.create_engine(
+                url, connect_args={"timeout": 60}, pool_size=32, max_overflow=32
+            )
 
             @sa.event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:

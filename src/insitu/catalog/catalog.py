@@ -189,8 +189,10 @@ class Catalog:
             trange = parse_time_range(start, end)
         colls = [collection] if isinstance(collection, str) else collection
         if colls is not None:
+            known = {c.name for c in self.collections()}  # one query, not one per name
             for c in colls:
-                self.collection(c)
+                if c not in known:
+                    raise CollectionNotFound(c, sorted(known))
         query = IndexQuery(
             facets={k: [v] if isinstance(v, str) else list(v) for k, v in constraints.items()},
             text=text,

@@ -47,8 +47,23 @@ def _running(settings: Settings) -> dict[str, Any] | None:
     return state if _healthy(str(state["url"])) else None
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    # A child of ours that exited stays a zombie until reaped; it no longer serves.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == 0
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
+        # As uvicorn binds: connections of an earlier server in TIME_WAIT do not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -88,9 +103,15 @@ def serve_command(
         if show_status:
             click.echo(f"insitu service running at {state['url']}/ (pid {state['pid']}).")
             return
-        os.kill(int(state["pid"]), signal.SIGTERM)
+        pid = int(state["pid"])
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30  # it finishes open requests and stops its cluster
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
         _state_file(settings).unlink(missing_ok=True)
-        click.echo(f"Stopped the insitu service at {state['url']} (pid {state['pid']}).")
+        click.echo(f"Stopped the insitu service at {state['url']} (pid {pid}).")
         return
     url = settings.service_url
     if not _port_free(access.host, access.port):
