@@ -141,10 +141,11 @@ class _Api:
         self.Aget_space = fn("H5Aget_space", hid, hid)
         self.Sget_npoints = fn("H5Sget_simple_extent_npoints", ctypes.c_int64, hid)
         self.free = fn("H5free_memory", herr, p)
-        pcreate = fn("H5Pcreate", hid, hid)
-        # Strong close: closing the file closes whatever an error path left open.
-        self.fapl = pcreate(hid.in_dll(lib, "H5P_CLS_FILE_ACCESS_ID_g").value)
-        fn("H5Pset_fclose_degree", herr, hid, i)(self.fapl, 3)
+        # The default file access (weak close): HDF5 opens a file once per process and
+        # refuses a second open whose close degree differs from the first, so anything else
+        # would fail on a file netCDF-C (an xarray dataset, say) already holds open. Every id
+        # the reader opens is closed by _Reader.close.
+        self.fapl = 0
 
         def native(name: str) -> int:
             return int(hid.in_dll(lib, f"H5T_NATIVE_{name}_g").value)
