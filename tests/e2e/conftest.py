@@ -3,7 +3,7 @@ server, and Debian's Chromium driven by Playwright.
 
 Chromium comes from ``INSITU_TEST_CHROMIUM`` if set, else from the PATH, else the project's
 script installs it (``scripts/browser.sh``). It is missing only if that fails: then the tests
-fail under ``INSITU_TEST_REQUIRE_SERVICES=1`` and skip otherwise.
+fail; they never pass by skipping.
 """
 
 from __future__ import annotations
