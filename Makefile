@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install up down demo test test-unit test-integration lint fmt typecheck check bench bench-compute services clean
+.PHONY: help install up down demo test test-unit test-integration lint fmt typecheck check bench bench-compute bench-service services clean
 
 help:
 	@echo "make up      set up and start insitu with the demo archive (web pages and API)"
@@ -74,6 +74,10 @@ check: lint typecheck test
 
 bench: install
 	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/bench_service.py --clients 50 --duration 20 --server-workers 2
+
+bench-service: install
+	$(BIN)/python bench/bench_service.py --clients 50 --duration 20 --server-workers 2
 
 bench-compute: install
 	scripts/tools.sh
