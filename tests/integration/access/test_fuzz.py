@@ -2,11 +2,14 @@
 no request may make the service fail with a 5xx.
 
 Every API operation in the spec gets a bounded number of generated requests
-(``_EXAMPLES``), with a token that may read and compute everything, so that the deep
+(``EXAMPLES``), with a token that may read and compute everything, so that the deep
 paths are reached. An operation added later is fuzzed without anyone adding it here.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import schemathesis
 from fastapi import FastAPI
@@ -15,7 +18,30 @@ from schemathesis.checks import not_a_server_error
 
 from tests.integration.access.conftest import AccessEnv, bearer
 
-_EXAMPLES = 40
+EXAMPLES = 40
+
+
+def fuzzer(
+    operation: Any,
+    *,
+    headers: dict[str, str] | None = None,
+    path_parameters: dict[str, str] | None = None,
+) -> Callable[[], None]:
+    """A Hypothesis test sending ``EXAMPLES`` generated requests to one operation."""
+
+    @given(case=operation.as_strategy())
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def fuzz(case: schemathesis.Case) -> None:
+        if path_parameters is not None:
+            case.path_parameters = dict(path_parameters)
+        case.call_and_validate(headers=headers, checks=[not_a_server_error])
+
+    return fuzz
 
 
 def test_no_generated_request_makes_the_service_fail(app: FastAPI, access_env: AccessEnv) -> None:
@@ -26,19 +52,8 @@ def test_no_generated_request_makes_the_service_fail(app: FastAPI, access_env: A
     for result in schema.get_all_operations():
         operation = result.ok()
         seen += 1
-
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=_EXAMPLES,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        def fuzz(case: schemathesis.Case) -> None:
-            case.call_and_validate(headers=headers, checks=[not_a_server_error])
-
         try:
-            fuzz()
+            fuzzer(operation, headers=headers)()
         except Exception as exc:  # report every failing operation, not only the first
             failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
     assert seen >= 4
