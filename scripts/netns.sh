@@ -36,6 +36,7 @@ all_ips() { local n out=(); for n in $(seq 1 $NHOSTS); do out+=("$(host_ip "$n")
 
 ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
 link_exists() { ip link show dev "$1" >/dev/null 2>&1; }
+link_gone() { local i; for i in 1 2 3 4 5 6 7 8 9 10; do link_exists "$1" || return 0; sleep 0.2; done; say "cannot delete link $1"; return 1; }
 has_addr() { ip "${@:3}" -4 addr show dev "$1" 2>/dev/null | grep -q "inet $2/"; }
 is_up() { ip "${@:2}" link show dev "$1" 2>/dev/null | head -n1 | grep -q '[<,]UP[,>]'; }
 
@@ -225,7 +226,8 @@ down() {
       say "deleting namespace $ns"
       ip netns del "$ns"
     fi
-    if link_exists "$ns-br"; then ip link del "$ns-br"; fi
+    # Deleting the namespace removes the veth pair, but not always before we look.
+    if link_exists "$ns-br"; then ip link del "$ns-br" 2>/dev/null || link_gone "$ns-br"; fi
   done
   if link_exists "$BRIDGE"; then
     say "deleting bridge $BRIDGE"

@@ -95,3 +95,34 @@ def test_analysis_runs_on_workers_in_two_network_namespaces(
             remote = run(cat, "field_mean", ids, client=client, cache=False).open()
         np.testing.assert_array_equal(remote["ta"].values, local["ta"].values)
         assert remote["ta"].dtype == local["ta"].dtype
+
+
+def test_ssh_workers_start_with_the_malloc_settings(
+    tmp_path: Path, netns_hosts: tuple[list[str], Path]
+) -> None:
+    """Like the local and SLURM checks in ``test_worker_env.py``, on the ssh hosts."""
+    import cloudpickle
+
+    from tests.integration import test_worker_env
+
+    (h1, h2), key = netns_hosts
+    settings = Settings.load(
+        data_dir=tmp_path,
+        compute={
+            "ssh_hosts": [h1, h2],
+            "ssh_connect_options": {
+                "username": "root",
+                "client_keys": [str(key)],
+                "known_hosts": None,
+            },
+            "ssh_python": sys.executable,
+        },
+    )
+    # The worker host cannot import the test modules: send the probe by value.
+    cloudpickle.register_pickle_by_value(test_worker_env)
+    try:
+        with cluster(settings, backend="ssh") as client:
+            client.wait_for_workers(1, timeout=60)
+            assert list(client.run(test_worker_env._slab_from_heap).values()) == [True]
+    finally:
+        cloudpickle.unregister_pickle_by_value(test_worker_env)

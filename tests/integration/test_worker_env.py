@@ -1,5 +1,9 @@
 """Workers of every backend start with insitu's malloc settings (``WORKER_ENV``).
 
+The ssh backend's check is in ``test_multihost.py``, beside the other test that needs the
+network-namespace hosts (one module: two modules on two xdist workers would tear the
+hosts down under each other).
+
 glibc reads ``MALLOC_MMAP_THRESHOLD_`` once, at process start, so ``os.environ`` in the
 worker tells nothing; where a 12 MB array lands does: with the setting it comes from the
 heap, with Dask's defaults from a fresh ``mmap`` (every slab then faults its pages in).
@@ -18,7 +22,6 @@ import pytest
 from insitu.compute import cluster
 from insitu.compute.backend import WORKER_ENV, worker_env_exports
 from insitu.settings import Settings
-from tests.integration.test_multihost import netns_hosts  # noqa: F401  (fixture)
 
 
 def _slab_from_heap() -> bool:
@@ -101,32 +104,3 @@ def test_slurm_job_workers_start_with_the_malloc_settings(
     with cluster(settings, backend="slurm", workers=1) as client:
         client.wait_for_workers(1, timeout=120)
         assert list(client.run(_slab_from_heap).values()) == [True]
-
-
-def test_ssh_workers_start_with_the_malloc_settings(
-    tmp_path: Path,
-    netns_hosts: tuple[list[str], Path],  # noqa: F811  (the fixture imported above)
-) -> None:
-    (h1, h2), key = netns_hosts
-    settings = Settings.load(
-        data_dir=tmp_path,
-        compute={
-            "ssh_hosts": [h1, h2],
-            "ssh_connect_options": {
-                "username": "root",
-                "client_keys": [str(key)],
-                "known_hosts": None,
-            },
-            "ssh_python": sys.executable,
-        },
-    )
-    import cloudpickle
-
-    # The worker host cannot import this test module: send the probe by value.
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    try:
-        with cluster(settings, backend="ssh") as client:
-            client.wait_for_workers(1, timeout=60)
-            assert list(client.run(_slab_from_heap).values()) == [True]
-    finally:
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
