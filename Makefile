@@ -73,10 +73,12 @@ typecheck: install
 check: lint typecheck test
 
 bench: install
+	scripts/tools.sh
 	$(BIN)/python bench/run_all.py
 	$(BIN)/python bench/bench_service.py --clients 50 --duration 20 --server-workers 2
 
 bench-service: install
+	scripts/tools.sh
 	$(BIN)/python bench/bench_service.py --clients 50 --duration 20 --server-workers 2
 
 bench-compute: install

@@ -435,6 +435,21 @@ def timed_cpu(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     return time.perf_counter() - t0, time.process_time() - c0, out
 
 
+def tree_cpu(pid: int | None = None) -> float:
+    """CPU seconds so far of a process (this one by default) and all its descendants."""
+    import contextlib
+
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            c = p.cpu_times()
+            total += c.user + c.system
+    return total
+
+
 def current_rss_mb() -> float:
     """Resident memory of this process now, in MiB (Linux)."""
     with open("/proc/self/statm") as fh:

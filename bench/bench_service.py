@@ -2,18 +2,26 @@
 
 Starts ``insitu serve`` as its own process over a catalog of the real CMIP6 demo archive
 (public) plus one generated dataset large enough to measure throughput, then runs
-``--clients`` concurrent HTTP clients (aiohttp, in this process) for ``--duration`` seconds.
-Each client loops: with probability ``--search-share`` a faceted search with counts
-(random facet constraints from the catalog's own values), else one small Zarr chunk of a
-random dataset, variable and chunk index (keys worked out from the consolidated metadata,
-as zarr does). It reports throughput and p50/p95/p99 latency per kind, and any non-200
-answer as an error.
+``--clients`` concurrent HTTP clients for ``--duration`` seconds. Searches are faceted
+searches with counts (random facet constraints from the catalog's own values); chunk
+reads get one small Zarr chunk of a random dataset, variable and chunk index (keys worked
+out from the consolidated metadata, as zarr does). It reports throughput and p50/p95/p99
+latency per kind, any non-200 answer as an error, and the CPU time of the server and of
+the clients per request.
+
+The clients (``--client``): ``wrk`` (default; Debian's package, ``scripts/tools.sh``
+installs it): two wrk processes at once, ``--search-share`` of the connections searching
+and the others reading chunks, each picking its paths at random; or ``aiohttp``: coroutines
+in this process that each pick search or chunk at random per request. The load generator
+shares the machine's 2 cores with the server, and wrk needs about a quarter of the CPU per
+request that aiohttp does, so it disturbs the measurement less.
 
 Then, with no other load, it reads one whole variable of the generated dataset through
 the Zarr view with xarray + fsspec (what a remote notebook does) and the same data with
 ``insitu.open_dataset`` locally, and reports both rates and their ratio.
 
     python bench/bench_service.py [--clients 50] [--duration 20] [--server-workers 1]
+                                  [--client wrk|aiohttp]
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ import importlib.util
 import json
 import os
 import random
+import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -43,9 +53,11 @@ from _common import (
     month_times,
     percentiles,
     say,
+    tree_cpu,
     write_cmip6_file,
 )
 
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "random_paths.lua"
 BIG_ID = "CMIP6.CMIP.MPI-M.MPI-ESM1-2-LR.historical.r1i1p1f1.Amon.tas.gn.v20190710"
 
 
@@ -186,7 +198,12 @@ async def _load(
         t0 = time.perf_counter()
         await asyncio.gather(*(client(i, session) for i in range(clients)))
         elapsed = time.perf_counter() - t0
-    out: dict[str, Any] = {"seconds": elapsed, "errors": errors, "mb_received": nbytes / 1e6}
+    out: dict[str, Any] = {
+        "client": "aiohttp",
+        "seconds": elapsed,
+        "errors": errors,
+        "mb_received": nbytes / 1e6,
+    }
     total = 0
     for kind, values in lat.items():
         total += len(values)
@@ -194,6 +211,56 @@ async def _load(
             ms = {k: v * 1000 for k, v in percentiles(values, (50, 95, 99)).items()}
             out[kind] = {"requests": len(values), "per_s": len(values) / elapsed, **ms}
     out["requests_per_s"] = total / elapsed
+    return out
+
+
+def _load_wrk(
+    base: str,
+    clients: int,
+    duration: float,
+    share: float,
+    keys: list[str],
+    queries: list[str],
+    work: Path,
+) -> dict[str, Any]:
+    """Two wrk processes at once: searches on some connections, chunks on the others."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: run scripts/tools.sh (or use --client aiohttp)")
+    searchers = max(1, min(clients - 1, round(clients * share)))
+    kinds = {
+        "search": (searchers, [f"/api/v1/search?{q}" for q in queries]),
+        "chunk": (clients - searchers, [f"/api/v1/zarr/{k}" for k in keys]),
+    }
+    procs = {}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for seed, (kind, (conns, paths)) in enumerate(kinds.items(), 1):
+        listing = work / f"wrk-{kind}.txt"
+        listing.write_text("\n".join(paths) + "\n")
+        cmd = [wrk, "-t1", f"-c{conns}", f"-d{duration:.0f}s", "--timeout", "10s"]
+        cmd += ["-s", str(WRK_SCRIPT), base, "--", str(listing), str(seed)]
+        procs[kind] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    out: dict[str, Any] = {"client": "wrk", "errors": {}}
+    total = 0.0
+    seconds = 0.0
+    for kind, proc in procs.items():
+        stdout, _ = proc.communicate(timeout=duration + 120)
+        line = next((ln for ln in stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+        if proc.returncode != 0 or line is None:
+            raise RuntimeError(f"wrk for {kind} failed ({proc.returncode}):\n{stdout}")
+        r = json.loads(line[len("WRKJSON ") :])
+        seconds = max(seconds, r["duration_s"])
+        per_s = r["requests"] / r["duration_s"]
+        total += per_s
+        out[kind] = {"connections": kinds[kind][0], "requests": r["requests"], "per_s": per_s}
+        out[kind].update({k: r[k] for k in ("p50", "p95", "p99", "max", "mean")})
+        for name, n in r["errors"].items():
+            if n:
+                out["errors"][f"{kind} {name}"] = n
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out["seconds"] = seconds
+    out["requests_per_s"] = total
+    out["client_cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return out
 
 
@@ -240,6 +307,7 @@ def main() -> None:
     parser.add_argument("--big-files", type=int, default=40, help="files of the big dataset")
     parser.add_argument("--grid", default="180x360", help="grid of the big dataset, LATxLON")
     parser.add_argument("--repeat", type=int, default=3, help="remote/local read repeats")
+    parser.add_argument("--client", choices=("wrk", "aiohttp"), default="wrk")
     args = parser.parse_args()
 
     nlat, nlon = (int(x) for x in args.grid.split("x"))
@@ -255,14 +323,28 @@ def main() -> None:
         keys = _chunk_keys(base, [i for i in ids if i != BIG_ID][:40])
         queries = _queries(base)
         say(f"{len(keys)} chunk keys, {len(queries)} queries; warming up ...")
-        asyncio.run(_load(base, 5, 2.0, args.search_share, keys, queries))
+        # Both kinds whatever --search-share says, long enough that every server process
+        # has opened the files and built the views (a first read of a file in a process
+        # costs about 5 ms more): the load below measures the steady state.
+        asyncio.run(_load(base, 10, 5.0, 0.5, keys, queries))
         load_before = load_avg()
-        say(f"{args.clients} clients for {args.duration:.0f} s ...")
-        cpu0 = time.process_time()
-        loaded = asyncio.run(
-            _load(base, args.clients, args.duration, args.search_share, keys, queries)
-        )
-        loaded["client_cpu_s"] = time.process_time() - cpu0
+        say(f"{args.clients} {args.client} clients for {args.duration:.0f} s ...")
+        server_cpu = tree_cpu(proc.pid)
+        if args.client == "wrk":
+            loaded = _load_wrk(
+                base, args.clients, args.duration, args.search_share, keys, queries, work
+            )
+        else:
+            cpu0 = time.process_time()
+            loaded = asyncio.run(
+                _load(base, args.clients, args.duration, args.search_share, keys, queries)
+            )
+            loaded["client_cpu_s"] = time.process_time() - cpu0
+        server_cpu = tree_cpu(proc.pid) - server_cpu
+        requests = sum(loaded[k]["requests"] for k in ("search", "chunk") if k in loaded)
+        loaded["server_cpu_s"] = server_cpu
+        loaded["server_cpu_ms_per_request"] = 1000 * server_cpu / max(requests, 1)
+        loaded["client_cpu_ms_per_request"] = 1000 * loaded["client_cpu_s"] / max(requests, 1)
         loaded["load_avg_before"] = load_before
         loaded["load_avg_after"] = load_avg()
         say(json.dumps(loaded, indent=1))
@@ -276,6 +358,7 @@ def main() -> None:
         "service",
         {
             "clients": args.clients,
+            "client": args.client,
             "server_workers": args.server_workers,
             "load": loaded,
             "remote_vs_local": ratio,

@@ -60,6 +60,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import compute_archive as archive  # noqa: E402
+from _common import tree_cpu  # noqa: E402
 
 PEERS = [
     "ceiling_1p",
@@ -278,19 +279,6 @@ def _warm_worker() -> str:
     return "ok"
 
 
-def _tree_cpu() -> float:
-    """CPU seconds of this process and its children so far (client, scheduler, workers)."""
-    import psutil
-
-    me = psutil.Process()
-    total = 0.0
-    for p in [me, *me.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            c = p.cpu_times()
-            total += c.user + c.system
-    return total
-
-
 def child_insitu(
     root: str, db: str, var: str, ops: list[str], out_dir: str, repeat: int, engine: str | None
 ) -> dict:
@@ -352,11 +340,11 @@ def child_insitu(
             for _ in range(repeat):
                 if out.exists():
                     shutil.rmtree(out) if out.is_dir() else out.unlink()
-                c = _tree_cpu()
+                c = tree_cpu()
                 t = time.perf_counter()
                 r = run(cat, op, [ds_id], client=client, out=str(out), **kw)
                 times.append(time.perf_counter() - t)
-                cpus.append(_tree_cpu() - c)
+                cpus.append(tree_cpu() - c)
             arr = _insitu_result_array(r, out, var)
             saved = None
             if arr is not None:

@@ -56,7 +56,14 @@ case "$ACTION" in
     if ! pg pg_ctl -D "$DATA" status >/dev/null 2>&1; then
       pg pg_ctl -D "$DATA" -w -t 60 -l "$BASE/server.log" \
         -o "-c listen_addresses=127.0.0.1 -p $PORT -k $BASE -c fsync=off -c synchronous_commit=off" \
-        start >&2 || { cat "$BASE/server.log" >&2; exit 1; }
+        start >&2 || {
+          tail -n 8 "$BASE/server.log" >&2
+          if grep -q "Address already in use" <(tail -n 8 "$BASE/server.log"); then
+            echo "postgres.sh: port $PORT is taken, maybe by another checkout's server: stop it" \
+              "with that checkout's 'scripts/postgres.sh stop', or set INSITU_PG_PORT." >&2
+          fi
+          exit 1
+        }
     fi
     if ! pg psql -h 127.0.0.1 -p "$PORT" -U insitu -d postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname='$DB'" | grep -q 1; then

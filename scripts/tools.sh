@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install the reference tools the tests compare against (CDO, NCO) from Debian's packages,
-# when they are missing. Needs root (or sudo).
+# Install the reference tools the tests compare against (CDO, NCO) and the HTTP load
+# generator of the data-service benchmark (wrk) from Debian's packages, when they are
+# missing. Needs root (or sudo).
 set -euo pipefail
 missing=()
 command -v cdo >/dev/null 2>&1 || missing+=(cdo)
 command -v ncra >/dev/null 2>&1 || missing+=(nco)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO=sudo

@@ -184,7 +184,7 @@ def build_app(
     _mount_docs(app)
 
     @app.get(f"{API_PREFIX}/health", tags=["service"], summary="Liveness and version")
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         """``{"status": "ok", "version": ...}`` while the service runs."""
         return {"status": "ok", "version": __version__}
 

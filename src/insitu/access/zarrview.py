@@ -32,7 +32,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -54,6 +54,7 @@ __all__ = [
     "ChunkRef",
     "OpenFiles",
     "Source",
+    "WouldBlock",
     "ZarrView",
     "ZarrViews",
     "chunk_shape",
@@ -61,6 +62,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class WouldBlock(Exception):
+    """A read asked not to wait could not finish at once: another thread holds the HDF5
+    lock, or a file it needs is not open yet. Read it again where waiting is fine."""
+
 
 # Enters every ETag: bump it when the layout or the encoding of the view changes, so that
 # clients holding chunks of an older layout do not revalidate them as current.
@@ -144,6 +151,11 @@ class ChunkRef:
     plan: ArrayPlan
     index: tuple[int, ...]
     key: str
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the chunk's values, before compression."""
+        return math.prod(self.plan.chunks) * self.plan.dtype.itemsize
 
     @property
     def selection(self) -> tuple[slice, ...]:
@@ -406,26 +418,28 @@ class ZarrView:
 
     # -- chunks --------------------------------------------------------------------------
 
-    def read(self, ref: ChunkRef) -> bytes | memoryview:
+    def read(self, ref: ChunkRef, *, wait: bool = True) -> bytes | memoryview:
         """The encoded bytes of one chunk, as a format 2 client expects them.
 
-        Uncompressed, the array's own buffer: a copy of megabytes saved per chunk.
+        Uncompressed, the array's own buffer: a copy of megabytes saved per chunk. With
+        ``wait=False``, raises :class:`WouldBlock` rather than wait for the HDF5 lock or
+        open a file.
         """
-        values = np.ascontiguousarray(self._values(ref), dtype=ref.plan.dtype)
+        values = np.ascontiguousarray(self._values(ref, wait), dtype=ref.plan.dtype)
         raw = values.reshape(-1).view(np.uint8).data  # bytes, no copy
         if self.compressor is None:
             return raw
         return zlib.compress(raw, int(self.compressor.get("level", 1)))
 
-    def _values(self, ref: ChunkRef) -> np.ndarray[Any, Any]:
+    def _values(self, ref: ChunkRef, wait: bool) -> np.ndarray[Any, Any]:
         plan, sel = ref.plan, ref.selection
         extent = tuple(s.stop - s.start for s in sel)
         if plan.values is not None:
             block = plan.values[sel]
         elif plan.taxis is None:
-            block = self.handles.read(plan, plan.sources[0], sel)
+            block = self.handles.read(plan, plan.sources[0], sel, wait=wait)
         else:
-            block = self._along_time(ref, sel, extent)
+            block = self._along_time(ref, sel, extent, wait)
         if block.shape != extent:
             raise DataError(
                 f"Variable {plan.name!r} of dataset {self.dataset_id!r} has another shape in "
@@ -440,7 +454,7 @@ class ZarrView:
         return full
 
     def _along_time(
-        self, ref: ChunkRef, sel: tuple[slice, ...], extent: tuple[int, ...]
+        self, ref: ChunkRef, sel: tuple[slice, ...], extent: tuple[int, ...], wait: bool
     ) -> np.ndarray[Any, Any]:
         plan = ref.plan
         axis = plan.taxis
@@ -457,7 +471,7 @@ class ZarrView:
             lo, hi = max(t.start, src.start), min(t.stop, src.start + src.length)
             local = list(sel)
             local[axis] = slice(lo - src.start, hi - src.start)
-            block = self.handles.read(plan, src, tuple(local))
+            block = self.handles.read(plan, src, tuple(local), wait=wait)
             if len(parts) == 1 and lo == t.start and hi == t.stop:
                 return block
             if out is None:
@@ -556,15 +570,20 @@ class OpenFiles:
         from xarray.backends.locks import HDF5_LOCK
 
         self.size = size
-        self._lock = HDF5_LOCK
+        # xarray's lock (a SerializableLock) passes acquire(blocking=...) to a threading.Lock.
+        self._lock = cast(threading.Lock, HDF5_LOCK)
         self._open: OrderedDict[str, tuple[tuple[int, int, int], Any]] = OrderedDict()
 
-    def read(self, plan: ArrayPlan, src: Source, index: tuple[slice, ...]) -> np.ndarray[Any, Any]:
+    def read(
+        self, plan: ArrayPlan, src: Source, index: tuple[slice, ...], *, wait: bool = True
+    ) -> np.ndarray[Any, Any]:
         """The slab ``index`` of ``plan``'s variable in ``src``, raw (no mask, no scale),
         re-encoded to the first file's time units if it is time-like.
 
         The file is checked to be the one the catalog scanned first: an ETag promises the
-        content of a file identity, so a file changed since must not be read.
+        content of a file identity, so a file changed since must not be read. With
+        ``wait=False``, raises :class:`WouldBlock` if the lock is taken or the file is not
+        open yet (opening one takes milliseconds).
         """
         try:
             st = os.stat(src.path)
@@ -580,7 +599,11 @@ class OpenFiles:
                 f"{src.record.size}); rescan its collection with 'insitu catalog scan'."
             )
         identity = (st.st_ino, st.st_size, st.st_mtime_ns)
-        with self._lock:
+        if not self._lock.acquire(blocking=wait):
+            raise WouldBlock(src.path)
+        try:
+            if not wait and not self._is_open(src.path, identity):
+                raise WouldBlock(src.path)
             try:
                 nc = self._handle(src.path, identity)
                 var = nc.variables[plan.name]
@@ -595,9 +618,15 @@ class OpenFiles:
                     "The file changed or became unreadable since it was scanned; rescan its "
                     "collection with 'insitu catalog scan'."
                 ) from exc
+        finally:
+            self._lock.release()
         if src.from_units is not None and plan.to_units is not None:
             return reencode_time(data, src.from_units, plan.to_units, plan.calendar)
         return data
+
+    def _is_open(self, path: str, identity: tuple[int, int, int]) -> bool:
+        entry = self._open.get(path)
+        return entry is not None and entry[0] == identity
 
     def _handle(self, path: str, identity: tuple[int, int, int]) -> Any:
         import netCDF4
@@ -647,6 +676,11 @@ class ZarrViews:
         self.size = size
         self._views: OrderedDict[tuple[str, int], ZarrView] = OrderedDict()
         self._lock = threading.Lock()
+
+    def cached(self, dataset_id: str, generation: int) -> ZarrView | None:
+        """The view of a dataset if it is built for ``generation`` (no query), else None."""
+        with self._lock:
+            return self._views.get((dataset_id, generation))
 
     def get(
         self, catalog: Catalog, record: DatasetRecord, generation: int | None = None

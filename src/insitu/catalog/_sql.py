@@ -109,6 +109,7 @@ meta_t = sa.Table(
     sa.Column("key", sa.String(100), primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
 )
+_GENERATION_SQL = "SELECT value FROM meta WHERE key = 'generation'"
 
 
 def _dumps(value: Any) -> str | None:
@@ -340,10 +341,10 @@ class SQLCatalogStore:
             self._bump(conn)
 
     def generation(self) -> int:
+        # Plain SQL: the data service reads this on every request, and building and
+        # caching the statement's key cost three times the query (110 against 32 us).
         with self.engine.connect() as conn:
-            value = conn.execute(
-                sa.select(meta_t.c.value).where(meta_t.c.key == "generation")
-            ).scalar_one()
+            value = conn.exec_driver_sql(_GENERATION_SQL).scalar_one()
             return int(value)
 
     def _bump(self, conn: sa.Connection) -> None:

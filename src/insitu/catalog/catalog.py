@@ -159,6 +159,12 @@ class Catalog:
                     gc.enable()
             return self._index
 
+    def index_is_current(self, generation: int) -> bool:
+        """True when the search index is built for store ``generation``: a search then
+        reads no more than the store's generation and collection list."""
+        index = self._index
+        return index is not None and index.generation == generation
+
     def search(
         self,
         text: str | None = None,
@@ -188,8 +194,9 @@ class Catalog:
             start, end = (time.start, time.stop) if isinstance(time, slice) else time
             trange = parse_time_range(start, end)
         colls = [collection] if isinstance(collection, str) else collection
+        index = self.index()
         if colls is not None:
-            known = {c.name for c in self.collections()}  # one query, not one per name
+            known = index.templates  # every collection as of the index: no query
             for c in colls:
                 if c not in known:
                     raise CollectionNotFound(c, sorted(known))
@@ -203,7 +210,6 @@ class Catalog:
             sort=sort,
             count_facets=facets,
         )
-        index = self.index()
         idx, counts = index.select(query)
         page = idx[offset : offset + limit]
         return SearchResult(

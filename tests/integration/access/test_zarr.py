@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import fsspec
+import httpx
 import netCDF4
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ from fastapi.testclient import TestClient
 
 from insitu.access import build_app
 from insitu.access.routes import zarr as zarr_route
-from insitu.access.zarrview import ZarrViews
+from insitu.access.zarrview import WouldBlock, ZarrViews
 from insitu.catalog import Catalog
 from insitu.settings import Settings
 from tests.integration.access.conftest import (
@@ -519,3 +520,53 @@ def test_a_zlib_compressed_view_decodes_alike(tmp_path: Path) -> None:
         assert remote.ta.encoding["compressors"][0].get_config() == ZLIB
         local = env.catalog.open_dataset(FAKE_ID).load()
         xr.testing.assert_identical(remote.ta.load(), local.ta)
+
+
+# -- small chunks on the event loop, and never a wait there ---------------------------------
+
+
+def test_a_read_that_would_wait_says_so(access_env: AccessEnv) -> None:
+    """``wait=False`` reads only from an open file with the HDF5 lock free."""
+    from xarray.backends.locks import HDF5_LOCK
+
+    views = ZarrViews(SMALL_CHUNKS)
+    try:
+        view = views.get(access_env.catalog, access_env.catalog.dataset(MIROC_AMON_TA))
+        ref = view.lookup("ta/0.0.0.0")
+        assert not isinstance(ref, bytes) and ref.nbytes <= zarr_route.INLINE_CHUNK_BYTES
+        with pytest.raises(WouldBlock):
+            view.read(ref, wait=False)  # the file is not open yet
+        expected = bytes(view.read(ref))  # opens it
+        assert bytes(view.read(ref, wait=False)) == expected
+        with HDF5_LOCK:  # held, as by a thread reading a big slab
+            with pytest.raises(WouldBlock):
+                view.read(ref, wait=False)
+        assert bytes(view.read(ref, wait=False)) == expected
+    finally:
+        views.close()
+
+
+def test_a_chunk_waiting_for_the_hdf5_lock_leaves_the_event_loop_free(small: Served) -> None:
+    """A small chunk is read on the event loop only when that cannot wait: while another
+    thread holds the HDF5 lock, the request waits in the thread pool, the service goes on
+    answering, and the chunk comes right once the lock is free. (Waiting for the lock on the
+    event loop would hang the health request below until its timeout.)"""
+    from xarray.backends.locks import HDF5_LOCK
+
+    url = f"{small.url}{API}/{MIROC_AMON_TA}/ta/0.0.0.0"
+    with httpx.Client(timeout=30) as http:
+        first = http.get(url)  # the view is built and the file opened
+        assert first.status_code == 200, first.text
+        answers: dict[str, httpx.Response] = {}
+        waiting = threading.Thread(target=lambda: answers.update(chunk=http.get(url)))
+        with HDF5_LOCK:
+            waiting.start()
+            time.sleep(0.3)
+            assert "chunk" not in answers  # it waits for the lock...
+            t0 = time.perf_counter()
+            health = http.get(f"{small.url}/api/v1/health", timeout=5)
+            assert health.status_code == 200
+            assert time.perf_counter() - t0 < 2  # ...but not on the event loop
+        waiting.join(timeout=30)
+    assert answers["chunk"].status_code == 200
+    assert answers["chunk"].content == first.content

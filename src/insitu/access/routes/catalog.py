@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -12,6 +13,7 @@ from insitu.access.deps import (
     Principal,
     Services,
     readable_dataset,
+    run_here_or_in_thread,
 )
 from insitu.catalog import DatasetRecord, SearchResult
 from insitu.errors import InvalidQuery
@@ -114,7 +116,7 @@ def facet_constraints(request: Request) -> dict[str, list[str]]:
     "`source_id=MIROC6&variable_id=ta,tas` (commas or repeats: any of; `*` and `?` are "
     "wildcards). Aliases such as `model`, `experiment` and `variable` are accepted.",
 )
-def search(
+async def search(
     request: Request,
     services: CurrentServices,
     principal: CurrentPrincipal,
@@ -139,7 +141,8 @@ def search(
     ] = None,
 ) -> dict[str, Any]:
     """Datasets matching every constraint, one page of them, and facet value counts."""
-    result = search_catalog(
+    find = functools.partial(
+        search_catalog,
         services,
         principal,
         facet_constraints(request),
@@ -153,6 +156,9 @@ def search(
         sort=sort,
         facets=facets,
     )
+    # On the event loop unless the index must be (re)built first, which takes long.
+    quick = services.catalog.index_is_current(services.snapshot.generation)
+    result = await run_here_or_in_thread(quick, find)
     body = result.to_json()
     body["limit"], body["offset"] = limit, offset
     return body

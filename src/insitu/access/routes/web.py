@@ -448,7 +448,7 @@ async def login(request: Request) -> Response:
     """Check the token with the token store and keep it in an HttpOnly cookie."""
     form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
     secret, target = form.get("token", "").strip(), _next(request, form.get("next"))
-    services = get_services(request)
+    services = await get_services(request)
     token = await run_in_threadpool(services.tokens.verify, secret) if secret else None
     if token is None:
         return render(

@@ -8,6 +8,7 @@ opens a dataset lazily and reads only the chunks a computation needs. The logic 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from insitu.access.deps import (
     CurrentPrincipal,
@@ -17,7 +18,7 @@ from insitu.access.deps import (
     not_modified,
     readable_dataset,
 )
-from insitu.access.zarrview import ZarrViews
+from insitu.access.zarrview import ChunkRef, WouldBlock, ZarrView, ZarrViews
 
 __all__ = ["router", "zarr_views"]
 
@@ -31,6 +32,11 @@ METADATA_MAX_AGE = 60
 
 _EXTRA = "zarr_views"
 
+# Chunks up to this size (before compression) are read on the event loop when the HDF5
+# lock is free and their files are open: a few hundred microseconds, less than the hop to
+# the thread pool and back. Bigger ones, and any read that would wait, go to the pool.
+INLINE_CHUNK_BYTES = 256 * 1024
+
 
 def zarr_views(services: Services) -> ZarrViews:
     """The views of this app's datasets, cached per (dataset id, catalog generation)."""
@@ -43,9 +49,10 @@ def zarr_views(services: Services) -> ZarrViews:
     return views
 
 
-# A sync function: FastAPI runs it in its threadpool, so reading a file never blocks the
-# event loop. The whole body is read before the answer starts, so a file that fails to read
-# is a clean DataError (500 with its message), never a 200 cut short.
+# The whole body is read before the answer starts, so a file that fails to read is a clean
+# DataError (500 with its message), never a 200 cut short. Nothing here waits on the event
+# loop: what may take long (a query for a dataset not seen yet, building its view, opening
+# a file, a big chunk, a lock another thread holds) runs in the thread pool.
 @router.get(
     "/zarr/{dataset_id}/{key:path}",
     summary="One key of the read-only Zarr view of a dataset",
@@ -60,7 +67,7 @@ def zarr_views(services: Services) -> ZarrViews:
         304: {"description": "Not modified (If-None-Match matched the ETag)."},
     },
 )
-def zarr_key(
+async def zarr_key(
     dataset_id: str,
     key: str,
     request: Request,
@@ -68,8 +75,15 @@ def zarr_key(
     principal: CurrentPrincipal,
 ) -> Response:
     """A metadata document or a chunk of the Zarr view of one dataset."""
-    record = readable_dataset(services, principal, dataset_id)
-    view = zarr_views(services).get(services.catalog, record, services.snapshot.generation)
+    snapshot = services.snapshot
+    record = snapshot.cached(dataset_id)
+    if record is None:
+        record = await run_in_threadpool(readable_dataset, services, principal, dataset_id)
+    principal.require(record.collection)
+    views = zarr_views(services)
+    view = views.cached(dataset_id, snapshot.generation)
+    if view is None:
+        view = await run_in_threadpool(views.get, services.catalog, record, snapshot.generation)
     item = view.lookup(key)
     etag = view.etag(item, key)
     max_age = METADATA_MAX_AGE if isinstance(item, bytes) else CHUNK_MAX_AGE
@@ -80,5 +94,14 @@ def zarr_key(
     if isinstance(item, bytes):
         body, media_type = item, "application/json"
     else:
-        body, media_type = view.read(item), "application/octet-stream"
+        body, media_type = await _read_chunk(view, item), "application/octet-stream"
     return Response(body, media_type=media_type, headers=cache_headers(etag, max_age=max_age))
+
+
+async def _read_chunk(view: ZarrView, ref: ChunkRef) -> bytes | memoryview:
+    if ref.nbytes <= INLINE_CHUNK_BYTES:
+        try:
+            return view.read(ref, wait=False)
+        except WouldBlock:
+            pass
+    return await run_in_threadpool(view.read, ref)
