@@ -538,9 +538,9 @@ def test_a_read_that_would_wait_says_so(access_env: AccessEnv) -> None:
             view.read(ref, wait=False)  # the file is not open yet
         expected = bytes(view.read(ref))  # opens it
         assert bytes(view.read(ref, wait=False)) == expected
-        with HDF5_LOCK:  # held, as by a thread reading a big slab
-            with pytest.raises(WouldBlock):
-                view.read(ref, wait=False)
+        # The lock held, as by a thread reading a big slab:
+        with HDF5_LOCK, pytest.raises(WouldBlock):
+            view.read(ref, wait=False)
         assert bytes(view.read(ref, wait=False)) == expected
     finally:
         views.close()
