@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -225,6 +225,40 @@ class AccessSettings(BaseModel):
         default=False,
         description="Let requests without a token submit jobs on public collections.",
     )
+    job_max_inputs: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="Datasets one job may combine; a job or search naming more gets 413.",
+    )
+    jobs_per_worker: int = Field(
+        default=8,
+        ge=1,
+        description="Jobs that may be queued or running per job worker; past that a "
+        "submission gets 503.",
+    )
+    jobs_per_caller_per_worker: int = Field(
+        default=4,
+        ge=1,
+        description="Of those, how many one token (or all anonymous callers together) may "
+        "have; past that its submissions get 429.",
+    )
+    subset_read_factor: int = Field(
+        default=16,
+        ge=1,
+        description="A subset or quicklook may read this many times max_slice_bytes from "
+        "the files (they are read in whole chunks); past that it gets 413.",
+    )
+
+    @model_validator(mode="after")
+    def _caller_share(self) -> AccessSettings:
+        if self.jobs_per_caller_per_worker > self.jobs_per_worker:
+            raise ValueError(
+                f"access.jobs_per_caller_per_worker ({self.jobs_per_caller_per_worker}) "
+                f"cannot exceed access.jobs_per_worker ({self.jobs_per_worker}); lower it "
+                "or raise jobs_per_worker."
+            )
+        return self
 
 
 class Settings(BaseSettings):

@@ -237,3 +237,32 @@ def test_search_result_opens_a_dict_for_several(catalog: Catalog) -> None:
     one = catalog.search(source_id="MIROC6", table_id="Amon").to_xarray()
     assert isinstance(one, xr.Dataset)
     assert one.attrs["source_id"] == "MIROC6"
+
+
+def test_a_repeated_search_is_answered_from_the_index_memo(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index remembers answers: the same search (facets in any order) is not worked out
+    again, what a caller does to an answer cannot change the next one, and the memory is
+    bounded."""
+    from insitu.catalog import index as index_module
+
+    first = catalog.search(limit=5, source_id="MIROC6", variable_id="ta")
+    index = catalog.index()
+    computed: list[object] = []
+    real = index._select
+    monkeypatch.setattr(index, "_select", lambda q: computed.append(q) or real(q))
+    first.facet_counts["source_id"]["MIROC6"] = -1  # a caller's own change
+    again = catalog.search(limit=5, variable_id="ta", source_id="MIROC6")
+    assert computed == []  # from the memo
+    assert again.dataset_ids == first.dataset_ids and again.total == first.total
+    assert again.facet_counts["source_id"]["MIROC6"] == again.total  # not the -1
+    catalog.search(limit=5, source_id="MIROC6", variable_id="tas")
+    assert len(computed) == 1  # another search is worked out
+
+    budget = 16 * 1024  # room for a few answers
+    monkeypatch.setattr(index_module, "MEMO_BYTES", budget)
+    for model in ("MIROC6", "CanESM5", "MPI-ESM1-2-LR", "EC-Earth3", "ACCESS-ESM1-5", "*"):
+        catalog.search(source_id=model, sort="-n_files")
+    assert 0 < index._memo_bytes <= budget  # the oldest answers were let go
+    assert sum(size for _, size in index._memo.values()) == index._memo_bytes

@@ -69,3 +69,11 @@ def test_invalid_values_name_key_and_source(tmp_path: Path) -> None:
 def test_redacted_hides_passwords() -> None:
     s = Settings.load(catalog={"uri": "postgresql+psycopg://me:secret@db:5432/cat"})
     assert s.redacted()["catalog"]["uri"] == "postgresql+psycopg://me:***@db:5432/cat"
+
+
+def test_a_caller_share_bigger_than_the_queue_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "jobs.toml"
+    cfg.write_text("[access]\njobs_per_worker = 2\njobs_per_caller_per_worker = 3\n")
+    with pytest.raises(ConfigError, match=r"jobs_per_caller_per_worker \(3\)") as err:
+        Settings.load(cfg)
+    assert "jobs_per_worker (2)" in str(err.value)

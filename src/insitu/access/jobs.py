@@ -6,10 +6,11 @@ same status and a restart keeps it. The process that accepted a job runs it, in 
 of ``access.job_workers`` threads that share one Dask client (the cluster of ``insitu
 cluster up`` if one runs, else a cluster of ``compute.backend`` started when a job first
 needs to compute, so a cached result needs none, and stopped by :meth:`JobManager.close`).
-At most ``QUEUE_PER_WORKER`` jobs per worker may be pending
-(:class:`~insitu.errors.ServiceBusy` past that), and at most ``CALLER_PER_WORKER`` per
-worker for one token (:class:`~insitu.errors.TooManyJobs`), so that one busy client
-cannot fill the queue for everyone.
+At most ``access.jobs_per_worker`` jobs per worker may be pending
+(:class:`~insitu.errors.ServiceBusy` past that), and at most
+``access.jobs_per_caller_per_worker`` per worker for one token
+(:class:`~insitu.errors.TooManyJobs`), so that one busy client cannot fill the queue for
+everyone. A job combines at most ``access.job_max_inputs`` datasets.
 
 Every change of state is a conditional update (``WHERE status IN ...``), so a cancel from
 any process is safe: a queued job that was cancelled never starts, and a running one
@@ -65,18 +66,16 @@ if TYPE_CHECKING:
     from distributed import Client
 
 __all__ = [
-    "CALLER_PER_WORKER",
-    "MAX_INPUTS",
-    "QUEUE_PER_WORKER",
+    "INPUTS_CEILING",
     "JobManager",
     "result_values",
 ]
 
 log = logging.getLogger(__name__)
 
-MAX_INPUTS = 100  # datasets one job may combine
-QUEUE_PER_WORKER = 8  # jobs that may be queued or running per pool worker
-CALLER_PER_WORKER = 4  # of which one token (or all anonymous callers together) may have
+# The most dataset ids a request body may list at all (past access.job_max_inputs it gets
+# 413 with advice; past this, 422 from validation), whatever the settings say.
+INPUTS_CEILING = 10_000
 BEAT_SECONDS = 15.0
 MAX_JSON_VALUES = 100_000
 
@@ -169,12 +168,13 @@ class JobManager:
     @property
     def max_pending(self) -> int:
         """How many jobs this process accepts at once (queued plus running)."""
-        return self.settings.access.job_workers * QUEUE_PER_WORKER
+        return self.settings.access.job_workers * self.settings.access.jobs_per_worker
 
     @property
     def max_per_caller(self) -> int:
         """How many of those one token (or anonymous callers together) may have."""
-        return self.settings.access.job_workers * CALLER_PER_WORKER
+        access = self.settings.access
+        return access.job_workers * access.jobs_per_caller_per_worker
 
     def check(
         self, operation: str, params: dict[str, Any] | None, time: str | None
@@ -190,14 +190,18 @@ class JobManager:
         parse_time_range(span.start, span.stop)
         return validated, f"{span.start or ''}/{span.stop or ''}"
 
-    @staticmethod
-    def check_inputs(count: int) -> None:
-        """TooLarge if a job would combine more than MAX_INPUTS datasets."""
-        if count > MAX_INPUTS:
+    @property
+    def max_inputs(self) -> int:
+        """How many datasets one job may combine (``access.job_max_inputs``)."""
+        return self.settings.access.job_max_inputs
+
+    def check_inputs(self, count: int, what: str | None = None) -> None:
+        """TooLarge if a job would combine more than :attr:`max_inputs` datasets."""
+        if count > self.max_inputs:
             raise TooLarge(
-                f"The job names {count} datasets; one job may combine at most {MAX_INPUTS}. "
-                "Narrow the search (e.g. add table_id or variable_id) or split it into "
-                "several jobs."
+                f"{what or f'The job names {count} datasets'}; one job may combine at most "
+                f"{self.max_inputs} (setting access.job_max_inputs). Narrow the search (e.g. "
+                "add table_id, variable_id or experiment_id) or split it into several jobs."
             )
 
     def submit(
@@ -213,7 +217,7 @@ class JobManager:
         """Record a job and queue it. The caller has checked that ``token_id`` may.
 
         Raises InvalidRequest (operation, parameters, time, variable), TooLarge (more than
-        MAX_INPUTS datasets), ServiceBusy (the queue is full) or TooManyJobs (this caller
+        :attr:`max_inputs` datasets), ServiceBusy (the queue is full) or TooManyJobs (this caller
         has its share of it).
         """
         validated, span = self.check(operation, params, time)

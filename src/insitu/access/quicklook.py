@@ -34,7 +34,7 @@ from insitu.access.selection import (
     time_key_of,
     time_text,
 )
-from insitu.access.subset import open_for_time, read_cost
+from insitu.access.subset import READ_FACTOR, open_for_time, read_cost
 from insitu.compute.operations import OPERATIONS, Axes, NoParams, mask_default_fill
 from insitu.errors import DataError, InvalidQuery, TooLarge
 
@@ -449,6 +449,7 @@ def render_series(
     query: SeriesQuery,
     *,
     max_bytes: int,
+    read_factor: int = READ_FACTOR,
 ) -> bytes:
     """A PNG time series at the nearest grid point, or of the area-weighted field mean."""
     ds = open_for_time(catalog, record, query.time)
@@ -465,7 +466,7 @@ def render_series(
             "grid point or a field mean over them."
         )
     refusal = read_cost(list(files), ds, [var], ax.time).refusal(
-        f"This series of {var!r} ({ds.sizes[ax.time]} time steps)", max_bytes
+        f"This series of {var!r} ({ds.sizes[ax.time]} time steps)", max_bytes, read_factor
     )
     if refusal:
         raise TooLarge(refusal.replace("ubmit a job", "ubmit a field_mean job"))

@@ -65,7 +65,9 @@ FORMATS = {
     "json": (".json", "application/json"),
 }
 _FILENAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
-READ_FACTOR = 16  # a request may read this many times what it may return (files are read whole)
+# The default of access.subset_read_factor: a request may read this many times what it may
+# return (files are read in whole chunks).
+READ_FACTOR = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,7 @@ def plan_subset(
     query: SubsetQuery,
     *,
     max_bytes: int,
+    read_factor: int = READ_FACTOR,
 ) -> SubsetPlan:
     """Open, select and size a subset without reading data: 400 or 413 before any byte."""
     ds = open_for_time(catalog, record, query.time)
@@ -270,7 +273,7 @@ def plan_subset(
     if plan.nbytes > max_bytes:
         raise TooLarge(_too_large(plan, max_bytes))
     refusal = read_cost(files, out, list(map(str, out.data_vars)), ax.time).refusal(
-        f"The subset of {record.dataset_id!r} is small, but making it", max_bytes
+        f"The subset of {record.dataset_id!r} is small, but making it", max_bytes, read_factor
     )
     if refusal:
         raise TooLarge(refusal)
@@ -286,14 +289,15 @@ class ReadCost:
     files: int
     largest: int
 
-    def refusal(self, what: str, max_bytes: int) -> str | None:
-        """The 413 message if this is more than one request may read, else None."""
-        limit = READ_FACTOR * max_bytes
+    def refusal(self, what: str, max_bytes: int, read_factor: int = READ_FACTOR) -> str | None:
+        """The 413 message if this is more than one request may read (``read_factor``
+        times ``max_bytes``), else None."""
+        limit = read_factor * max_bytes
         if self.nbytes <= limit:
             return None
         head = (
             f"{what} would read about {human_bytes(self.nbytes)} from {self.files} "
-            f"file(s), more than the service reads for one request ({READ_FACTOR} x its "
+            f"file(s), more than the service reads for one request ({read_factor} x its "
             f"limit of {human_bytes(max_bytes)} per answer = {human_bytes(limit)})."
         )
         job = "submit a job (POST /api/v1/jobs) that computes the result next to the data."

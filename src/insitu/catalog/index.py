@@ -3,12 +3,18 @@
 Faceted search with counts over every facet has to answer in milliseconds on 100,000
 datasets. SQL ``GROUP BY`` per facet does not; integer codes and ``np.bincount`` do. The
 store stays the source of truth; this index is a cache keyed by the store's generation.
+
+An index never changes once built, so it also remembers its recent answers: a web page or
+a notebook that asks the same search again (the landing page, a facet click and back)
+costs a dictionary lookup. The memory this takes is bounded (``MEMO_BYTES``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -26,6 +32,13 @@ _SORTS = ("dataset_id", "version", "size", "n_files", "time_start", "time_end")
 _NO_TIME_START = np.iinfo(np.int64).max
 _NO_TIME_END = np.iinfo(np.int64).min
 
+# What the remembered answers of one index may hold: index arrays plus facet counts
+# (about 100 bytes a value). An answer bigger than an eighth of it is not kept.
+MEMO_BYTES = 64 * 2**20
+_COUNT_BYTES = 100
+
+Answer = tuple[npt.NDArray[np.intp], dict[str, dict[str, int]]]
+
 
 @dataclass(frozen=True, slots=True)
 class IndexQuery:
@@ -39,6 +52,19 @@ class IndexQuery:
     collections: Sequence[str] | None = None
     sort: SortKey = "dataset_id"
     count_facets: Sequence[str] | None = None
+
+    def key(self) -> Hashable:
+        """The same for queries that have the same answer (facet order aside)."""
+        return (
+            tuple(sorted((k, tuple(v)) for k, v in self.facets.items())),
+            self.text,
+            self.time,
+            self.bbox,
+            self.latest,
+            tuple(self.collections) if self.collections is not None else None,
+            self.sort,
+            tuple(self.count_facets) if self.count_facets is not None else None,
+        )
 
 
 class _Postings:
@@ -126,6 +152,9 @@ class SearchIndex:
         vers = np.array([r.version for r in self.records], dtype=object)
         self._version_rank = np.empty(n, dtype=np.int64)
         self._version_rank[np.argsort(vers, kind="stable")] = np.arange(n)
+        self._memo: OrderedDict[Hashable, tuple[Answer, int]] = OrderedDict()
+        self._memo_bytes = 0
+        self._memo_lock = threading.Lock()
 
     # -- facet names -------------------------------------------------------------------
 
@@ -159,8 +188,36 @@ class SearchIndex:
 
     # -- answering ---------------------------------------------------------------------
 
-    def select(self, q: IndexQuery) -> tuple[npt.NDArray[np.intp], dict[str, dict[str, int]]]:
-        """Indices of matching records, sorted, and the facet counts over them."""
+    def select(self, q: IndexQuery) -> Answer:
+        """Indices of matching records, sorted (read-only), and the facet counts over them."""
+        key = q.key()
+        with self._memo_lock:
+            kept = self._memo.get(key)
+            if kept is not None:
+                self._memo.move_to_end(key)
+        if kept is None:
+            answer = self._select(q)
+            answer[0].flags.writeable = False
+            self._remember(key, answer)
+        else:
+            answer = kept[0]
+        idx, counts = answer
+        return idx, {facet: dict(values) for facet, values in counts.items()}
+
+    def _remember(self, key: Hashable, answer: Answer) -> None:
+        size = answer[0].nbytes + _COUNT_BYTES * sum(len(c) for c in answer[1].values())
+        if size > MEMO_BYTES // 8:
+            return
+        with self._memo_lock:
+            if key in self._memo:
+                return
+            self._memo[key] = (answer, size)
+            self._memo_bytes += size
+            while self._memo_bytes > MEMO_BYTES:
+                _, (_, old) = self._memo.popitem(last=False)
+                self._memo_bytes -= old
+
+    def _select(self, q: IndexQuery) -> Answer:
         mask = self.latest.copy() if q.latest else np.ones(self.n, dtype=bool)
         if q.collections is not None:
             mask &= self._coll_mask(q.collections)

@@ -139,8 +139,11 @@ def cluster(
     state = running_cluster(settings) if reuse and backend is None else None
     if state is not None:
         client = connect(settings, state, set_as_default=set_as_default)
-        log.info("using the running %s cluster, dashboard %s", state.backend, state.dashboard_link)
         try:
+            _prepare_workers(client)
+            log.info(
+                "using the running %s cluster, dashboard %s", state.backend, state.dashboard_link
+            )
             yield client
         finally:
             client.close()
@@ -150,6 +153,7 @@ def cluster(
     handle = impl.start(spec_from_settings(settings, name, workers))
     try:
         client = Client(handle.cluster, set_as_default=set_as_default)
+        _prepare_workers(client)
     except (OSError, TimeoutError) as exc:
         impl.stop(handle)
         raise BackendUnavailable(f"Cannot connect to the new {name} cluster: {exc}") from exc
@@ -159,3 +163,11 @@ def cluster(
     finally:
         client.close()
         impl.stop(handle)
+
+
+def _prepare_workers(client: Client) -> None:
+    """Every worker of ``client``'s cluster, present and future, imports insitu's libraries
+    before its first task (:class:`~insitu.compute._imports.ImportLibraries`)."""
+    from insitu.compute._imports import ImportLibraries
+
+    client.register_plugin(ImportLibraries())

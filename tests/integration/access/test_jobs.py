@@ -460,3 +460,28 @@ def test_job_store_recovery_on_sqlite_and_postgres(store_uri: str) -> None:
     gone = store.get("a" * 24)
     assert gone is not None and gone.status == "failed" and "no sign of life" in (gone.error or "")
     store.close()
+
+
+def test_the_job_limits_are_settings(access_env: AccessEnv, everything: dict[str, str]) -> None:
+    """An operator's limits: inputs per job (ids or a search), queue depth, a caller's share."""
+    s = access_env.settings
+    access = s.access.model_copy(
+        update={"job_max_inputs": 2, "jobs_per_worker": 3, "jobs_per_caller_per_worker": 1}
+    )
+    app = build_app(
+        s.model_copy(update={"access": access}),
+        catalog=access_env.catalog,
+        tokens=access_env.tokens,
+    )
+    with TestClient(app) as client:
+        jobs: JobManager = app.state.services.jobs
+        assert (jobs.max_inputs, jobs.max_pending, jobs.max_per_caller) == (2, 3 * 2, 1 * 2)
+        three = {"operation": "time_mean", "datasets": [MIROC_AMON_TA, *RESTRICTED_IDS[:2]]}
+        r = client.post(JOBS, json=three, headers=everything)
+        assert r.status_code == 413 and "at most 2" in r.json()["error"]["message"], r.text
+        search = {"operation": "time_mean", "search": {"source_id": "MIROC6"}}
+        r = client.post(JOBS, json=search, headers=everything)
+        assert r.status_code == 413, r.text
+        assert "The search matches" in r.json()["error"]["message"]
+        assert "access.job_max_inputs" in r.json()["error"]["message"]
+        assert not jobs._futures

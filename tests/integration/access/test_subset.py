@@ -15,6 +15,7 @@ import pytest
 import xarray as xr
 from fastapi.testclient import TestClient
 
+from insitu.access import build_app
 from insitu.access.selection import time_text
 from tests.integration.access.conftest import (
     MIROC_AMON_TA,
@@ -291,3 +292,17 @@ def test_a_360_day_calendar_subset_keeps_its_calendar(
     assert r.status_code == 200, r.text
     body = json.loads(r.content)
     assert body["coords"]["time"]["data"] == ["2001-02-30T12:00:00", "2001-03-01T12:00:00"]
+
+
+def test_the_read_factor_is_a_setting(access_env: AccessEnv) -> None:
+    """The subset refused above (it reads 742 KiB for three values) is served when the
+    operator lets a request read 200 times its answer limit."""
+    access = access_env.settings.access.model_copy(
+        update={"max_slice_bytes": SMALL_LIMIT, "subset_read_factor": 200}
+    )
+    settings = access_env.settings.model_copy(update={"access": access})
+    app = build_app(settings, catalog=access_env.catalog, tokens=access_env.tokens)
+    with TestClient(app) as client:
+        params = {"isel": "time:0:3000:1000,plev:0,lat:0,lon:0"}
+        r = client.get(_url(IPSL_DAY_TA), params=params)
+        assert r.status_code == 200, r.text

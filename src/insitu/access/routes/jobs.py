@@ -24,7 +24,7 @@ from insitu.access.deps import (
     not_modified,
     readable_dataset,
 )
-from insitu.access.jobs import MAX_INPUTS, JobManager, result_values
+from insitu.access.jobs import INPUTS_CEILING, JobManager, result_values
 from insitu.access.jobstore import Job
 from insitu.access.routes.catalog import search_catalog
 from insitu.catalog import DatasetRecord
@@ -34,7 +34,6 @@ from insitu.errors import (
     Conflict,
     InvalidQuery,
     NotFound,
-    TooLarge,
     Unauthorized,
 )
 
@@ -71,8 +70,9 @@ class JobSubmission(BaseModel):
     datasets: list[_Text] | None = Field(
         default=None,
         min_length=1,
-        max_length=10 * MAX_INPUTS,  # past MAX_INPUTS: 413 with advice; past this: 422
-        description=f"Dataset ids to compute on, at most {MAX_INPUTS} (give this or search).",
+        max_length=INPUTS_CEILING,  # past access.job_max_inputs: 413 with advice
+        description="Dataset ids to compute on, at most the service's access.job_max_inputs "
+        "(100 by default; give this or search).",
     )
     search: dict[str, _Text | list[_Text]] | None = Field(
         default=None,
@@ -153,11 +153,7 @@ def _searched(
             f"No dataset you may read matches the search {search}. Try it with GET /search "
             "to see what matches."
         )
-    if found.total > MAX_INPUTS:
-        raise TooLarge(
-            f"The search matches {found.total} datasets; one job may combine at most "
-            f"{MAX_INPUTS}. Add constraints (e.g. table_id, variable_id, experiment_id)."
-        )
+    _manager(services).check_inputs(found.total, f"The search matches {found.total} datasets")
     return [services.catalog.dataset(i) for i in found.all_ids]
 
 
@@ -211,7 +207,7 @@ _JOB_ID = Annotated[str, Path(min_length=1, max_length=64, description="The job'
         401: {"description": "No token, and the job needs one."},
         403: {"description": "The token lacks read or compute on an input's collection."},
         404: {"description": "Unknown dataset, or a search that matches nothing."},
-        413: {"description": f"More than {MAX_INPUTS} input datasets."},
+        413: {"description": "More input datasets than access.job_max_inputs."},
         429: {"description": "This caller has as many jobs pending as one caller may."},
         503: {"description": "The job queue is full; try again later."},
     },

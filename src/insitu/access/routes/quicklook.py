@@ -154,9 +154,16 @@ def quicklook_series(
     query = parse_series_query(variable, lat, lon, mean, level, time)
     files = services.catalog.files(dataset_id)
     etag = strong_etag("quicklook", STYLE, dataset_id, file_identities(files), query.key())
-    limit = services.settings.access.max_slice_bytes
+    access = services.settings.access
 
     def render() -> bytes:
-        return render_series(services.catalog, record, files, query, max_bytes=limit)
+        return render_series(
+            services.catalog,
+            record,
+            files,
+            query,
+            max_bytes=access.max_slice_bytes,
+            read_factor=access.subset_read_factor,
+        )
 
     return _answer(request, services, etag, render)

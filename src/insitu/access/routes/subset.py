@@ -138,6 +138,7 @@ def subset(
         files,
         query,
         max_bytes=services.settings.access.max_slice_bytes,
+        read_factor=services.settings.access.subset_read_factor,
     )
     answer = write_subset(plan)
     headers = {
