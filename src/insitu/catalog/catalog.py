@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Catalog", "open_dataset"]
 
+_FILES_KEPT = 64  # datasets whose file lists Catalog.files keeps
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
@@ -46,6 +48,10 @@ class Catalog:
         self.store: CatalogStore = store or SQLCatalogStore.from_uri(self.settings.catalog_uri)
         self._index: SearchIndex | None = None
         self._lock = threading.Lock()
+        # Files of recently asked datasets, by (dataset id, store generation): a computation
+        # or a dataset page asks several times in a row, and decoding the rows of 400 files
+        # takes about 45 ms each time.
+        self._files: OrderedDict[tuple[str, int], tuple[FileRecord, ...]] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Catalog:
@@ -232,8 +238,21 @@ class Catalog:
 
     def files(self, dataset_id: str) -> list[FileRecord]:
         """The indexed files of one dataset, by path."""
+        key = (dataset_id, self.store.generation())
+        with self._lock:
+            kept = self._files.get(key)
+            if kept is not None:
+                self._files.move_to_end(key)
+                return list(kept)
         record = self.dataset(dataset_id)
-        return [f for f in self.store.files(record.collection, dataset_ids=[dataset_id]) if f.ok]
+        found = tuple(
+            f for f in self.store.files(record.collection, dataset_ids=[dataset_id]) if f.ok
+        )
+        with self._lock:
+            self._files[key] = found
+            while len(self._files) > _FILES_KEPT:
+                self._files.popitem(last=False)
+        return list(found)
 
     def open_dataset(
         self, dataset_id: str, *, time: slice | None = None, variables: Sequence[str] | None = None

@@ -297,6 +297,8 @@ def _read_provenance(path: Path) -> dict[str, Any]:
 
 
 def _write_atomic(ds: xr.Dataset, path: Path) -> None:
+    import dask
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -305,7 +307,10 @@ def _write_atomic(ds: xr.Dataset, path: Path) -> None:
             for name in ds.data_vars
             if ds[name].dtype.kind == "f"
         }
-        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        # The values are computed already: without this, xarray would take a cluster-wide
+        # lock from the scheduler for every variable it writes (a round trip each).
+        with dask.config.set(scheduler="synchronous"):
+            ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
