@@ -84,3 +84,20 @@ def test_missing_root_changes_nothing(store_uri: str, archive: Path, tmp_path: P
     with pytest.raises(DataError, match="is missing or unreadable; is its storage mounted"):
         cat.scan(workers=1)
     assert cat.search(model="MIROC6").total == 1
+
+
+def test_the_files_of_a_dataset_follow_rescans(store_uri: str, archive: Path) -> None:
+    """``Catalog.files`` keeps recent answers, but never across a change of the store."""
+    cat = Catalog(store_uri)
+    cat.add_collection("a", archive)
+    cat.scan(workers=2)
+    (record,) = cat.search(model="MIROC6").results
+    first = cat.files(record.dataset_id)
+    assert len(first) == 7
+    first.clear()  # a caller's own list
+    assert len(cat.files(record.dataset_id)) == 7
+    sorted((archive / MIROC).iterdir())[-1].unlink()
+    cat.scan(workers=2)
+    after = cat.files(record.dataset_id)
+    assert len(after) == 6
+    assert not any(f.path.endswith("201001-201412.nc") for f in after)
