@@ -115,6 +115,12 @@ class JobQueueSettings(BaseModel):
     job_extra: list[str] = Field(
         default_factory=list, description="Extra scheduler directives, e.g. '--qos=short'."
     )
+    log_directory: str | None = Field(
+        default=None,
+        description="Where the jobs' output files go; it must be reachable from the compute "
+        "nodes (default: DATA_DIR/logs/jobqueue; the batch system's default would be the "
+        "directory the cluster was started from).",
+    )
 
 
 class ComputeSettings(BaseModel):

@@ -101,6 +101,10 @@ def test_slurm_job_workers_start_with_the_malloc_settings(
             }
         },
     )
+    before = set(Path.cwd().glob("slurm-*.out"))
     with cluster(settings, backend="slurm", workers=1) as client:
         client.wait_for_workers(1, timeout=120)
         assert list(client.run(_slab_from_heap).values()) == [True]
+    # The job's output goes under the data directory, not where the cluster was started.
+    assert list((tmp_path / "logs" / "jobqueue").glob("*.out"))
+    assert set(Path.cwd().glob("slurm-*.out")) == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, ClassVar
 
 from insitu.compute.backend import ClusterSpec, DaskClusterBackend, worker_env_exports
@@ -37,6 +38,9 @@ class _JobQueueBackend(DaskClusterBackend):
         }
         if interface:
             kwargs["interface"] = interface
+        if opts.get("log_directory"):
+            Path(opts["log_directory"]).mkdir(parents=True, exist_ok=True)
+            kwargs["log_directory"] = opts["log_directory"]
         if opts.get("queue"):
             kwargs["queue"] = opts["queue"]
         if opts.get("account"):

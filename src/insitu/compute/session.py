@@ -37,6 +37,9 @@ def spec_from_settings(settings: Settings, backend: str, workers: int | None) ->
     options: dict[str, Any] = {}
     if backend in ("slurm", "pbs", "lsf", "sge"):
         options = c.jobqueue.model_dump()
+        options["log_directory"] = c.jobqueue.log_directory or str(
+            settings.data_dir / "logs" / "jobqueue"
+        )
     elif backend == "ssh":
         options = {
             "hosts": c.ssh_hosts,
