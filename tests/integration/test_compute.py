@@ -21,6 +21,7 @@ from insitu.catalog import Catalog
 from insitu.compute import cluster, get_backend, run
 from insitu.errors import BackendUnavailable, ConfigError
 from insitu.settings import Settings
+from tests.integration.scanned import one_dataset
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +82,7 @@ def _archive(root: Path, n_files: int = 40) -> None:
 def test_a_killed_worker_does_not_change_the_result(tmp_path: Path) -> None:
     root = tmp_path / "arch"
     _archive(root)
-    settings = Settings.load(
-        data_dir=tmp_path / "state",
-        catalog={"uri": f"sqlite:///{tmp_path / 'c.db'}"},
-        compute={"chunk_bytes": 2**20},
-    )
-    with Catalog(settings) as cat:
-        cat.add_collection("a", root)
-        cat.scan(workers=1)
-        (ds_id,) = cat.search().all_ids
+    with one_dataset(tmp_path, root) as (settings, cat, ds_id):
         reference = run(cat, "time_mean", [ds_id], cache=False, engine="xarray").open()
         with cluster(settings, backend="local", workers=2) as client:
             pids = client.run(os.getpid)

@@ -10,9 +10,8 @@ import netCDF4
 import numpy as np
 import pytest
 
-from insitu.catalog import Catalog
 from insitu.compute import run
-from insitu.settings import Settings
+from tests.integration.scanned import one_dataset
 
 
 def _write(root: Path, lon_step: np.ndarray, holes: str, n_files: int = 6) -> None:
@@ -75,15 +74,7 @@ def test_streamed_means_equal_the_xarray_path(
 ) -> None:
     root = tmp_path / "arch"
     _write(root, lon_step, holes)
-    settings = Settings.load(
-        data_dir=tmp_path / "state",
-        catalog={"uri": f"sqlite:///{tmp_path / 'c.db'}"},
-        compute={"chunk_bytes": 2**20},
-    )
-    with Catalog(settings) as cat:
-        cat.add_collection("a", root)
-        cat.scan(workers=1)
-        (ds_id,) = cat.search().all_ids
+    with one_dataset(tmp_path, root) as (_, cat, ds_id):
         for op in ("time_mean", "field_mean"):
             got = run(cat, op, [ds_id], cache=False).open()["tas"]
             want = run(cat, op, [ds_id], cache=False, engine="xarray").open()["tas"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -19,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from insitu.access.tokens import Token, TokenStore
 from insitu.catalog import Catalog, DatasetRecord
+from insitu.catalog.lru import LRU
 from insitu.errors import Forbidden, Unauthorized
 from insitu.settings import Settings
 
@@ -61,7 +61,7 @@ class CatalogSnapshot:
         self.generation = -1
         self._public: frozenset[str] = frozenset()
         self._names: tuple[str, ...] = ()
-        self._records: OrderedDict[str, DatasetRecord] = OrderedDict()
+        self._records: LRU[str, DatasetRecord] = LRU(size)
         self._lock = threading.Lock()
 
     def refresh(self) -> int:
@@ -88,21 +88,14 @@ class CatalogSnapshot:
 
     def cached(self, dataset_id: str) -> DatasetRecord | None:
         """The record of a dataset if it is at hand (no query), else None."""
-        with self._lock:
-            return self._records.get(dataset_id)
+        return self._records.get(dataset_id)
 
     def dataset(self, dataset_id: str) -> DatasetRecord:
         """The record of a dataset; raises ``DatasetNotFound`` like the catalog."""
-        with self._lock:
-            record = self._records.get(dataset_id)
-            if record is not None:
-                self._records.move_to_end(dataset_id)
-                return record
-        record = self.catalog.dataset(dataset_id)
-        with self._lock:
-            self._records[dataset_id] = record
-            while len(self._records) > self.size:
-                self._records.popitem(last=False)
+        record = self._records.get(dataset_id)
+        if record is None:
+            record = self.catalog.dataset(dataset_id)
+            self._records.put(dataset_id, record)
         return record
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,6 +33,7 @@ from insitu.access.selection import (
     time_text,
 )
 from insitu.access.subset import READ_FACTOR, open_for_time, read_cost
+from insitu.catalog.lru import LRU
 from insitu.compute.operations import OPERATIONS, Axes, NoParams, mask_default_fill
 from insitu.errors import DataError, InvalidQuery, TooLarge
 
@@ -63,37 +62,11 @@ _SERIES_SIZE = (8.0, 3.8)  # 800 x 380 pixels
 _DPI = 100
 
 
-class PngCache:
+class PngCache(LRU[str, bytes]):
     """Rendered PNGs by ETag, least recently used first out, bounded in count and bytes."""
 
     def __init__(self, max_items: int = 256, max_bytes: int = 64 * 2**20) -> None:
-        self.max_items, self.max_bytes = max_items, max_bytes
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> bytes | None:
-        """The PNG cached under ``key`` (now the most recently used), or None."""
-        with self._lock:
-            png = self._items.get(key)
-            if png is not None:
-                self._items.move_to_end(key)
-            return png
-
-    def put(self, key: str, png: bytes) -> None:
-        """Keep ``png`` under ``key``, evicting the least recently used beyond the bounds."""
-        if len(png) > self.max_bytes:
-            return
-        with self._lock:
-            old = self._items.pop(key, None)
-            self._bytes += len(png) - (len(old) if old else 0)
-            self._items[key] = png
-            while len(self._items) > self.max_items or self._bytes > self.max_bytes:
-                _, dropped = self._items.popitem(last=False)
-                self._bytes -= len(dropped)
-
-    def __len__(self) -> int:
-        return len(self._items)
+        super().__init__(max_items, max_bytes, len)
 
 
 @dataclass(frozen=True, slots=True)

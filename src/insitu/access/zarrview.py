@@ -38,6 +38,7 @@ import numpy as np
 
 from insitu.access.deps import strong_etag
 from insitu.catalog import Catalog, DatasetRecord, FileRecord
+from insitu.catalog.lru import LRU
 from insitu.catalog.opening import (
     group_by_variables,
     reencode_from,
@@ -674,13 +675,11 @@ class ZarrViews:
         self.compressor = compressor
         self.handles = OpenFiles()
         self.size = size
-        self._views: OrderedDict[tuple[str, int], ZarrView] = OrderedDict()
-        self._lock = threading.Lock()
+        self._views: LRU[tuple[str, int], ZarrView] = LRU(size)
 
     def cached(self, dataset_id: str, generation: int) -> ZarrView | None:
         """The view of a dataset if it is built for ``generation`` (no query), else None."""
-        with self._lock:
-            return self._views.get((dataset_id, generation))
+        return self._views.get((dataset_id, generation))
 
     def get(
         self, catalog: Catalog, record: DatasetRecord, generation: int | None = None
@@ -691,25 +690,19 @@ class ZarrViews:
         """
         gen = catalog.store.generation() if generation is None else generation
         key = (record.dataset_id, gen)
-        with self._lock:
-            view = self._views.get(key)
-            if view is not None:
-                self._views.move_to_end(key)
-                return view
-        # Built outside the lock: two threads may build the same view once, which is
-        # cheaper than making every other dataset's requests wait.
-        files = catalog.files(record.dataset_id)
-        root = catalog.collection(record.collection).root
-        view = ZarrView.build(record, files, root, self.chunk_bytes, self.compressor, self.handles)
-        with self._lock:
-            self._views[key] = view
-            self._views.move_to_end(key)
-            while len(self._views) > self.size:
-                self._views.popitem(last=False)
+        view = self._views.get(key)
+        if view is None:
+            # Two threads may build the same view once, which is cheaper than making every
+            # other dataset's requests wait for one lock.
+            files = catalog.files(record.dataset_id)
+            root = catalog.collection(record.collection).root
+            view = ZarrView.build(
+                record, files, root, self.chunk_bytes, self.compressor, self.handles
+            )
+            self._views.put(key, view)
         return view
 
     def close(self) -> None:
         """Forget every view and close the files they keep open."""
-        with self._lock:
-            self._views.clear()
+        self._views.clear()
         self.handles.close()

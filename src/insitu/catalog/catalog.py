@@ -5,13 +5,13 @@ from __future__ import annotations
 import gc
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from insitu.catalog._sql import SQLCatalogStore
 from insitu.catalog.index import IndexQuery, SearchIndex
+from insitu.catalog.lru import LRU
 from insitu.catalog.models import Collection, DatasetRecord, FileRecord, ScanReport
 from insitu.catalog.scan import scan_collection
 from insitu.catalog.search import SearchResult, parse_bbox, parse_time_range
@@ -51,7 +51,7 @@ class Catalog:
         # Files of recently asked datasets, by (dataset id, store generation): a computation
         # or a dataset page asks several times in a row, and decoding the rows of 400 files
         # takes about 45 ms each time.
-        self._files: OrderedDict[tuple[str, int], tuple[FileRecord, ...]] = OrderedDict()
+        self._files: LRU[tuple[str, int], tuple[FileRecord, ...]] = LRU(_FILES_KEPT)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Catalog:
@@ -167,7 +167,7 @@ class Catalog:
 
     def index_is_current(self, generation: int) -> bool:
         """True when the search index is built for store ``generation``: a search then
-        reads no more than the store's generation and collection list."""
+        reads no more than the store's generation."""
         index = self._index
         return index is not None and index.generation == generation
 
@@ -239,19 +239,13 @@ class Catalog:
     def files(self, dataset_id: str) -> list[FileRecord]:
         """The indexed files of one dataset, by path."""
         key = (dataset_id, self.store.generation())
-        with self._lock:
-            kept = self._files.get(key)
-            if kept is not None:
-                self._files.move_to_end(key)
-                return list(kept)
-        record = self.dataset(dataset_id)
-        found = tuple(
-            f for f in self.store.files(record.collection, dataset_ids=[dataset_id]) if f.ok
-        )
-        with self._lock:
-            self._files[key] = found
-            while len(self._files) > _FILES_KEPT:
-                self._files.popitem(last=False)
+        found = self._files.get(key)
+        if found is None:
+            record = self.dataset(dataset_id)
+            found = tuple(
+                f for f in self.store.files(record.collection, dataset_ids=[dataset_id]) if f.ok
+            )
+            self._files.put(key, found)
         return list(found)
 
     def open_dataset(

@@ -16,7 +16,6 @@ from insitu.access.deps import (
     Services,
     cache_headers,
     not_modified,
-    readable_dataset,
 )
 from insitu.access.zarrview import ChunkRef, WouldBlock, ZarrView, ZarrViews
 
@@ -78,7 +77,7 @@ async def zarr_key(
     snapshot = services.snapshot
     record = snapshot.cached(dataset_id)
     if record is None:
-        record = await run_in_threadpool(readable_dataset, services, principal, dataset_id)
+        record = await run_in_threadpool(snapshot.dataset, dataset_id)
     principal.require(record.collection)
     views = zarr_views(services)
     view = views.cached(dataset_id, snapshot.generation)
