@@ -61,3 +61,25 @@ def test_errors_carry_http_status_and_builtin_parents() -> None:
     assert errors.InvalidQuery.http_status == 400
     msg = str(errors.DatasetNotFound("a.b"))
     assert "'a.b'" in msg and "insitu catalog search" in msg
+
+
+def test_gc_paused_restores_the_collector_as_it_was() -> None:
+    """Nested pauses (an index built during a scan) leave the collector off until the
+    outermost one ends, and on after it only if it was on before."""
+    import gc
+
+    from insitu.catalog._gc import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

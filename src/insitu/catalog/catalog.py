@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from insitu.catalog._gc import gc_paused
 from insitu.catalog._sql import SQLCatalogStore
 from insitu.catalog.index import IndexQuery, SearchIndex
 from insitu.catalog.lru import LRU
@@ -158,11 +158,8 @@ class Catalog:
                 templates = {c.name: self.template(c.template) for c in self.collections()}
                 # Building 100,000 records makes millions of objects that all survive:
                 # the cyclic collector would spend half the time re-walking them.
-                gc.disable()
-                try:
+                with gc_paused():
                     self._index = SearchIndex(self.store.datasets(), templates, gen)
-                finally:
-                    gc.enable()
             return self._index
 
     def index_is_current(self, generation: int) -> bool:

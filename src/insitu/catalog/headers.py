@@ -13,7 +13,6 @@ give the same header.
 from __future__ import annotations
 
 import errno
-import gc
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ import cftime
 import netCDF4
 import numpy as np
 
+from insitu.catalog._gc import gc_paused
 from insitu.catalog._hdf5 import open_header
 from insitu.catalog._rawheader import RawHeader, RawVariable, from_netcdf4
 from insitu.catalog._truncation import HDF5_SIGNATURE, truncation
@@ -46,13 +46,8 @@ def read_headers(batch: list[tuple[str, str]], *, fast: bool = True) -> list[Hea
     """
     # A batch makes tens of thousands of short-lived, acyclic objects; the cyclic
     # collector would keep re-walking the worker's whole heap (numpy, netCDF4) for them.
-    paused = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         return _share(_finish([_read(rel, path, fast) for rel, path in batch]))
-    finally:
-        if paused:
-            gc.enable()
 
 
 def read_header(relpath: str, path: str, *, fast: bool = True) -> HeaderResult:

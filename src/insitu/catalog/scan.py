@@ -9,7 +9,6 @@ and reason (``insitu catalog problems``), and the scan ends with counts.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import multiprocessing
 import os
@@ -19,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from insitu.catalog._gc import gc_paused
 from insitu.catalog.grouping import aggregate, mark_latest
 from insitu.catalog.headers import HeaderResult, read_headers
 from insitu.catalog.models import (
@@ -112,9 +112,7 @@ def scan_collection(
 
     # The records pile up until the write and none of them is cyclic: the cyclic collector
     # would re-walk them all again and again (15% of this process's time, measured).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         shared: dict[int, tuple[list[Any], tuple[VariableInfo, ...]]] = {}
         for entry, parsed, result in _read_all(root, to_read, workers, progress):
             rec = _file_record(collection.name, entry, parsed, result, shared)
@@ -131,9 +129,6 @@ def scan_collection(
             datasets=datasets,
             removed_datasets=gone,
         )
-    finally:
-        if collecting:
-            gc.enable()
     for rec in store.files(collection.name, problems_only=True):
         if not rec.ok:
             report.problems[rec.status.value] = report.problems.get(rec.status.value, 0) + 1
