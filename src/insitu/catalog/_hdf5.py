@@ -97,11 +97,8 @@ class _Api:
             ctypes.c_void_p,
         )
         s = ctypes.c_char_p
-
-        def fn(name: str, res: Any, *args: Any) -> Any:
-            f = getattr(lib, name)
-            f.restype, f.argtypes = res, list(args)
-            return f
+        self.lib = lib
+        fn = self.function
 
         self.attr_cb = ctypes.CFUNCTYPE(herr, hid, s, p, p)
         self.link_cb = ctypes.CFUNCTYPE(herr, hid, s, p, p)
@@ -168,6 +165,12 @@ class _Api:
         }
         # Memory for attribute values, reused under _LOCK (grown when one is larger).
         self.buf = ctypes.create_string_buffer(1 << 16)
+
+    def function(self, name: str, res: Any, *args: Any) -> Any:
+        """The library's function ``name`` with its C signature (AttributeError if absent)."""
+        f = getattr(self.lib, name)
+        f.restype, f.argtypes = res, list(args)
+        return f
 
 
 def _load() -> _Api | None:

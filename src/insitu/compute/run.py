@@ -214,8 +214,9 @@ def _streamed(
     hold: the field mean needs (time, ..., lat, lon) order and one record per time step.
     """
     root = catalog.collection(catalog.dataset(dataset_id).collection).root
+    direct = catalog.settings.compute.direct_reads
     parts = [
-        FilePart(os.path.join(root, f.path), var, 0, f.n_times)
+        FilePart(os.path.join(root, f.path), var, 0, f.n_times, direct)
         for f in catalog.files(dataset_id)
         if any(v.name == var for v in f.variables) and f.n_times > 0
     ]
