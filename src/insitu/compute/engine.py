@@ -286,7 +286,7 @@ class _FieldWeights:
         """Per record (and level): weighted sum of the valid values and of their weights."""
         lim = _huge(raw, fills)
         if self.rows is not None and lim is not None:
-            rows = np.add.reduce(raw, axis=-1, dtype=np.float64)
+            rows = _row_sums(raw)
             if _plain(rows, lim):
                 num = rows @ self.rows
                 return num, np.full(num.shape, self.total)
@@ -299,6 +299,25 @@ class _FieldWeights:
         x = np.where(valid, raw, 0).astype(np.float64, copy=False)
         num = np.einsum("...ij,ij->...", x, self.full)
         return num, np.einsum("...ij,ij->...", valid.astype(np.float64), self.full)
+
+
+def _row_sums(raw: Array) -> Array:
+    """float64 sums along the last axis of ``raw``.
+
+    A float32 grid (per record and level) is copied to a float64 buffer and summed there,
+    which is about twice as fast as a reduction with ``dtype=float64`` (buffered casts)
+    for grids of ``_LOOP_MIN`` values or more.
+    """
+    grid = raw.shape[-2:]
+    if raw.dtype == np.float64 or int(np.prod(grid)) < _LOOP_MIN:
+        return np.add.reduce(raw, axis=-1, dtype=np.float64)
+    flat = raw.reshape(-1, *grid)
+    rows = np.empty(flat.shape[:2], dtype=np.float64)
+    buf = np.empty(grid, dtype=np.float64)
+    for i, field in enumerate(flat):
+        np.copyto(buf, field)
+        np.add.reduce(buf, axis=-1, out=rows[i])
+    return rows.reshape(raw.shape[:-1])
 
 
 def files_field_means(
