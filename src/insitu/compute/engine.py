@@ -310,7 +310,8 @@ def _row_sums(raw: Array) -> Array:
     """
     grid = raw.shape[-2:]
     if raw.dtype == np.float64 or int(np.prod(grid)) < _LOOP_MIN:
-        return np.add.reduce(raw, axis=-1, dtype=np.float64)
+        summed: Array = np.add.reduce(raw, axis=-1, dtype=np.float64)
+        return summed
     flat = raw.reshape(-1, *grid)
     rows = np.empty(flat.shape[:2], dtype=np.float64)
     buf = np.empty(grid, dtype=np.float64)
