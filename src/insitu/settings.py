@@ -194,7 +194,14 @@ class ComputeSettings(BaseModel):
         "The server decides which exist.",
     )
     kubernetes_image: str = Field(
-        default="ghcr.io/dask/dask:latest", description="Worker image for the kubernetes backend."
+        default="ghcr.io/dask/dask:latest",
+        description="Scheduler and worker image for the kubernetes backend; it needs insitu "
+        "installed (the same version as here) for insitu's operations to run.",
+    )
+    kubernetes_namespace: str | None = Field(
+        default=None,
+        description="Namespace of the kubernetes backend's DaskCluster (default: the "
+        "current context's).",
     )
     chunk_bytes: int = Field(
         default=64 * 2**20, ge=2**20, description="Bytes read per step when streaming a file."

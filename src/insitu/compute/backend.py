@@ -19,6 +19,7 @@ from insitu.errors import BackendUnavailable, ConfigError
 
 __all__ = [
     "BACKENDS",
+    "PRE_SPAWN_VARIABLE",
     "WORKER_ENV",
     "WORKER_NANNY",
     "ClusterBackend",
@@ -26,6 +27,7 @@ __all__ = [
     "ClusterSpec",
     "DaskClusterBackend",
     "get_backend",
+    "pre_spawn_environ",
     "worker_env_exports",
 ]
 
@@ -55,8 +57,16 @@ def worker_env_exports() -> list[str]:
     key by key into its defaults (one variable per key would not do: Dask lower-cases
     the key names it finds in variable names).
     """
-    literal = repr(dict(WORKER_ENV))
-    return [f"export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON={shlex.quote(literal)}"]
+    return [f"export {PRE_SPAWN_VARIABLE}={shlex.quote(pre_spawn_environ())}"]
+
+
+# The variable through which a nanny started outside insitu's code gets WORKER_ENV.
+PRE_SPAWN_VARIABLE = "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON"
+
+
+def pre_spawn_environ() -> str:
+    """The value of :data:`PRE_SPAWN_VARIABLE`: :data:`WORKER_ENV` as a Python literal."""
+    return repr(dict(WORKER_ENV))
 
 
 @dataclass(frozen=True, slots=True)

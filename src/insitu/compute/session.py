@@ -57,7 +57,7 @@ def spec_from_settings(settings: Settings, backend: str, workers: int | None) ->
             "cluster_options": c.gateway_cluster_options,
         }
     elif backend == "kubernetes":
-        options = {"image": c.kubernetes_image}
+        options = {"image": c.kubernetes_image, "namespace": c.kubernetes_namespace}
     return ClusterSpec(
         workers=workers or c.workers,
         threads_per_worker=c.threads_per_worker,
