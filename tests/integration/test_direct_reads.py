@@ -18,9 +18,10 @@ import netCDF4
 import numpy as np
 import pytest
 
+from insitu.catalog import chunks
+from insitu.catalog.chunks import read_records
 from insitu.catalog.layout import DEFLATE, SHUFFLE, NotDirect, layout
-from insitu.compute import chunks
-from insitu.compute.chunks import read_records
+from insitu.catalog.opening import read_raw
 from insitu.compute.reader import FilePart, slabs
 from insitu.errors import DataError
 
@@ -219,3 +220,23 @@ def test_a_bad_chunk_halfway_hands_the_rest_of_the_file_to_netcdf(tmp_path: Path
 def test_a_file_gone_since_the_scan_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="rescan"):
         next(slabs(FilePart(str(tmp_path / "gone.nc"), "v", 0, 1), 2**20))
+
+
+@pytest.mark.parametrize("kind", ["shuffle+deflate, edge chunks", "contiguous"])
+def test_lazy_dataset_reads_take_the_direct_path_with_the_same_values(
+    tmp_path: Path, kind: str
+) -> None:
+    """What a lazily opened dataset reads per file (``read_raw`` with the record count)."""
+    path = tmp_path / "f.nc"
+    _write(path, **_LAYOUTS[kind])
+    direct = read_raw(str(path), "v", records=12)
+    assert _same(direct, read_raw(str(path), "v"))
+    assert _same(direct, _netcdf(path, "v", 0, 12))
+
+
+def test_lazy_reads_of_other_layouts_go_through_netcdf(tmp_path: Path) -> None:
+    path = tmp_path / "f.nc"
+    _write(path, dtype=">f4", endian="big", zlib=True)
+    assert _same(read_raw(str(path), "v", records=12), _netcdf(path, "v", 0, 12))
+    with pytest.raises(DataError, match="rescan"):
+        read_raw(str(tmp_path / "gone.nc"), "v", records=12)

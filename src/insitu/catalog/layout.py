@@ -2,7 +2,7 @@
 
 A time or field mean is bounded by decoding (inflate and unshuffle), and netCDF-C's read
 path inflates with the system zlib. Knowing where each chunk lies, a reader can fetch the
-bytes itself and decode them with a faster inflate (see :mod:`insitu.compute.chunks`).
+bytes itself and decode them with a faster inflate (see :mod:`insitu.catalog.chunks`).
 This module only asks HDF5 for the layout, through the library netCDF4-python loaded (as
 :mod:`insitu.catalog._hdf5` does for headers); it reads no values.
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from insitu.catalog.chunks import NotDirect, read_direct
 from insitu.catalog.models import FileRecord
 from insitu.errors import DataError, InvalidQuery
 
@@ -38,12 +39,27 @@ __all__ = [
 _EAGER_LIMIT = 4 * 2**20  # static variables smaller than this are read at open time
 
 
-def read_raw(path: str, name: str, index: tuple[slice, ...] | None = None) -> np.ndarray[Any, Any]:
-    """Undecoded values of one variable of one file (a Dask task), or of its slab ``index``."""
+def read_raw(
+    path: str,
+    name: str,
+    index: tuple[slice, ...] | None = None,
+    records: int | None = None,
+) -> np.ndarray[Any, Any]:
+    """Undecoded values of one variable of one file (a Dask task), or of its slab ``index``.
+
+    ``records``: the length of the variable's first axis, when the caller knows it (the
+    index does); the whole variable is then read from its chunks directly where its layout
+    allows (:func:`insitu.catalog.chunks.read_direct`), else through netCDF-C.
+    """
     import netCDF4
     from xarray.backends.locks import HDF5_LOCK  # the HDF5 library is not thread-safe
 
     try:
+        if index is None and records:
+            try:
+                return read_direct(path, name, 0, records)
+            except NotDirect:
+                pass
         with HDF5_LOCK, netCDF4.Dataset(path, "r") as ds:
             var = ds.variables[name]
             var.set_auto_maskandscale(False)
@@ -283,7 +299,7 @@ def _lazy(
                 f.calendar or "standard",
             )
         else:
-            layer[(key, *block)] = (read_raw, path, name)
+            layer[(key, *block)] = (read_raw, path, name, None, n if axis == 0 else None)
     chunks = tuple(tuple(lengths) if d == axis else (base[d],) for d in range(len(dims)))
     graph = HighLevelGraph.from_collections(key, layer, dependencies=())
     return Array(graph, key, chunks, dtype=dtype)  # type: ignore[no-untyped-call]

@@ -1,6 +1,6 @@
 """One file's records of one variable, in slabs of bounded size, as the engine reads them.
 
-Records come from the chunks directly (:mod:`insitu.compute.chunks`: ``pread`` and ISA-L's
+Records come from the chunks directly (:mod:`insitu.catalog.chunks`: ``pread`` and ISA-L's
 inflate, about twice as fast as netCDF-C on compressed files) wherever the layout allows,
 and through netCDF4-python otherwise: for other filters or byte orders, classic files,
 unallocated chunks, or a chunk that does not decode (netCDF-C then reads the rest of the
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from insitu.catalog.chunks import read_records
 from insitu.catalog.layout import Layout, NotDirect, layout
-from insitu.compute.chunks import read_records
 from insitu.errors import DataError
 
 __all__ = ["FilePart", "slabs"]

@@ -18,16 +18,33 @@ from typing import Any
 
 import numpy as np
 
-from insitu.catalog.layout import DEFLATE, SHUFFLE, Layout, NotDirect
+from insitu.catalog.layout import DEFLATE, SHUFFLE, Layout, NotDirect, layout
 
 try:
     from isal.isal_zlib import decompress as _inflate
 except ImportError:  # pragma: no cover - isal has wheels for the usual platforms
     from zlib import decompress as _inflate
 
-__all__ = ["NotDirect", "read_records"]
+__all__ = ["NotDirect", "read_direct", "read_records"]
 
 Array = np.ndarray[Any, Any]
+
+
+def read_direct(path: str, name: str, start: int, stop: int) -> Array:
+    """Records ``start:stop`` of variable ``name`` in the file at ``path``, read directly.
+
+    Raises :class:`NotDirect` when its layout is not one this module reads (the caller
+    then reads through netCDF-C) and ``OSError`` when the file cannot be opened.
+    """
+    from xarray.backends.locks import HDF5_LOCK  # the layout comes from HDF5 calls
+
+    with HDF5_LOCK:
+        where = layout(path, name, start, stop)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return read_records(where, fd, start, stop)
+    finally:
+        os.close(fd)
 
 
 def read_records(layout: Layout, fd: int, lo: int, hi: int) -> Array:
