@@ -10,11 +10,15 @@ import netCDF4
 import numpy as np
 import pytest
 
-from insitu.compute import run
+from insitu.compute import get_operation, run
+from insitu.compute.engine import FilePart, stream_field_mean
 from tests.integration.scanned import one_dataset
 
 
-def _write(root: Path, lon_step: np.ndarray, holes: str, n_files: int = 6) -> None:
+def _write(
+    root: Path, lon_step: np.ndarray, holes: str, n_files: int = 6, shifted: bool = False
+) -> None:
+    """``shifted``: the third file counts time from another date (its values re-encoded)."""
     d = root / "CMIP6/CMIP/X/M/historical/r1i1p1f1/Amon/tas/gn/v1"
     d.mkdir(parents=True)
     rng = np.random.default_rng(1)
@@ -29,8 +33,14 @@ def _write(root: Path, lon_step: np.ndarray, holes: str, n_files: int = 6) -> No
             nc.createDimension("lon", lon_step.size)
             nc.createDimension("bnds", 2)
             t = nc.createVariable("time", "f8", ("time",))
-            t.units, t.calendar, t.axis = "days since 1900-01-01", "noleap", "T"
-            t[:] = np.arange(12) * 30.0 + i * 365 + 15
+            since = 1901 if shifted and i == 2 else 1900
+            t.units, t.calendar, t.axis = f"days since {since}-01-01", "noleap", "T"
+            t.bounds = "time_bnds"
+            start = np.arange(12) * 30.0 + i * 365 - (since - 1900) * 365
+            t[:] = start + 15
+            nc.createVariable("time_bnds", "f8", ("time", "bnds"))[:] = np.stack(
+                [start, start + 30], axis=1
+            )
             lat = nc.createVariable("lat", "f8", ("lat",))
             lat.units, lat.standard_name, lat.bounds = "degrees_north", "latitude", "lat_bnds"
             lat[:] = np.linspace(-87, 87, 30)
@@ -81,3 +91,36 @@ def test_streamed_means_equal_the_xarray_path(
             assert got.dtype == want.dtype and got.dims == want.dims
             np.testing.assert_array_equal(np.isnan(got.values), np.isnan(want.values))
             np.testing.assert_allclose(got.values, want.values, rtol=2.5e-7, atol=0)
+
+
+@pytest.mark.parametrize("shifted", [False, True], ids=["same-units", "one-file-other-units"])
+def test_streamed_field_mean_carries_the_same_time_bounds(tmp_path: Path, shifted: bool) -> None:
+    """The field-mean tasks read the time bounds themselves (one decode for all files);
+    a file that counts time from another date leaves them to the xarray path's reads."""
+    root = tmp_path / "arch"
+    _write(root, np.full(36, 10.0), "none", shifted=shifted)
+    with one_dataset(tmp_path, root) as (_, cat, ds_id):
+        got = run(cat, "field_mean", [ds_id], cache=False).open()
+        want = run(cat, "field_mean", [ds_id], cache=False, engine="xarray").open()
+        assert got["time_bnds"].dtype == want["time_bnds"].dtype
+        assert (got["time_bnds"].values == want["time_bnds"].values).all()
+        assert (got["time"].values == want["time"].values).all()
+        assert got["time_bnds"].dims == ("time", "bnds")
+
+
+def test_the_field_mean_tasks_read_the_time_bounds(tmp_path: Path) -> None:
+    """No per-file read task for the bounds is left in the streamed result's graph."""
+    root = tmp_path / "arch"
+    _write(root, np.full(36, 10.0), "none")
+    with one_dataset(tmp_path, root) as (_, cat, ds_id):
+        ds = cat.open_dataset(ds_id)
+        template = get_operation("field_mean")(ds, "tas", get_operation("field_mean").validate({}))
+        parts = [FilePart(str(root / f.path), "tas", 0, f.n_times) for f in cat.files(ds_id)]
+        weights = np.ones((30, 36))
+        out = stream_field_mean(template, "tas", parts, weights, {}, 2**20, "time_bnds")
+        keys = {str(k) for k in dict(out["time_bnds"].data.__dask_graph__())}
+        assert not any("insitu-read" in k for k in keys)
+        assert any("files_field_means" in k for k in keys)
+        assert (out["time_bnds"].values == template["time_bnds"].values).all()
+        lazy = stream_field_mean(template, "tas", parts, weights, {}, 2**20, None)
+        assert any("insitu-read" in str(k) for k in dict(lazy["time_bnds"].data.__dask_graph__()))

@@ -328,18 +328,40 @@ def files_field_means(
     scale: float,
     offset: float,
     dtype: str,
-) -> Array:
-    """Area-weighted mean of every record (and level) of several files, in file order."""
+    bounds: str | None = None,
+) -> Any:
+    """Area-weighted mean of every record (and level) of several files, in file order.
+
+    With ``bounds`` (the name of the time bounds variable), returns ``(means, raw bounds)``:
+    the bounds' undecoded values of the same records, read while the file is at hand.
+    """
     nums, dens = [], []
+    edges: list[Array] = []
     for part in parts:
         for raw, fills in slabs(part, chunk_bytes):
             num, den = weights.sums(raw, fills)
             nums.append(num)
             dens.append(den)
+        if bounds is not None:
+            of = FilePart(part.path, bounds, part.start, part.stop, part.direct)
+            edges.extend(raw for raw, _ in slabs(of, chunk_bytes))
     num, den = np.concatenate(nums), np.concatenate(dens)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = num / np.where(den > 0, den, np.nan)
-    return (mean * scale + offset).astype(dtype)
+    means = (mean * scale + offset).astype(dtype)
+    return means if bounds is None else (means, np.concatenate(edges))
+
+
+def _time_bounds(template: Any, time: str, bounds: str | None) -> tuple[Any, str] | None:
+    """The template's time bounds and their stored dtype, when the engine can read them:
+    present, along time first, with the units and calendar they were decoded from."""
+    if bounds is None or bounds not in template.variables:
+        return None
+    var = template[bounds]
+    enc = var.encoding
+    if var.dims[:1] != (time,) or "units" not in enc or "dtype" not in enc:
+        return None
+    return var, str(np.dtype(enc["dtype"]))
 
 
 def stream_field_mean(
@@ -349,28 +371,47 @@ def stream_field_mean(
     weights: Array,
     encoding: dict[str, Any],
     chunk_bytes: int,
+    bounds: str | None = None,
 ) -> Any:
     """``template`` (a lazy xarray field-mean result) with its data from the engine.
 
     ``weights`` has the shape of the variable's last two dimensions (latitude, longitude).
     Runs of files are one task each; each returns its records' means, so nothing but one
     value per record and level travels between workers. The weights are one graph key,
-    sent to each worker once.
+    sent to each worker once. ``bounds``: the time bounds variable, read by the same tasks
+    (instead of one more task per file); the caller passes it only when every file counts
+    time in the same units, and it is decoded once with those units and calendar.
     """
     import dask.array as da
+    import xarray as xr
     from dask.delayed import delayed
 
     target = template[variable]
     scale, offset = _scale(encoding)
     rest = target.shape[1:]
+    edges = _time_bounds(template, str(target.dims[0]), bounds)
     w = delayed(_FieldWeights(weights), pure=True)
-    pieces = []
+    pieces, edge_pieces = [], []
     for run in _runs(parts, _FIELD_TASKS):
-        means = delayed(files_field_means, pure=True)(
-            run, w, chunk_bytes, scale, offset, str(target.dtype)
-        )
         records = sum(p.stop - p.start for p in run)
+        if edges is None:
+            means = delayed(files_field_means, pure=True)(
+                run, w, chunk_bytes, scale, offset, str(target.dtype)
+            )
+        else:
+            means, raw = delayed(files_field_means, pure=True, nout=2)(
+                run, w, chunk_bytes, scale, offset, str(target.dtype), bounds
+            )
+            shape = (records, *edges[0].shape[1:])
+            edge_pieces.append(da.from_delayed(raw, shape=shape, dtype=edges[1]))
         pieces.append(da.from_delayed(means, shape=(records, *rest), dtype=target.dtype))
     out = template.copy()
     out[variable] = target.copy(data=da.concatenate(pieces, axis=0))
+    if edges is not None:
+        var, _ = edges
+        attrs = {k: var.encoding[k] for k in ("units", "calendar") if k in var.encoding}
+        encoded = xr.Variable(var.dims, da.concatenate(edge_pieces, axis=0), attrs=attrs)
+        decoded = xr.decode_cf(xr.Dataset({str(bounds): encoded}))[str(bounds)]
+        if decoded.dtype == var.dtype:  # else keep the template's own (lazy) reads
+            out[str(bounds)] = var.copy(data=decoded.data)
     return out

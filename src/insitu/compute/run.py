@@ -215,11 +215,12 @@ def _streamed(
     """
     root = catalog.collection(catalog.dataset(dataset_id).collection).root
     direct = catalog.settings.compute.direct_reads
-    parts = [
-        FilePart(os.path.join(root, f.path), var, 0, f.n_times, direct)
+    files = [
+        f
         for f in catalog.files(dataset_id)
         if any(v.name == var for v in f.variables) and f.n_times > 0
     ]
+    parts = [FilePart(os.path.join(root, f.path), var, 0, f.n_times, direct) for f in files]
     if not parts:
         return template
     chunk = catalog.settings.compute.chunk_bytes
@@ -236,7 +237,17 @@ def _streamed(
     ):
         return template
     weights = np.asarray(area_weights(ds, ds[var]).transpose(ax.lat, ax.lon).values, "float64")
-    field: xr.Dataset = stream_field_mean(template, var, parts, weights, encoding, chunk)
+    bounds = ds[ax.time].attrs.get("bounds") if ax.time in ds.variables else None
+    same_units = len({f.time_units for f in files}) == 1
+    field: xr.Dataset = stream_field_mean(
+        template,
+        var,
+        parts,
+        weights,
+        encoding,
+        chunk,
+        bounds if isinstance(bounds, str) and same_units else None,
+    )
     return field
 
 
