@@ -118,7 +118,7 @@ def _read_direct(path: str, var: str) -> Any:
     over each raw chunk, ISA-L inflates it, numcodecs' C code unshuffles it into place."""
     import h5py
     import numpy as np
-    from isal.isal_zlib import decompress
+    from isal.isal_zlib import decompressobj
     from numcodecs.shuffle import Shuffle
 
     with h5py.File(path, "r") as f:
@@ -141,7 +141,7 @@ def _read_direct(path: str, var: str) -> Any:
             dest = out[t : t + cshape[0]] if whole and t + cshape[0] <= ds.shape[0] else scratch
             flat = dest.reshape(-1).view(np.uint8)
             if pipeline and not mask & (1 << (len(pipeline) - 1)):
-                data = decompress(data, bufsize=flat.nbytes)
+                data = decompressobj().decompress(data, flat.nbytes)  # as insitu inflates
             if len(pipeline) == 2 and not mask & 1:
                 unshuffle.decode(np.frombuffer(data, np.uint8), out=flat)
             else:

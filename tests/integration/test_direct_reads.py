@@ -47,7 +47,7 @@ def _same(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
 
 def test_isal_inflates() -> None:
     """The fast inflate is ISA-L's, not the standard library's fallback."""
-    assert chunks._inflate.__module__.startswith("isal")
+    assert chunks._zlib.__name__.startswith("isal")
     assert chunks._Shuffle is not None
 
 
@@ -240,3 +240,78 @@ def test_lazy_reads_of_other_layouts_go_through_netcdf(tmp_path: Path) -> None:
     assert _same(read_raw(str(path), "v", records=12), _netcdf(path, "v", 0, 12))
     with pytest.raises(DataError, match="rescan"):
         read_raw(str(tmp_path / "gone.nc"), "v", records=12)
+
+
+def test_contiguous_variables_are_read_in_slabs_of_chunk_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "f.nc"
+    values = _write(path, contiguous=True, unlimited=False)
+    record = 20 * 30 * 4
+    got = [raw for raw, _ in slabs(FilePart(str(path), "v", 0, 12), 5 * record)]
+    assert [len(raw) for raw in got] == [5, 5, 2]
+    assert _same(np.concatenate(got), values)
+
+
+def test_fill_values_keep_their_own_types(tmp_path: Path) -> None:
+    path = tmp_path / "f.nc"
+    _write(path, dtype="i4", zlib=True)
+    with netCDF4.Dataset(path, "a") as nc:
+        nc["v"].missing_value = np.int16(-999)
+    direct = next(slabs(FilePart(str(path), "v", 0, 12), 2**20))[1]
+    netcdf = next(slabs(FilePart(str(path), "v", 0, 12, direct=False), 2**20))[1]
+    assert [(type(v), v) for v in direct] == [(type(v), v) for v in netcdf]
+    assert type(direct[0]) is np.int16
+
+
+def test_a_later_unlimited_dimension_is_left_to_netcdf(tmp_path: Path) -> None:
+    path = tmp_path / "f.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("time", 4)
+        nc.createDimension("n", None)
+        nc.createVariable("v", "f4", ("time", "n"), zlib=True)[:, :3] = np.ones((4, 3))
+        nc.createVariable("w", "f4", ("n",))[:] = np.arange(5)  # n grows to 5 after v
+    with pytest.raises(NotDirect, match="unlimited"):
+        layout(str(path), "v", 0, 4)
+    assert _same(read_raw(str(path), "v", records=4), _netcdf(path, "v", 0, 4))
+
+
+def test_a_variable_named_like_a_dimension_is_read_from_its_own_dataset(tmp_path: Path) -> None:
+    """netCDF-C stores it as _nc4_non_coord_<name>; the plain name is the dimension."""
+    path = tmp_path / "f.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("time", 3)
+        nc.createDimension("x", 4)
+        x = nc.createVariable("x", "f4", ("time", "x"), zlib=True)
+        x[:] = np.arange(12, dtype="f4").reshape(3, 4)
+    assert layout(str(path), "x", 0, 3).shape == (3, 4)
+    assert _same(_direct(path, "x", 0, 3), _netcdf(path, "x", 0, 3))
+
+
+def test_records_outside_the_layout_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "f.nc"
+    _write(path, zlib=True)
+    where = layout(str(path), "v", 2, 6)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(ValueError, match="outside"):
+            read_records(where, fd, 0, 6)
+    finally:
+        os.close(fd)
+
+
+def test_a_file_replaced_while_its_layout_is_read_is_not_read_at_the_old_offsets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-published copy renamed over the file between the descriptor's open and the
+    layout: the layout describes the new file, the descriptor holds the old one."""
+    path, other = tmp_path / "f.nc", tmp_path / "g.nc"
+    _write(path, zlib=True)
+    _write(other, zlib=True, chunksizes=(1, 20, 30))
+    real = chunks.layout
+
+    def replaced_meanwhile(*args: Any) -> Any:
+        os.replace(other, path)
+        return real(*args)
+
+    monkeypatch.setattr(chunks, "layout", replaced_meanwhile)
+    with pytest.raises(NotDirect, match="replaced"):
+        chunks.read_direct(str(path), "v", 0, 12)

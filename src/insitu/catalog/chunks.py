@@ -20,10 +20,11 @@ import numpy as np
 
 from insitu.catalog.layout import DEFLATE, SHUFFLE, Layout, NotDirect, layout
 
+_zlib: Any
 try:
-    from isal.isal_zlib import decompress as _inflate
+    from isal import isal_zlib as _zlib
 except ImportError:  # pragma: no cover - isal has wheels for the usual platforms
-    from zlib import decompress as _inflate
+    import zlib as _zlib
 
 __all__ = ["NotDirect", "read_direct", "read_records"]
 
@@ -36,15 +37,37 @@ def read_direct(path: str, name: str, start: int, stop: int) -> Array:
     Raises :class:`NotDirect` when its layout is not one this module reads (the caller
     then reads through netCDF-C) and ``OSError`` when the file cannot be opened.
     """
-    from xarray.backends.locks import HDF5_LOCK  # the layout comes from HDF5 calls
-
-    with HDF5_LOCK:
-        where = layout(path, name, start, stop)
-    fd = os.open(path, os.O_RDONLY)
+    where, fd = open_direct(path, name, start, stop)
     try:
         return read_records(where, fd, start, stop)
     finally:
         os.close(fd)
+
+
+def open_direct(path: str, name: str, start: int, stop: int) -> tuple[Layout, int]:
+    """The layout of records ``start:stop`` and a descriptor of the very file it describes.
+
+    The file is opened before HDF5 reads its layout and compared with what ``path`` names
+    afterwards: a file replaced in between (a re-published copy renamed over it) raises
+    :class:`NotDirect` instead of having the new file read at the old one's offsets.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        where = layout(path, name, start, stop)
+        _check_same_file(fd, path, where)
+    except BaseException:
+        os.close(fd)
+        raise
+    return where, fd
+
+
+def _check_same_file(fd: int, path: str, where: Layout) -> None:
+    held, named = os.fstat(fd), os.stat(path)
+    if (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino):
+        raise NotDirect("the file was replaced while its layout was read")
+    end = max((c.address + c.size for c in where.chunks), default=0)
+    if end > held.st_size:
+        raise NotDirect("the variable's storage lies beyond the end of the file")
 
 
 def read_records(layout: Layout, fd: int, lo: int, hi: int) -> Array:
@@ -53,6 +76,8 @@ def read_records(layout: Layout, fd: int, lo: int, hi: int) -> Array:
     Raises :class:`NotDirect` when a chunk does not decode to its size (the caller then
     reads through netCDF-C, which says what is wrong with the file).
     """
+    if not layout.start <= lo < hi <= layout.stop:
+        raise ValueError(f"records {lo}:{hi} are outside the layout's {layout.start}:{layout.stop}")
     shape, cshape = layout.shape, layout.chunk_shape
     out = np.empty((hi - lo, *shape[1:]), dtype=layout.dtype)
     if not layout.filters and cshape == shape:  # contiguous: one read
@@ -90,14 +115,19 @@ def _decode(layout: Layout, fd: int, chunk: Any, dest: Array) -> None:
             raise NotDirect(f"chunk at {chunk.origin} holds {chunk.size} bytes, not {dest.nbytes}")
         _pread_into(fd, dest, chunk.address)
         return
+    if chunk.size > dest.nbytes + dest.nbytes // 64 + 4096:  # deflate never grows more
+        raise NotDirect(f"chunk at {chunk.origin} claims {chunk.size} bytes for {dest.nbytes}")
     data: Any = os.pread(fd, chunk.size, chunk.address)
     if len(data) != chunk.size:
         raise NotDirect(f"chunk at {chunk.origin} lies beyond the end of the file")
     if applied[-1] == DEFLATE:
         try:
-            data = _inflate(data, bufsize=dest.nbytes)
+            inflater = _zlib.decompressobj()
+            data = inflater.decompress(data, dest.nbytes)
         except Exception as exc:  # isal and zlib both raise their own error types
             raise NotDirect(f"chunk at {chunk.origin} does not inflate: {exc}") from None
+        if inflater.unconsumed_tail or not inflater.eof:  # eof: its checksum was verified
+            raise NotDirect(f"chunk at {chunk.origin} does not inflate to {dest.nbytes} bytes")
         applied.pop()
     if len(data) != dest.nbytes:
         raise NotDirect(f"chunk at {chunk.origin} decodes to {len(data)} bytes, not {dest.nbytes}")

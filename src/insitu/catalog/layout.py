@@ -61,7 +61,19 @@ class Layout:
     chunk_shape: tuple[int, ...]
     filters: tuple[int, ...]  # in pipeline (writing) order
     chunks: tuple[Chunk, ...]  # every chunk holding records start:stop, by origin
-    attrs: dict[str, Any]  # _FillValue and missing_value, where present
+    attrs: dict[str, Any]  # _FillValue and missing_value (numpy values of their own type)
+    start: int = 0
+    stop: int = 0
+
+    @property
+    def contiguous(self) -> bool:
+        """Stored as one block: records can be read in any number, not in whole chunks."""
+        return not self.filters and self.chunk_shape == self.shape
+
+    @property
+    def time_chunk(self) -> int:
+        """Records per chunk along the first axis (1 when contiguous)."""
+        return 1 if self.contiguous else self.chunk_shape[0]
 
 
 class _Calls:
@@ -86,6 +98,7 @@ class _Calls:
         self.offset = fn("H5Dget_offset", u64, hid)
         self.storage_size = fn("H5Dget_storage_size", u64, hid)
         self.chunk_by_coord = fn("H5Dget_chunk_info_by_coord", herr, hid, p, p, p, p)
+        self.chunk_opts = fn("H5Pget_chunk_opts", herr, hid, p)
 
 
 def _bind() -> _Calls | None:
@@ -105,12 +118,15 @@ def layout(path: str, name: str, start: int, stop: int) -> Layout:
     """The storage of records ``start:stop`` (along the first axis) of variable ``name``.
 
     Raises :class:`NotDirect` when the file, the variable or its storage is not one the
-    direct reader handles, with the reason.
+    direct reader handles, with the reason. Takes xarray's ``HDF5_LOCK`` (HDF5 is not
+    thread-safe): do not call it while holding that lock.
     """
+    from xarray.backends.locks import HDF5_LOCK
+
     api, calls = _hdf5._API, _CALLS
     if api is None or calls is None:
         raise NotDirect("the HDF5 library is not reachable")
-    with _hdf5._LOCK:
+    with HDF5_LOCK, _hdf5._LOCK:
         fid = api.Fopen(path.encode(), 0, api.fapl)
         if fid < 0:
             raise NotDirect("HDF5 cannot open it")
@@ -125,10 +141,20 @@ def layout(path: str, name: str, start: int, stop: int) -> Layout:
 
 def _describe(reader: Any, calls: _Calls, path: str, name: str, start: int, stop: int) -> Layout:
     api = reader.api
-    did = reader._keep(api.Dopen(reader.fid, name.encode(), 0), api.Dclose)
-    shape, _ = reader._extent(did)
+    # A variable named like a dimension it is not the coordinate of is stored under
+    # netCDF-C's prefix; the dataset with the plain name is then the dimension's scale.
+    did = api.Dopen(reader.fid, _hdf5._NON_COORD + name.encode(), 0)
+    if did < 0:
+        did = api.Dopen(reader.fid, name.encode(), 0)
+    did = reader._keep(did, api.Dclose)
+    names = reader._attr_names(did)
+    if b"NAME" in names and reader._text(did, b"NAME").startswith(_hdf5._PURE_DIM.decode()):
+        raise NotDirect(f"{name!r} is a dimension without values")
+    shape, maxshape = reader._extent(did)
     if not shape or not 0 <= start < stop <= shape[0]:
         raise NotDirect(f"records {start}:{stop} are not all stored (extent {shape})")
+    if any(m == _hdf5._UNLIMITED for m in maxshape[1:]):
+        raise NotDirect("an unlimited dimension after the first (netCDF-C pads it)")
     dtype_name, number = reader._var_type(did)
     if number is None or dtype_name != number.name:
         raise NotDirect(f"type {dtype_name} is not a little-endian number")
@@ -140,7 +166,8 @@ def _describe(reader: Any, calls: _Calls, path: str, name: str, start: int, stop
         if address == _UNDEFINED or calls.storage_size(did) != nbytes:
             raise NotDirect("contiguous storage not allocated")
         whole = (Chunk((0,) * len(shape), address, nbytes, 0),)
-        return Layout(path, name, number.dtype, shape, shape, (), whole, _attrs(reader, did))
+        attrs = _attrs(reader, did, names)
+        return Layout(path, name, number.dtype, shape, shape, (), whole, attrs, start, stop)
     if kind != _CHUNKED:
         raise NotDirect("compact or virtual storage")
     rank = len(shape)
@@ -149,6 +176,9 @@ def _describe(reader: Any, calls: _Calls, path: str, name: str, start: int, stop
         raise NotDirect("chunk shape unreadable")
     chunk_shape = tuple(dims)
     filters = _filters(calls, plist)
+    opts = ctypes.c_uint()
+    if filters and (calls.chunk_opts(plist, ctypes.byref(opts)) < 0 or opts.value):
+        raise NotDirect("edge chunks stored unfiltered (or chunk options unreadable)")
     chunks = []
     origin = (ctypes.c_uint64 * rank)()
     mask, address, size = ctypes.c_uint(), ctypes.c_uint64(), ctypes.c_uint64()
@@ -167,8 +197,9 @@ def _describe(reader: Any, calls: _Calls, path: str, name: str, start: int, stop
         ):
             raise NotDirect(f"chunk at {corner} is not allocated")
         chunks.append(Chunk(tuple(corner), address.value, size.value, mask.value))
+    attrs = _attrs(reader, did, names)
     return Layout(
-        path, name, number.dtype, shape, chunk_shape, filters, tuple(chunks), _attrs(reader, did)
+        path, name, number.dtype, shape, chunk_shape, filters, tuple(chunks), attrs, start, stop
     )
 
 
@@ -192,6 +223,28 @@ def _filters(calls: _Calls, plist: int) -> tuple[int, ...]:
     return pipeline
 
 
-def _attrs(reader: Any, did: int) -> dict[str, Any]:
-    names = reader._attr_names(did)
-    return {n.decode(): reader._value(did, n) for n in _ATTRS if n in names}
+def _attrs(reader: Any, did: int, names: list[bytes]) -> dict[str, Any]:
+    """_FillValue and missing_value as netCDF4-python gives them: numpy values of the
+    attribute's own type (a scalar for one value)."""
+    api = reader.api
+    found: dict[str, Any] = {}
+    for name in _ATTRS:
+        if name not in names:
+            continue
+        aid = api.Aopen(did, name, 0)
+        if aid < 0:
+            raise NotDirect(f"attribute {name!r} cannot be opened")
+        tid = api.Aget_type(aid)
+        try:
+            if tid < 0 or api.Tget_class(tid) not in (_hdf5._INTEGER, _hdf5._FLOAT):
+                raise NotDirect(f"attribute {name!r} is not a number")
+            number = reader._number(tid, api.Tget_class(tid))
+            values = np.empty(api.Aget_storage_size(aid) // api.Tget_size(tid), number.dtype)
+            if values.size and api.Aread(aid, number.mtype, _hdf5._address(values)) < 0:
+                raise NotDirect(f"attribute {name!r} cannot be read")
+            found[name.decode()] = values[0] if values.size == 1 else values
+        finally:
+            if tid >= 0:
+                api.Tclose(tid)
+            api.Aclose(aid)
+    return found

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from insitu.catalog.chunks import read_records
-from insitu.catalog.layout import Layout, NotDirect, layout
+from insitu.catalog.chunks import open_direct, read_records
+from insitu.catalog.layout import Layout, NotDirect
 from insitu.errors import DataError
 
 __all__ = ["FilePart", "slabs"]
@@ -55,20 +55,17 @@ def slabs(part: FilePart, chunk_bytes: int) -> Iterator[tuple[Array, list[Any]]]
 
 
 def _read(part: FilePart, chunk_bytes: int) -> Iterator[tuple[Array, list[Any]]]:
-    from xarray.backends.locks import HDF5_LOCK  # uncontended on single-threaded workers
-
-    lay: Layout | None = None
+    opened: tuple[Layout, int] | None = None
     if part.direct:
         try:
-            with HDF5_LOCK:
-                lay = layout(part.path, part.name, part.start, part.stop)
+            opened = open_direct(part.path, part.name, part.start, part.stop)
         except NotDirect:
-            lay = None
+            opened = None
     lo = part.start
-    if lay is not None:
+    if opened is not None:
+        lay, fd = opened
         fills = fill_values(lay.dtype, lay.attrs)
-        step = _step(lay.shape, lay.dtype.itemsize, lay.chunk_shape[0], chunk_bytes)
-        fd = os.open(part.path, os.O_RDONLY)
+        step = _step(lay.shape, lay.dtype.itemsize, lay.time_chunk, chunk_bytes)
         try:
             for lo in range(part.start, part.stop, step):
                 hi = min(lo + step, part.stop)
