@@ -7,8 +7,6 @@ bytes in about half the time, and decoding is what bounds a mean over compressed
 here, straight into the result where a chunk covers whole records. The values are those
 netCDF4-python returns with auto mask and scale off (the tests compare them).
 
-Without ``isal`` (a platform it has no wheel for) the standard library's zlib inflates:
-correct, not faster.
 """
 
 from __future__ import annotations
@@ -17,14 +15,10 @@ import os
 from typing import Any
 
 import numpy as np
+from isal import isal_zlib as _zlib
+from numcodecs.shuffle import Shuffle as _Shuffle
 
 from insitu.catalog.layout import DEFLATE, SHUFFLE, Layout, NotDirect, layout
-
-_zlib: Any
-try:
-    from isal import isal_zlib as _zlib
-except ImportError:  # pragma: no cover - isal has wheels for the usual platforms
-    import zlib as _zlib
 
 __all__ = ["NotDirect", "read_direct", "read_records"]
 
@@ -80,7 +74,7 @@ def read_records(layout: Layout, fd: int, lo: int, hi: int) -> Array:
         raise ValueError(f"records {lo}:{hi} are outside the layout's {layout.start}:{layout.stop}")
     shape, cshape = layout.shape, layout.chunk_shape
     out = np.empty((hi - lo, *shape[1:]), dtype=layout.dtype)
-    if not layout.filters and cshape == shape:  # contiguous: one read
+    if layout.contiguous:  # one read
         per_record = out.nbytes // max(hi - lo, 1)
         _pread_into(fd, out, layout.chunks[0].address + lo * per_record)
         return out
@@ -139,15 +133,8 @@ def _decode(layout: Layout, fd: int, chunk: Any, dest: Array) -> None:
 
 def _unshuffle(data: bytes, dest: Array) -> None:
     """HDF5's shuffle undone: byte ``k`` of every value was stored in the ``k``-th block."""
-    size = dest.dtype.itemsize
     raw = np.frombuffer(data, np.uint8)
-    if size == 1:
-        dest.reshape(-1).view(np.uint8)[:] = raw
-        return
-    if _Shuffle is not None:
-        _Shuffle(size).decode(raw, out=dest.reshape(-1).view(np.uint8))
-        return
-    dest.reshape(-1).view(np.uint8).reshape(-1, size)[:] = raw.reshape(size, -1).T
+    _Shuffle(dest.dtype.itemsize).decode(raw, out=dest.reshape(-1).view(np.uint8))
 
 
 def _pread_into(fd: int, dest: Array, offset: int) -> None:
@@ -158,9 +145,3 @@ def _pread_into(fd: int, dest: Array, offset: int) -> None:
         if n <= 0:
             raise NotDirect("the variable's storage lies beyond the end of the file")
         done += n
-
-
-try:
-    from numcodecs.shuffle import Shuffle as _Shuffle
-except ImportError:  # pragma: no cover - the numpy transpose above does the same, slower
-    _Shuffle = None

@@ -23,14 +23,14 @@ import numpy as np
 
 from insitu.catalog import _hdf5
 
-__all__ = ["DEFLATE", "SHUFFLE", "Chunk", "Layout", "NotDirect", "layout"]
+__all__ = ["DEFLATE", "FILL_ATTRS", "SHUFFLE", "Chunk", "Layout", "NotDirect", "layout"]
 
 # H5Z filter ids and H5D layouts (stable since 1.8).
 DEFLATE, SHUFFLE = 1, 2
 _CONTIGUOUS, _CHUNKED = 1, 2
 _PIPELINES = {(), (DEFLATE,), (SHUFFLE, DEFLATE)}
 _UNDEFINED = 2**64 - 1  # HADDR_UNDEF: storage not allocated
-_ATTRS = (b"_FillValue", b"missing_value")
+FILL_ATTRS = ("_FillValue", "missing_value")  # the attributes that mark missing values
 
 
 class NotDirect(Exception):
@@ -228,7 +228,8 @@ def _attrs(reader: Any, did: int, names: list[bytes]) -> dict[str, Any]:
     attribute's own type (a scalar for one value)."""
     api = reader.api
     found: dict[str, Any] = {}
-    for name in _ATTRS:
+    for text in FILL_ATTRS:
+        name = text.encode()
         if name not in names:
             continue
         aid = api.Aopen(did, name, 0)
@@ -242,7 +243,7 @@ def _attrs(reader: Any, did: int, names: list[bytes]) -> dict[str, Any]:
             values = np.empty(api.Aget_storage_size(aid) // api.Tget_size(tid), number.dtype)
             if values.size and api.Aread(aid, number.mtype, _hdf5._address(values)) < 0:
                 raise NotDirect(f"attribute {name!r} cannot be read")
-            found[name.decode()] = values[0] if values.size == 1 else values
+            found[text] = values[0] if values.size == 1 else values
         finally:
             if tid >= 0:
                 api.Tclose(tid)

@@ -22,18 +22,17 @@ from insitu.compute.backend import (
 
 __all__ = ["KubernetesBackend", "cluster_resource"]
 
-DEFAULT_IMAGE = "ghcr.io/dask/dask:latest"
-
 
 def cluster_resource(spec: ClusterSpec, name: str) -> dict[str, Any]:
     """The ``DaskCluster`` resource for ``spec``, named ``name``."""
     from dask_kubernetes.operator import make_cluster_spec
 
+    image = spec.options.get("image")  # compute.kubernetes_image; else dask-kubernetes'
     resource: dict[str, Any] = make_cluster_spec(
         name=name,
-        image=spec.options.get("image") or DEFAULT_IMAGE,
         n_workers=spec.workers or 1,
         env={PRE_SPAWN_VARIABLE: pre_spawn_environ()},
+        **({"image": image} if image else {}),
     )
     (worker,) = resource["spec"]["worker"]["spec"]["containers"]
     worker["args"] += ["--nthreads", str(spec.threads_per_worker)]

@@ -10,6 +10,7 @@ fill values itself and scales once at the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from insitu.catalog.chunks import open_direct, read_records
-from insitu.catalog.layout import Layout, NotDirect
+from insitu.catalog.layout import FILL_ATTRS, Layout, NotDirect
 from insitu.errors import DataError
 
 __all__ = ["FilePart", "slabs"]
@@ -57,10 +58,8 @@ def slabs(part: FilePart, chunk_bytes: int) -> Iterator[tuple[Array, list[Any]]]
 def _read(part: FilePart, chunk_bytes: int) -> Iterator[tuple[Array, list[Any]]]:
     opened: tuple[Layout, int] | None = None
     if part.direct:
-        try:
+        with contextlib.suppress(NotDirect):  # then netCDF-C reads it
             opened = open_direct(part.path, part.name, part.start, part.stop)
-        except NotDirect:
-            opened = None
     lo = part.start
     if opened is not None:
         lay, fd = opened
@@ -91,8 +90,7 @@ def _netcdf4(part: FilePart, first: int, chunk_bytes: int) -> Iterator[tuple[Arr
         chunking = var.chunking()
         time_chunk = chunking[0] if isinstance(chunking, list) else 1
         step = _step(var.shape, var.dtype.itemsize, time_chunk, chunk_bytes)
-        names: tuple[str, ...] = ("_FillValue", "missing_value")
-        attrs = {n: var.getncattr(n) for n in names if n in var.ncattrs()}
+        attrs = {n: var.getncattr(n) for n in FILL_ATTRS if n in var.ncattrs()}
         fills = fill_values(var.dtype, attrs)
         for lo in range(first, part.stop, step):
             yield np.asarray(var[lo : min(lo + step, part.stop)]), fills
@@ -115,7 +113,7 @@ def fill_values(dtype: np.dtype[Any], attrs: dict[str, Any]) -> list[Any]:
     import netCDF4
 
     fills = []
-    for name in ("_FillValue", "missing_value"):
+    for name in FILL_ATTRS:
         if name in attrs:
             value = np.asarray(attrs[name]).ravel()
             if value.size:
