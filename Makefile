@@ -16,7 +16,7 @@ help:
 	@echo "make check   lint, type-check and test: what CI runs"
 	@echo "make bench   run the benchmarks in bench/ (results go in BENCHMARKS.md)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/insitu/catalog/_shuffle.c
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "insitu needs Python 3.11 or newer; found $$($(PYTHON) --version)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -48,7 +48,7 @@ def _same(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
 def test_isal_inflates() -> None:
     """The fast inflate is ISA-L's, not the standard library's fallback."""
     assert chunks._zlib.__name__.startswith("isal")
-    assert chunks._Shuffle is not None
+    assert chunks._unshuffle.__module__ == "insitu.catalog._shuffle"
 
 
 def test_every_variable_of_the_sample_archive_reads_the_same(demo_root: Path) -> None:
@@ -127,6 +127,7 @@ _LAYOUTS = {
     "contiguous": dict(contiguous=True, unlimited=False),
     "int16": dict(dtype="i2", zlib=True, shuffle=True),
     "float64": dict(dtype="f8", zlib=True, shuffle=True, chunksizes=(2, 10, 30)),
+    "float64, whole records": dict(dtype="f8", zlib=True, shuffle=True, chunksizes=(2, 20, 30)),
     "uint8": dict(dtype="u1", zlib=True, shuffle=True),
 }
 
@@ -139,6 +140,90 @@ def test_each_layout_reads_the_same_as_netcdf(tmp_path: Path, kind: str) -> None
         got = _direct(path, "v", lo, hi)
         assert _same(got, _netcdf(path, "v", lo, hi)), (kind, lo, hi)
         assert _same(got, values[lo:hi]), (kind, lo, hi)
+
+
+def _record_sum(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The records added one after another in float64, from the first (the engine's order)."""
+    total = values[0].astype(np.float64)
+    for record in values[1:]:
+        total += record
+    return total
+
+
+_FLOAT_LAYOUTS = [k for k in _LAYOUTS if np.dtype(_LAYOUTS[k].get("dtype", "f4")).kind == "f"]
+
+
+@pytest.mark.parametrize("kind", _FLOAT_LAYOUTS)
+def test_records_are_summed_while_read(tmp_path: Path, kind: str) -> None:
+    """With ``total`` it becomes the sum over the records read, in record order, whether the
+    sum is made while unshuffling (whole records per chunk) or afterwards (the rest)."""
+    path = tmp_path / "f.nc"
+    values = _write(path, **_LAYOUTS[kind])
+    for lo, hi in ((0, 12), (0, 1), (4, 11), (11, 12), (2, 6), (6, 12)):
+        total = np.full(values.shape[1:], 0.5)  # overwritten
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            got = read_records(layout(str(path), "v", lo, hi), fd, lo, hi, total)
+        finally:
+            os.close(fd)
+        assert _same(got, values[lo:hi]), (kind, lo, hi)
+        assert np.array_equal(total, _record_sum(values[lo:hi])), (kind, lo, hi)
+
+
+def test_the_sum_is_made_while_unshuffling_exactly_where_chunks_hold_whole_records(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "f.nc"
+    ranges = [(0, 12), (0, 1), (4, 11), (11, 12), (3, 9), (6, 12), (2, 6), (1, 4)]
+    expected = {
+        "whole records per chunk": ranges,
+        "three records per chunk": [(0, 12), (3, 9), (6, 12)],
+        "float64, whole records": [(0, 12), (6, 12), (2, 6)],
+        "float64": [],  # chunks cut the grid
+        "shuffle+deflate, edge chunks": [],
+        "deflate only": [],  # nothing to unshuffle
+    }
+    for kind, fused in expected.items():
+        _write(path, **_LAYOUTS[kind])
+        for lo, hi in ranges:
+            lay = layout(str(path), "v", lo, hi)
+            wanted = [c for c in lay.chunks if lo - lay.chunk_shape[0] < c.origin[0] < hi]
+            assert chunks._fusable(lay, wanted, lo, hi) == ((lo, hi) in fused), (kind, lo, hi)
+
+
+def test_a_sum_needs_a_floating_variable_and_one_record_s_shape(tmp_path: Path) -> None:
+    path = tmp_path / "f.nc"
+    _write(path, dtype="i2", zlib=True, shuffle=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(ValueError, match="the sum of int16 records"):
+            read_records(layout(str(path), "v", 0, 12), fd, 0, 12, np.zeros((20, 30)))
+        _write(path, zlib=True, shuffle=True)
+        with pytest.raises(ValueError, match="shape"):
+            read_records(layout(str(path), "v", 0, 12), fd, 0, 12, np.zeros((30, 20)))
+    finally:
+        os.close(fd)
+
+
+def test_slabs_carry_their_sums_when_read_directly(tmp_path: Path) -> None:
+    path = tmp_path / "f.nc"
+    values = _write(path, zlib=True, shuffle=True, chunksizes=(1, 20, 30))
+    per_record = 20 * 30 * 4
+    got = []
+    for raw, _, total in slabs(FilePart(str(path), "v", 0, 12), 5 * per_record, sums=True):
+        assert total is not None and np.array_equal(total, _record_sum(raw))
+        got.append(raw)
+    assert _same(np.concatenate(got), values)
+    assert all(  # no sums where netCDF-C reads, nor unless asked for
+        slab.total is None
+        for part, sums in (
+            (FilePart(str(path), "v", 0, 12, direct=False), True),
+            (FilePart(str(path), "v", 0, 12), False),
+        )
+        for slab in slabs(part, 5 * per_record, sums)
+    )
+    _write(path, dtype="i2", zlib=True, shuffle=True)
+    assert next(slabs(FilePart(str(path), "v", 0, 12), 2**20, sums=True)).total is None
 
 
 _REFUSED = {
@@ -159,7 +244,7 @@ def test_layouts_it_does_not_handle_are_refused_and_read_by_netcdf(
     with pytest.raises(NotDirect, match=reason):
         layout(str(path), "v", 0, 12)
     part = FilePart(str(path), "v", 0, 12)
-    (got, _), *more = slabs(part, 2**20)
+    (got, *_), *more = slabs(part, 2**20)
     assert not more and _same(got, _netcdf(path, "v", 0, 12))
 
 
@@ -172,7 +257,7 @@ def test_unallocated_chunks_are_read_by_netcdf_as_fill_values(tmp_path: Path) ->
         var[2] = np.arange(4, dtype="f4")  # chunks 0, 1, 3, 4, 5 never written
     with pytest.raises(NotDirect, match="not allocated"):
         layout(str(path), "v", 0, 6)
-    raw, fills = next(slabs(FilePart(str(path), "v", 0, 6), 2**20))
+    raw, fills, _ = next(slabs(FilePart(str(path), "v", 0, 6), 2**20))
     assert np.array_equal(raw[2], np.arange(4)) and (raw[[0, 1, 3, 4, 5]] == fills[0]).all()
 
 
@@ -207,8 +292,8 @@ def test_a_bad_chunk_halfway_hands_the_rest_of_the_file_to_netcdf(tmp_path: Path
     _corrupt_chunk(path, 9)
     per_record = 20 * 30 * 4
     got = []
-    reading = slabs(FilePart(str(path), "v", 0, 12), 3 * per_record)
-    got = [next(reading)[0] for _ in range(3)]
+    reading = slabs(FilePart(str(path), "v", 0, 12), 3 * per_record, sums=True)
+    got = [next(reading).raw for _ in range(3)]
     with pytest.raises(DataError, match=r"f\.nc"):
         next(reading)
     assert [len(raw) for raw in got] == [3, 3, 3]  # records 0-8; 9-11 hold the bad chunk
@@ -246,7 +331,7 @@ def test_contiguous_variables_are_read_in_slabs_of_chunk_bytes(tmp_path: Path) -
     path = tmp_path / "f.nc"
     values = _write(path, contiguous=True, unlimited=False)
     record = 20 * 30 * 4
-    got = [raw for raw, _ in slabs(FilePart(str(path), "v", 0, 12), 5 * record)]
+    got = [slab.raw for slab in slabs(FilePart(str(path), "v", 0, 12), 5 * record)]
     assert [len(raw) for raw in got] == [5, 5, 2]
     assert _same(np.concatenate(got), values)
 

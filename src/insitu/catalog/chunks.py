@@ -4,8 +4,11 @@ netCDF-C inflates with the system zlib; ISA-L's inflate (PyPI ``isal``) gives th
 bytes in about half the time, and decoding is what bounds a mean over compressed files
 (BENCHMARKS.md, "Decoding faster than netCDF4"). The chunk index comes from HDF5
 (:func:`insitu.catalog.layout.layout`); the bytes are read with ``os.pread`` and decoded
-here, straight into the result where a chunk covers whole records. The values are those
-netCDF4-python returns with auto mask and scale off (the tests compare them).
+here, straight into the result where a chunk covers whole records. The shuffle is undone in
+C (:mod:`insitu.catalog._shuffle`, about 6x numcodecs' loop), which can also make the float64
+sum over the records as it goes, so a time mean does not read the values a second time.
+The values are those netCDF4-python returns with auto mask and scale off (the tests
+compare them).
 
 """
 
@@ -16,9 +19,10 @@ from typing import Any
 
 import numpy as np
 from isal import isal_zlib as _zlib
-from numcodecs.shuffle import Shuffle as _Shuffle
 
-from insitu.catalog.layout import DEFLATE, SHUFFLE, Layout, NotDirect, layout
+from insitu.catalog._shuffle import unshuffle as _unshuffle
+from insitu.catalog._shuffle import unshuffle_sum as _unshuffle_sum
+from insitu.catalog.layout import DEFLATE, SHUFFLE, Chunk, Layout, NotDirect, layout
 
 __all__ = ["NotDirect", "read_direct", "read_records"]
 
@@ -64,8 +68,13 @@ def _check_same_file(fd: int, path: str, where: Layout) -> None:
         raise NotDirect("the variable's storage lies beyond the end of the file")
 
 
-def read_records(layout: Layout, fd: int, lo: int, hi: int) -> Array:
+def read_records(layout: Layout, fd: int, lo: int, hi: int, total: Array | None = None) -> Array:
     """Records ``lo:hi`` of the variable ``layout`` describes, read from the open ``fd``.
+
+    With ``total`` (float64, of one record's shape; floating-point variables only), it is
+    set to the sum over the records read, added in record order from the first. Where every
+    chunk holds whole records and went through shuffle and deflate (CMOR's layout), the sum
+    is made while they are unshuffled, in cache-sized blocks, at hardly any cost.
 
     Raises :class:`NotDirect` when a chunk does not decode to its size (the caller then
     reads through netCDF-C, which says what is wrong with the file).
@@ -74,16 +83,47 @@ def read_records(layout: Layout, fd: int, lo: int, hi: int) -> Array:
         raise ValueError(f"records {lo}:{hi} are outside the layout's {layout.start}:{layout.stop}")
     shape, cshape = layout.shape, layout.chunk_shape
     out = np.empty((hi - lo, *shape[1:]), dtype=layout.dtype)
+    if total is not None and (total.shape != out.shape[1:] or layout.dtype.kind != "f"):
+        raise ValueError(
+            f"the sum of {layout.dtype} records of shape {out.shape[1:]} cannot go "
+            f"into a {total.dtype} array of shape {total.shape}"
+        )
     if layout.contiguous:  # one read
         per_record = out.nbytes // max(hi - lo, 1)
         _pread_into(fd, out, layout.chunks[0].address + lo * per_record)
-        return out
+    else:
+        wanted = [c for c in layout.chunks if c.origin[0] < hi and c.origin[0] + cshape[0] > lo]
+        if total is not None and _fusable(layout, wanted, lo, hi):
+            _decode_summed(layout, fd, wanted, out, total)
+            return out
+        _read_chunks(layout, fd, wanted, lo, hi, out)
+    if total is not None:
+        np.copyto(total, out[0])
+        for record in out[1:]:  # numpy converts each record in cache-sized pieces
+            np.add(total, record, out=total)
+    return out
+
+
+def _fusable(layout: Layout, wanted: list[Chunk], lo: int, hi: int) -> bool:
+    """Whether the chunks hold exactly records lo:hi, whole, shuffled then deflated."""
+    if layout.filters != (SHUFFLE, DEFLATE) or layout.chunk_shape[1:] != layout.shape[1:]:
+        return False
+    step = layout.chunk_shape[0]
+    if (hi - lo) % step or any(c.skipped for c in wanted):
+        return False
+    return [c.origin[0] for c in wanted] == list(range(lo, hi, step))
+
+
+def _read_chunks(
+    layout: Layout, fd: int, wanted: list[Chunk], lo: int, hi: int, out: Array
+) -> None:
+    """Each chunk decoded into ``out`` (records lo:hi): in place where it holds whole
+    records inside the range, through a scratch chunk otherwise."""
+    shape, cshape = layout.shape, layout.chunk_shape
     whole_rows = cshape[1:] == shape[1:]
     scratch: Array | None = None
-    for chunk in layout.chunks:
+    for chunk in wanted:
         t0 = chunk.origin[0]
-        if t0 + cshape[0] <= lo or t0 >= hi:
-            continue
         if whole_rows and lo <= t0 and t0 + cshape[0] <= hi:
             _decode(layout, fd, chunk, out[t0 - lo : t0 - lo + cshape[0]])
             continue
@@ -96,10 +136,16 @@ def read_records(layout: Layout, fd: int, lo: int, hi: int) -> Array:
             src.append(slice(0, min(c, n - start)))
             dst.append(slice(start, min(start + c, n)))
         out[tuple(dst)] = scratch[tuple(src)]
-    return out
 
 
-def _decode(layout: Layout, fd: int, chunk: Any, dest: Array) -> None:
+def _decode_summed(layout: Layout, fd: int, wanted: list[Chunk], out: Array, total: Array) -> None:
+    """The chunks inflated, then unshuffled into ``out`` with their sum made on the way."""
+    nbytes = out.nbytes // len(wanted)
+    inflated = [_inflate(chunk, _read(fd, chunk, nbytes), nbytes) for chunk in wanted]
+    _unshuffle_sum(inflated, out, out.dtype.itemsize, total)
+
+
+def _decode(layout: Layout, fd: int, chunk: Chunk, dest: Array) -> None:
     """Chunk ``chunk`` decoded into ``dest`` (a C-contiguous array of the chunk's shape)."""
     applied = [
         f for i, f in enumerate(layout.filters) if not chunk.skipped & (1 << i)
@@ -109,32 +155,40 @@ def _decode(layout: Layout, fd: int, chunk: Any, dest: Array) -> None:
             raise NotDirect(f"chunk at {chunk.origin} holds {chunk.size} bytes, not {dest.nbytes}")
         _pread_into(fd, dest, chunk.address)
         return
-    if chunk.size > dest.nbytes + dest.nbytes // 64 + 4096:  # deflate never grows more
-        raise NotDirect(f"chunk at {chunk.origin} claims {chunk.size} bytes for {dest.nbytes}")
-    data: Any = os.pread(fd, chunk.size, chunk.address)
-    if len(data) != chunk.size:
-        raise NotDirect(f"chunk at {chunk.origin} lies beyond the end of the file")
+    data = _read(fd, chunk, dest.nbytes)
     if applied[-1] == DEFLATE:
-        try:
-            inflater = _zlib.decompressobj()
-            data = inflater.decompress(data, dest.nbytes)
-        except Exception as exc:  # isal and zlib both raise their own error types
-            raise NotDirect(f"chunk at {chunk.origin} does not inflate: {exc}") from None
-        if inflater.unconsumed_tail or not inflater.eof:  # eof: its checksum was verified
-            raise NotDirect(f"chunk at {chunk.origin} does not inflate to {dest.nbytes} bytes")
+        data = _inflate(chunk, data, dest.nbytes)
         applied.pop()
     if len(data) != dest.nbytes:
         raise NotDirect(f"chunk at {chunk.origin} decodes to {len(data)} bytes, not {dest.nbytes}")
-    if applied == [SHUFFLE]:
-        _unshuffle(data, dest)
+    if applied == [SHUFFLE]:  # byte k of every value was stored in the k-th block
+        _unshuffle(data, dest, dest.dtype.itemsize)
     else:
         dest.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, np.uint8)
 
 
-def _unshuffle(data: bytes, dest: Array) -> None:
-    """HDF5's shuffle undone: byte ``k`` of every value was stored in the ``k``-th block."""
-    raw = np.frombuffer(data, np.uint8)
-    _Shuffle(dest.dtype.itemsize).decode(raw, out=dest.reshape(-1).view(np.uint8))
+def _read(fd: int, chunk: Chunk, nbytes: int) -> bytes:
+    """The stored bytes of a filtered chunk that decodes to ``nbytes``."""
+    if chunk.size > nbytes + nbytes // 64 + 4096:  # deflate never grows more
+        raise NotDirect(f"chunk at {chunk.origin} claims {chunk.size} bytes for {nbytes}")
+    data = os.pread(fd, chunk.size, chunk.address)
+    if len(data) != chunk.size:
+        raise NotDirect(f"chunk at {chunk.origin} lies beyond the end of the file")
+    return data
+
+
+def _inflate(chunk: Chunk, data: bytes, nbytes: int) -> bytes:
+    """``data`` inflated, which must give exactly ``nbytes`` and end its stream."""
+    try:
+        inflater = _zlib.decompressobj()
+        out: bytes = inflater.decompress(data, nbytes)
+    except Exception as exc:  # isal and zlib both raise their own error types
+        raise NotDirect(f"chunk at {chunk.origin} does not inflate: {exc}") from None
+    if inflater.unconsumed_tail or not inflater.eof:  # eof: its checksum was verified
+        raise NotDirect(f"chunk at {chunk.origin} does not inflate to {nbytes} bytes")
+    if len(out) != nbytes:
+        raise NotDirect(f"chunk at {chunk.origin} decodes to {len(out)} bytes, not {nbytes}")
+    return out
 
 
 def _pread_into(fd: int, dest: Array, offset: int) -> None:

@@ -98,12 +98,13 @@ class _TimeSum:
         self.missing: Array | None = None
         self._slab_sum = np.empty(shape, dtype=np.float64)
 
-    def add(self, raw: Array, fills: list[Any]) -> None:
+    def add(self, raw: Array, fills: list[Any], summed: Array | None = None) -> None:
+        """Add the records of ``raw``; ``summed``: their plain float64 sum, if known."""
         n = raw.shape[0]
         self.records += n
         lim = _huge(raw, fills)
         if lim is not None:
-            s = self._plain_sum(raw)
+            s = self._plain_sum(raw) if summed is None else summed
             if _plain(s, lim):
                 self.total += s
                 return
@@ -159,10 +160,10 @@ def files_time_sum(parts: Sequence[FilePart], chunk_bytes: int) -> Partial:
     """
     acc: _TimeSum | None = None
     for part in parts:
-        for raw, fills in slabs(part, chunk_bytes):
+        for raw, fills, summed in slabs(part, chunk_bytes, sums=True):
             if acc is None:
                 acc = _TimeSum(raw.shape[1:])
-            acc.add(raw, fills)
+            acc.add(raw, fills, summed)
     if acc is None:
         raise DataError(f"No records to sum in {parts[0].path if parts else 'no file'}.")
     return acc.partial()
@@ -338,13 +339,13 @@ def files_field_means(
     nums, dens = [], []
     edges: list[Array] = []
     for part in parts:
-        for raw, fills in slabs(part, chunk_bytes):
+        for raw, fills, _ in slabs(part, chunk_bytes):
             num, den = weights.sums(raw, fills)
             nums.append(num)
             dens.append(den)
         if bounds is not None:
             of = FilePart(part.path, bounds, part.start, part.stop, part.direct)
-            edges.extend(raw for raw, _ in slabs(of, chunk_bytes))
+            edges.extend(slab.raw for slab in slabs(of, chunk_bytes))
     num, den = np.concatenate(nums), np.concatenate(dens)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = num / np.where(den > 0, den, np.nan)

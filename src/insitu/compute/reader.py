@@ -5,7 +5,8 @@ inflate, about twice as fast as netCDF-C on compressed files) wherever the layou
 and through netCDF4-python otherwise: for other filters or byte orders, classic files,
 unallocated chunks, or a chunk that does not decode (netCDF-C then reads the rest of the
 file and says what is wrong). Values are raw (no mask, no scale): the engine skips the
-fill values itself and scales once at the end.
+fill values itself and scales once at the end. Asked for sums, the direct reader also adds
+up each slab's records while it unshuffles them (a time mean then reads no value twice).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from insitu.catalog.chunks import open_direct, read_records
 from insitu.catalog.layout import FILL_ATTRS, Layout, NotDirect
 from insitu.errors import DataError
 
-__all__ = ["FilePart", "slabs"]
+__all__ = ["FilePart", "Slab", "slabs"]
 
 Array = np.ndarray[Any, Any]
 
@@ -41,13 +42,25 @@ class FilePart:
     direct: bool = True
 
 
-def slabs(part: FilePart, chunk_bytes: int) -> Iterator[tuple[Array, list[Any]]]:
-    """Yield ``(raw slab, fill values)`` for ``part``'s records, in order.
+class Slab(NamedTuple):
+    """Consecutive records of one file: raw values, the values that mean missing, and
+    (when asked for and read directly) their float64 sum over the records, fills included.
+    """
 
-    A slab holds at most ``chunk_bytes`` (at least one record), in whole time chunks.
+    raw: Array
+    fills: list[Any]
+    total: Array | None = None
+
+
+def slabs(part: FilePart, chunk_bytes: int, sums: bool = False) -> Iterator[Slab]:
+    """Yield the :class:`Slab` s of ``part``'s records, in order.
+
+    A slab holds at most ``chunk_bytes`` (at least one record), in whole time chunks. With
+    ``sums``, slabs of a floating-point variable read directly carry their ``total``, in one
+    buffer reused for the next slab (add it up before asking for that).
     """
     try:
-        yield from _read(part, chunk_bytes)
+        yield from _read(part, chunk_bytes, sums)
     except (OSError, RuntimeError, KeyError, IndexError) as exc:
         raise DataError(
             f"Cannot read {part.name!r} records {part.start}:{part.stop} of {part.path}: {exc}. "
@@ -55,7 +68,7 @@ def slabs(part: FilePart, chunk_bytes: int) -> Iterator[tuple[Array, list[Any]]]
         ) from exc
 
 
-def _read(part: FilePart, chunk_bytes: int) -> Iterator[tuple[Array, list[Any]]]:
+def _read(part: FilePart, chunk_bytes: int, sums: bool) -> Iterator[Slab]:
     opened: tuple[Layout, int] | None = None
     if part.direct:
         with contextlib.suppress(NotDirect):  # then netCDF-C reads it
@@ -65,14 +78,15 @@ def _read(part: FilePart, chunk_bytes: int) -> Iterator[tuple[Array, list[Any]]]
         lay, fd = opened
         fills = fill_values(lay.dtype, lay.attrs)
         step = _step(lay.shape, lay.dtype.itemsize, lay.time_chunk, chunk_bytes)
+        total = np.empty(lay.shape[1:], np.float64) if sums and lay.dtype.kind == "f" else None
         try:
             for lo in range(part.start, part.stop, step):
                 hi = min(lo + step, part.stop)
                 try:
-                    slab = read_records(lay, fd, lo, hi)
+                    slab = read_records(lay, fd, lo, hi, total)
                 except NotDirect:
                     break  # netCDF-C reads from this slab on
-                yield slab, fills
+                yield Slab(slab, fills, total)
             else:
                 return
         finally:
@@ -80,7 +94,7 @@ def _read(part: FilePart, chunk_bytes: int) -> Iterator[tuple[Array, list[Any]]]
     yield from _netcdf4(part, lo, chunk_bytes)
 
 
-def _netcdf4(part: FilePart, first: int, chunk_bytes: int) -> Iterator[tuple[Array, list[Any]]]:
+def _netcdf4(part: FilePart, first: int, chunk_bytes: int) -> Iterator[Slab]:
     import netCDF4
     from xarray.backends.locks import HDF5_LOCK
 
@@ -93,7 +107,7 @@ def _netcdf4(part: FilePart, first: int, chunk_bytes: int) -> Iterator[tuple[Arr
         attrs = {n: var.getncattr(n) for n in FILL_ATTRS if n in var.ncattrs()}
         fills = fill_values(var.dtype, attrs)
         for lo in range(first, part.stop, step):
-            yield np.asarray(var[lo : min(lo + step, part.stop)]), fills
+            yield Slab(np.asarray(var[lo : min(lo + step, part.stop)]), fills)
 
 
 def _step(shape: tuple[int, ...], itemsize: int, time_chunk: int, chunk_bytes: int) -> int:

@@ -1,0 +1,245 @@
+/* HDF5's shuffle filter undone, and the same with a float64 sum over the records fused in.
+ *
+ * The shuffle filter stores byte k of every value in the k-th of `itemsize` blocks. Undoing
+ * it is a byte transpose; numcodecs' loop does it at about 1.2 GB/s here, the loops below
+ * (over the values, which compilers vectorise) at about 7 GB/s.
+ *
+ *   unshuffle(src, dest, itemsize)
+ *       src: the shuffled bytes of one chunk; dest: a writable buffer of the same length.
+ *       Trailing bytes that make no whole value are copied as they are, as HDF5 does.
+ *
+ *   unshuffle_sum(chunks, dest, itemsize, total)
+ *       chunks: the shuffled bytes of consecutive chunks, each holding the same number of
+ *       whole records; dest: writable, all their records one after another; total: a
+ *       writable float64 buffer of one record's values, set to the sum over all the records
+ *       (added in record order, from the first: what a loop of `total += record` gives).
+ *       The values are float32 (itemsize 4) or float64 (itemsize 8), in the machine's byte
+ *       order. The work goes in blocks of values across all the records, so the sum stays
+ *       in the processor's cache: a time mean then costs hardly more than the decoding.
+ *
+ * Both release the GIL while they run.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define BLOCK 16384 /* values per block of unshuffle_sum: its sums (128 KiB) stay in L2 */
+
+static void
+unshuffle_any(const uint8_t *restrict src, uint8_t *restrict dest, Py_ssize_t n, int itemsize)
+{
+    if (itemsize == 4) {
+        const uint8_t *p0 = src, *p1 = src + n, *p2 = src + 2 * n, *p3 = src + 3 * n;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint32_t v = (uint32_t)p0[i] | ((uint32_t)p1[i] << 8) | ((uint32_t)p2[i] << 16) |
+                         ((uint32_t)p3[i] << 24);
+            memcpy(dest + 4 * i, &v, 4);
+        }
+        return;
+    }
+    if (itemsize == 8) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint64_t v = 0;
+            for (int b = 0; b < 8; b++) {
+                v |= (uint64_t)src[b * n + i] << (8 * b);
+            }
+            memcpy(dest + 8 * i, &v, 8);
+        }
+        return;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        for (int b = 0; b < itemsize; b++) {
+            dest[i * itemsize + b] = src[b * n + i];
+        }
+    }
+}
+
+/* Values j0 .. j0+w-1 of one chunk of n values (shuffled in src) into dest, added to sum. */
+static void
+block4(const uint8_t *restrict src, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t w,
+       uint8_t *restrict dest, double *restrict sum)
+{
+    const uint8_t *p0 = src + j0, *p1 = p0 + n, *p2 = p0 + 2 * n, *p3 = p0 + 3 * n;
+    for (Py_ssize_t i = 0; i < w; i++) {
+        uint32_t v = (uint32_t)p0[i] | ((uint32_t)p1[i] << 8) | ((uint32_t)p2[i] << 16) |
+                     ((uint32_t)p3[i] << 24);
+        float f;
+        memcpy(&f, &v, 4);
+        memcpy(dest + 4 * i, &v, 4);
+        sum[i] += (double)f;
+    }
+}
+
+static void
+block8(const uint8_t *restrict src, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t w,
+       uint8_t *restrict dest, double *restrict sum)
+{
+    for (Py_ssize_t i = 0; i < w; i++) {
+        uint64_t v = 0;
+        for (int b = 0; b < 8; b++) {
+            v |= (uint64_t)src[b * n + j0 + i] << (8 * b);
+        }
+        double f;
+        memcpy(&f, &v, 8);
+        memcpy(dest + 8 * i, &v, 8);
+        sum[i] += f;
+    }
+}
+
+static PyObject *
+unshuffle(PyObject *self, PyObject *args)
+{
+    Py_buffer src, dest;
+    int itemsize;
+    if (!PyArg_ParseTuple(args, "y*w*i", &src, &dest, &itemsize)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (itemsize < 1 || itemsize > 255) {
+        PyErr_Format(PyExc_ValueError, "itemsize must be 1 to 255, not %d", itemsize);
+    } else if (dest.len != src.len) {
+        PyErr_Format(PyExc_ValueError, "dest holds %zd bytes, src %zd: they must be equal",
+                     dest.len, src.len);
+    } else {
+        Py_ssize_t n = src.len / itemsize, whole = n * itemsize;
+        Py_BEGIN_ALLOW_THREADS
+        unshuffle_any(src.buf, dest.buf, n, itemsize);
+        memcpy((uint8_t *)dest.buf + whole, (const uint8_t *)src.buf + whole,
+               (size_t)(src.len - whole));
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dest);
+    return result;
+}
+
+static int
+check_sum_args(Py_ssize_t count, const Py_buffer *chunks, const Py_buffer *dest,
+               const Py_buffer *total, int itemsize, Py_ssize_t *per_chunk)
+{
+    if (itemsize != 4 && itemsize != 8) {
+        PyErr_Format(PyExc_ValueError,
+                     "a sum needs float32 or float64 values (itemsize 4 or 8), not itemsize %d",
+                     itemsize);
+        return -1;
+    }
+    if (count < 1) {
+        PyErr_SetString(PyExc_ValueError, "no chunks to unshuffle");
+        return -1;
+    }
+    Py_ssize_t bytes = chunks[0].len;
+    for (Py_ssize_t c = 1; c < count; c++) {
+        if (chunks[c].len != bytes) {
+            PyErr_Format(PyExc_ValueError, "chunk %zd holds %zd bytes, chunk 0 %zd: they must "
+                         "hold the same number of records", c, chunks[c].len, bytes);
+            return -1;
+        }
+    }
+    Py_ssize_t record = (total->len / 8) * itemsize; /* bytes of one record */
+    if (total->len % 8 != 0 || record == 0 || bytes % record != 0) {
+        PyErr_Format(PyExc_ValueError, "total holds %zd bytes, not the float64 sums of a "
+                     "record of a %zd-byte chunk of %d-byte values", total->len, bytes, itemsize);
+        return -1;
+    }
+    if (dest->len != count * bytes) {
+        PyErr_Format(PyExc_ValueError, "dest holds %zd bytes; the %zd chunks decode to %zd",
+                     dest->len, count, count * bytes);
+        return -1;
+    }
+    *per_chunk = bytes / record;
+    return 0;
+}
+
+static PyObject *
+unshuffle_sum(PyObject *self, PyObject *args)
+{
+    PyObject *sequence;
+    Py_buffer dest, total;
+    int itemsize;
+    if (!PyArg_ParseTuple(args, "Ow*iw*", &sequence, &dest, &itemsize, &total)) {
+        return NULL;
+    }
+    PyObject *result = NULL, *fast = PySequence_Fast(sequence, "chunks must be a sequence");
+    Py_ssize_t count = 0, got = 0, per_chunk = 0;
+    Py_buffer *chunks = NULL;
+    if (fast == NULL) {
+        goto done;
+    }
+    count = PySequence_Fast_GET_SIZE(fast);
+    chunks = PyMem_Calloc(count > 0 ? (size_t)count : 1, sizeof(Py_buffer));
+    if (chunks == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < count; got++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, got);
+        if (PyObject_GetBuffer(item, &chunks[got], PyBUF_C_CONTIGUOUS) < 0) {
+            goto done;
+        }
+    }
+    if (check_sum_args(count, chunks, &dest, &total, itemsize, &per_chunk) < 0) {
+        goto done;
+    }
+    Py_ssize_t m = total.len / 8, n = chunks[0].len / itemsize; /* values per record, chunk */
+    uint8_t *out = dest.buf;
+    double *sums = total.buf, *block = PyMem_RawMalloc(sizeof(double) * BLOCK);
+    if (block == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t b = 0; b < m; b += BLOCK) {
+        Py_ssize_t w = m - b < BLOCK ? m - b : BLOCK;
+        memset(block, 0, sizeof(double) * (size_t)w);
+        for (Py_ssize_t c = 0; c < count; c++) {
+            const uint8_t *src = chunks[c].buf;
+            for (Py_ssize_t q = 0; q < per_chunk; q++) {
+                Py_ssize_t j0 = q * m + b;
+                uint8_t *d = out + ((c * per_chunk + q) * m + b) * itemsize;
+                if (itemsize == 4) {
+                    block4(src, n, j0, w, d, block);
+                } else {
+                    block8(src, n, j0, w, d, block);
+                }
+            }
+        }
+        memcpy(sums + b, block, sizeof(double) * (size_t)w);
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(block);
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (Py_ssize_t c = 0; c < got; c++) {
+        PyBuffer_Release(&chunks[c]);
+    }
+    PyMem_Free(chunks);
+    Py_XDECREF(fast);
+    PyBuffer_Release(&dest);
+    PyBuffer_Release(&total);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"unshuffle", unshuffle, METH_VARARGS,
+     "unshuffle(src, dest, itemsize, /)\n--\n\nUndo HDF5's shuffle of src into dest."},
+    {"unshuffle_sum", unshuffle_sum, METH_VARARGS,
+     "unshuffle_sum(chunks, dest, itemsize, total, /)\n--\n\n"
+     "Undo HDF5's shuffle of consecutive chunks into dest; set total to the sum over their "
+     "records."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_shuffle", "HDF5's shuffle filter undone (see _shuffle.c).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC
+PyInit__shuffle(void)
+{
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,92 @@
+"""The C unshuffle: HDF5's byte layout undone, alone and with the sum over records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from insitu.catalog._shuffle import unshuffle, unshuffle_sum
+
+
+def _shuffled(values: np.ndarray[Any, Any]) -> bytes:
+    """HDF5's shuffle of ``values``: byte k of every value in the k-th block."""
+    raw = values.reshape(-1).view(np.uint8).reshape(-1, values.dtype.itemsize)
+    return raw.T.tobytes()
+
+
+@pytest.mark.parametrize("dtype", ["u1", "i2", "V3", "f4", "i4", "f8", "i8", "V16"])
+def test_it_undoes_the_shuffle_of_every_item_size(dtype: str) -> None:
+    rng = np.random.default_rng(1)
+    size = np.dtype(dtype).itemsize
+    values = rng.integers(0, 256, 1001 * size, dtype=np.uint8).view(dtype)
+    dest = np.empty_like(values)
+    unshuffle(_shuffled(values), dest, size)
+    assert dest.tobytes() == values.tobytes()
+
+
+def test_trailing_bytes_that_make_no_whole_value_are_copied_as_they_are() -> None:
+    values = np.arange(10, dtype="f4")
+    src = _shuffled(values) + b"xyz"
+    dest = bytearray(len(src))
+    unshuffle(src, dest, 4)
+    assert bytes(dest) == values.tobytes() + b"xyz"
+
+
+@pytest.mark.parametrize("dtype", ["f4", "f8"])
+@pytest.mark.parametrize("per_chunk", [1, 3])
+def test_the_sum_over_records_is_made_while_unshuffling(dtype: str, per_chunk: int) -> None:
+    """Records in chunks of ``per_chunk``; a record of 2,500 values spans several blocks."""
+    rng = np.random.default_rng(2)
+    values = rng.normal(280, 30, (6, 50, 50)).astype(dtype)
+    values[2, 3, 4] = np.nan
+    values[4, 0, 0] = 1e20
+    expected = values[0].astype(np.float64)
+    for record in values[1:]:
+        expected += record
+    chunks = [_shuffled(values[i : i + per_chunk]) for i in range(0, 6, per_chunk)]
+    dest = np.empty_like(values)
+    total = np.full((50, 50), 0.5)  # overwritten
+    unshuffle_sum(chunks, dest, values.dtype.itemsize, total)
+    assert dest.tobytes() == values.tobytes()
+    assert np.array_equal(total, expected, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((bytes(8), bytearray(7), 4), "dest holds 7 bytes, src 8"),
+        ((bytes(8), bytearray(8), 0), "itemsize must be 1 to 255, not 0"),
+    ],
+)
+def test_unshuffle_refuses_bad_arguments_saying_what_they_should_be(
+    args: tuple[Any, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        unshuffle(*args)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (([bytes(16)], bytearray(16), 2, np.zeros(2)), r"itemsize 4 or 8\), not itemsize 2"),
+        (([], bytearray(0), 4, np.zeros(2)), "no chunks"),
+        (([bytes(16), bytes(8)], bytearray(24), 4, np.zeros(2)), "chunk 1 holds 8 bytes"),
+        (([bytes(16)], bytearray(16), 4, np.zeros(3)), "total holds 24 bytes"),
+        (([bytes(16)] * 2, bytearray(16), 4, np.zeros(2)), "dest holds 16 bytes; the 2 chunks"),
+        ((bytes(16), bytearray(16), 4, np.zeros(2)), "bytes-like object is required, not 'int'"),
+    ],
+)
+def test_unshuffle_sum_refuses_bad_arguments_saying_what_they_should_be(
+    args: tuple[Any, ...], message: str
+) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        unshuffle_sum(*args)
+
+
+def test_read_only_destinations_are_refused() -> None:
+    with pytest.raises(TypeError):
+        unshuffle(bytes(8), bytes(8), 4)
+    with pytest.raises(TypeError):
+        unshuffle_sum([bytes(8)], bytearray(8), 4, np.zeros(2).tobytes())
