@@ -199,8 +199,10 @@ def test_a_sum_needs_a_floating_variable_and_one_record_s_shape(tmp_path: Path) 
         with pytest.raises(ValueError, match="the sum of int16 records"):
             read_records(layout(str(path), "v", 0, 12), fd, 0, 12, np.zeros((20, 30)))
         _write(path, zlib=True, shuffle=True)
-        with pytest.raises(ValueError, match="shape"):
-            read_records(layout(str(path), "v", 0, 12), fd, 0, 12, np.zeros((30, 20)))
+        lay = layout(str(path), "v", 0, 12)
+        for wrong in (np.zeros((30, 20)), np.zeros((20, 30), "f4"), np.zeros((20, 30), order="F")):
+            with pytest.raises(ValueError, match="give a C-ordered float64 array"):
+                read_records(lay, fd, 0, 12, wrong)
     finally:
         os.close(fd)
 

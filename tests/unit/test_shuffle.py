@@ -53,6 +53,25 @@ def test_the_sum_over_records_is_made_while_unshuffling(dtype: str, per_chunk: i
     assert np.array_equal(total, expected, equal_nan=True)
 
 
+@pytest.mark.parametrize("dtype", ["f4", "f8"])
+def test_a_sum_of_negative_zeros_stays_negative_as_in_a_loop(dtype: str) -> None:
+    values = np.full((3, 5), -0.0, dtype)
+    total = np.empty(5)
+    unshuffle_sum([_shuffled(r) for r in values], np.empty_like(values), values.itemsize, total)
+    assert np.signbit(total).all()
+
+
+def test_buffers_that_overlap_are_refused() -> None:
+    """The loops read and write at once: an overlap would give wrong values."""
+    shared = bytearray(32)
+    with pytest.raises(ValueError, match="dest overlaps src"):
+        unshuffle(shared, shared, 4)
+    with pytest.raises(ValueError, match="chunk 0 overlaps dest or total"):
+        unshuffle_sum([memoryview(shared)[:16]], memoryview(shared)[:16], 4, np.zeros(2))
+    with pytest.raises(ValueError, match="total overlaps dest"):
+        unshuffle_sum([bytes(16)], memoryview(shared)[:16], 4, memoryview(shared)[8:24])
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

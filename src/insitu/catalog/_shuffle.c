@@ -55,25 +55,37 @@ unshuffle_any(const uint8_t *restrict src, uint8_t *restrict dest, Py_ssize_t n,
     }
 }
 
-/* Values j0 .. j0+w-1 of one chunk of n values (shuffled in src) into dest, added to sum. */
+/* Values j0 .. j0+w-1 of one chunk of n values (shuffled in src) into dest, and added to
+ * sum; the first record sets sum instead (so that, as in a loop from the first record, a
+ * sum of -0.0 stays -0.0). */
 static void
 block4(const uint8_t *restrict src, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t w,
-       uint8_t *restrict dest, double *restrict sum)
+       uint8_t *restrict dest, double *restrict sum, int first)
 {
     const uint8_t *p0 = src + j0, *p1 = p0 + n, *p2 = p0 + 2 * n, *p3 = p0 + 3 * n;
-    for (Py_ssize_t i = 0; i < w; i++) {
-        uint32_t v = (uint32_t)p0[i] | ((uint32_t)p1[i] << 8) | ((uint32_t)p2[i] << 16) |
-                     ((uint32_t)p3[i] << 24);
-        float f;
-        memcpy(&f, &v, 4);
-        memcpy(dest + 4 * i, &v, 4);
-        sum[i] += (double)f;
+#define VALUE4                                                                             \
+    uint32_t v = (uint32_t)p0[i] | ((uint32_t)p1[i] << 8) | ((uint32_t)p2[i] << 16) |     \
+                 ((uint32_t)p3[i] << 24);                                                  \
+    float f;                                                                               \
+    memcpy(&f, &v, 4);                                                                     \
+    memcpy(dest + 4 * i, &v, 4);
+    if (first) {
+        for (Py_ssize_t i = 0; i < w; i++) {
+            VALUE4
+            sum[i] = (double)f;
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < w; i++) {
+            VALUE4
+            sum[i] += (double)f;
+        }
     }
+#undef VALUE4
 }
 
 static void
 block8(const uint8_t *restrict src, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t w,
-       uint8_t *restrict dest, double *restrict sum)
+       uint8_t *restrict dest, double *restrict sum, int first)
 {
     for (Py_ssize_t i = 0; i < w; i++) {
         uint64_t v = 0;
@@ -83,8 +95,16 @@ block8(const uint8_t *restrict src, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t w,
         double f;
         memcpy(&f, &v, 8);
         memcpy(dest + 8 * i, &v, 8);
-        sum[i] += f;
+        sum[i] = first ? f : sum[i] + f;
     }
+}
+
+/* Whether two buffers share a byte (the loops assume they do not). */
+static int
+overlap(const Py_buffer *a, const Py_buffer *b)
+{
+    const char *x = a->buf, *y = b->buf;
+    return a->len > 0 && b->len > 0 && x < y + b->len && y < x + a->len;
 }
 
 static PyObject *
@@ -101,6 +121,8 @@ unshuffle(PyObject *self, PyObject *args)
     } else if (dest.len != src.len) {
         PyErr_Format(PyExc_ValueError, "dest holds %zd bytes, src %zd: they must be equal",
                      dest.len, src.len);
+    } else if (overlap(&src, &dest)) {
+        PyErr_SetString(PyExc_ValueError, "dest overlaps src: give it a buffer of its own");
     } else {
         Py_ssize_t n = src.len / itemsize, whole = n * itemsize;
         Py_BEGIN_ALLOW_THREADS
@@ -149,6 +171,17 @@ check_sum_args(Py_ssize_t count, const Py_buffer *chunks, const Py_buffer *dest,
                      dest->len, count, count * bytes);
         return -1;
     }
+    if (overlap(dest, total)) {
+        PyErr_SetString(PyExc_ValueError, "total overlaps dest: give each a buffer of its own");
+        return -1;
+    }
+    for (Py_ssize_t c = 0; c < count; c++) {
+        if (overlap(&chunks[c], dest) || overlap(&chunks[c], total)) {
+            PyErr_Format(PyExc_ValueError, "chunk %zd overlaps dest or total: give each a "
+                         "buffer of its own", c);
+            return -1;
+        }
+    }
     *per_chunk = bytes / record;
     return 0;
 }
@@ -193,16 +226,16 @@ unshuffle_sum(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t b = 0; b < m; b += BLOCK) {
         Py_ssize_t w = m - b < BLOCK ? m - b : BLOCK;
-        memset(block, 0, sizeof(double) * (size_t)w);
         for (Py_ssize_t c = 0; c < count; c++) {
             const uint8_t *src = chunks[c].buf;
             for (Py_ssize_t q = 0; q < per_chunk; q++) {
                 Py_ssize_t j0 = q * m + b;
                 uint8_t *d = out + ((c * per_chunk + q) * m + b) * itemsize;
+                int first = c == 0 && q == 0;
                 if (itemsize == 4) {
-                    block4(src, n, j0, w, d, block);
+                    block4(src, n, j0, w, d, block, first);
                 } else {
-                    block8(src, n, j0, w, d, block);
+                    block8(src, n, j0, w, d, block, first);
                 }
             }
         }

@@ -83,10 +83,16 @@ def read_records(layout: Layout, fd: int, lo: int, hi: int, total: Array | None 
         raise ValueError(f"records {lo}:{hi} are outside the layout's {layout.start}:{layout.stop}")
     shape, cshape = layout.shape, layout.chunk_shape
     out = np.empty((hi - lo, *shape[1:]), dtype=layout.dtype)
-    if total is not None and (total.shape != out.shape[1:] or layout.dtype.kind != "f"):
+    if total is not None and (
+        total.shape != out.shape[1:]
+        or total.dtype != np.float64
+        or not total.flags.c_contiguous
+        or layout.dtype.kind != "f"
+    ):
         raise ValueError(
             f"the sum of {layout.dtype} records of shape {out.shape[1:]} cannot go "
-            f"into a {total.dtype} array of shape {total.shape}"
+            f"into a {total.dtype} array of shape {total.shape}: give a C-ordered float64 "
+            "array of one record's shape, for a floating-point variable"
         )
     if layout.contiguous:  # one read
         per_record = out.nbytes // max(hi - lo, 1)

@@ -183,7 +183,6 @@ def reencode_from(
 
 def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
     """Files with the same variables, concatenated along their time dimension."""
-    import dask
     import netCDF4
     import xarray as xr
     from xarray.backends.locks import HDF5_LOCK
@@ -229,11 +228,7 @@ def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
                     data = _lazy([first], root, info.name, info.dims, None, var.dtype)
                 raw[info.name] = xr.Variable(info.dims, data, attrs)
     encoded = xr.Dataset(raw, attrs=global_attrs)
-    with dask.config.set(scheduler="synchronous"):
-        # Decoding times reads the first and last value of each lazy time-like variable
-        # (time bounds) to find its dtype: here, two small reads, instead of two round
-        # trips to a cluster that is the default scheduler (about 0.1 s).
-        ds = xr.decode_cf(encoded)
+    ds = xr.decode_cf(encoded)
     ds.encoding["source"] = first_path
     return ds
 
