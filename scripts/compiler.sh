@@ -11,9 +11,6 @@ if ! "$PY" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.jo
   missing+=("libpython${ver}-dev")
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO=sudo
   echo "installing ${missing[*]} from Debian's packages (to build insitu's C module)..." >&2
-  $SUDO apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
+  "$(dirname "$0")/apt-install.sh" "${missing[@]}"
 fi

@@ -29,10 +29,7 @@ find_bindir() {
 BIN=$(find_bindir || true)
 if [ -z "$BIN" ]; then
   echo "PostgreSQL server not found; installing Debian's postgresql package..." >&2
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >&2
+  "$(dirname "$0")/apt-install.sh" postgresql
   BIN=$(find_bindir)
 fi
 

@@ -8,10 +8,7 @@ command -v cdo >/dev/null 2>&1 || missing+=(cdo)
 command -v ncra >/dev/null 2>&1 || missing+=(nco)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 if [ "${#missing[@]}" -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO=sudo
   echo "installing ${missing[*]} from Debian's packages..." >&2
-  $SUDO apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
+  "$(dirname "$0")/apt-install.sh" "${missing[@]}"
 fi
 cdo --version 2>&1 | head -n1 >&2

@@ -26,31 +26,42 @@
 
 #define BLOCK 16384 /* values per block of unshuffle_sum: its sums (128 KiB) stay in L2 */
 
+/* Value i of n values of 4 or 8 bytes whose byte k lies in the k-th block from p. */
+static inline uint32_t
+value4(const uint8_t *p, Py_ssize_t n, Py_ssize_t i)
+{
+    return (uint32_t)p[i] | ((uint32_t)p[n + i] << 8) | ((uint32_t)p[2 * n + i] << 16) |
+           ((uint32_t)p[3 * n + i] << 24);
+}
+
+static inline uint64_t
+value8(const uint8_t *p, Py_ssize_t n, Py_ssize_t i)
+{
+    uint64_t v = 0;
+    for (int b = 0; b < 8; b++) {
+        v |= (uint64_t)p[b * n + i] << (8 * b);
+    }
+    return v;
+}
+
 static void
 unshuffle_any(const uint8_t *restrict src, uint8_t *restrict dest, Py_ssize_t n, int itemsize)
 {
     if (itemsize == 4) {
-        const uint8_t *p0 = src, *p1 = src + n, *p2 = src + 2 * n, *p3 = src + 3 * n;
         for (Py_ssize_t i = 0; i < n; i++) {
-            uint32_t v = (uint32_t)p0[i] | ((uint32_t)p1[i] << 8) | ((uint32_t)p2[i] << 16) |
-                         ((uint32_t)p3[i] << 24);
+            uint32_t v = value4(src, n, i);
             memcpy(dest + 4 * i, &v, 4);
         }
-        return;
-    }
-    if (itemsize == 8) {
+    } else if (itemsize == 8) {
         for (Py_ssize_t i = 0; i < n; i++) {
-            uint64_t v = 0;
-            for (int b = 0; b < 8; b++) {
-                v |= (uint64_t)src[b * n + i] << (8 * b);
-            }
+            uint64_t v = value8(src, n, i);
             memcpy(dest + 8 * i, &v, 8);
         }
-        return;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        for (int b = 0; b < itemsize; b++) {
-            dest[i * itemsize + b] = src[b * n + i];
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            for (int b = 0; b < itemsize; b++) {
+                dest[i * itemsize + b] = src[b * n + i];
+            }
         }
     }
 }
@@ -62,25 +73,13 @@ static void
 block4(const uint8_t *restrict src, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t w,
        uint8_t *restrict dest, double *restrict sum, int first)
 {
-    const uint8_t *p0 = src + j0, *p1 = p0 + n, *p2 = p0 + 2 * n, *p3 = p0 + 3 * n;
-#define VALUE4                                                                             \
-    uint32_t v = (uint32_t)p0[i] | ((uint32_t)p1[i] << 8) | ((uint32_t)p2[i] << 16) |     \
-                 ((uint32_t)p3[i] << 24);                                                  \
-    float f;                                                                               \
-    memcpy(&f, &v, 4);                                                                     \
-    memcpy(dest + 4 * i, &v, 4);
-    if (first) {
-        for (Py_ssize_t i = 0; i < w; i++) {
-            VALUE4
-            sum[i] = (double)f;
-        }
-    } else {
-        for (Py_ssize_t i = 0; i < w; i++) {
-            VALUE4
-            sum[i] += (double)f;
-        }
+    for (Py_ssize_t i = 0; i < w; i++) {
+        uint32_t v = value4(src + j0, n, i);
+        float f;
+        memcpy(&f, &v, 4);
+        memcpy(dest + 4 * i, &v, 4);
+        sum[i] = first ? (double)f : sum[i] + (double)f;
     }
-#undef VALUE4
 }
 
 static void
@@ -88,10 +87,7 @@ block8(const uint8_t *restrict src, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t w,
        uint8_t *restrict dest, double *restrict sum, int first)
 {
     for (Py_ssize_t i = 0; i < w; i++) {
-        uint64_t v = 0;
-        for (int b = 0; b < 8; b++) {
-            v |= (uint64_t)src[b * n + j0 + i] << (8 * b);
-        }
+        uint64_t v = value8(src + j0, n, i);
         double f;
         memcpy(&f, &v, 8);
         memcpy(dest + 8 * i, &v, 8);

@@ -24,7 +24,7 @@ from insitu.catalog._shuffle import unshuffle as _unshuffle
 from insitu.catalog._shuffle import unshuffle_sum as _unshuffle_sum
 from insitu.catalog.layout import DEFLATE, SHUFFLE, Chunk, Layout, NotDirect, layout
 
-__all__ = ["NotDirect", "read_direct", "read_records"]
+__all__ = ["NotDirect", "read_direct", "read_records", "record_sum", "sums_while_unshuffling"]
 
 Array = np.ndarray[Any, Any]
 
@@ -104,15 +104,32 @@ def read_records(layout: Layout, fd: int, lo: int, hi: int, total: Array | None 
             return out
         _read_chunks(layout, fd, wanted, lo, hi, out)
     if total is not None:
-        np.copyto(total, out[0])
-        for record in out[1:]:  # numpy converts each record in cache-sized pieces
-            np.add(total, record, out=total)
+        record_sum(out, total)
     return out
+
+
+def record_sum(values: Array, total: Array) -> None:
+    """``total`` set to the float64 sum of ``values`` over its first axis, record by record
+    from the first (numpy converts each record in cache-sized pieces: about twice as fast
+    as a reduction with ``dtype=float64``)."""
+    np.copyto(total, values[0])
+    for record in values[1:]:
+        np.add(total, record, out=total)
+
+
+def sums_while_unshuffling(layout: Layout) -> bool:
+    """Whether :func:`read_records` makes a slab's sum while it unshuffles (for slabs of
+    whole time chunks): chunks of whole records, shuffled then deflated, floating point."""
+    return (
+        layout.filters == (SHUFFLE, DEFLATE)
+        and layout.chunk_shape[1:] == layout.shape[1:]
+        and layout.dtype.kind == "f"
+    )
 
 
 def _fusable(layout: Layout, wanted: list[Chunk], lo: int, hi: int) -> bool:
     """Whether the chunks hold exactly records lo:hi, whole, shuffled then deflated."""
-    if layout.filters != (SHUFFLE, DEFLATE) or layout.chunk_shape[1:] != layout.shape[1:]:
+    if not sums_while_unshuffling(layout):
         return False
     step = layout.chunk_shape[0]
     if (hi - lo) % step or any(c.skipped for c in wanted):

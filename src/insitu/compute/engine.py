@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from insitu.catalog.chunks import record_sum
 from insitu.compute.reader import FilePart, slabs
 from insitu.errors import DataError
 
@@ -135,10 +136,8 @@ class _TimeSum:
         s = self._slab_sum
         if raw[0].size < _LOOP_MIN:
             np.add.reduce(raw, axis=0, dtype=np.float64, out=s)
-            return s
-        np.copyto(s, raw[0])
-        for record in raw[1:]:
-            np.add(s, record, out=s)
+        else:
+            record_sum(raw, s)
         return s
 
     def _missing(self) -> Array:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from insitu.catalog.chunks import open_direct, read_records
+from insitu.catalog.chunks import open_direct, read_records, sums_while_unshuffling
 from insitu.catalog.layout import FILL_ATTRS, Layout, NotDirect
 from insitu.errors import DataError
 
@@ -44,7 +44,8 @@ class FilePart:
 
 class Slab(NamedTuple):
     """Consecutive records of one file: raw values, the values that mean missing, and
-    (when asked for and read directly) their float64 sum over the records, fills included.
+    (when asked for, where the decoding makes it) their float64 sum over the records,
+    fills included.
     """
 
     raw: Array
@@ -56,8 +57,10 @@ def slabs(part: FilePart, chunk_bytes: int, sums: bool = False) -> Iterator[Slab
     """Yield the :class:`Slab` s of ``part``'s records, in order.
 
     A slab holds at most ``chunk_bytes`` (at least one record), in whole time chunks. With
-    ``sums``, slabs of a floating-point variable read directly carry their ``total``, in one
-    buffer reused for the next slab (add it up before asking for that).
+    ``sums``, slabs whose decoding makes their sum on the way (direct reads of CMOR's layout:
+    :func:`insitu.catalog.chunks.sums_while_unshuffling`) carry their ``total``, in one
+    buffer reused for the next slab (add it up before asking for that); others leave the
+    sum to the caller, who may not need it.
     """
     try:
         yield from _read(part, chunk_bytes, sums)
@@ -78,7 +81,8 @@ def _read(part: FilePart, chunk_bytes: int, sums: bool) -> Iterator[Slab]:
         lay, fd = opened
         fills = fill_values(lay.dtype, lay.attrs)
         step = _step(lay.shape, lay.dtype.itemsize, lay.time_chunk, chunk_bytes)
-        total = np.empty(lay.shape[1:], np.float64) if sums and lay.dtype.kind == "f" else None
+        fused = sums and sums_while_unshuffling(lay)
+        total = np.empty(lay.shape[1:], np.float64) if fused else None
         try:
             for lo in range(part.start, part.stop, step):
                 hi = min(lo + step, part.stop)
