@@ -216,6 +216,43 @@ def test_to_xarray_equals_open_mfdataset(
             xr.testing.assert_equal(ds.drop_attrs(), ref.drop_attrs())
 
 
+def test_opening_reads_no_values_and_decodes_bounds_as_xarray(
+    catalog: Catalog, demo_root: Path
+) -> None:
+    """Opening runs no Dask computation (xarray alone would read the first and last time
+    bound, i.e. two files, and through the cluster when there is one) and still gives the
+    time bounds xarray gives: values, type, attributes and encoding."""
+    from dask.callbacks import Callback
+
+    computations: list[object] = []
+
+    class Count(Callback):  # type: ignore[misc]
+        def _start(self, dsk: object) -> None:
+            computations.append(dsk)
+
+    records = catalog.search(table_id="Amon", limit=1000).results
+    by_calendar: dict[str, str] = {}
+    for r in records:
+        f = catalog.files(r.dataset_id)[0]
+        by_calendar.setdefault(f.calendar or "standard", r.dataset_id)
+    assert len(by_calendar) >= 2, by_calendar  # cftime dates and numpy datetimes both
+    for dataset_id in by_calendar.values():
+        with Count():
+            ds = catalog.open_dataset(dataset_id)
+        assert computations == [], dataset_id
+        paths = [demo_root / f.path for f in catalog.files(dataset_id)]
+        with xr.open_mfdataset(
+            paths, combine="by_coords", data_vars="minimal", coords="minimal", compat="override"
+        ) as ref:
+            bounds = ref["time"].attrs["bounds"]
+            assert set(ds.variables) == set(ref.variables)
+            xr.testing.assert_identical(ds[bounds].load(), ref[bounds].load())
+            assert ds[bounds].encoding["units"] == ref[bounds].encoding["units"]
+            assert ds[bounds].encoding.get("calendar") == ref[bounds].encoding.get("calendar")
+            assert ds[bounds].encoding["dtype"] == ref[bounds].encoding["dtype"]
+            assert ds["time"].attrs == ref["time"].attrs
+
+
 def test_open_time_slice_touches_only_overlapping_files(catalog: Catalog, demo_root: Path) -> None:
     (record,) = catalog.search(source_id="AWI-CM-1-1-MR", table_id="Amon").results
     assert record.n_files == 65

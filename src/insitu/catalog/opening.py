@@ -228,9 +228,82 @@ def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
                     data = _lazy([first], root, info.name, info.dims, None, var.dtype)
                 raw[info.name] = xr.Variable(info.dims, data, attrs)
     encoded = xr.Dataset(raw, attrs=global_attrs)
-    ds = xr.decode_cf(encoded)
-    ds.encoding["source"] = first_path
+    bounds = bounds_of(first, tdim) if tdim is not None else None
+    decoded = _decoded_bounds(encoded, tdim, bounds) if tdim and bounds else None
+    if decoded is None:
+        return _decoded(encoded, first_path)
+    # xarray would read the time bounds' first and last values (two files) to learn their
+    # type, and a cftime date to tell it is one: they are decoded here instead, and held
+    # out of xarray's reach (no units, the time axis not naming them) until it is done.
+    time_attrs = encoded.variables[tdim].attrs
+    encoded.variables[tdim].attrs = {k: v for k, v in time_attrs.items() if k != "bounds"}
+    encoded.variables[bounds].attrs = dict(decoded.attrs)
+    ds = _decoded(encoded, first_path)
+    ds.variables[tdim].attrs["bounds"] = time_attrs["bounds"]
+    ds[bounds] = decoded  # in the place the file gives it
     return ds
+
+
+def _decoded(encoded: xr.Dataset, source: str) -> xr.Dataset:
+    import xarray as xr
+
+    ds = xr.decode_cf(encoded)
+    ds.encoding["source"] = source
+    return ds
+
+
+# Attributes that make xarray decode more than the dates (masks, packing, types).
+_NOT_ONLY_DATES = {"_FillValue", "missing_value", "scale_factor", "add_offset", "dtype"}
+
+
+def _decoded_bounds(encoded: xr.Dataset, tdim: str, name: str) -> xr.Variable | None:
+    """The lazily read time bounds ``name`` decoded as xarray would decode them, typed like
+    the time axis, without reading a value; None where xarray must decide (undated time
+    axis, bounds that are not lazy, masked or packed)."""
+    import xarray as xr
+    from xarray.coding.times import decode_cf_datetime
+
+    if name not in encoded.variables or tdim not in encoded.variables:
+        return None
+    time, var = encoded[tdim].variable, encoded[name].variable
+    units = var.attrs.get("units", time.attrs.get("units"))
+    calendar = var.attrs.get("calendar", time.attrs.get("calendar"))
+    if (
+        not isinstance(units, str)
+        or "since" not in units
+        or not hasattr(var.data, "map_blocks")
+        or _NOT_ONLY_DATES & set(var.attrs)
+        or var.dtype.kind not in "iuf"
+        or time.size == 0
+    ):
+        return None
+    ends = np.asarray(time.values)[[0, -1]]
+    try:
+        sample = decode_cf_datetime(ends, str(time.attrs.get("units")), time.attrs.get("calendar"))
+    except (ValueError, OverflowError, TypeError):
+        return None  # xarray raises its own error on the time axis
+    dtype = np.asarray(sample).dtype
+    cf = dict(units=units, calendar=calendar, use_cftime=dtype.kind == "O")
+    data = var.data.map_blocks(_decode_dates, name, cf, dtype=dtype)
+    attrs = {k: v for k, v in var.attrs.items() if k not in ("units", "calendar")}
+    encoding = {"units": units, "dtype": var.dtype}
+    if calendar is not None:
+        encoding["calendar"] = calendar
+    return xr.Variable(var.dims, data, attrs, encoding)
+
+
+def _decode_dates(raw: np.ndarray[Any, Any], name: str, cf: dict[str, Any]) -> Any:
+    """Encoded dates of ``name`` decoded, to cftime dates if ``cf["use_cftime"]``, else to
+    numpy datetimes (a Dask task)."""
+    from xarray.coding.times import decode_cf_datetime
+
+    try:
+        return decode_cf_datetime(raw, cf["units"], cf["calendar"], cf["use_cftime"])
+    except (ValueError, OverflowError) as exc:
+        raise DataError(
+            f"The time bounds {name!r} cannot be decoded like their time axis ({exc}); "
+            "open the files with xarray and decode_times=False to see their values."
+        ) from exc
 
 
 def time_values(files: Sequence[FileRecord], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
