@@ -1,12 +1,14 @@
-"""The nanny of insitu's workers: Dask's, with :data:`WORKER_ENV` set before each spawn."""
+"""The nanny of insitu's workers: Dask's, with :data:`WORKER_ENV` set before each spawn and
+:data:`WORKER_CONFIG` in the configuration it gives its worker."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import dask.config
 from distributed import Nanny
 
-from insitu.compute.backend import WORKER_ENV
+from insitu.compute.backend import WORKER_ENV, worker_config
 
 __all__ = ["WorkerNanny"]
 
@@ -18,9 +20,13 @@ class WorkerNanny(Nanny):
     environment the nanny spawns its worker with (its pre-spawn environment), not in
     ``env=``, which Dask applies inside the worker once it runs. Being the nanny class,
     this holds for every worker: those of a new cluster, of a scale-up and restarts.
+
+    The worker's Dask configuration is this process's, with :data:`WORKER_CONFIG` over it
+    (the nanny hands its configuration to the worker, which applies it over its own).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.config = dask.config.merge(self.config, worker_config())
         self.pre_spawn_env.update(WORKER_ENV)
         self.env.update(WORKER_ENV)

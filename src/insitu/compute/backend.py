@@ -20,6 +20,7 @@ from insitu.errors import BackendUnavailable, ConfigError
 __all__ = [
     "BACKENDS",
     "PRE_SPAWN_VARIABLE",
+    "WORKER_CONFIG",
     "WORKER_ENV",
     "WORKER_NANNY",
     "ClusterBackend",
@@ -28,6 +29,8 @@ __all__ = [
     "DaskClusterBackend",
     "get_backend",
     "pre_spawn_environ",
+    "worker_config",
+    "worker_config_env",
     "worker_env_exports",
 ]
 
@@ -44,6 +47,40 @@ WORKER_ENV: dict[str, str] = {
     "MALLOC_TOP_PAD_": str(64 * 2**20),
 }
 
+# Dask's own housekeeping in each worker samples the task thread's stack every 10 ms (the
+# dashboard's profile), ticks the event loop every 20 ms and polls the process's resources
+# every 0.5 s and its memory every 0.1 s: about 0.045 cores on an idle cluster of two
+# workers here, taken from the decoding and unevenly (one worker's tasks end later), and a
+# time mean over 5 GB 6-8% slower (BENCHMARKS.md, "Quiet workers"). These settings bring
+# it to about 0.012 cores; memory limits are still checked twice a second.
+WORKER_CONFIG: dict[str, Any] = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "500ms",
+}
+
+
+def worker_config() -> dict[str, Any]:
+    """:data:`WORKER_CONFIG` as a nested Dask configuration (what a nanny hands its worker)."""
+    import dask.config
+
+    nested: dict[str, Any] = {}
+    for key, value in WORKER_CONFIG.items():
+        dask.config.set({key: value}, config=nested)
+    return nested
+
+
+def worker_config_env() -> dict[str, str]:
+    """:data:`WORKER_CONFIG` as the ``DASK_...`` variables Dask reads at start."""
+    return {
+        "DASK_" + key.upper().replace(".", "__").replace("-", "_"): repr(value)
+        if isinstance(value, bool)
+        else str(value)
+        for key, value in WORKER_CONFIG.items()
+    }
+
+
 # The nanny class that does so, for backends that name their worker class.
 WORKER_NANNY = "insitu.compute._nanny.WorkerNanny"
 
@@ -57,7 +94,8 @@ def worker_env_exports() -> list[str]:
     key by key into its defaults (one variable per key would not do: Dask lower-cases
     the key names it finds in variable names).
     """
-    return [f"export {PRE_SPAWN_VARIABLE}={shlex.quote(pre_spawn_environ())}"]
+    quiet = [f"export {k}={shlex.quote(v)}" for k, v in worker_config_env().items()]
+    return [f"export {PRE_SPAWN_VARIABLE}={shlex.quote(pre_spawn_environ())}", *quiet]
 
 
 # The variable through which a nanny started outside insitu's code gets WORKER_ENV.
