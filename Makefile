@@ -77,6 +77,7 @@ bench: install
 	scripts/tools.sh
 	$(BIN)/python bench/run_all.py
 	$(BIN)/python bench/bench_service.py --clients 50 --duration 20 --server-workers 2
+	$(BIN)/python bench/compute_bench.py --gb 5 --repeat 3
 
 bench-service: install
 	scripts/tools.sh
@@ -84,7 +85,7 @@ bench-service: install
 
 bench-compute: install
 	scripts/tools.sh
-	$(BIN)/python bench/compute_bench.py --gb 5 --repeat 2
+	$(BIN)/python bench/compute_bench.py --gb 5 --repeat 3
 
 clean:
 	-scripts/postgres.sh stop

@@ -62,6 +62,7 @@ def test_local_workers_scheduler_and_nannies_run_quieter_housekeeping(tmp_path: 
     """No 10 ms stack sampling, slower ticks and polls: in every worker (also one of a
     scale-up), and in the scheduler and nannies that share the machine's cores."""
     import dask.config
+    import distributed  # noqa: F401  (loads Dask's distributed defaults)
 
     defaults = {key: dask.config.get(key) for key in WORKER_CONFIG}
     assert defaults != WORKER_CONFIG  # Dask's own defaults differ (else this tells nothing)

@@ -51,8 +51,8 @@ WORKER_ENV: dict[str, str] = {
 # dashboard's profile), ticks the event loop every 20 ms and polls the process's resources
 # every 0.5 s and its memory every 0.1 s: about 0.045 cores on an idle cluster of two
 # workers here, taken from the decoding and unevenly (one worker's tasks end later), and a
-# time mean over 5 GB 6-8% slower (BENCHMARKS.md, "Quiet workers"). These settings bring
-# it to about 0.012 cores; memory limits are still checked twice a second.
+# time mean over 5 GB 3-8% slower (BENCHMARKS.md, "Quiet workers"). These settings bring
+# it to about 0.015 cores; memory limits are still checked twice a second.
 WORKER_CONFIG: dict[str, Any] = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
@@ -74,9 +74,7 @@ def worker_config() -> dict[str, Any]:
 def worker_config_env() -> dict[str, str]:
     """:data:`WORKER_CONFIG` as the ``DASK_...`` variables Dask reads at start."""
     return {
-        "DASK_" + key.upper().replace(".", "__").replace("-", "_"): repr(value)
-        if isinstance(value, bool)
-        else str(value)
+        "DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value)
         for key, value in WORKER_CONFIG.items()
     }
 
@@ -86,7 +84,8 @@ WORKER_NANNY = "insitu.compute._nanny.WorkerNanny"
 
 
 def worker_env_exports() -> list[str]:
-    """Shell lines that give the nanny of a batch job :data:`WORKER_ENV` before it spawns.
+    """Shell lines that give the nanny of a batch job :data:`WORKER_ENV` before it spawns,
+    and its worker :data:`WORKER_CONFIG` (as ``DASK_...`` variables).
 
     Exporting the variables themselves is not enough: the nanny's pre-spawn environment
     (``MALLOC_TRIM_THRESHOLD_=65536`` by default) overwrites them. Dask reads
