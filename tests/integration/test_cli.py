@@ -53,6 +53,20 @@ def test_help_everywhere(env: dict[str, str]) -> None:
         assert "Usage:" in out.stdout
 
 
+def test_demo_moves_a_demo_collection_left_by_a_deleted_installation(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The catalog outlives a checkout: a 'demo' collection registered from another
+    installation's (since deleted) copy of the sample data is moved to this one's."""
+    gone = tmp_path / "old-venv" / "timeseries"
+    (gone / "CMIP6").mkdir(parents=True)
+    run(["catalog", "add", "demo", str(gone)], env)
+    gone.joinpath("CMIP6").rmdir()
+    gone.rmdir()
+    out = run(["demo"], env)
+    assert "Moved collection demo" in out.stdout and "76 datasets" in out.stdout
+
+
 def test_demo_search_show_export(env: dict[str, str], tmp_path: Path) -> None:
     out = run(["demo"], env)
     assert "76 datasets" in out.stdout

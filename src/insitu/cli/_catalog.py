@@ -381,7 +381,11 @@ def demo_command(settings: Settings, name: str) -> None:
             cat.add_collection(name, root, template="cmip6", public=True)
             click.echo(f"Added collection {name} at {root}.")
         except CollectionExists:
-            pass
+            old = cat.collection(name).root
+            if Path(old) != root.resolve():  # another installation's copy, maybe deleted
+                cat.remove_collection(name)
+                cat.add_collection(name, root, template="cmip6", public=True)
+                click.echo(f"Moved collection {name} from {old} to {root}.")
         for report in cat.scan([name], progress=sys.stderr.isatty()):
             click.echo(report.line())
         stats = cat.stats()[name]
