@@ -2,7 +2,12 @@
 # `make test` sets everything up and runs the tests. Both work on a fresh Debian
 # machine with Python 3.11.
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The system's Python first: users' servers, kernels and Dask workers run from this venv as
+# their own unix accounts, so its interpreter must be one they can run (pyenv's lives in
+# root's private home).
+PYTHON ?= $(shell for p in /usr/bin/python3.11 /usr/bin/python3 python3.11 python3; do \
+	command -v $$p >/dev/null && $$p -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' \
+	2>/dev/null && { command -v $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -10,7 +15,8 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: help install up down demo test test-unit test-integration lint fmt typecheck check bench bench-compute bench-service services clean
 
 help:
-	@echo "make up      set up and start insitu with the demo archive (web pages and API)"
+	@echo "make up      set up and start the platform (JupyterHub, data service, Dask-Gateway)"
+	@echo "             with the demo archive; prints the URL and the first admin's password"
 	@echo "make down    stop what make up started"
 	@echo "make test    set up and run the test suite (starts PostgreSQL on loopback)"
 	@echo "make check   lint, type-check and test: what CI runs"
@@ -23,15 +29,16 @@ $(STAMP): pyproject.toml setup.py src/insitu/catalog/_shuffle.c
 	scripts/compiler.sh $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	scripts/proxy.sh $(VENV)
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 up: install
-	$(BIN)/insitu demo
-	$(BIN)/insitu serve --detach
+	$(BIN)/insitu up --detach
 
 down:
+	-$(BIN)/insitu down
 	-$(BIN)/insitu serve --stop
 	-$(BIN)/insitu cluster down
 

@@ -28,6 +28,7 @@ __all__ = [
     "AccessSettings",
     "CatalogSettings",
     "ComputeSettings",
+    "HubSettings",
     "JobQueueSettings",
     "Settings",
     "TemplateSettings",
@@ -47,6 +48,11 @@ def default_config_file() -> Path:
 
 
 def _default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/insitu``; for root, which runs the platform for many users, the
+    system's place for a service's state, ``/var/lib/insitu`` (root's home is private, and
+    users' notebooks read the catalog from there)."""
+    if "XDG_DATA_HOME" not in os.environ and os.geteuid() == 0:
+        return Path("/var/lib/insitu")
     base = Path(os.environ.get("XDG_DATA_HOME", "~/.local/share")).expanduser()
     return base / "insitu"
 
@@ -269,6 +275,12 @@ class AccessSettings(BaseModel):
         "the files (they are read in whole chunks); past that it gets 413.",
     )
 
+    hub_login: bool = Field(
+        default=False,
+        description="Served as JupyterHub's service 'insitu' ('insitu up' sets it): hub users "
+        "log in through the hub's OAuth, pages live under /services/insitu/.",
+    )
+
     @model_validator(mode="after")
     def _caller_share(self) -> AccessSettings:
         if self.jobs_per_caller_per_worker > self.jobs_per_worker:
@@ -278,6 +290,97 @@ class AccessSettings(BaseModel):
                 "or raise jobs_per_worker."
             )
         return self
+
+
+class HubSettings(BaseModel):
+    """The multi-user platform (``insitu up``): JupyterHub, its proxy and services."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address the hub's proxy listens on (what browsers reach). Beyond "
+        "loopback, put TLS in front (ssl_key/ssl_cert) or reach it through an SSH tunnel.",
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="Port of the hub's proxy.")
+    public_url: str | None = Field(
+        default=None,
+        description="URL users reach the hub at (default: http://HOST:PORT).",
+    )
+    internal_ports: int = Field(
+        default=8081,
+        ge=1,
+        le=65530,
+        description="First of the loopback ports of the platform's own parts: the hub's "
+        "API (this one), the proxy's API (+1), the gateway's proxy (+2), its scheduler "
+        "proxy (+3) and its API (+4).",
+    )
+    ssl_key: str | None = Field(default=None, description="TLS key file for a public address.")
+    ssl_cert: str | None = Field(default=None, description="TLS certificate file.")
+    db_url: str | None = Field(
+        default=None,
+        description="JupyterHub's database (default: SQLite in DATA_DIR/hub); PostgreSQL: "
+        "'postgresql+psycopg://user@host/jupyterhub'.",
+    )
+    isolation: Literal["auto", "users", "single"] = Field(
+        default="auto",
+        description="'users': each user's server, kernels and Dask workers run as that "
+        "user's own unix account (needs root; 'insitu user add' makes the account). "
+        "'single': everything runs as the account that started the platform, with NO "
+        "isolation between users (a laptop). 'auto': 'users' when run as root.",
+    )
+    home_template: str = Field(
+        default="/home/{username}",
+        description="Home folder of a user's account ('users' isolation); in 'single' "
+        "isolation homes live under DATA_DIR/hub/home.",
+    )
+    authenticator: str = Field(
+        default="insitu",
+        description="Who checks logins: 'insitu' (accounts made with 'insitu user add', "
+        "passwords stored hashed), 'pam' (the machine's accounts), 'ldap', 'oauth' "
+        "(generic OpenID Connect), or a JupyterHub authenticator class path.",
+    )
+    authenticator_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Options of that authenticator, e.g. {server_address = 'ldap.example.org'} "
+        "for 'ldap' or {oauth_callback_url = ..., client_id = ...} for 'oauth'.",
+    )
+    spawner: str = Field(
+        default="local",
+        description="Where users' servers run: 'local' (processes on this machine), "
+        "'slurm', 'pbs', 'lsf' (batchspawner), 'docker' (DockerSpawner, also podman), "
+        "'kubernetes' (KubeSpawner), or a JupyterHub spawner class path.",
+    )
+    spawner_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Options of that spawner, e.g. {req_partition = 'debug'} for 'slurm' "
+        "or {image = 'localhost/insitu:1'} for 'docker'.",
+    )
+    idle_timeout: int = Field(
+        default=3600,
+        ge=0,
+        description="Seconds after which an idle user server is stopped (0: never).",
+    )
+    gateway: bool = Field(
+        default=True, description="Run a Dask-Gateway server as the hub service 'dask-gateway'."
+    )
+    cluster_max_cores: float = Field(
+        default_factory=lambda: float(os.cpu_count() or 1),
+        gt=0,
+        description="Cores one Dask-Gateway cluster may use (scheduler excluded).",
+    )
+    cluster_max_memory_gb: float = Field(
+        default=8.0, gt=0, description="Memory (GiB) one Dask-Gateway cluster may use."
+    )
+    cluster_idle_timeout: int = Field(
+        default=1800, ge=0, description="Seconds after which an idle Dask cluster is stopped."
+    )
+    proxy_command: str | None = Field(
+        default=None,
+        description="configurable-http-proxy executable (default: the one the set-up "
+        "installed with npm beside this Python, else the PATH's).",
+    )
+    admin: str = Field(default="admin", description="Name of the first-run admin account.")
 
 
 class Settings(BaseSettings):
@@ -304,6 +407,7 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(
         default_factory=AccessSettings, description="Data service settings."
     )
+    hub: HubSettings = Field(default_factory=HubSettings, description="Multi-user platform.")
 
     @classmethod
     def settings_customise_sources(
@@ -366,6 +470,14 @@ class Settings(BaseSettings):
         if self.access.public_url:
             return self.access.public_url.rstrip("/")
         return f"http://{self.access.host}:{self.access.port}"
+
+    @property
+    def hub_url(self) -> str:
+        """The URL users reach the hub at."""
+        if self.hub.public_url:
+            return self.hub.public_url.rstrip("/")
+        scheme = "https" if self.hub.ssl_cert else "http"
+        return f"{scheme}://{self.hub.host}:{self.hub.port}"
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with passwords in URLs replaced by '***'."""

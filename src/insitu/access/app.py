@@ -25,7 +25,7 @@ from insitu.access.deps import Services
 from insitu.access.jobs import JobManager
 from insitu.access.tokens import TokenStore
 from insitu.catalog import Catalog
-from insitu.errors import InsituError
+from insitu.errors import ConfigError, InsituError
 from insitu.settings import Settings
 
 __all__ = ["API_PREFIX", "build_app"]
@@ -114,6 +114,18 @@ def build_app(
         tokens=tokens or TokenStore.from_uri(settings.catalog_uri),
     )
     services.jobs = JobManager(settings, catalog)
+    if settings.access.hub_login:
+        from insitu.access.hubauth import HubLogin
+
+        if not HubLogin.available():
+            raise ConfigError(
+                "access.hub_login is set but this process was not started by JupyterHub as "
+                "a service (no JUPYTERHUB_API_TOKEN/JUPYTERHUB_CLIENT_ID): run 'insitu up'."
+            )
+        services.hub = HubLogin()
+    # Under the hub the proxy forwards /services/insitu/... whole: the prefix is the root
+    # path, and the routes match what follows it.
+    root_path = services.hub.prefix if services.hub is not None else ""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -131,6 +143,7 @@ def build_app(
         docs_url=None,  # served below from local assets: no CDN on a closed network
         redoc_url=None,
         lifespan=lifespan,
+        root_path=root_path,
     )
     app.state.services = services
 
@@ -191,4 +204,8 @@ def build_app(
     from insitu.access.routes import include_routes
 
     include_routes(app, API_PREFIX)
+    if services.hub is not None:
+        from insitu.access.routes.hub import install_hub_login
+
+        install_hub_login(app, services.hub)
     return app

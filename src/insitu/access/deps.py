@@ -11,12 +11,14 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from insitu.access.tokens import Token, TokenStore
+from insitu.access.hubauth import HUB_COOKIE, HubLogin
+from insitu.access.tokens import TOKEN_PREFIX, Token, TokenStore
 from insitu.catalog import Catalog, DatasetRecord
 from insitu.catalog.lru import LRU
 from insitu.errors import Forbidden, Unauthorized
@@ -44,6 +46,7 @@ __all__ = [
 _T = TypeVar("_T")
 
 COOKIE = "insitu_token"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class CatalogSnapshot:
@@ -107,6 +110,7 @@ class Services:
     catalog: Catalog
     tokens: TokenStore
     jobs: JobManager | None = None
+    hub: HubLogin | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     snapshot: CatalogSnapshot = field(init=False)
 
@@ -179,6 +183,11 @@ async def get_principal(request: Request, services: CurrentServices) -> Principa
     services.snapshot.refresh()
     public = services.snapshot.public
     secret = _secret(request)
+    hub = services.hub
+    if hub is not None:
+        hub_token = request.cookies.get(HUB_COOKIE) if secret is None else secret
+        if hub_token and not hub_token.startswith(TOKEN_PREFIX):
+            return Principal(await _hub_principal(services, hub, hub_token), public)
     if secret is None:
         return Principal(None, public)
     token = services.tokens.verify(secret)
@@ -188,6 +197,25 @@ async def get_principal(request: Request, services: CurrentServices) -> Principa
             "('insitu token create'), or send none to read public collections."
         )
     return Principal(token, public)
+
+
+async def _hub_principal(services: Services, hub: HubLogin, hub_token: str) -> Token:
+    """What a hub user may do: public collections, the ones granted to them, all if admin."""
+    user = await hub.user(hub_token)
+    if user is None:
+        raise Unauthorized(
+            "The JupyterHub token sent is not valid (expired, revoked, or without access to "
+            f"this service). Log in to the hub again and reload {hub.prefix}/."
+        )
+    granted = await run_in_threadpool(services.tokens.granted, user.name)
+    collections = {"*"} if user.admin else set(granted)
+    return Token(
+        id=f"hub:{user.name}",
+        name=f"hub user {user.name}",
+        scopes=frozenset({"read", "compute"}),
+        collections=frozenset(collections | services.snapshot.public),
+        created=_EPOCH,
+    )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -19,13 +19,13 @@ import sqlalchemy as sa
 
 from insitu.errors import InvalidRequest, NotFound, StoreError
 
-__all__ = ["SCOPES", "Token", "TokenStore"]
+__all__ = ["SCOPES", "TOKEN_PREFIX", "Token", "TokenStore"]
 
 SCOPES: dict[str, str] = {
     "read": "search, metadata, Zarr chunks, subsets and quicklooks of granted collections",
     "compute": "submit, follow and cancel server-side operations on granted collections",
 }
-_PREFIX = "ins_"
+TOKEN_PREFIX = "ins_"
 
 _meta = sa.MetaData()
 _tokens = sa.Table(
@@ -38,6 +38,14 @@ _tokens = sa.Table(
     sa.Column("collections", sa.Text, nullable=False),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked", sa.DateTime(timezone=True)),
+)
+# Collections granted to hub users (who log in through JupyterHub rather than with a token).
+_grants = sa.Table(
+    "access_user_grants",
+    _meta,
+    sa.Column("user", sa.String(200), primary_key=True),
+    sa.Column("collection", sa.String(200), primary_key=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
 )
 
 
@@ -111,7 +119,7 @@ class TokenStore:
             raise InvalidRequest("Give the token a name that says who or what it is for.")
         self._setup()
         token = Token(secrets.token_hex(6), name, scopes, colls, datetime.now(UTC))
-        secret = f"{_PREFIX}{token.id}_{secrets.token_urlsafe(32)}"
+        secret = f"{TOKEN_PREFIX}{token.id}_{secrets.token_urlsafe(32)}"
         with self._engine.begin() as conn:
             conn.execute(
                 _tokens.insert().values(
@@ -155,7 +163,7 @@ class TokenStore:
 
     def verify(self, secret: str) -> Token | None:
         """The live token whose secret this is, or None (unknown, malformed or revoked)."""
-        if not secret.startswith(_PREFIX) or len(secret) > 200:
+        if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
             return None
         self._setup()
         with self._engine.connect() as conn:
@@ -163,6 +171,45 @@ class TokenStore:
         if row is None or row.revoked is not None:
             return None
         return self._token(row)
+
+    def grant(self, user: str, collections: Iterable[str]) -> None:
+        """Let hub user ``user`` read and compute on ``collections`` (names, or '*')."""
+        self._setup()
+        now = datetime.now(UTC)
+        with self._engine.begin() as conn:
+            have = self._granted(conn, user)
+            for name in sorted(set(collections) - have):
+                conn.execute(_grants.insert().values(user=user, collection=name, created=now))
+
+    def ungrant(self, user: str, collections: Iterable[str]) -> None:
+        """Take back what :meth:`grant` gave."""
+        self._setup()
+        with self._engine.begin() as conn:
+            conn.execute(
+                _grants.delete().where(
+                    _grants.c.user == user, _grants.c.collection.in_(list(collections))
+                )
+            )
+
+    def granted(self, user: str) -> frozenset[str]:
+        """The collections granted to hub user ``user``."""
+        self._setup()
+        with self._engine.connect() as conn:
+            return frozenset(self._granted(conn, user))
+
+    def grants(self) -> dict[str, frozenset[str]]:
+        """Every hub user's grants."""
+        self._setup()
+        out: dict[str, set[str]] = {}
+        with self._engine.connect() as conn:
+            for row in conn.execute(sa.select(_grants.c.user, _grants.c.collection)):
+                out.setdefault(row.user, set()).add(row.collection)
+        return {user: frozenset(c) for user, c in sorted(out.items())}
+
+    @staticmethod
+    def _granted(conn: sa.Connection, user: str) -> set[str]:
+        rows = conn.execute(sa.select(_grants.c.collection).where(_grants.c.user == user))
+        return {r.collection for r in rows}
 
     @staticmethod
     def _token(row: sa.Row[tuple[object, ...]]) -> Token:

@@ -80,6 +80,13 @@ def _port_free(host: str, port: int) -> bool:
 @click.option("--detach", is_flag=True, help="Run in the background; print the address and return.")
 @click.option("--stop", is_flag=True, help="Stop a service started with --detach.")
 @click.option("--status", "show_status", is_flag=True, help="Say whether a detached one runs.")
+@click.option(
+    "--hub",
+    "hub_service",
+    is_flag=True,
+    help="Run as JupyterHub's service 'insitu' (what 'insitu up' does): hub logins, served "
+    "under the hub's service prefix.",
+)
 @click.pass_obj
 def serve_command(
     settings: Settings,
@@ -89,10 +96,12 @@ def serve_command(
     detach: bool,
     stop: bool,
     show_status: bool,
+    hub_service: bool,
 ) -> None:
     """Start the data service: HTTP API and web pages, on loopback by default."""
     access = settings.access.model_copy(
         update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
+        | ({"hub_login": True} if hub_service else {})
     )
     settings = settings.model_copy(update={"access": access})
     if stop or show_status:
@@ -138,6 +147,8 @@ def serve_command(
             access.host,
             str(access.port),
         )
+        if hub_service:
+            os.environ["INSITU_ACCESS__HUB_LOGIN"] = "true"
         uvicorn.run(
             "insitu.access.serve:app_from_env",
             factory=True,
@@ -147,7 +158,12 @@ def serve_command(
             log_level="warning",
         )
     else:
-        uvicorn.run(build_app(settings), host=access.host, port=access.port, log_level="warning")
+        uvicorn.run(
+            build_app(settings),
+            host=access.host,
+            port=access.port,
+            log_level="warning",
+        )
 
 
 def _detach(settings: Settings, workers: int, timeout: float = 60.0) -> None:

@@ -15,9 +15,9 @@ from insitu.errors import CollectionExists, InvalidQuery
 from insitu.settings import Settings
 
 if TYPE_CHECKING:
-    from insitu.catalog import Catalog
+    from insitu.catalog import Catalog, CollectionStats
 
-__all__ = ["catalog_group", "demo_archive_root", "demo_command"]
+__all__ = ["catalog_group", "demo_archive_root", "demo_command", "index_demo"]
 
 
 def _open(settings: Settings) -> Catalog:
@@ -370,11 +370,8 @@ def demo_archive_root() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data" / "timeseries"
 
 
-@click.command("demo")
-@click.option("--name", default="demo", show_default=True, help="Collection name.")
-@click.pass_obj
-def demo_command(settings: Settings, name: str) -> None:
-    """Index the CMIP6 demo archive and print what to try next."""
+def index_demo(settings: Settings, name: str = "demo") -> CollectionStats:
+    """Add (or move) the demo collection and scan it; its counts."""
     root = demo_archive_root()
     with _open(settings) as cat:
         try:
@@ -388,7 +385,15 @@ def demo_command(settings: Settings, name: str) -> None:
                 click.echo(f"Moved collection {name} from {old} to {root}.")
         for report in cat.scan([name], progress=sys.stderr.isatty()):
             click.echo(report.line())
-        stats = cat.stats()[name]
+        return cat.stats()[name]
+
+
+@click.command("demo")
+@click.option("--name", default="demo", show_default=True, help="Collection name.")
+@click.pass_obj
+def demo_command(settings: Settings, name: str) -> None:
+    """Index the CMIP6 demo archive and print what to try next."""
+    stats = index_demo(settings, name)
     url = settings.service_url
     click.echo(f"""
 The demo archive is indexed: {stats.datasets} datasets in {stats.files} files ({_size(stats.size)}),

@@ -76,6 +76,7 @@ def _register() -> None:
     from insitu.cli._access import serve_command, token_group
     from insitu.cli._catalog import catalog_group, demo_command
     from insitu.cli._compute import cluster_group, compute_group
+    from insitu.cli._hub import down_command, up_command, user_group
 
     cli.add_command(catalog_group)
     cli.add_command(demo_command)
@@ -83,6 +84,9 @@ def _register() -> None:
     cli.add_command(compute_group)
     cli.add_command(serve_command)
     cli.add_command(token_group)
+    cli.add_command(up_command)
+    cli.add_command(down_command)
+    cli.add_command(user_group)
 
 
 _register()

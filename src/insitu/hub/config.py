@@ -1,0 +1,291 @@
+"""JupyterHub's configuration, made from insitu's settings.
+
+``insitu up`` runs ``jupyterhub -f insitu/hub/jupyterhub_config.py``; that file calls
+:func:`configure`. Everything is JupyterHub's own: its proxy (configurable-http-proxy), its
+spawners and authenticators, its services, roles and sharing. What insitu adds is the wiring:
+the data service and a Dask-Gateway as hub services, the environment that lets a notebook
+find the catalog, the data service and the user's clusters, and the example notebooks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from insitu.errors import ConfigError
+from insitu.hub.paths import HubPaths, Ports, isolation, proxy_command
+from insitu.settings import Settings
+
+__all__ = ["AUTHENTICATORS", "SPAWNERS", "configure", "user_environment"]
+
+AUTHENTICATORS = {
+    "insitu": "insitu.hub.auth.InsituAuthenticator",
+    "pam": "jupyterhub.auth.PAMAuthenticator",
+    "ldap": "ldapauthenticator.LDAPAuthenticator",
+    "oauth": "oauthenticator.generic.GenericOAuthenticator",
+}
+SPAWNERS = {
+    "slurm": "batchspawner.SlurmSpawner",
+    "pbs": "batchspawner.PBSSpawner",
+    "lsf": "batchspawner.LsfSpawner",
+    "docker": "dockerspawner.DockerSpawner",
+    "kubernetes": "kubespawner.KubeSpawner",
+}
+PLATFORM_MARK = "INSITU_PLATFORM_ID"
+EXAMPLES = "examples"
+FIRST_NOTEBOOK = "01-cmip6-global-mean.ipynb"
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.prefix) / "bin" / name)
+
+
+def _import(path: str) -> type:
+    module, _, name = path.rpartition(".")
+    try:
+        mod = __import__(module, fromlist=[name])
+        cls: type = getattr(mod, name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"Cannot load {path!r} ({exc}). Install the package that provides it into "
+            f"{sys.prefix}, or pick another in the hub settings."
+        ) from exc
+    return cls
+
+
+def _apply(c: Any, cls: type, options: dict[str, Any]) -> None:
+    section = getattr(c, cls.__name__)
+    for key, value in options.items():
+        setattr(section, key, value)
+
+
+def user_environment(settings: Settings, ports: Ports) -> dict[str, str]:
+    """What a user's server (and so every kernel) finds in its environment.
+
+    ``insitu.Catalog()`` opens the platform's catalog, links go to the data service through
+    the hub, and ``insitu.cluster()`` asks the hub's Dask-Gateway for the user's cluster.
+    """
+    hub = settings.hub_url
+    env = {
+        "INSITU_CATALOG__URI": settings.catalog_uri,
+        "INSITU_ACCESS__PUBLIC_URL": f"{hub}/services/insitu",
+    }
+    if settings.hub.gateway:
+        gateway = f"http://127.0.0.1:{settings.hub.port}/services/dask-gateway"
+        tcp = f"gateway://127.0.0.1:{ports.gateway_tcp}"
+        env |= {
+            "INSITU_COMPUTE__BACKEND": "gateway",
+            "INSITU_COMPUTE__GATEWAY_ADDRESS": gateway,
+            "INSITU_COMPUTE__GATEWAY_PROXY_ADDRESS": tcp,
+            "INSITU_COMPUTE__GATEWAY_AUTH": "jupyterhub",
+            # The same for plain dask_gateway and the JupyterLab Dask panel.
+            "DASK_GATEWAY__ADDRESS": gateway,
+            "DASK_GATEWAY__PROXY_ADDRESS": tcp,
+            "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
+            "DASK_GATEWAY__PUBLIC_ADDRESS": f"{hub}/services/dask-gateway",
+            "DASK_DISTRIBUTED__DASHBOARD__LINK": "{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status",
+        }
+    return env
+
+
+def _copy_examples(home: Path, uid: int | None, gid: int | None) -> bool:
+    """Put the example notebooks in ``home/examples`` when missing; True on a first copy."""
+    target = home / EXAMPLES
+    if target.exists():
+        return False
+    source = resources.files("insitu.hub") / "notebooks"
+    target.mkdir(parents=True)
+    for item in source.iterdir():
+        if item.name.endswith(".ipynb"):
+            (target / item.name).write_bytes(item.read_bytes())
+    if uid is not None and gid is not None:
+        for path in [target, *target.iterdir()]:
+            os.chown(path, uid, gid)
+    return True
+
+
+def _pre_spawn(spawner: Any) -> None:
+    """Before a server starts: the home and, on the first login, the example notebooks."""
+    mode = spawner.insitu_isolation
+    if mode == "users":
+        from insitu.hub.users import ensure_unix_account
+
+        name = spawner.user.name
+        entry = ensure_unix_account(name, Path(spawner.insitu_home.format(username=name)))
+        first = _copy_examples(Path(entry.pw_dir), entry.pw_uid, entry.pw_gid)
+    else:
+        home = Path(spawner.home_dir)
+        home.mkdir(parents=True, exist_ok=True)
+        first = _copy_examples(home, None, None)
+    if first:
+        spawner.default_url = f"/lab/tree/{EXAMPLES}/{FIRST_NOTEBOOK}"
+
+
+def _spawner(c: Any, settings: Settings, paths: HubPaths, ports: Ports, mark: str) -> None:
+    hub = settings.hub
+    mode = isolation(settings)
+    name = hub.spawner
+    if name == "local":
+        if mode == "users":
+            path = "jupyterhub.spawner.LocalProcessSpawner"
+        else:
+            path = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+            c.SimpleLocalProcessSpawner.home_dir_template = str(paths.homes / "{username}")
+            if os.geteuid() == 0:
+                # One account for everyone: jupyter-server refuses root unless told.
+                c.Spawner.args = ["--allow-root"]
+    else:
+        path = SPAWNERS.get(name, name)
+    cls = _import(path)
+    c.JupyterHub.spawner_class = cls
+    c.Spawner.cmd = [_bin("jupyterhub-singleuser")]
+    c.Spawner.default_url = "/lab"
+    c.Spawner.environment = user_environment(settings, ports) | {PLATFORM_MARK: mark}
+    c.Spawner.pre_spawn_hook = _pre_spawn
+    c.Spawner.start_timeout = 120
+    c.Spawner.http_timeout = 60
+    if name in ("slurm", "pbs", "lsf"):
+        c.BatchSpawnerBase.batchspawner_singleuser_cmd = _bin("batchspawner-singleuser")
+    # The hook reads these from the spawner instance.
+    cls.insitu_isolation = mode  # type: ignore[attr-defined]
+    cls.insitu_home = hub.home_template  # type: ignore[attr-defined]
+    _apply(c, cls, hub.spawner_config)
+
+
+def _authenticator(c: Any, settings: Settings, paths: HubPaths) -> None:
+    hub = settings.hub
+    cls = _import(AUTHENTICATORS.get(hub.authenticator, hub.authenticator))
+    c.JupyterHub.authenticator_class = cls
+    if hub.authenticator == "insitu":
+        c.InsituAuthenticator.accounts_file = str(paths.accounts)
+    _apply(c, cls, hub.authenticator_config)
+
+
+def _services(c: Any, settings: Settings, paths: HubPaths, ports: Ports, mark: str) -> None:
+    hub = settings.hub
+    python = sys.executable
+    base = {k: v for k, v in os.environ.items() if k.startswith("INSITU_")}
+    base |= {PLATFORM_MARK: mark, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    services: list[dict[str, Any]] = [
+        {
+            "name": "insitu",
+            "display": True,
+            "info": {"description": "Catalog, data access and server-side operations"},
+            "url": f"http://127.0.0.1:{ports.service}",
+            "command": [python, "-m", "insitu.cli", "serve", "--hub"],
+            "environment": base
+            | {
+                "INSITU_ACCESS__HOST": "127.0.0.1",
+                "INSITU_ACCESS__PORT": str(ports.service),
+                "INSITU_ACCESS__PUBLIC_URL": f"{settings.hub_url}/services/insitu",
+            },
+            "oauth_no_confirm": True,
+        },
+        {"name": "insitu-admin", "api_token": paths.secret("admin_token")},
+    ]
+    roles: list[dict[str, Any]] = [
+        {
+            "name": "user",
+            "scopes": ["self", "access:services", "shares!user", "read:users:name"],
+        },
+        {
+            "name": "insitu-admin",
+            "scopes": [
+                "admin:users",
+                "admin:servers",
+                "admin:groups",
+                "tokens",
+                "shares",
+                "access:servers",
+                "access:services",
+            ],
+            "services": ["insitu-admin"],
+        },
+        {"name": "insitu-service", "scopes": ["read:users", "read:groups"], "services": ["insitu"]},
+    ]
+    if hub.gateway:
+        services.append(
+            {
+                "name": "dask-gateway",
+                "url": f"http://127.0.0.1:{ports.gateway_http}",
+                "command": [python, "-m", "dask_gateway_server", "-f", _gateway_config()],
+                "environment": base | {"INSITU_HUB_PLATFORM_DIR": str(paths.root)},
+                "display": False,
+            }
+        )
+    if hub.idle_timeout:
+        services.append(
+            {
+                "name": "idle-culler",
+                "command": [
+                    python,
+                    "-m",
+                    "jupyterhub_idle_culler",
+                    f"--timeout={hub.idle_timeout}",
+                    f"--cull-every={max(15, min(300, hub.idle_timeout // 4))}",
+                ],
+                "environment": {PLATFORM_MARK: mark},
+            }
+        )
+        roles.append(
+            {
+                "name": "idle-culler",
+                "scopes": [
+                    "list:users",
+                    "read:users:activity",
+                    "read:servers",
+                    "delete:servers",
+                ],
+                "services": ["idle-culler"],
+            }
+        )
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
+
+
+def _gateway_config() -> str:
+    return str(resources.files("insitu.hub") / "gateway_config.py")
+
+
+def configure(c: Any, settings: Settings) -> None:
+    """Fill JupyterHub's config object ``c`` from ``settings``."""
+    hub = settings.hub
+    paths = HubPaths.of(settings)
+    paths.ensure()
+    ports = Ports.of(settings)
+    mark = os.environ.get(PLATFORM_MARK, "")
+    c.JupyterHub.ip = hub.host
+    c.JupyterHub.port = hub.port
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = ports.hub_api
+    if hub.ssl_cert or hub.ssl_key:
+        if not (hub.ssl_cert and hub.ssl_key):
+            raise ConfigError("Set both hub.ssl_key and hub.ssl_cert, or neither.")
+        c.JupyterHub.ssl_key = hub.ssl_key
+        c.JupyterHub.ssl_cert = hub.ssl_cert
+    c.ConfigurableHTTPProxy.command = [proxy_command(settings)]
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{ports.proxy_api}"
+    c.ConfigurableHTTPProxy.auth_token = paths.secret("proxy_token")
+    c.ConfigurableHTTPProxy.pid_file = str(paths.root / "proxy.pid")
+    c.JupyterHub.db_url = hub.db_url or f"sqlite:///{paths.root / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(paths.root / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(paths.root / "jupyterhub.pid")
+    c.JupyterHub.cleanup_servers = True
+    c.JupyterHub.cleanup_proxy = True
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.template_vars = {"announcement_login": _login_note(settings)}
+    _authenticator(c, settings, paths)
+    _spawner(c, settings, paths, ports, mark)
+    _services(c, settings, paths, ports, mark)
+
+
+def _login_note(settings: Settings) -> str:
+    if isolation(settings) == "single":
+        return (
+            "This platform runs in single-account mode: every user's notebooks run as the "
+            "same account, with no isolation between users."
+        )
+    return "insitu: notebooks next to the data."
