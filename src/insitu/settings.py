@@ -361,6 +361,12 @@ class HubSettings(BaseModel):
         ge=0,
         description="Seconds after which an idle user server is stopped (0: never).",
     )
+    auth_cache_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="How long a user's server trusts what the hub said of a token: a share "
+        "or its revocation takes effect within this time (JupyterHub's default is 300).",
+    )
     gateway: bool = Field(
         default=True, description="Run a Dask-Gateway server as the hub service 'dask-gateway'."
     )

@@ -187,6 +187,10 @@ def user_add(settings: Settings, name: str, password_file: Path | None, admin: b
         )
         click.echo(f"Unix account {name} (uid {entry.pw_uid}, home {entry.pw_dir}, mode 0700).")
     hub.UserRegistry(hub.HubPaths.of(settings).accounts).add(name, password, admin=admin)
+    if hub.running(settings) is not None:
+        from insitu.hub.api import hub_api
+
+        hub_api(settings, "POST", f"users/{name}", {"admin": admin})
     role = "admin" if admin else "user"
     click.echo(f"Added {role} {name}.")
     if generated:
@@ -227,3 +231,40 @@ def user_remove(settings: Settings, name: str, delete_home: bool) -> None:
         hub.remove_unix_account(name, delete_home=delete_home)
     kept = "" if delete_home else " (its home folder is kept)"
     click.echo(f"Removed {name}{kept}.")
+
+
+def _grants_store(settings: Settings) -> Any:
+    from insitu.access.tokens import TokenStore
+
+    return TokenStore.from_uri(settings.catalog_uri)
+
+
+@user_group.command("grant")
+@click.argument("name")
+@click.argument("collections", nargs=-1, required=True)
+@click.pass_obj
+def user_grant(settings: Settings, name: str, collections: tuple[str, ...]) -> None:
+    """Let hub user NAME read and compute on restricted COLLECTIONS ('*': all) in the
+    data service (public collections need no grant; hub admins have all)."""
+    from insitu.catalog import Catalog
+
+    with Catalog(settings) as cat:
+        known = {c.name for c in cat.collections()}
+    unknown = sorted(set(collections) - known - {"*"})
+    if unknown:
+        raise InvalidRequest(
+            f"No collection {', '.join(map(repr, unknown))}. See 'insitu catalog list'."
+        )
+    _grants_store(settings).grant(name, collections)
+    click.echo(f"{name} may now use: {', '.join(sorted(_grants_store(settings).granted(name)))}")
+
+
+@user_group.command("ungrant")
+@click.argument("name")
+@click.argument("collections", nargs=-1, required=True)
+@click.pass_obj
+def user_ungrant(settings: Settings, name: str, collections: tuple[str, ...]) -> None:
+    """Take back grants made with 'insitu user grant' (effective at the next request)."""
+    _grants_store(settings).ungrant(name, collections)
+    left = sorted(_grants_store(settings).granted(name))
+    click.echo(f"{name} may now use: {', '.join(left) or 'public collections only'}")

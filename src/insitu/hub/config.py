@@ -17,6 +17,7 @@ from typing import Any
 
 from insitu.errors import ConfigError
 from insitu.hub.paths import HubPaths, Ports, isolation, proxy_command
+from insitu.hub.singleuser import prepare_home, singleuser_args
 from insitu.settings import Settings
 
 __all__ = ["AUTHENTICATORS", "SPAWNERS", "configure", "user_environment"]
@@ -115,11 +116,14 @@ def _pre_spawn(spawner: Any) -> None:
 
         name = spawner.user.name
         entry = ensure_unix_account(name, Path(spawner.insitu_home.format(username=name)))
-        first = _copy_examples(Path(entry.pw_dir), entry.pw_uid, entry.pw_gid)
+        home = Path(entry.pw_dir)
+        first = _copy_examples(home, entry.pw_uid, entry.pw_gid)
+        prepare_home(home, entry.pw_uid, entry.pw_gid)
     else:
         home = Path(spawner.home_dir)
         home.mkdir(parents=True, exist_ok=True)
         first = _copy_examples(home, None, None)
+        prepare_home(home, None, None)
     if first:
         spawner.default_url = f"/lab/tree/{EXAMPLES}/{FIRST_NOTEBOOK}"
 
@@ -142,6 +146,11 @@ def _spawner(c: Any, settings: Settings, paths: HubPaths, ports: Ports, mark: st
     cls = _import(path)
     c.JupyterHub.spawner_class = cls
     c.Spawner.cmd = [_bin("jupyterhub-singleuser")]
+    c.Spawner.args = [
+        *c.Spawner.get("args", []),
+        f"--HubAuth.cache_max_age={hub.auth_cache_seconds}",
+        *singleuser_args(settings),
+    ]
     c.Spawner.default_url = "/lab"
     c.Spawner.environment = user_environment(settings, ports) | {PLATFORM_MARK: mark}
     c.Spawner.pre_spawn_hook = _pre_spawn
@@ -160,7 +169,15 @@ def _authenticator(c: Any, settings: Settings, paths: HubPaths) -> None:
     cls = _import(AUTHENTICATORS.get(hub.authenticator, hub.authenticator))
     c.JupyterHub.authenticator_class = cls
     if hub.authenticator == "insitu":
+        from insitu.hub.users import UserRegistry
+
         c.InsituAuthenticator.accounts_file = str(paths.accounts)
+        # The hub knows every account from the start (its API can start their servers
+        # before they first log in); the file stays the one that decides at each login.
+        accounts = UserRegistry(paths.accounts).accounts()
+        c.Authenticator.allowed_users = {a.name for a in accounts}
+        c.Authenticator.admin_users = {a.name for a in accounts if a.admin}
+        c.Authenticator.any_allow_config = True
     _apply(c, cls, hub.authenticator_config)
 
 
@@ -190,6 +207,20 @@ def _services(c: Any, settings: Settings, paths: HubPaths, ports: Ports, mark: s
         {
             "name": "user",
             "scopes": ["self", "access:services", "shares!user", "read:users:name"],
+        },
+        {
+            # The token of a user's server (JUPYTERHUB_API_TOKEN in every kernel): JupyterHub's
+            # defaults, plus the data service and the gateway, so notebooks reach both.
+            "name": "server",
+            "scopes": [
+                "access:servers!server",
+                "users:activity!user",
+                "read:users:activity!user",
+                "read:users:name!user",
+                "read:users:groups!user",
+                "access:services!service=insitu",
+                "access:services!service=dask-gateway",
+            ],
         },
         {
             "name": "insitu-admin",

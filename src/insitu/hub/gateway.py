@@ -23,6 +23,39 @@ __all__ = ["PREFIX", "configure_gateway"]
 PREFIX = "/services/dask-gateway"
 
 
+def _user_backend() -> type:
+    from dask_gateway_server.backends.local import LocalBackend
+
+    class UserLocalBackend(LocalBackend):  # type: ignore[misc]
+        """Dask-Gateway's ``LocalBackend`` (clusters run as their user's unix account).
+
+        Its ``setup_working_directory`` (2026.3.0) adds the TLS files' paths letter by
+        letter to the files it hands over to the user (``list.extend`` of a string), so
+        every cluster fails to start; this one hands over the folders and both files.
+        """
+
+        def setup_working_directory(self, cluster: Any) -> str:
+            import tempfile
+
+            if self.clusters_directory:
+                workdir = os.path.join(self.clusters_directory, cluster.name)
+            else:
+                workdir = tempfile.mkdtemp(prefix="dask", suffix=cluster.name)
+            paths = [workdir, self.get_certs_directory(workdir), self.get_logs_directory(workdir)]
+            for path in paths:
+                os.makedirs(path, 0o700, exist_ok=True)
+            cert_path, key_path = self._get_tls_paths(workdir)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            for path, data in ((cert_path, cluster.tls_cert), (key_path, cluster.tls_key)):
+                with os.fdopen(os.open(path, flags, 0o600), "wb") as f:
+                    f.write(data)
+                paths.append(path)
+            self.set_file_permissions(paths, cluster.username)
+            return str(workdir)
+
+    return UserLocalBackend
+
+
 def _options(max_cores: float, max_memory_gb: float) -> Any:
     from dask_gateway_server.options import Float, Integer, Mapping, Options
 
@@ -56,7 +89,7 @@ def configure_gateway(c: Any, settings: Settings) -> None:
     c.Proxy.prefix = PREFIX
     c.DaskGateway.authenticator_class = "dask_gateway_server.auth.JupyterHubAuthenticator"
     if isolation(settings) == "users":
-        c.DaskGateway.backend_class = "dask_gateway_server.backends.local.LocalBackend"
+        c.DaskGateway.backend_class = _user_backend()
     else:
         c.DaskGateway.backend_class = "dask_gateway_server.backends.local.UnsafeLocalBackend"
         c.UnsafeLocalBackend.clusters_directory = str(paths.gateway / "clusters")

@@ -1,0 +1,18 @@
+"""What each user's server starts with: its command-line options and its home's set-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from insitu.settings import Settings
+
+__all__ = ["prepare_home", "singleuser_args"]
+
+
+def singleuser_args(settings: Settings) -> list[str]:
+    """Extra options of ``jupyterhub-singleuser`` (traitlets ``--Class.trait=value``)."""
+    return []
+
+
+def prepare_home(home: Path, uid: int | None, gid: int | None) -> None:
+    """Set up a user's home before their server starts (owned by uid/gid when given)."""

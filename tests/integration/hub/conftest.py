@@ -1,0 +1,139 @@
+"""A running platform for the hub tests: ``insitu up --detach`` as a user runs it.
+
+Each test process gets its own platform (ports, data folder, unix accounts with a random
+suffix), so the tests of several pytest-xdist workers do not meet. The data folder is
+world-readable, as ``/var/lib/insitu`` is: users' kernels read the catalog from it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.integration.hub.client import Hub
+
+INSITU = [sys.executable, "-m", "insitu.cli"]
+
+
+def _worker_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(re.sub(r"\D", "", worker) or 0)
+
+
+@dataclass
+class Platform:
+    """A started platform and what the tests need to use it."""
+
+    base: str
+    env: dict[str, str]
+    data_dir: Path
+    admin: str
+    admin_password: str
+    passwords: dict[str, str] = field(default_factory=dict)
+    up_output: str = ""
+
+    def cli(
+        self, *args: str, ok: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(
+            [*INSITU, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if ok:
+            assert out.returncode == 0, f"insitu {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
+        return out
+
+    @property
+    def admin_token(self) -> str:
+        return (self.data_dir / "hub" / "admin_token.secret").read_text().strip()
+
+    @property
+    def hub(self) -> Hub:
+        return Hub(self.base, self.admin_token)
+
+    def add_user(self, name: str, *, admin: bool = False) -> str:
+        password = secrets.token_urlsafe(12)
+        pw_file = self.data_dir / f"{name}.pw"
+        pw_file.write_text(password)
+        self.cli(
+            "user", "add", name, "--password-file", str(pw_file), *(["--admin"] if admin else [])
+        )
+        pw_file.unlink()
+        self.passwords[name] = password
+        return password
+
+
+def platform_env(data_dir: Path, index: int) -> dict[str, str]:
+    """The environment of a platform on this worker's own ports (from
+    ``INSITU_TEST_HUB_PORT_BASE``, default 18200, 20 ports a worker)."""
+    first = int(os.environ.get("INSITU_TEST_HUB_PORT_BASE", "18200")) + 20 * index
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSITU_")}
+    env |= {
+        "INSITU_DATA_DIR": str(data_dir),
+        "XDG_CONFIG_HOME": str(data_dir / "config"),
+        "INSITU_HUB__PORT": str(first),
+        "INSITU_HUB__INTERNAL_PORTS": str(first + 1),
+        "INSITU_ACCESS__PORT": str(first + 10),
+        "INSITU_HUB__HOME_TEMPLATE": str(data_dir / "home" / "{username}"),
+        "INSITU_HUB__IDLE_TIMEOUT": "0",
+        "INSITU_HUB__AUTH_CACHE_SECONDS": "2",
+    }
+    return env
+
+
+@pytest.fixture(scope="session")
+def platform_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="insitu-hub-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def platform(platform_dir: Path) -> Iterator[Platform]:
+    """A platform started with ``insitu up --detach``, with users ``alice-*`` and ``bob-*``."""
+    suffix = secrets.token_hex(2)
+    env = platform_env(platform_dir, _worker_index())
+    env["INSITU_HUB__ADMIN"] = admin = f"adm-{suffix}"
+    out = subprocess.run(
+        [*INSITU, "up", "--detach"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, f"insitu up failed:\n{out.stdout}\n{out.stderr}"
+    match = re.search(r"with password (\S+)", out.stdout)
+    assert match, out.stdout
+    p = Platform(
+        base=f"http://127.0.0.1:{env['INSITU_HUB__PORT']}",
+        env=env,
+        data_dir=platform_dir,
+        admin=admin,
+        admin_password=match.group(1),
+        up_output=out.stdout,
+    )
+    p.passwords[admin] = p.admin_password
+    for name in (f"alice-{suffix}", f"bob-{suffix}"):
+        p.add_user(name)
+    try:
+        yield p
+    finally:
+        p.cli("down", ok=False)
+        for name in list(p.passwords):
+            p.cli("user", "remove", name, "--delete-home", ok=False)
+
+
+@pytest.fixture(scope="session")
+def alice(platform: Platform) -> str:
+    return next(n for n in platform.passwords if n.startswith("alice-"))
+
+
+@pytest.fixture(scope="session")
+def bob(platform: Platform) -> str:
+    return next(n for n in platform.passwords if n.startswith("bob-"))
