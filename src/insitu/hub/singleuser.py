@@ -16,3 +16,6 @@ def singleuser_args(settings: Settings) -> list[str]:
 
 def prepare_home(home: Path, uid: int | None, gid: int | None) -> None:
     """Set up a user's home before their server starts (owned by uid/gid when given)."""
+    from insitu.hub.ipyparallel import write_profiles
+
+    write_profiles(home, uid, gid)
