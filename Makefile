@@ -30,6 +30,7 @@ $(STAMP): pyproject.toml setup.py src/insitu/catalog/_shuffle.c
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	scripts/proxy.sh $(VENV)
+	scripts/mpi.sh $(VENV)
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -50,6 +51,7 @@ services: install
 	scripts/postgres.sh start > .cache/postgres-url
 	@echo "PostgreSQL for tests: $$(tail -n1 .cache/postgres-url)"
 	scripts/slurm.sh start > .cache/slurm-partition
+	@command -v sudo >/dev/null || scripts/apt-install.sh sudo
 	@echo "SLURM partition for tests: $$(tail -n1 .cache/slurm-partition)"
 	scripts/gateway.sh start > .cache/gateway-address
 	@echo "Dask-Gateway for tests: $$(tail -n1 .cache/gateway-address)"

@@ -356,6 +356,10 @@ class HubSettings(BaseModel):
         description="Options of that spawner, e.g. {req_partition = 'debug'} for 'slurm' "
         "or {image = 'localhost/insitu:1'} for 'docker'.",
     )
+    projects_dir: str | None = Field(
+        default=None,
+        description="Where project folders live ('insitu project add'; default DATA_DIR/projects).",
+    )
     idle_timeout: int = Field(
         default=3600,
         ge=0,
@@ -371,12 +375,22 @@ class HubSettings(BaseModel):
         default=True, description="Run a Dask-Gateway server as the hub service 'dask-gateway'."
     )
     cluster_max_cores: float = Field(
-        default_factory=lambda: float(os.cpu_count() or 1),
+        default_factory=lambda: float(os.cpu_count() or 1) + 1,
         gt=0,
-        description="Cores one Dask-Gateway cluster may use (scheduler excluded).",
+        description="Cores one Dask-Gateway cluster may use, its scheduler's one included "
+        "(default: one worker core per machine core, plus the scheduler).",
     )
     cluster_max_memory_gb: float = Field(
         default=8.0, gt=0, description="Memory (GiB) one Dask-Gateway cluster may use."
+    )
+    user_max_cores: float = Field(
+        default_factory=lambda: float(os.cpu_count() or 1) * 2,
+        ge=0,
+        description="Cores one user may hold across ALL their Dask-Gateway clusters, "
+        "schedulers included (0: no limit).",
+    )
+    user_max_memory_gb: float = Field(
+        default=16.0, ge=0, description="Memory (GiB) one user may hold across all clusters."
     )
     cluster_idle_timeout: int = Field(
         default=1800, ge=0, description="Seconds after which an idle Dask cluster is stopped."

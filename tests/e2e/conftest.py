@@ -17,6 +17,9 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.conftest import REPO
+from tests.e2e.hub_conftest import alice as alice
+from tests.e2e.hub_conftest import bob as bob
+from tests.e2e.hub_conftest import hub_platform as hub_platform
 from tests.integration.access.conftest import access_env, app, live_url
 
 __all__ = ["access_env", "app", "browser", "chromium", "live_url", "page"]

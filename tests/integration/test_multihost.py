@@ -7,40 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from insitu.catalog import Catalog
 from insitu.compute import cluster, run
 from insitu.settings import Settings
-
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "netns.sh"
-
-
-def _netns(action: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(SCRIPT), action], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
-
-
-@pytest.fixture(scope="module")
-def netns_hosts() -> Iterator[tuple[list[str], Path]]:
-    """The test hosts' addresses and the client key that logs in to them as root."""
-    up = _netns("up")
-    if up.returncode != 0:
-        _netns("down")
-        pytest.fail(f"scripts/netns.sh up failed ({up.returncode}):\n{up.stderr}")
-    hosts = up.stdout.strip().splitlines()[-1].split()
-    base = Path(os.environ.get("INSITU_NETNS_DIR") or REPO / ".cache" / "netns")
-    try:
-        yield hosts, base / "id_ed25519"
-    finally:
-        down = _netns("down")
-        assert down.returncode == 0, down.stderr
 
 
 def test_analysis_runs_on_workers_in_two_network_namespaces(

@@ -122,7 +122,7 @@ def build_app(
                 "access.hub_login is set but this process was not started by JupyterHub as "
                 "a service (no JUPYTERHUB_API_TOKEN/JUPYTERHUB_CLIENT_ID): run 'insitu up'."
             )
-        services.hub = HubLogin()
+        services.hub = HubLogin(settings.hub.auth_cache_seconds)
     # Under the hub the proxy forwards /services/insitu/... whole: the prefix is the root
     # path, and the routes match what follows it.
     root_path = services.hub.prefix if services.hub is not None else ""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from fastapi import Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from insitu.access.hubauth import HUB_COOKIE, HubLogin
+from insitu.access.hubauth import HUB_COOKIE, HubLogin, HubUser
 from insitu.access.tokens import TOKEN_PREFIX, Token, TokenStore
 from insitu.catalog import Catalog, DatasetRecord
 from insitu.catalog.lru import LRU
@@ -136,6 +136,12 @@ class Principal:
 
     token: Token | None
     public: frozenset[str]
+    hub_user: HubUser | None = None  # who logged in through JupyterHub, if anyone
+
+    @property
+    def hub_admin(self) -> bool:
+        """True for an administrator of the hub (the data service runs under it)."""
+        return self.hub_user is not None and self.hub_user.admin
 
     def can(self, collection: str, scope: str = "read") -> bool:
         """True when this request may use ``scope`` on ``collection``."""
@@ -187,7 +193,13 @@ async def get_principal(request: Request, services: CurrentServices) -> Principa
     if hub is not None:
         hub_token = request.cookies.get(HUB_COOKIE) if secret is None else secret
         if hub_token and not hub_token.startswith(TOKEN_PREFIX):
-            return Principal(await _hub_principal(services, hub, hub_token), public)
+            user = await hub.user(hub_token)
+            if user is None:
+                raise Unauthorized(
+                    "The JupyterHub token sent is not valid (expired, revoked, or without "
+                    f"access to this service). Log in to the hub again and reload {hub.prefix}/."
+                )
+            return Principal(await _hub_principal(services, user), public, user)
     if secret is None:
         return Principal(None, public)
     token = services.tokens.verify(secret)
@@ -199,14 +211,8 @@ async def get_principal(request: Request, services: CurrentServices) -> Principa
     return Principal(token, public)
 
 
-async def _hub_principal(services: Services, hub: HubLogin, hub_token: str) -> Token:
+async def _hub_principal(services: Services, user: HubUser) -> Token:
     """What a hub user may do: public collections, the ones granted to them, all if admin."""
-    user = await hub.user(hub_token)
-    if user is None:
-        raise Unauthorized(
-            "The JupyterHub token sent is not valid (expired, revoked, or without access to "
-            f"this service). Log in to the hub again and reload {hub.prefix}/."
-        )
     granted = await run_in_threadpool(services.tokens.granted, user.name)
     collections = {"*"} if user.admin else set(granted)
     return Token(

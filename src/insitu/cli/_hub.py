@@ -14,7 +14,7 @@ import click
 from insitu.errors import InvalidRequest
 from insitu.settings import Settings
 
-__all__ = ["down_command", "up_command", "user_group"]
+__all__ = ["down_command", "project_group", "up_command", "user_group"]
 
 
 def _config_file() -> Path | None:
@@ -268,3 +268,81 @@ def user_ungrant(settings: Settings, name: str, collections: tuple[str, ...]) ->
     _grants_store(settings).ungrant(name, collections)
     left = sorted(_grants_store(settings).granted(name))
     click.echo(f"{name} may now use: {', '.join(left) or 'public collections only'}")
+
+
+@click.group("project")
+def project_group() -> None:
+    """Project folders that every member can read and write (and a hub group)."""
+
+
+def _sync_hub_group(settings: Settings, name: str, members: list[str]) -> None:
+    """The hub's group ``name`` with exactly ``members``, when the hub runs."""
+    from insitu import hub
+    from insitu.hub.api import hub_api
+
+    if hub.running(settings) is None:
+        return  # the hub loads the groups when it starts
+    groups = {g["name"]: g for g in hub_api(settings, "GET", "groups")}
+    if name not in groups:
+        hub_api(settings, "POST", f"groups/{name}", {})
+        current: set[str] = set()
+    else:
+        current = set(groups[name].get("users", []))
+    if set(members) - current:
+        hub_api(settings, "POST", f"groups/{name}/users", {"users": sorted(set(members))})
+    if current - set(members):
+        hub_api(
+            settings, "DELETE", f"groups/{name}/users", {"users": sorted(current - set(members))}
+        )
+
+
+@project_group.command("add")
+@click.argument("name")
+@click.option("--member", "members", multiple=True, help="A member (repeat for more).")
+@click.pass_obj
+def project_add(settings: Settings, name: str, members: tuple[str, ...]) -> None:
+    """Make project NAME (or add members to it): its folder appears as ~/projects/NAME in
+    each member's home at their next server start."""
+    from insitu.hub.projects import ProjectRegistry
+
+    project = ProjectRegistry(settings).add(name, list(members))
+    _sync_hub_group(settings, name, list(project.members))
+    click.echo(f"Project {name}: {project.folder} ({', '.join(project.members) or 'no members'}).")
+
+
+@project_group.command("leave")
+@click.argument("name")
+@click.option("--member", "members", multiple=True, required=True, help="Who leaves.")
+@click.pass_obj
+def project_leave(settings: Settings, name: str, members: tuple[str, ...]) -> None:
+    """Take members out of project NAME (their files in it stay)."""
+    from insitu.hub.projects import ProjectRegistry
+
+    project = ProjectRegistry(settings).remove_members(name, list(members))
+    _sync_hub_group(settings, name, list(project.members))
+    click.echo(f"Project {name}: {', '.join(project.members) or 'no members'}.")
+
+
+@project_group.command("list")
+@click.pass_obj
+def project_list(settings: Settings) -> None:
+    """The projects, their folders and members."""
+    from insitu.hub.projects import ProjectRegistry
+
+    for p in ProjectRegistry(settings).projects():
+        click.echo(f"{p.name:20s} {p.folder}  {', '.join(p.members)}")
+
+
+@project_group.command("remove")
+@click.argument("name")
+@click.pass_obj
+def project_remove(settings: Settings, name: str) -> None:
+    """Forget project NAME and its group; its folder and files are kept."""
+    from insitu import hub
+    from insitu.hub.api import hub_api
+    from insitu.hub.projects import ProjectRegistry
+
+    project = ProjectRegistry(settings).remove(name)
+    if hub.running(settings) is not None:
+        hub_api(settings, "DELETE", f"groups/{name}")
+    click.echo(f"Removed project {name}; its files stay in {project.folder}.")

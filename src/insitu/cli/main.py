@@ -76,7 +76,8 @@ def _register() -> None:
     from insitu.cli._access import serve_command, token_group
     from insitu.cli._catalog import catalog_group, demo_command
     from insitu.cli._compute import cluster_group, compute_group
-    from insitu.cli._hub import down_command, up_command, user_group
+    from insitu.cli._hub import down_command, project_group, up_command, user_group
+    from insitu.cli._lab import lab_command, tunnel_command
 
     cli.add_command(catalog_group)
     cli.add_command(demo_command)
@@ -87,6 +88,9 @@ def _register() -> None:
     cli.add_command(up_command)
     cli.add_command(down_command)
     cli.add_command(user_group)
+    cli.add_command(project_group)
+    cli.add_command(lab_command)
+    cli.add_command(tunnel_command)
 
 
 _register()

@@ -9,6 +9,7 @@ find the catalog, the data service and the user's clusters, and the example note
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from importlib import resources
@@ -74,6 +75,13 @@ def user_environment(settings: Settings, ports: Ports) -> dict[str, str]:
         "INSITU_CATALOG__URI": settings.catalog_uri,
         "INSITU_ACCESS__PUBLIC_URL": f"{hub}/services/insitu",
     }
+    # Where batch jobs go: ipyparallel's 'slurm'/'mpi' profiles and insitu.cluster(backend=
+    # "slurm") in a notebook submit to the platform's queue (and account).
+    jobs = settings.compute.jobqueue
+    if jobs.queue:
+        env["INSITU_COMPUTE__JOBQUEUE__QUEUE"] = jobs.queue
+    if jobs.account:
+        env["INSITU_COMPUTE__JOBQUEUE__ACCOUNT"] = jobs.account
     if settings.hub.gateway:
         gateway = f"http://127.0.0.1:{settings.hub.port}/services/dask-gateway"
         tcp = f"gateway://127.0.0.1:{ports.gateway_tcp}"
@@ -108,7 +116,7 @@ def _copy_examples(home: Path, uid: int | None, gid: int | None) -> bool:
     return True
 
 
-def _pre_spawn(spawner: Any) -> None:
+def _pre_spawn(settings: Settings, spawner: Any) -> None:
     """Before a server starts: the home and, on the first login, the example notebooks."""
     mode = spawner.insitu_isolation
     if mode == "users":
@@ -118,14 +126,38 @@ def _pre_spawn(spawner: Any) -> None:
         entry = ensure_unix_account(name, Path(spawner.insitu_home.format(username=name)))
         home = Path(entry.pw_dir)
         first = _copy_examples(home, entry.pw_uid, entry.pw_gid)
-        prepare_home(home, entry.pw_uid, entry.pw_gid)
+        prepare_home(settings, name, home, entry.pw_uid, entry.pw_gid)
     else:
         home = Path(spawner.home_dir)
         home.mkdir(parents=True, exist_ok=True)
         first = _copy_examples(home, None, None)
-        prepare_home(home, None, None)
+        prepare_home(settings, spawner.user.name, home, None, None)
     if first:
         spawner.default_url = f"/lab/tree/{EXAMPLES}/{FIRST_NOTEBOOK}"
+    _record_usage(settings, spawner, start=True)
+
+
+def _server_key(spawner: Any) -> str:
+    return f"server:{spawner.user.name}/{spawner.name or ''}"
+
+
+def _record_usage(settings: Settings, spawner: Any, *, start: bool) -> None:
+    """A user's server started or stopped, for the usage log (never failing the spawn)."""
+    from insitu.access.usage import UsageLog
+
+    try:
+        usage = UsageLog(HubPaths.of(settings).usage)
+        if start:
+            cores = float(getattr(spawner, "cpu_limit", None) or 1.0)
+            usage.start("server", _server_key(spawner), spawner.user.name, cores)
+        else:
+            usage.stop(_server_key(spawner))
+    except Exception:
+        spawner.log.exception("Could not record usage of %s", _server_key(spawner))
+
+
+def _post_stop(settings: Settings, spawner: Any) -> None:
+    _record_usage(settings, spawner, start=False)
 
 
 def _spawner(c: Any, settings: Settings, paths: HubPaths, ports: Ports, mark: str) -> None:
@@ -146,14 +178,23 @@ def _spawner(c: Any, settings: Settings, paths: HubPaths, ports: Ports, mark: st
     cls = _import(path)
     c.JupyterHub.spawner_class = cls
     c.Spawner.cmd = [_bin("jupyterhub-singleuser")]
+    if name == "local" and mode == "users":
+        # umask 002: members of a project can edit each other's files in its folder
+        # (homes stay 0700, every user has a group of their own).
+        c.Spawner.cmd = ["/bin/sh", "-c", 'umask 002 && exec "$0" "$@"', *c.Spawner.cmd]
     c.Spawner.args = [
         *c.Spawner.get("args", []),
         f"--HubAuth.cache_max_age={hub.auth_cache_seconds}",
         *singleuser_args(settings),
     ]
     c.Spawner.default_url = "/lab"
-    c.Spawner.environment = user_environment(settings, ports) | {PLATFORM_MARK: mark}
-    c.Spawner.pre_spawn_hook = _pre_spawn
+    options = dict(hub.spawner_config)
+    # 'environment' adds to the platform's; set as a trait it would replace it, losing the
+    # catalog, the gateway and the mark 'insitu down' finds processes by.
+    extra = {str(k): str(v) for k, v in options.pop("environment", {}).items()}
+    c.Spawner.environment = user_environment(settings, ports) | extra | {PLATFORM_MARK: mark}
+    c.Spawner.pre_spawn_hook = functools.partial(_pre_spawn, settings)
+    c.Spawner.post_stop_hook = functools.partial(_post_stop, settings)
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 60
     if name in ("slurm", "pbs", "lsf"):
@@ -161,7 +202,7 @@ def _spawner(c: Any, settings: Settings, paths: HubPaths, ports: Ports, mark: st
     # The hook reads these from the spawner instance.
     cls.insitu_isolation = mode  # type: ignore[attr-defined]
     cls.insitu_home = hub.home_template  # type: ignore[attr-defined]
-    _apply(c, cls, hub.spawner_config)
+    _apply(c, cls, options)
 
 
 def _authenticator(c: Any, settings: Settings, paths: HubPaths) -> None:
@@ -200,6 +241,8 @@ def _services(c: Any, settings: Settings, paths: HubPaths, ports: Ports, mark: s
                 "INSITU_ACCESS__PUBLIC_URL": f"{settings.hub_url}/services/insitu",
             },
             "oauth_no_confirm": True,
+            # The sharing page acts as the logged-in user on their own server only.
+            "oauth_client_allowed_scopes": ["shares!user", "access:servers!user"],
         },
         {"name": "insitu-admin", "api_token": paths.secret("admin_token")},
     ]
@@ -308,6 +351,11 @@ def configure(c: Any, settings: Settings) -> None:
     c.JupyterHub.cleanup_proxy = True
     c.JupyterHub.allow_named_servers = True
     c.JupyterHub.template_vars = {"announcement_login": _login_note(settings)}
+    from insitu.hub.projects import ProjectRegistry
+
+    c.JupyterHub.load_groups = {
+        p.name: {"users": list(p.members)} for p in ProjectRegistry(settings).projects()
+    }
     _authenticator(c, settings, paths)
     _spawner(c, settings, paths, ports, mark)
     _services(c, settings, paths, ports, mark)

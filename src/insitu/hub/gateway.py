@@ -23,6 +23,122 @@ __all__ = ["PREFIX", "configure_gateway"]
 PREFIX = "/services/dask-gateway"
 
 
+def _usage(backend: Any, username: str) -> tuple[float, int]:
+    """Cores and bytes of memory held by all of a user's active clusters."""
+    cores, memory = 0.0, 0
+    for cluster in backend.db.list_clusters(username=username):
+        config = cluster.config
+        cores += config.get("scheduler_cores", 1)
+        memory += config.get("scheduler_memory", 0)
+        workers = len(cluster.active_workers())
+        cores += workers * config.get("worker_cores", 1)
+        memory += workers * config.get("worker_memory", 0)
+    return cores, memory
+
+
+def _with_user_limits(base: type) -> type:
+    """``base`` held to limits across ALL of a user's clusters, which Dask-Gateway only
+    has per cluster: a scale-up stops at the user's cores and memory (it says so in the
+    gateway's log), and a new cluster is refused when its scheduler would not fit."""
+    from traitlets import Float, Integer, Unicode
+
+    class UserLimited(base):  # type: ignore[misc]
+        user_max_cores = Float(0.0, config=True, help="Cores per user, all clusters (0: none).")
+        user_max_memory = Integer(0, config=True, help="Bytes per user, all clusters (0: none).")
+        usage_file = Unicode("", config=True, help="The platform's usage log (accounting).")
+
+        @property
+        def usage(self) -> Any:
+            from insitu.access.usage import UsageLog
+
+            return UsageLog(Path(self.usage_file)) if self.usage_file else None
+
+        def _record(self, start: bool, kind: str, key: str, user: str, cores: float) -> None:
+            try:
+                if self.usage is None:
+                    return
+                if start:
+                    self.usage.start(kind, key, user, cores)
+                else:
+                    self.usage.stop(key)
+            except Exception:  # accounting never stops a cluster
+                self.log.exception("Could not record usage of %s", key)
+
+        async def do_start_cluster(self, cluster: Any) -> Any:
+            cores = cluster.config.get("scheduler_cores", 1)
+            self._record(True, "scheduler", f"scheduler:{cluster.name}", cluster.username, cores)
+            async for state in super().do_start_cluster(cluster):
+                yield state
+
+        async def do_stop_cluster(self, cluster: Any) -> None:
+            await super().do_stop_cluster(cluster)
+            self._record(False, "scheduler", f"scheduler:{cluster.name}", cluster.username, 0)
+
+        async def do_start_worker(self, worker: Any) -> Any:
+            cores = worker.cluster.config.get("worker_cores", 1)
+            key = f"worker:{worker.cluster.name}/{worker.name}"
+            self._record(True, "worker", key, worker.cluster.username, cores)
+            async for state in super().do_start_worker(worker):
+                yield state
+
+        async def do_stop_worker(self, worker: Any) -> None:
+            await super().do_stop_worker(worker)
+            key = f"worker:{worker.cluster.name}/{worker.name}"
+            self._record(False, "worker", key, worker.cluster.username, 0)
+
+        def _fits(self, username: str, cores: float, memory: int) -> bool:
+            used_cores, used_memory = _usage(self, username)
+            return (not self.user_max_cores or used_cores + cores <= self.user_max_cores) and (
+                not self.user_max_memory or used_memory + memory <= self.user_max_memory
+            )
+
+        async def start_cluster(self, user: Any, cluster_options: Any) -> Any:
+            _, config = await self.process_cluster_options(user, cluster_options)
+            conf = config.to_dict()
+            if not self._fits(user.name, conf["scheduler_cores"], conf["scheduler_memory"]):
+                from dask_gateway_server.backends.base import PublicException
+
+                raise PublicException(
+                    f"User {user.name} is at their limit of {self.user_max_cores:g} cores / "
+                    f"{self.user_max_memory / 2**30:.1f} GiB across all their clusters: "
+                    "stop or scale down another cluster first."
+                )
+            return await super().start_cluster(user, cluster_options)
+
+        async def _check_cluster_scale(self, cluster: Any) -> None:
+            wanted = cluster.count - len(cluster.active_workers())
+            config = cluster.config
+            allowed = 0
+            for _ in range(max(wanted, 0)):
+                extra_cores = (allowed + 1) * config.get("worker_cores", 1)
+                extra_memory = (allowed + 1) * config.get("worker_memory", 0)
+                if not self._fits(cluster.username, extra_cores, extra_memory):
+                    self.log.warning(
+                        "Cluster %s of %s: %d of %d more workers started; the user's "
+                        "limit across clusters is %g cores / %.1f GiB",
+                        cluster.name,
+                        cluster.username,
+                        allowed,
+                        wanted,
+                        self.user_max_cores,
+                        self.user_max_memory / 2**30,
+                    )
+                    break
+                allowed += 1
+            if allowed < wanted:
+                cluster.count = len(cluster.active_workers()) + allowed
+            await super()._check_cluster_scale(cluster)
+
+    UserLimited.__name__ = f"UserLimited{base.__name__}"
+    return UserLimited
+
+
+def _unsafe_backend() -> type:
+    from dask_gateway_server.backends.local import UnsafeLocalBackend
+
+    return _with_user_limits(UnsafeLocalBackend)
+
+
 def _user_backend() -> type:
     from dask_gateway_server.backends.local import LocalBackend
 
@@ -53,7 +169,7 @@ def _user_backend() -> type:
             self.set_file_permissions(paths, cluster.username)
             return str(workdir)
 
-    return UserLocalBackend
+    return _with_user_limits(UserLocalBackend)
 
 
 def _options(max_cores: float, max_memory_gb: float) -> Any:
@@ -89,11 +205,17 @@ def configure_gateway(c: Any, settings: Settings) -> None:
     c.Proxy.prefix = PREFIX
     c.DaskGateway.authenticator_class = "dask_gateway_server.auth.JupyterHubAuthenticator"
     if isolation(settings) == "users":
-        c.DaskGateway.backend_class = _user_backend()
+        backend = _user_backend()
     else:
-        c.DaskGateway.backend_class = "dask_gateway_server.backends.local.UnsafeLocalBackend"
-        c.UnsafeLocalBackend.clusters_directory = str(paths.gateway / "clusters")
+        backend = _unsafe_backend()
         (paths.gateway / "clusters").mkdir(parents=True, exist_ok=True)
+    c.DaskGateway.backend_class = backend
+    section = getattr(c, backend.__name__)
+    section.user_max_cores = hub.user_max_cores
+    section.user_max_memory = int(hub.user_max_memory_gb * 2**30)
+    section.usage_file = str(paths.usage)
+    if isolation(settings) != "users":
+        section.clusters_directory = str(paths.gateway / "clusters")
     # Clusters do not outlive the gateway (it stops them on shutdown): an in-memory database.
     c.DBBackendBase.db_url = "sqlite://"
     dask = str(Path(sys.prefix) / "bin" / "dask")

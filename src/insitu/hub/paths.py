@@ -51,6 +51,11 @@ class HubPaths:
         return self.root / "platform.json"
 
     @property
+    def usage(self) -> Path:
+        """The usage log (core-hours accounting)."""
+        return self.root / "usage.db"
+
+    @property
     def log(self) -> Path:
         return self.root / "jupyterhub.log"
 

@@ -14,8 +14,12 @@ def singleuser_args(settings: Settings) -> list[str]:
     return []
 
 
-def prepare_home(home: Path, uid: int | None, gid: int | None) -> None:
+def prepare_home(
+    settings: Settings, user: str, home: Path, uid: int | None, gid: int | None
+) -> None:
     """Set up a user's home before their server starts (owned by uid/gid when given)."""
-    from insitu.hub.ipyparallel import write_profiles
+    from insitu.hub.profiles import write_profiles
+    from insitu.hub.projects import link_projects
 
     write_profiles(home, uid, gid)
+    link_projects(settings, user, home, uid, gid)

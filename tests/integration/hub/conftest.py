@@ -15,9 +15,11 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.hub.client import Hub
@@ -60,6 +62,19 @@ class Platform:
     def hub(self) -> Hub:
         return Hub(self.base, self.admin_token)
 
+    @contextmanager
+    def web(self, name: str) -> Iterator[httpx.Client]:
+        """A browser-like client logged in to the hub as ``name`` (its login form)."""
+        with httpx.Client(base_url=self.base, follow_redirects=True, timeout=60) as web:
+            web.get("/hub/login")
+            xsrf = web.cookies.get("_xsrf")
+            r = web.post(
+                "/hub/login?next=/hub/home",
+                data={"username": name, "password": self.passwords[name], "_xsrf": xsrf},
+            )
+            assert r.status_code == 200 and r.url.path == "/hub/home", (r.status_code, r.url)
+            yield web
+
     def add_user(self, name: str, *, admin: bool = False) -> str:
         password = secrets.token_urlsafe(12)
         pw_file = self.data_dir / f"{name}.pw"
@@ -86,6 +101,8 @@ def platform_env(data_dir: Path, index: int) -> dict[str, str]:
         "INSITU_HUB__HOME_TEMPLATE": str(data_dir / "home" / "{username}"),
         "INSITU_HUB__IDLE_TIMEOUT": "0",
         "INSITU_HUB__AUTH_CACHE_SECONDS": "2",
+        "INSITU_HUB__CLUSTER_MAX_CORES": "3",
+        "INSITU_HUB__USER_MAX_CORES": "4",
     }
     return env
 

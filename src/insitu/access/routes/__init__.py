@@ -13,7 +13,7 @@ from fastapi import FastAPI
 __all__ = ["API_MODULES", "WEB_MODULES", "include_routes"]
 
 API_MODULES = ("catalog", "zarr", "subset", "jobs", "quicklook")
-WEB_MODULES = ("web",)
+WEB_MODULES = ("web", "share", "usage")
 
 
 def include_routes(app: FastAPI, prefix: str) -> None:

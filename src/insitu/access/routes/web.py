@@ -50,7 +50,7 @@ from insitu.access.routes.catalog import (
 from insitu.catalog import DatasetRecord, VariableInfo
 from insitu.errors import InsituError, InvalidQuery, InvalidRequest, NotFound
 
-__all__ = ["error_page", "page_error", "render", "router"]
+__all__ = ["PageRoute", "error_page", "page_error", "render", "router"]
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def page_error(request: Request, exc: StarletteHTTPException) -> HTMLResponse | 
     return error_page(request, exc.status_code, str(exc.detail))
 
 
-class _PageRoute(APIRoute):
+class PageRoute(APIRoute):
     """A route whose errors, including those of its dependencies, render as HTML pages."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -182,7 +182,7 @@ class _PageRoute(APIRoute):
         return route
 
 
-router = APIRouter(route_class=_PageRoute, include_in_schema=False)
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 
 # -- landing page and static files -------------------------------------------------------
