@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "in_notebook", "show_progress"]
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -16,3 +16,16 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (where progress bars are ipywidgets)."""
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    return getattr(shell.get_ipython(), "kernel", None) is not None
+
+
+def show_progress(progress: bool | None) -> bool:
+    """Whether to show a progress bar: as asked, or by default in a notebook."""
+    return in_notebook() if progress is None else progress

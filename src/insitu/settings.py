@@ -322,6 +322,12 @@ class HubSettings(BaseModel):
         description="JupyterHub's database (default: SQLite in DATA_DIR/hub); PostgreSQL: "
         "'postgresql+psycopg://user@host/jupyterhub'.",
     )
+    notebook_catalog_uri: str | None = Field(
+        default=None,
+        description="The catalog URL users' notebooks get. Default: the platform's own "
+        "when it is a SQLite file (users can read it, not write it). With PostgreSQL, set "
+        "a read-only role's URL: the platform's own credentials are never handed out.",
+    )
     isolation: Literal["auto", "users", "single"] = Field(
         default="auto",
         description="'users': each user's server, kernels and Dask workers run as that "

@@ -117,6 +117,11 @@ def _code(notebook: Locator) -> Locator:
     return notebook.locator(".jp-CodeCell .cm-content")
 
 
+def _flags(notebook: Locator, name: str) -> Locator:
+    """The name flag of ``name``'s cursor in an editor of ``notebook`` (another's view)."""
+    return notebook.locator(".jp-remote-userFlag-name").filter(has_text=name).first
+
+
 def test_two_users_edit_one_notebook_on_a_shared_server(
     browser: Browser, hub_platform: Platform, alice: str, bob: str
 ) -> None:
@@ -127,23 +132,26 @@ def test_two_users_edit_one_notebook_on_a_shared_server(
         at_alice = _open_as(alice_page, hub_platform, alice, alice)
         at_bob = _open_as(bob_page, hub_platform, bob, alice)
 
-        # One collaborative document: alice's Collaboration panel shows bob in this notebook.
+        # One collaborative document: alice's Collaboration panel shows bob, in this notebook.
         alice_page.get_by_role("tab", name="Collaboration", exact=True).click()
-        collaborator = alice_page.locator(".jp-CollaboratorsPanel .jp-Collaborator")
-        expect(collaborator.filter(has_text=bob)).to_contain_text(f"{FOLDER}/{NAME}")
-        expect(collaborator.filter(has_text=alice)).to_have_count(0)  # others only
+        others = alice_page.locator(".jp-CollaboratorsPanel .jp-Collaborator")
+        expect(others).to_have_count(1)
+        expect(others.locator(".jp-CollaboratorHeader")).to_have_text(f"{bob[0]}{bob}")
+        others.locator(".jp-CollaboratorHeader").click()  # unfold bob's documents
+        current = others.locator(".jp-CollaboratorFile.jp-mod-running .jp-DirListing-itemText")
+        expect(current).to_have_attribute("title", f"{FOLDER}/{NAME}")
         shot(alice_page, "hub-collab-alice-sees-bob")
 
         _add_cell(alice_page, at_alice, 'print("from alice")')
         expect(_code(at_bob)).to_have_text(['print("from alice")'], timeout=LIVE_MS)
-        # ... typed by alice: her caret carries her name on bob's screen.
-        expect(at_bob.locator(".cm-ySelectionInfo").filter(has_text=alice)).to_have_count(1)
+        # ... typed by alice: her cursor, flagged with her name, is on bob's screen.
+        expect(_flags(at_bob, alice)).to_be_attached()
         shot(bob_page, "hub-collab-bob-sees-alice")
 
         _add_cell(bob_page, at_bob, 'print("from bob")')
         expected = ['print("from alice")', 'print("from bob")']
         expect(_code(at_alice)).to_have_text(expected, timeout=LIVE_MS)
-        expect(at_alice.locator(".cm-ySelectionInfo").filter(has_text=bob)).to_have_count(1)
+        expect(_flags(at_alice, bob)).to_be_attached()
         expect(_code(at_bob)).to_have_text(expected)
         shot(alice_page, "hub-collab-alice-sees-bob-cell")
 

@@ -18,6 +18,7 @@ from insitu.catalog.search import SearchResult, parse_bbox, parse_time_range
 from insitu.catalog.store import CatalogStore, CollectionStats
 from insitu.catalog.templates import Template, get_template
 from insitu.errors import CollectionNotFound, DatasetNotFound, InvalidQuery, InvalidRequest
+from insitu.log import show_progress
 from insitu.settings import Settings
 
 if TYPE_CHECKING:
@@ -128,16 +129,21 @@ class Catalog:
         names: Sequence[str] | str | None = None,
         *,
         workers: int | None = None,
-        progress: bool = False,
+        progress: bool | None = None,
     ) -> list[ScanReport]:
         """Scan the named collections (all if None); incremental after the first time."""
         if isinstance(names, str):
             names = [names]
         targets = [self.collection(n) for n in names] if names else self.collections()
         nworkers = workers or self.settings.catalog.scan_workers
+        shown = show_progress(progress)
         return [
             scan_collection(
-                self.store, c, self.template(c.template), workers=nworkers, progress=progress
+                self.store,
+                c,
+                self.template(c.template),
+                workers=nworkers,
+                progress=shown,
             )
             for c in targets
         ]

@@ -172,7 +172,7 @@ def _read_all(
     """Header of every item, read by ``workers`` processes, with a progress bar."""
     if not items:
         return
-    from tqdm import tqdm
+    from tqdm.auto import tqdm  # an ipywidgets bar in a notebook
 
     bar = tqdm(
         total=len(items),

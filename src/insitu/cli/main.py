@@ -76,6 +76,7 @@ def _register() -> None:
     from insitu.cli._access import serve_command, token_group
     from insitu.cli._catalog import catalog_group, demo_command
     from insitu.cli._compute import cluster_group, compute_group
+    from insitu.cli._gallery import publish_command
     from insitu.cli._hub import down_command, project_group, up_command, user_group
     from insitu.cli._lab import lab_command, tunnel_command
 
@@ -89,6 +90,7 @@ def _register() -> None:
     cli.add_command(down_command)
     cli.add_command(user_group)
     cli.add_command(project_group)
+    cli.add_command(publish_command)
     cli.add_command(lab_command)
     cli.add_command(tunnel_command)
 

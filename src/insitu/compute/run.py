@@ -29,6 +29,7 @@ from insitu.compute.engine import FilePart, stream_field_mean, stream_time_mean
 from insitu.compute.ensemble import combine
 from insitu.compute.operations import area_weights, axes, get_operation
 from insitu.errors import ComputeError, DataError, InsituError, InvalidRequest
+from insitu.log import in_notebook, show_progress
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -109,7 +110,7 @@ def run(
     out: str | os.PathLike[str] | None = None,
     client: Client | None = None,
     cache: bool = True,
-    progress: bool = False,
+    progress: bool | None = None,
     engine: str = "stream",
 ) -> ComputeResult:
     """Apply ``operation`` to each dataset and, if several, combine them along ``dataset``.
@@ -166,7 +167,7 @@ def run(
             r.dataset_id: {k: v[0] for k, v in r.facets.items() if len(v) == 1} for r in records
         }
         result = combine(results, var, facets)
-    result = _compute(result, client, progress, [r.dataset_id for r in records])
+    result = _compute(result, client, show_progress(progress), [r.dataset_id for r in records])
     seconds = perf_counter() - t0
     provenance = {
         "operation": op.name,
@@ -269,7 +270,11 @@ def _compute(
             if progress:
                 from distributed import progress as show
 
-                show(futures)
+                bar = show(futures)  # in a notebook an ipywidget, shown only when displayed
+                if bar is not None and in_notebook():
+                    from IPython.display import display
+
+                    display(bar)
             return futures.result()  # type: ignore[no-any-return]
         if progress:
             from dask.diagnostics.progress import ProgressBar

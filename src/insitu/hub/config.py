@@ -21,7 +21,7 @@ from insitu.hub.paths import HubPaths, Ports, isolation, proxy_command
 from insitu.hub.singleuser import prepare_home, singleuser_args
 from insitu.settings import Settings
 
-__all__ = ["AUTHENTICATORS", "SPAWNERS", "configure", "user_environment"]
+__all__ = ["AUTHENTICATORS", "SPAWNERS", "configure", "notebook_catalog_uri", "user_environment"]
 
 AUTHENTICATORS = {
     "insitu": "insitu.hub.auth.InsituAuthenticator",
@@ -64,6 +64,22 @@ def _apply(c: Any, cls: type, options: dict[str, Any]) -> None:
         setattr(section, key, value)
 
 
+def notebook_catalog_uri(settings: Settings) -> str:
+    """The catalog URL for users' notebooks and Dask workers (never the platform's
+    credentials: see ``hub.notebook_catalog_uri``)."""
+    if settings.hub.notebook_catalog_uri:
+        return settings.hub.notebook_catalog_uri
+    uri = settings.catalog_uri
+    if uri.startswith("sqlite"):
+        return uri
+    raise ConfigError(
+        "The catalog is not a SQLite file, and users' notebooks must not get the platform's "
+        "own database credentials. Create a read-only role (PostgreSQL: CREATE ROLE reader "
+        "LOGIN PASSWORD '...'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader) and set "
+        "hub.notebook_catalog_uri (INSITU_HUB__NOTEBOOK_CATALOG_URI) to its URL."
+    )
+
+
 def user_environment(settings: Settings, ports: Ports) -> dict[str, str]:
     """What a user's server (and so every kernel) finds in its environment.
 
@@ -72,7 +88,7 @@ def user_environment(settings: Settings, ports: Ports) -> dict[str, str]:
     """
     hub = settings.hub_url
     env = {
-        "INSITU_CATALOG__URI": settings.catalog_uri,
+        "INSITU_CATALOG__URI": notebook_catalog_uri(settings),
         "INSITU_ACCESS__PUBLIC_URL": f"{hub}/services/insitu",
     }
     # Where batch jobs go: ipyparallel's 'slurm'/'mpi' profiles and insitu.cluster(backend=

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from insitu.hub.config import PLATFORM_MARK, user_environment
+from insitu.hub.config import PLATFORM_MARK, notebook_catalog_uri
 from insitu.hub.paths import HubPaths, Ports, isolation
 from insitu.settings import Settings
 
@@ -226,9 +226,8 @@ def configure_gateway(c: Any, settings: Settings) -> None:
     c.ClusterConfig.cluster_max_memory = int(hub.cluster_max_memory_gb * 2**30)
     c.ClusterConfig.scheduler_memory = "1 G"
     c.ClusterConfig.idle_timeout = hub.cluster_idle_timeout
-    env = user_environment(settings, ports)
     c.ClusterConfig.environment = {
-        "INSITU_CATALOG__URI": env["INSITU_CATALOG__URI"],
+        "INSITU_CATALOG__URI": notebook_catalog_uri(settings),
         PLATFORM_MARK: os.environ.get(PLATFORM_MARK, ""),
     }
     c.Backend.cluster_options = _options(hub.cluster_max_cores, hub.cluster_max_memory_gb)

@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 from insitu.errors import BackendUnavailable, ConfigError
-from insitu.hub.config import PLATFORM_MARK
+from insitu.hub.config import PLATFORM_MARK, notebook_catalog_uri
 from insitu.hub.paths import HubPaths, Ports, isolation, proxy_command
 from insitu.settings import Settings
 
@@ -106,6 +106,7 @@ def start(settings: Settings, config_file: Path | None = None) -> PlatformState:
         )
     mode = isolation(settings)
     proxy_command(settings)  # fails early, with what to do, when the proxy is missing
+    notebook_catalog_uri(settings)  # and when notebooks would get the platform's credentials
     _check_ports(settings)
     paths = HubPaths.of(settings)
     paths.ensure()

@@ -23,3 +23,18 @@ def prepare_home(
 
     write_profiles(home, uid, gid)
     link_projects(settings, user, home, uid, gid)
+    _link_gallery(settings, home, uid, gid)
+
+
+def _link_gallery(settings: Settings, home: Path, uid: int | None, gid: int | None) -> None:
+    """``~/gallery``: the published notebooks, readable by all, written by the service."""
+    import os
+
+    gallery = settings.data_dir / "gallery"
+    gallery.mkdir(parents=True, exist_ok=True)
+    os.chmod(gallery, 0o755)
+    link = home / "gallery"
+    if not link.exists() and not link.is_symlink():
+        link.symlink_to(gallery)
+        if uid is not None and gid is not None:
+            os.lchown(link, uid, gid)

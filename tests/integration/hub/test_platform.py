@@ -93,6 +93,10 @@ r = httpx.get(insitu.Settings.load().service_url + "/api/v1/search",
 print("api", r.status_code, r.json()["total"])
 with insitu.cluster() as client:
     print("worker", client.submit(getpass.getuser).result())
+    from insitu.compute import run
+    ids = cat.search(table_id="Amon", source_id="MIROC6").dataset_ids[:1]
+    result = run(cat, "time_mean", ids, client=client, cache=False)  # a progress bar here
+    print("computed", sorted(result.open().data_vars))
 """
     result = execute(platform.base, alice, token, code)
     assert result.error is None, result.error
@@ -103,6 +107,10 @@ with insitu.cluster() as client:
     assert out["api"].startswith("200 ")
     # The user's Dask cluster comes from the hub's gateway and runs as the user too.
     assert out["worker"] == alice
+    assert "ta" in out["computed"]
+    # Long work shows an ipywidgets progress bar in a notebook, without being asked.
+    mimes = {m for o in result.outputs for m in o.get("data", {})}
+    assert "application/vnd.jupyter.widget-view+json" in mimes, result.outputs
     # The example notebooks were put in the new home at the first start.
     home = Path(out["home"])
     assert home.stat().st_mode & 0o777 == 0o700

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 
 __all__ = ["API_MODULES", "WEB_MODULES", "include_routes"]
 
-API_MODULES = ("catalog", "zarr", "subset", "jobs", "quicklook")
-WEB_MODULES = ("web", "share", "usage")
+API_MODULES = ("catalog", "zarr", "subset", "jobs", "quicklook", "gallery")
+WEB_MODULES = ("web", "share", "usage", "gallery_pages")
 
 
 def include_routes(app: FastAPI, prefix: str) -> None:

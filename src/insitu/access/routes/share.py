@@ -2,8 +2,9 @@
 
 For people who do not use JupyterHub's REST API. The page lists who may open the logged-in
 user's server and has a form to share it with another user name or to revoke a share. The
-data service does it through the hub's sharing API with its own token (the service role
-``insitu-service`` holds the ``shares`` scope), and only ever on the server of the user the
+data service does it through the hub's sharing API with the user's own hub session token
+(issued to the service's OAuth client with ``shares!user`` and ``access:servers!user``: the
+service itself holds no right to anyone's server), so only ever on the server of the user the
 hub session names: the form says with whom, never whose.
 
 A POST carries a token bound to the hub session (an HMAC of the session cookie under a key

@@ -1,0 +1,72 @@
+"""The gallery: a user publishes a notebook, everyone reads it (as a page, a file, and in
+``~/gallery``), nobody but its author changes or withdraws it."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+import pytest
+
+from tests.integration.hub.client import execute
+from tests.integration.hub.conftest import Platform
+
+pytestmark = pytest.mark.slow
+
+PUBLISH = """
+import subprocess, sys, pathlib
+nb = pathlib.Path.home() / "examples" / "02-server-side-slice.ipynb"
+out = subprocess.run([sys.executable, "-m", "insitu.cli", "publish", str(nb), "--name", "slice"],
+                     capture_output=True, text=True)
+print(out.returncode, out.stdout.strip(), out.stderr.strip())
+"""
+
+
+def test_a_published_notebook_is_read_by_all_and_withdrawn_by_its_author_only(
+    platform: Platform, alice: str, bob: str
+) -> None:
+    hub = platform.hub
+    hub.start(alice)
+    hub.start(bob)
+    alice_token, bob_token = hub.token_for(alice), hub.token_for(bob)
+    run = execute(platform.base, alice, alice_token, PUBLISH)
+    assert run.error is None and run.stdout.startswith("0 Published"), run
+    stored = platform.data_dir / "gallery" / alice / "slice.ipynb"
+    info = stored.stat()
+    assert (info.st_uid, info.st_mode & 0o777) == (0, 0o644)  # the service's, read-only
+
+    read = f"""
+import pathlib
+p = pathlib.Path.home() / "gallery" / "{alice}" / "slice.ipynb"
+print("read", len(p.read_bytes()) > 0)
+try:
+    p.write_text("vandalised")
+except PermissionError:
+    print("write refused")
+"""
+    run = execute(platform.base, bob, bob_token, read)
+    assert run.error is None and run.stdout.split() == ["read", "True", "write", "refused"], run
+
+    with platform.web(bob) as web:
+        listing = web.get("/services/insitu/gallery")
+        assert listing.status_code == 200 and f"/gallery/{alice}/slice" in listing.text
+        page = web.get(f"/services/insitu/gallery/{alice}/slice")
+        assert page.status_code == 200 and "Reading only the slice you need" in page.text
+        assert "<script" not in page.text  # the rendered notebook runs nothing
+        file = web.get(f"/services/insitu/gallery/{alice}/slice.ipynb")
+        assert file.status_code == 200 and file.content == stored.read_bytes()
+
+    api = f"{platform.base}/services/insitu/api/v1/gallery"
+    bob_api = httpx.Client(headers={"Authorization": f"token {bob_token}"}, timeout=60)
+    assert bob_api.delete(f"{api}/{alice}/slice").status_code == 403
+    assert bob_api.put(f"{api}/broken", content=b"{not a notebook").status_code == 400
+    huge = bob_api.put(f"{api}/huge", content=b" " * (33 * 2**20))
+    assert huge.status_code == 413
+    assert httpx.put(f"{api}/anon", content=b"{}", timeout=60).status_code == 401
+    assert stored.exists()
+
+    withdraw = PUBLISH.replace('str(nb), "--name", "slice"', '"--withdraw", "slice"')
+    run = execute(platform.base, alice, alice_token, withdraw)
+    assert run.error is None and run.stdout.startswith("0 Withdrew"), run
+    assert not stored.exists()
+    assert os.path.isdir(platform.data_dir / "gallery")
