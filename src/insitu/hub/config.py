@@ -112,6 +112,9 @@ def user_environment(settings: Settings, ports: Ports) -> dict[str, str]:
             "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
             "DASK_GATEWAY__PUBLIC_ADDRESS": f"{hub}/services/dask-gateway",
             "DASK_DISTRIBUTED__DASHBOARD__LINK": "{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status",
+            # JupyterLab's Dask panel makes the user's clusters through the gateway.
+            "DASK_LABEXTENSION__FACTORY__MODULE": "dask_gateway",
+            "DASK_LABEXTENSION__FACTORY__CLASS": "GatewayCluster",
         }
     return env
 

@@ -146,8 +146,9 @@ def _user_backend() -> type:
         """Dask-Gateway's ``LocalBackend`` (clusters run as their user's unix account).
 
         Its ``setup_working_directory`` (2026.3.0) adds the TLS files' paths letter by
-        letter to the files it hands over to the user (``list.extend`` of a string), so
-        every cluster fails to start; this one hands over the folders and both files.
+        letter to the files it hands over to the user (``list.extend`` of a string): it
+        chowns ``/`` to the user, then fails on ``t``, so no cluster starts. This one hands
+        over the cluster's folders and its two files, nothing else.
         """
 
         def setup_working_directory(self, cluster: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -107,6 +108,9 @@ with insitu.cluster() as client:
     assert out["api"].startswith("200 ")
     # The user's Dask cluster comes from the hub's gateway and runs as the user too.
     assert out["worker"] == alice
+    # Dask-Gateway 2026.3.0's LocalBackend handed "/" (the first letter of its TLS file's
+    # path) over to the cluster's user; insitu's backend hands over the cluster's files only.
+    assert os.stat("/").st_uid == 0
     assert "ta" in out["computed"]
     # Long work shows an ipywidgets progress bar in a notebook, without being asked.
     mimes = {m for o in result.outputs for m in o.get("data", {})}
