@@ -83,6 +83,7 @@ VENV_BIN = Path(sys.prefix) / "bin"
 # gateway's three, the data service). Other sessions use 8000-8010, 8470, 18130-18131 and
 # 18200-19999.
 PORT = 17700
+RESERVED_PORTS = [(8000, 8010), (8470, 8470), (18130, 18131), (18200, 19999)]
 VARIANTS = ["defaults", "committed", "launcher", "prompt", "proposed"]
 UMASK_WRAP = ["/bin/sh", "-c", 'umask 002 && exec "$0" "$@"']  # what config.py runs as root
 # The single-user server without the 1.2 s import of rfc3987_syntax (see BENCHMARKS.md, Hub):
@@ -118,7 +119,7 @@ def _prompt_spawner() -> type:
     from jupyterhub.spawner import LocalProcessSpawner
     from jupyterhub.utils import can_connect
 
-    class PromptLocalProcessSpawner(LocalProcessSpawner):  # type: ignore[misc]
+    class PromptLocalProcessSpawner(LocalProcessSpawner):
         """LocalProcessSpawner whose start() returns once the server listens.
 
         JupyterHub waits for a new server with a jittered exponential backoff (0.2 s,
@@ -202,9 +203,17 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for pkg in ("jupyterhub", "jupyter_server", "jupyterlab", "jupyter-collaboration",
-                "jupyter-server-proxy", "dask-labextension", "ipyparallel", "jsonschema",
-                "rfc3987-syntax"):  # fmt: skip
+    for pkg in (
+        "jupyterhub",
+        "jupyter_server",
+        "jupyterlab",
+        "jupyter-collaboration",
+        "jupyter-server-proxy",
+        "dask-labextension",
+        "ipyparallel",
+        "jsonschema",
+        "rfc3987-syntax",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -242,6 +251,16 @@ def evict(paths: list[Path]) -> dict[str, Any]:
                 finally:
                     os.close(fd)
     return {"files": files, "bytes": size, "seconds": time.monotonic() - t0}
+
+
+def disk_read_bytes() -> int:
+    """Bytes read so far from the machine's disks (/proc/diskstats, whole disks only)."""
+    try:
+        disks = {d for d in os.listdir("/sys/block") if not d.startswith(("loop", "ram", "zram"))}
+        lines = Path("/proc/diskstats").read_text().splitlines()
+    except OSError:
+        return 0
+    return sum(int(f[5]) * 512 for f in map(str.split, lines) if f[2] in disks)
 
 
 def uid_cpu(uid: int) -> float:
@@ -314,13 +333,18 @@ def _log_events(path: Path, offset: int) -> list[tuple[float, str]]:
     return out
 
 
-def _first(events: list[tuple[float, str]], needle: str, after: float = 0.0) -> float | None:
-    return next((t for t, line in events if needle in line and t >= after), None)
+def _first(events: list[tuple[float, str]], *needles: str, after: float = 0.0) -> float | None:
+    """Time of the first line at or after ``after`` that holds every needle."""
+    return next((t for t, line in events if t >= after and all(n in line for n in needles)), None)
 
 
-def start_phases(events: list[tuple[float, str]], t_cli: float, hub_started: float | None,
-                 t_up: float) -> dict[str, float | None]:  # fmt: skip
-    """Where the seconds of one ``insitu up`` went (epoch times in, seconds out)."""
+def start_phases(
+    events: list[tuple[float, str]], t_cli: float, hub_started: float | None, t_up: float
+) -> dict[str, float | None]:
+    """Where the seconds of one ``insitu up`` went (epoch times in, seconds out).
+
+    ``hub_started``: when the CLI said it started JupyterHub (its line, read as printed).
+    """
     first = events[0][0] if events else None
     proxy = _first(events, "Starting proxy")
     api = _first(events, "Hub API listening")
@@ -339,12 +363,13 @@ def start_phases(events: list[tuple[float, str]], t_cli: float, hub_started: flo
     }
 
 
-def spawn_phases(events: list[tuple[float, str]], name: str, t_post: float,
-                 t_ready: float) -> dict[str, Any]:  # fmt: skip
+def spawn_phases(
+    events: list[tuple[float, str]], name: str, t_post: float, t_ready: float
+) -> dict[str, Any]:
     """Where the seconds of one spawn went, from the hub's log (a spawn at a time)."""
-    spawning = _first(events, "JupyterHub spawner", t_post - 1)
-    running = _first(events, "is running at:", spawning or t_post)
-    took = _first(events, f"User {name} took", running or t_post)
+    spawning = _first(events, "JupyterHub spawner", "] Spawning ", after=t_post - 1)
+    running = _first(events, "is running at:", after=spawning or t_post)
+    took = _first(events, f"User {name} took", after=running or t_post)
     imports = {}
     for _, line in events:
         m = re.search(r"Extension package (\S+) took ([\d.]+)s to import", line)
@@ -428,7 +453,8 @@ class Platform:
         offset = self.log.stat().st_size if self.log.exists() else 0
         t_cli, t0 = time.time(), time.monotonic()
         proc = subprocess.Popen(
-            [str(VENV_BIN / "insitu"), "up", "--detach", "--timeout", str(timeout)],
+            # -u: its lines arrive as printed (the hub it starts does not inherit it)
+            [sys.executable, "-u", "-m", "insitu.cli", "up", "--detach", "--timeout", str(timeout)],
             env=self.env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -451,17 +477,13 @@ class Platform:
             (self.data_dir / "bench-admin.txt").chmod(0o600)
         elif self.admin_password is None:
             self.admin_password = (self.data_dir / "bench-admin.txt").read_text().strip()
-        hub_started = None
-        with contextlib.suppress(Exception):
-            import psutil
-
-            state = json.loads((self.data_dir / "hub" / "platform.json").read_text())
-            hub_started = psutil.Process(state["pid"]).create_time()
+        started = next((t for t, line in lines if line.startswith("Starting JupyterHub")), None)
+        hub_started = None if started is None else t_cli + started
         events = _log_events(self.log, offset)
         return {
             "up_s": up_s,
             "indexed_demo": "indexing the CMIP6 demo archive" in out,
-            "lines": [[t, line] for t, line in lines if line.startswith("  ")],
+            "lines": [[t, line] for t, line in lines if " answers (" in line],
             "phases": start_phases(events, t_cli, hub_started, t_cli + up_s),
         }
 
@@ -689,8 +711,10 @@ async def user_session(
                         got = await _reply(
                             ws,
                             msg["header"]["msg_id"],
-                            lambda m: m["msg_type"] == "status"
-                            and m["content"]["execution_state"] == "idle",
+                            lambda m: (
+                                m["msg_type"] == "status"
+                                and m["content"]["execution_state"] == "idle"
+                            ),
                         )
                         errors = [m["content"] for m in got if m["msg_type"] == "error"]
                         if errors:
@@ -737,7 +761,7 @@ def part_startup(args: argparse.Namespace, sfx: str, platforms: list[Platform]) 
                 f"[startup] evicted {record['evicted']['files']} files "
                 f"({record['evicted']['bytes'] / 2**30:.1f} GiB) from the page cache"
             )
-        t0 = time.monotonic()
+        t0, read0 = time.monotonic(), disk_read_bytes()
         try:
             record |= plat.up(timeout=args.timeout)
             assert plat.admin_password
@@ -746,6 +770,7 @@ def part_startup(args: argparse.Namespace, sfx: str, platforms: list[Platform]) 
             )
             record["session"] = session
             record["usable_s"] = time.monotonic() - t0
+            record["disk_read_mb"] = (disk_read_bytes() - read0) / 2**20
             record["ok"] = session["ok"]
         except Exception as exc:
             record |= {"ok": False, "error": _reason(exc)}
@@ -755,10 +780,13 @@ def part_startup(args: argparse.Namespace, sfx: str, platforms: list[Platform]) 
         steps = record.get("session", {}).get("steps", {})
         say(
             f"[startup] {kind:5s}: up {record.get('up_s', float('nan')):5.1f} s, then "
-            + ", ".join(f"{k} {v['s']:.1f} s" + (" FAILED" if "error" in v else "")
-                        for k, v in steps.items())  # fmt: skip
+            + ", ".join(
+                f"{k} {v['s']:.1f} s" + (" FAILED " + v["error"] if "error" in v else "")
+                for k, v in steps.items()
+            )
             + f" -> usable after {record.get('usable_s', float('nan')):.1f} s "
-            f"(phases {record.get('phases')}; load {record['load_before']:.1f}; "
+            f"(phases {record.get('phases')}; {record.get('disk_read_mb', 0):.0f} MB read from "
+            f"the disk; load {record['load_before']:.1f}; "
             f"down {record['down_s']:.1f} s)"
         )
     warm = [s["usable_s"] for s in starts if s["kind"] == "warm" and s.get("ok")]
@@ -1071,8 +1099,11 @@ def plot(res: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--parts", default="startup,spawn,users")
-    ap.add_argument("--variants", default="defaults,committed,proposed",
-                    help=f"spawn variants, interleaved (of {', '.join(VARIANTS)})")  # fmt: skip
+    ap.add_argument(
+        "--variants",
+        default="defaults,committed,proposed",
+        help=f"spawn variants, interleaved (of {', '.join(VARIANTS)})",
+    )
     ap.add_argument("--cycles", type=int, default=5, help="fresh users per variant (5)")
     ap.add_argument("--later", type=int, default=2, help="later spawns per fresh user (2)")
     ap.add_argument("--pause", type=float, default=1.0, help="seconds between spawns (1)")
@@ -1092,8 +1123,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown parts {sorted(unknown)} or variants {sorted(bad)}")
     if os.geteuid() != 0:
         ap.error("run as root: the users are real unix accounts ('insitu user add')")
-    if args.port <= 8470 <= args.port + 100 or 18130 <= args.port + 100 and args.port <= 19999:
-        ap.error("pick --port away from 8000-8010, 8470, 18130-18131 and 18200-19999")
+    used = (args.port, args.port + 20 * len(VARIANTS) + 10)
+    if any(used[0] <= hi and lo <= used[1] for lo, hi in RESERVED_PORTS):
+        ap.error(f"ports {used[0]}-{used[1]} meet others' {RESERVED_PORTS}: pick another --port")
     args.data_dir = args.data_dir.resolve()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     args.data_dir.chmod(0o755)

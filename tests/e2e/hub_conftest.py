@@ -28,6 +28,7 @@ from playwright.sync_api import Browser, BrowserContext, Locator, Page, Request,
 from tests.integration.hub.conftest import INSITU, Platform, _worker_index, platform_env
 
 __all__ = [
+    "SLOW_MS",
     "alice",
     "bob",
     "hub_platform",

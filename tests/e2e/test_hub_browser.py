@@ -54,6 +54,7 @@ def test_first_login_runs_the_example_notebook_then_reaches_the_catalog(
 
         # Log in with the hub's form; the server starts (spawn pending), then JupyterLab.
         page.goto(f"{base}/hub/")
+        expect(page).to_have_url(re.compile(r"/hub/login\b"))
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
         shot(page, "hub-login")
         log_in(page, hub_platform, alice)

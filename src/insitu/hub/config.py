@@ -125,12 +125,14 @@ def _copy_examples(home: Path, uid: int | None, gid: int | None) -> bool:
     if target.exists():
         return False
     source = resources.files("insitu.hub") / "notebooks"
+    notebooks = {i.name: i.read_bytes() for i in source.iterdir() if i.name.endswith(".ipynb")}
     target.mkdir(parents=True)
-    for item in source.iterdir():
-        if item.name.endswith(".ipynb"):
-            (target / item.name).write_bytes(item.read_bytes())
     if uid is not None and gid is not None:
-        for path in [target, *target.iterdir()]:
+        os.chown(target, uid, gid)
+    for name, data in notebooks.items():
+        path = target / name
+        path.write_bytes(data)
+        if uid is not None and gid is not None:
             os.chown(path, uid, gid)
     return True
 
@@ -261,7 +263,11 @@ def _services(c: Any, settings: Settings, paths: HubPaths, ports: Ports, mark: s
             },
             "oauth_no_confirm": True,
             # The sharing page acts as the logged-in user on their own server only.
-            "oauth_client_allowed_scopes": ["shares!user", "access:servers!user"],
+            "oauth_client_allowed_scopes": [
+                "shares!user",
+                "access:servers!user",
+                "read:users:name",
+            ],
         },
         {"name": "insitu-admin", "api_token": paths.secret("admin_token")},
     ]

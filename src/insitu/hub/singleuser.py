@@ -11,7 +11,28 @@ __all__ = ["prepare_home", "singleuser_args"]
 
 def singleuser_args(settings: Settings) -> list[str]:
     """Extra options of ``jupyterhub-singleuser`` (traitlets ``--Class.trait=value``)."""
-    return []
+    return [*quick_start_args(settings)]
+
+
+def quick_start_args(settings: Settings) -> list[str]:
+    """Options that take waste out of a user's server start (``bench/hub_bench.py``).
+
+    Every feature stays: JupyterLab, collaboration, server-proxy, the Dask and
+    IPython Parallel panels. What goes:
+
+    - jupyter-lsp's server extension: no language server is installed in the platform's
+      environment, so at every start it only scanned for one (in a thread that ran while
+      the first requests came in), and JupyterLab's LSP features are off by default.
+      A site that installs one (``python-lsp-server``) turns it back on with
+      ``hub.spawner_config = {args = [...]}`` without this option.
+    - JupyterLab's 'pypi' extension manager: users cannot install into the platform's
+      environment, so the manager that offers it (an HTTP client to PyPI made at every
+      start) becomes the read-only one, which lists what is installed.
+    """
+    return [
+        "--ServerApp.jpserver_extensions=jupyter_lsp=False",
+        "--LabApp.extension_manager=readonly",
+    ]
 
 
 def prepare_home(

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,5 +124,10 @@ async def _execute(base: str, user: str, token: str, code: str, timeout: float) 
 
 
 def execute(base: str, user: str, token: str, code: str, timeout: float = 300) -> Execution:
-    """Run ``code`` in a new kernel of ``user``'s server (deleted afterwards)."""
-    return asyncio.run(_execute(base.rstrip("/"), user, token, code, timeout))
+    """Run ``code`` in a new kernel of ``user``'s server (deleted afterwards).
+
+    In a thread of its own: the browser tests' Playwright keeps an event loop running in
+    the test's thread, where ``asyncio.run`` refuses to start another."""
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(asyncio.run, _execute(base.rstrip("/"), user, token, code, timeout))
+        return job.result()

@@ -122,8 +122,8 @@ class _Page:
         """The error for an answer of the hub that the page cannot explain to the user."""
         log.warning("hub API %s: %s %s", what, response.status_code, response.text[:300])
         hint = (
-            " The data service's OAuth client needs the 'shares!user' and "
-            "'access:servers!user' scopes (hub services config)."
+            " The data service's OAuth client needs the 'shares!user', "
+            "'access:servers!user' and 'read:users:name' scopes (hub services config)."
             if response.status_code == 403
             else ""
         )
