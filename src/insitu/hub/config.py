@@ -218,6 +218,11 @@ def _spawner(c: Any, settings: Settings, paths: HubPaths, ports: Ports, mark: st
     c.Spawner.post_stop_hook = functools.partial(_post_stop, settings)
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 60
+    # jupyter-collaboration leaves a non-daemon AnyIO worker thread behind once a shared
+    # document was saved (jupyterlab/jupyter-collaboration#161): the server has cleaned up,
+    # then waits at interpreter exit until SIGKILL. 15 s, not JupyterHub's 30 + 30 s.
+    c.LocalProcessSpawner.interrupt_timeout = 10
+    c.LocalProcessSpawner.term_timeout = 5
     if name in ("slurm", "pbs", "lsf"):
         c.BatchSpawnerBase.batchspawner_singleuser_cmd = _bin("batchspawner-singleuser")
     # The hook reads these from the spawner instance.
