@@ -92,12 +92,17 @@ import httpx
 r = httpx.get(insitu.Settings.load().service_url + "/api/v1/search",
               headers={"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]})
 print("api", r.status_code, r.json()["total"])
-with insitu.cluster() as client:
-    print("worker", client.submit(getpass.getuser).result())
-    from insitu.compute import run
-    ids = cat.search(table_id="Amon", source_id="MIROC6").dataset_ids[:1]
-    result = run(cat, "time_mean", ids, client=client, cache=False)  # a progress bar here
-    print("computed", sorted(result.open().data_vars))
+import warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with insitu.cluster() as client:
+        print("worker", client.submit(getpass.getuser).result())
+        versions = client.get_versions(check=True)  # raises on a mismatch of packages
+        from insitu.compute import run
+        ids = cat.search(table_id="Amon", source_id="MIROC6").dataset_ids[:1]
+        result = run(cat, "time_mean", ids, client=client, cache=False)  # a progress bar
+        print("computed", sorted(result.open().data_vars))
+print("mismatch", [str(w.message)[:80] for w in caught if "ismatch" in str(w.message)])
 """
     result = execute(platform.base, alice, token, code)
     assert result.error is None, result.error
@@ -108,6 +113,8 @@ with insitu.cluster() as client:
     assert out["api"].startswith("200 ")
     # The user's Dask cluster comes from the hub's gateway and runs as the user too.
     assert out["worker"] == alice
+    # The workers run the same environment as the kernel: no version-mismatch warnings.
+    assert out["mismatch"] == "[]"
     # Dask-Gateway 2026.3.0's LocalBackend handed "/" (the first letter of its TLS file's
     # path) over to the cluster's user; insitu's backend hands over the cluster's files only.
     assert os.stat("/").st_uid == 0
