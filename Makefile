@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install up down demo test test-unit test-integration lint fmt typecheck check bench bench-compute bench-service services clean
+.PHONY: help install up down demo test test-unit test-integration lint fmt typecheck check bench bench-compute bench-hub bench-service services clean
 
 help:
 	@echo "make up      set up and start the platform (JupyterHub, data service, Dask-Gateway)"
@@ -87,6 +87,7 @@ bench: install
 	$(BIN)/python bench/run_all.py
 	$(BIN)/python bench/bench_service.py --clients 50 --duration 20 --server-workers 2
 	$(BIN)/python bench/compute_bench.py --gb 5 --repeat 3
+	$(BIN)/python bench/hub_bench.py
 
 bench-service: install
 	scripts/tools.sh
@@ -95,6 +96,9 @@ bench-service: install
 bench-compute: install
 	scripts/tools.sh
 	$(BIN)/python bench/compute_bench.py --gb 5 --repeat 3
+
+bench-hub: install
+	$(BIN)/python bench/hub_bench.py
 
 clean:
 	-scripts/postgres.sh stop

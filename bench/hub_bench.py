@@ -20,7 +20,7 @@ the end, also after a failure or Ctrl-C):
     interleaved cycle by cycle (one platform per variant, running side by side):
 
     - ``defaults``: JupyterHub's defaults (``jupyterhub-singleuser`` with no options but
-      the platform's own, LocalProcessSpawner), what the code did before ``quick_start_args``;
+      the platform's own, LocalProcessSpawner), what the code did before ``_quick_start_args``;
     - ``committed``: the platform as the code configures it now;
     - ``launcher``: committed, with the server started by :data:`LAUNCH` (below);
     - ``prompt``: committed, with :class:`PromptLocalProcessSpawner` (below);
@@ -41,12 +41,18 @@ the end, also after a failure or Ctrl-C):
     rate and p50/p95/max of each step; a failed step is recorded with its reason and ends
     that user's session.
 
+``imports`` (not run by default)
+    For each of ``--import-variants``, a user's second server start with
+    ``PYTHONPROFILEIMPORTTIME=1``: the seconds of its imports, charged to the extension or
+    package that caused them (:data:`IMPORT_CAUSES`).
+
 Progress goes to stderr, one JSON line to stdout and to ``--json-out`` (default
 ``bench/data/hub/hub-results-<time>.json``), and a PNG of the spawn latencies, the users'
 latency distribution and the start-up phases next to it. Needs root (unix accounts).
 
     python bench/hub_bench.py [--parts startup,spawn,users] [--cycles 5] [--users 20]
-                              [--variants defaults,committed,proposed] [--json-out F]
+                              [--variants defaults,committed,launcher,prompt,proposed]
+                              [--users-variant committed] [--json-out F]
 """
 
 from __future__ import annotations
@@ -263,14 +269,20 @@ def disk_read_bytes() -> int:
     return sum(int(f[5]) * 512 for f in map(str.split, lines) if f[2] in disks)
 
 
-def uid_cpu(uid: int) -> float:
-    """CPU seconds so far of every process of ``uid``."""
+def uid_cpu(uid: int, since: float) -> float:
+    """CPU seconds so far of the live processes of ``uid`` started after ``since`` (epoch;
+    a stopped server the hub has not reaped yet stays a zombie, with its CPU time)."""
     import psutil
 
     total = 0.0
-    for p in psutil.process_iter(["uids"]):
+    for p in psutil.process_iter(["uids", "status", "create_time"]):
         with contextlib.suppress(psutil.Error):
-            if p.info["uids"] and p.info["uids"].real == uid:
+            if (
+                p.info["uids"]
+                and p.info["uids"].real == uid
+                and p.info["status"] != psutil.STATUS_ZOMBIE
+                and p.info["create_time"] >= since - 1.5  # psutil rounds the boot time
+            ):
                 c = p.cpu_times()
                 total += c.user + c.system
     return total
@@ -547,16 +559,16 @@ def variant_env(variant: str, baseline_args: list[str]) -> dict[str, str]:
 
 
 def baseline_singleuser_args(plat: Platform) -> list[str]:
-    """The options config.py gives the server, less those of ``quick_start_args``."""
+    """The options config.py gives the server, less those of ``_quick_start_args``."""
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(plat.env())
     try:
-        from insitu.hub.singleuser import quick_start_args, singleuser_args
+        from insitu.hub.singleuser import _quick_start_args, singleuser_args
         from insitu.settings import Settings
 
         settings = Settings.load()
-        quick = set(quick_start_args(settings))
+        quick = set(_quick_start_args(settings))
         ours = [a for a in singleuser_args(settings) if a not in quick]
     finally:
         os.environ.clear()
@@ -692,8 +704,14 @@ async def user_session(
                         raise StepFailed(f"POST kernels answered {r.status_code}")
                     kernel = r.json()["id"]
                     ws_url = base.replace("http", "ws", 1) + f"{api}/{kernel}/channels"
+                    # No keepalive pings from the client, as a browser sends none: under
+                    # load a server may not answer one for 20 s and still work.
                     ws = await websockets.connect(
-                        ws_url, additional_headers=headers, max_size=2**26, open_timeout=timeout
+                        ws_url,
+                        additional_headers=headers,
+                        max_size=2**26,
+                        open_timeout=timeout,
+                        ping_interval=None,
                     )
                     info = _message("kernel_info_request", {}, name)
                     await ws.send(json.dumps(info))
@@ -815,7 +833,7 @@ def _timed_spawn(http: Any, plat: Platform, name: str, timeout: float) -> dict[s
     elif r.status_code != 201:
         return {"error": f"POST server answered {r.status_code}: {r.text[:200]}", "load": load}
     ready = time.monotonic() - t0
-    cpu = uid_cpu(uid)
+    cpu = uid_cpu(uid, t_post)
     time.sleep(0.2)  # the log's last lines
     phases = spawn_phases(_log_events(plat.log, offset), name, t_post, t_post + ready)
     return {"s": ready, "server_cpu_s": cpu, "load": load, **phases}
@@ -943,6 +961,9 @@ def part_users(args: argparse.Namespace, sfx: str, platforms: list[Platform]) ->
         plat.extra_env = variant_env(variant, baseline_singleuser_args(plat))
         say(f"[users] {variant}: starting its platform on port {plat.port}")
         plat.up(timeout=args.timeout)
+    for other in platforms:  # idle hubs, gateways and data services: less noise
+        if other is not plat:
+            other.down()
     dataset, variable, total = _small_dataset(plat)
     code = KERNEL_CODE.format(dataset=dataset, variable=variable)
     say(f"[users] adding {args.users} unix accounts (insitu user add) ...")
@@ -1018,18 +1039,111 @@ def part_users(args: argparse.Namespace, sfx: str, platforms: list[Platform]) ->
     return {"summary": summary, "sessions": sessions}
 
 
+# -- part 4: what the server imports ---------------------------------------------------------
+
+# Where a module's import time is charged: the first of these among the module and the
+# modules that imported it (in this order), else "other".
+IMPORT_CAUSES = [
+    "rfc3987_syntax",
+    "dask_labextension",
+    "ipyparallel",
+    "jupyterlab",
+    "jupyter_lsp",
+    "jupyter_server_proxy",
+    "jupyter_server_ydoc",
+    "jupyter_server_fileid",
+    "jupyter_server_terminals",
+    "jupyterhub.singleuser.mixins",
+    "jupyter_server",
+    "jupyterhub",
+]
+
+
+def import_profile(text: str) -> dict[str, Any]:
+    """Seconds of ``python -X importtime`` output charged to :data:`IMPORT_CAUSES`."""
+    rows: list[tuple[int, int, str]] = []
+    for line in text.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        own, _, name = line[len("import time:") :].split("|", 2)
+        depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
+        rows.append((depth, int(own), name.strip()))
+    parent: dict[int, int] = {}
+    open_: list[int] = []
+    for i, (depth, _, _) in enumerate(rows):  # a module is listed after what it imported
+        while open_ and rows[open_[-1]][0] > depth:
+            parent[open_.pop()] = i
+        open_.append(i)
+    charged: dict[str, float] = {}
+    for i, (_, own, _) in enumerate(rows):
+        chain, j = [rows[i][2]], i
+        while j in parent:
+            j = parent[j]
+            chain.append(rows[j][2])
+        cause = next(
+            (c for c in IMPORT_CAUSES if any(n == c or n.startswith(c + ".") for n in chain)),
+            "other",
+        )
+        charged[cause] = charged.get(cause, 0.0) + own / 1e6
+    return {
+        "total_s": sum(charged.values()),
+        "by_cause_s": dict(sorted(charged.items(), key=lambda kv: -kv[1])),
+    }
+
+
+def part_imports(args: argparse.Namespace, sfx: str, platforms: list[Platform]) -> dict[str, Any]:
+    """Each variant's second server start with ``PYTHONPROFILEIMPORTTIME=1``."""
+    import httpx
+
+    out: dict[str, Any] = {}
+    for variant in [v for v in args.import_variants.split(",") if v]:
+        k = VARIANTS.index(variant) + 1
+        label = f"imports-{variant}"
+        plat = Platform(label, args.data_dir / label, args.port + 20 * k, f"hb{sfx}i{k}")
+        platforms.append(plat)
+        plat.fresh()
+        env = variant_env(variant, baseline_singleuser_args(plat))
+        config = json.loads(env.get("INSITU_HUB__SPAWNER_CONFIG", "{}"))
+        config.setdefault("environment", {})["PYTHONPROFILEIMPORTTIME"] = "1"
+        plat.extra_env = env | {"INSITU_HUB__SPAWNER_CONFIG": json.dumps(config)}
+        say(f"[imports] {variant}: starting its platform on port {plat.port}")
+        plat.up(timeout=args.timeout)
+        name = f"hb{sfx}m{k}"
+        plat.add_user(name, secrets.token_urlsafe(12))
+        with httpx.Client(
+            base_url=f"{plat.base}/hub/api",
+            headers={"Authorization": f"token {plat.admin_token}"},
+            timeout=args.timeout,
+        ) as http:
+            _timed_spawn(http, plat, name, args.timeout)  # the first, with the home's set-up
+            _stop(http, name)
+            offset = plat.log.stat().st_size
+            rec = _timed_spawn(http, plat, name, args.timeout)
+            _stop(http, name)
+        with open(plat.log, "rb") as f:
+            f.seek(offset)
+            prof = import_profile(f.read().decode(errors="replace"))
+        out[variant] = prof | {"spawn": rec}
+        say(
+            f"[imports] {variant}: {prof['total_s']:.2f} s of imports: "
+            + ", ".join(f"{c} {t:.2f}" for c, t in prof["by_cause_s"].items() if t >= 0.01)
+        )
+        plat.down()
+    return out
+
+
 # -- the plot -------------------------------------------------------------------------------
 
 
-def plot(res: dict[str, Any], path: Path) -> None:
+def plot(res: dict[str, Any], path: Path) -> bool:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [p for p in ("spawn", "users", "startup") if p in res]
+    panels = [p for p in ("spawn", "users", "startup", "imports") if p in res]
     if not panels:
-        return
+        return False
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.2), squeeze=False)
     for ax, part in zip(axes[0], panels, strict=True):
         if part == "spawn":
@@ -1068,9 +1182,24 @@ def plot(res: dict[str, Any], path: Path) -> None:
             ax.set_ylabel("seconds")
             n = res["users"]["summary"]["users"]
             ax.set_title(f"{n} users at once: latency of each step")
+        elif part == "imports":
+            variants = list(res["imports"])
+            bottoms = [0.0] * len(variants)
+            for cause in [*IMPORT_CAUSES, "other"]:
+                vals = [res["imports"][v]["by_cause_s"].get(cause, 0.0) for v in variants]
+                if max(vals) < 0.01:
+                    continue
+                ax.bar(variants, vals, bottom=bottoms, label=cause)
+                bottoms = [b + v for b, v in zip(bottoms, vals, strict=True)]
+            ax.set_ylabel("seconds of imports (python -X importtime)")
+            ax.set_title("What a server's start imports")
+            ax.legend(fontsize=7)
         else:
             starts = res["startup"]["starts"]
-            names = [f"{s['kind']}" for s in starts]
+            names = [
+                f"{s['kind']} {sum(1 for t in starts[: i + 1] if t['kind'] == s['kind'])}"
+                for i, s in enumerate(starts)
+            ]
             bottoms = [0.0] * len(starts)
             for key in ["up_s", "login", "spawn", "lab"]:
                 vals = []
@@ -1091,6 +1220,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return True
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -1098,10 +1228,10 @@ def plot(res: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    ap.add_argument("--parts", default="startup,spawn,users")
+    ap.add_argument("--parts", default="startup,spawn,users", help="of startup,spawn,users,imports")
     ap.add_argument(
         "--variants",
-        default="defaults,committed,proposed",
+        default=",".join(VARIANTS),
         help=f"spawn variants, interleaved (of {', '.join(VARIANTS)})",
     )
     ap.add_argument("--cycles", type=int, default=5, help="fresh users per variant (5)")
@@ -1109,6 +1239,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pause", type=float, default=1.0, help="seconds between spawns (1)")
     ap.add_argument("--users", type=int, default=20, help="users at once (20)")
     ap.add_argument("--users-variant", default="committed", choices=VARIANTS)
+    ap.add_argument(
+        "--import-variants",
+        default="defaults,committed,proposed",
+        help="variants whose server imports --parts imports profiles",
+    )
     ap.add_argument("--warm", type=int, default=2, help="warm starts (2)")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold start")
     ap.add_argument("--port", type=int, default=PORT, help=f"first port ({PORT})")
@@ -1117,7 +1252,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args(argv)
     parts = [p for p in args.parts.split(",") if p]
-    unknown = set(parts) - {"startup", "spawn", "users"}
+    unknown = set(parts) - {"startup", "spawn", "users", "imports"}
     bad = {v for v in args.variants.split(",") if v} - set(VARIANTS)
     if unknown or bad:
         ap.error(f"unknown parts {sorted(unknown)} or variants {sorted(bad)}")
@@ -1158,6 +1293,8 @@ def main(argv: list[str] | None = None) -> int:
             res["spawn"] = part_spawn(args, sfx, platforms)
         if "users" in parts:
             res["users"] = part_users(args, sfx, platforms)
+        if "imports" in parts:
+            res["imports"] = part_imports(args, sfx, platforms)
     finally:
         problems = []
         for plat in platforms:
@@ -1174,8 +1311,10 @@ def main(argv: list[str] | None = None) -> int:
     json_out.write_text(line + "\n")
     png = json_out.with_suffix(".png")
     try:
-        plot(res, png)
-        say(f"wrote {json_out} and {png}")
+        if plot(res, png):
+            say(f"wrote {json_out} and {png}")
+        else:
+            say(f"wrote {json_out}")
     except Exception as exc:
         say(f"wrote {json_out}; the plot failed: {_reason(exc)}")
     return 0

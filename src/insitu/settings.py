@@ -335,6 +335,11 @@ class HubSettings(BaseModel):
         "'single': everything runs as the account that started the platform, with NO "
         "isolation between users (a laptop). 'auto': 'users' when run as root.",
     )
+    single_as_root: bool = Field(
+        default=False,
+        description="Allow 'single' isolation when the platform runs as root: then EVERY "
+        "user's notebooks and Dask workers run as root. For throw-away test machines only.",
+    )
     home_template: str = Field(
         default="/home/{username}",
         description="Home folder of a user's account ('users' isolation); in 'single' "

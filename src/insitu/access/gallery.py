@@ -23,7 +23,7 @@ from insitu.errors import Forbidden, InvalidRequest, NotFound, TooLarge
 __all__ = ["MAX_NOTEBOOK_BYTES", "Gallery", "Published"]
 
 MAX_NOTEBOOK_BYTES = 32 * 2**20
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Published:
 
 
 def _check_name(kind: str, value: str) -> str:
-    if not _NAME.match(value) or value.endswith(".ipynb"):
+    if not _NAME.fullmatch(value) or value.endswith(".ipynb"):
         raise InvalidRequest(
             f"The {kind} {value!r} is not allowed: use letters, digits, '.', '_' or '-' "
             "(1 to 100 characters, starting with a letter or digit, without '.ipynb')."

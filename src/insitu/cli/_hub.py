@@ -227,6 +227,8 @@ def user_remove(settings: Settings, name: str, delete_home: bool) -> None:
     hub.UserRegistry(hub.HubPaths.of(settings).accounts).remove(name)
     if hub.running(settings) is not None:
         hub_api(settings, "DELETE", f"users/{name}")
+    store = _grants_store(settings)
+    store.ungrant(name, store.granted(name))  # a later account of that name starts afresh
     if hub.isolation(settings) == "users":
         hub.remove_unix_account(name, delete_home=delete_home)
     kept = "" if delete_home else " (its home folder is kept)"

@@ -38,8 +38,13 @@ class InsituAuthenticator(Authenticator):  # type: ignore[misc]
         return {"name": account.name, "admin": account.admin}
 
     def check_allowed(self, username: str, authentication: Any = None) -> bool:
-        # Removed accounts lose access at once, also for sessions they still hold.
         return self.registry.get(username) is not None
+
+    async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
+        """Sessions of a removed account end: JupyterHub refreshes a user's auth before a
+        spawn and after ``auth_refresh_age`` (set short by the platform); False logs out."""
+        account = self.registry.get(user.name)
+        return False if account is None else {"name": user.name, "admin": account.admin}
 
     def check_blocked_users(self, username: str, authentication: Any = None) -> bool:
         return self.registry.get(username) is not None

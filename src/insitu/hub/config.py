@@ -10,6 +10,7 @@ find the catalog, the data service and the user's clusters, and the example note
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from importlib import resources
@@ -120,20 +121,24 @@ def user_environment(settings: Settings, ports: Ports) -> dict[str, str]:
 
 
 def _copy_examples(home: Path, uid: int | None, gid: int | None) -> bool:
-    """Put the example notebooks in ``home/examples`` when missing; True on a first copy."""
-    target = home / EXAMPLES
-    if target.exists():
+    """Put the example notebooks in ``home/examples`` when missing; True on a first copy.
+
+    As root in a home its user controls: every step is descriptor-relative and refuses
+    links (``create_missing``), so a link planted in place of a folder or file is an error,
+    never a write or a chown somewhere else.
+    """
+    from insitu.hub.profiles import create_missing
+
+    if os.path.lexists(home / EXAMPLES):  # a link the user put there counts as present
         return False
     source = resources.files("insitu.hub") / "notebooks"
     notebooks = {i.name: i.read_bytes() for i in source.iterdir() if i.name.endswith(".ipynb")}
-    target.mkdir(parents=True)
-    if uid is not None and gid is not None:
-        os.chown(target, uid, gid)
-    for name, data in notebooks.items():
-        path = target / name
-        path.write_bytes(data)
-        if uid is not None and gid is not None:
-            os.chown(path, uid, gid)
+    try:
+        for name, data in notebooks.items():
+            create_missing(home, (EXAMPLES,), name, data, uid, gid)
+    except OSError as exc:  # something the user put there: nothing is written through it
+        logging.getLogger(__name__).warning("No examples in %s: %s", home, exc)
+        return False
     return True
 
 
@@ -245,6 +250,9 @@ def _authenticator(c: Any, settings: Settings, paths: HubPaths) -> None:
         c.Authenticator.allowed_users = {a.name for a in accounts}
         c.Authenticator.admin_users = {a.name for a in accounts if a.admin}
         c.Authenticator.any_allow_config = True
+        # A removed account's sessions end within a minute, and it never spawns again.
+        c.Authenticator.refresh_pre_spawn = True
+        c.Authenticator.auth_refresh_age = 60
     _apply(c, cls, hub.authenticator_config)
 
 
@@ -393,8 +401,9 @@ def configure(c: Any, settings: Settings) -> None:
 
 def _login_note(settings: Settings) -> str:
     if isolation(settings) == "single":
+        account = "root" if os.geteuid() == 0 else "the same account"
         return (
-            "This platform runs in single-account mode: every user's notebooks run as the "
-            "same account, with no isolation between users."
+            "This platform runs in single-account mode: every user's notebooks run as "
+            f"{account}, with no isolation between users."
         )
     return "insitu: notebooks next to the data."

@@ -21,6 +21,7 @@ from insitu.settings import Settings
 __all__ = ["PREFIX", "configure_gateway"]
 
 PREFIX = "/services/dask-gateway"
+CATALOG_URI = "INSITU_CATALOG__URI"
 
 
 def _usage(backend: Any, username: str) -> tuple[float, int]:
@@ -140,7 +141,7 @@ def _unsafe_backend() -> type:
 
 
 def _user_backend() -> type:
-    from dask_gateway_server.backends.local import LocalBackend
+    from dask_gateway_server.backends.local import LocalBackend, getpwnam
 
     class UserLocalBackend(LocalBackend):  # type: ignore[misc]
         """Dask-Gateway's ``LocalBackend`` (clusters run as their user's unix account).
@@ -148,7 +149,11 @@ def _user_backend() -> type:
         Its ``setup_working_directory`` (2026.3.0) adds the TLS files' paths letter by
         letter to the files it hands over to the user (``list.extend`` of a string): it
         chowns ``/`` to the user, then fails on ``t``, so no cluster starts. This one hands
-        over the cluster's folders and its two files, nothing else.
+        over the cluster's folders and its two files, nothing else, the workdir last (once
+        the user owns it they could swap what is inside for symlinks). And root never
+        opens a file in the user's folder: each process opens its own log once it is the
+        user (upstream's ``start_process`` opens it as root, after any symlink the user
+        put in place of ``logs``).
         """
 
         def setup_working_directory(self, cluster: Any) -> str:
@@ -158,31 +163,77 @@ def _user_backend() -> type:
                 workdir = os.path.join(self.clusters_directory, cluster.name)
             else:
                 workdir = tempfile.mkdtemp(prefix="dask", suffix=cluster.name)
-            paths = [workdir, self.get_certs_directory(workdir), self.get_logs_directory(workdir)]
-            for path in paths:
+            certs = self.get_certs_directory(workdir)
+            logs = self.get_logs_directory(workdir)
+            for path in (workdir, certs, logs):
                 os.makedirs(path, 0o700, exist_ok=True)
             cert_path, key_path = self._get_tls_paths(workdir)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
             for path, data in ((cert_path, cluster.tls_cert), (key_path, cluster.tls_key)):
                 with os.fdopen(os.open(path, flags, 0o600), "wb") as f:
                     f.write(data)
-                paths.append(path)
-            self.set_file_permissions(paths, cluster.username)
+            self._hand_over(workdir, [cert_path, key_path, certs, logs], cluster.username)
             return str(workdir)
+
+        def _hand_over(self, workdir: str, inside: list[str], username: str) -> None:
+            """Give ``workdir`` and the paths ``inside`` it to ``username``: the paths
+            inside first (relative to a descriptor of the workdir, never following a
+            symlink), the workdir last, so the user owns nothing here until root is done."""
+            pw = getpwnam(username)
+            dir_flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+            fd = os.open(workdir, dir_flags)
+            try:
+                for path in inside:
+                    rel = os.path.relpath(path, workdir)
+                    os.chown(rel, pw.pw_uid, pw.pw_gid, dir_fd=fd, follow_symlinks=False)
+                os.fchown(fd, pw.pw_uid, pw.pw_gid)
+            finally:
+                os.close(fd)
+
+        async def start_process(self, cluster: Any, cmd: Any, env: Any, name: str) -> int:
+            """Upstream's ``start_process``, but the log file is opened by the new process
+            once it is the user (never by root in the folder the user owns)."""
+            import asyncio
+
+            workdir = cluster.state["workdir"]
+            log_path = os.path.join(self.get_logs_directory(workdir), name + ".log")
+            become_user = self.make_preexec_fn(cluster)
+
+            def preexec() -> None:  # pragma: no cover - runs in the child
+                become_user()
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                fd = os.open(log_path, flags, 0o600)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                if fd > 2:
+                    os.close(fd)
+
+            proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                preexec_fn=preexec,
+                start_new_session=True,
+                env=env,
+            )
+            pid: int = proc.pid
+            return pid
 
     return _with_user_limits(UserLocalBackend)
 
 
-def _options(max_cores: float, max_memory_gb: float) -> Any:
+def _options(max_cores: float, max_memory_gb: float, platform_env: dict[str, str]) -> Any:
     from dask_gateway_server.options import Float, Integer, Mapping, Options
 
     cores = max(1, int(max_cores))
 
+    # The user's variables add to the platform's, and never replace these.
+    fixed = {k: platform_env[k] for k in (PLATFORM_MARK, CATALOG_URI) if k in platform_env}
+
     def handler(options: Any, user: Any) -> dict[str, Any]:
+        user_env = {str(k): str(v) for k, v in dict(options.environment).items()}
         return {
             "worker_cores": options.worker_cores,
             "worker_memory": int(options.worker_memory * 2**30),
-            "environment": dict(options.environment),
+            "environment": {**platform_env, **user_env, **fixed},
         }
 
     return Options(
@@ -227,8 +278,13 @@ def configure_gateway(c: Any, settings: Settings) -> None:
     c.ClusterConfig.cluster_max_memory = int(hub.cluster_max_memory_gb * 2**30)
     c.ClusterConfig.scheduler_memory = "1 G"
     c.ClusterConfig.idle_timeout = hub.cluster_idle_timeout
-    c.ClusterConfig.environment = {
-        "INSITU_CATALOG__URI": notebook_catalog_uri(settings),
+    platform_env = {
+        CATALOG_URI: notebook_catalog_uri(settings),
         PLATFORM_MARK: os.environ.get(PLATFORM_MARK, ""),
     }
-    c.Backend.cluster_options = _options(hub.cluster_max_cores, hub.cluster_max_memory_gb)
+    c.ClusterConfig.environment = platform_env
+    # The cluster options' environment replaces ClusterConfig.environment: the handler
+    # starts from the platform's.
+    c.Backend.cluster_options = _options(
+        hub.cluster_max_cores, hub.cluster_max_memory_gb, dict(platform_env)
+    )

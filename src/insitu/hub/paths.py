@@ -93,6 +93,12 @@ def isolation(settings: Settings) -> str:
     mode = settings.hub.isolation
     if mode == "auto":
         return "users" if os.geteuid() == 0 else "single"
+    if mode == "single" and os.geteuid() == 0 and not settings.hub.single_as_root:
+        raise ConfigError(
+            "hub.isolation = 'single' as root would run every user's notebooks and Dask "
+            "workers as root. Use 'users' isolation (each user their own unix account: the "
+            "default as root), or start the platform as an ordinary account."
+        )
     if mode == "users" and os.geteuid() != 0:
         raise ConfigError(
             "hub.isolation = 'users' runs each user's processes as their own unix account, "

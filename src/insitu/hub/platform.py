@@ -55,13 +55,23 @@ def _alive(pid: int) -> bool:
     return done == 0
 
 
+def _carries_mark(pid: int, mark: str) -> bool:
+    """True when process ``pid`` is one the platform started (a pid left in the state
+    file after a reboot may belong to anything by now)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"{PLATFORM_MARK}={mark}".encode() in environ.split(b"\0")
+
+
 def running(settings: Settings) -> PlatformState | None:
     """The record of a platform whose hub process still runs, else None."""
     try:
         state = PlatformState(**json.loads(HubPaths.of(settings).state.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return state if _alive(state.pid) else None
+    return state if _alive(state.pid) and _carries_mark(state.pid, state.mark) else None
 
 
 def _port_taken(port: int) -> bool:
@@ -215,7 +225,7 @@ def stop(settings: Settings, timeout: float = 60) -> PlatformState | None:
         state = PlatformState(**json.loads(paths.state.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if _alive(state.pid):
+    if _alive(state.pid) and _carries_mark(state.pid, state.mark):
         os.kill(state.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _alive(state.pid):

@@ -161,7 +161,7 @@ def write_profiles(home: Path, uid: int | None, gid: int | None) -> None:
     """
     for name in PROFILES:
         try:
-            written = _create_missing(
+            written = create_missing(
                 home, (".ipython", f"profile_{name}"), CONFIG_FILE, profile_text(name), uid, gid
             )
         except OSError as exc:
@@ -175,15 +175,15 @@ _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _create_missing(
+def create_missing(
     home: Path,
     folders: tuple[str, ...],
     filename: str,
-    text: str,
+    data: str | bytes,
     uid: int | None,
     gid: int | None,
 ) -> bool:
-    """Create ``home/folders.../filename`` with ``text`` unless it exists; True if written.
+    """Create ``home/folders.../filename`` with ``data`` unless it exists; True if written.
 
     Each step opens the next folder relative to the one before, refusing symbolic links
     (O_NOFOLLOW), and ownership is set on the open descriptors: a user who swaps a folder
@@ -206,10 +206,10 @@ def _create_missing(
             out = os.open(filename, _CREATE, 0o644, dir_fd=fd)
         except FileExistsError:
             return False
-        with os.fdopen(out, "w") as f:
+        with os.fdopen(out, "wb") as f:
             if uid is not None and gid is not None:
                 os.fchown(f.fileno(), uid, gid)
-            f.write(text)
+            f.write(data.encode() if isinstance(data, str) else data)
         return True
     finally:
         os.close(fd)

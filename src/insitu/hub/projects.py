@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import grp
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ from insitu.settings import Settings
 __all__ = ["Project", "ProjectRegistry", "link_projects", "project_group"]
 
 GROUP_PREFIX = "insitu-"
+log = logging.getLogger(__name__)
 
 
 def project_group(name: str) -> str:
@@ -156,14 +158,35 @@ def link_projects(
     projects = ProjectRegistry(settings).of_user(user)
     if not projects:
         return
-    base = home / "projects"
-    if not base.exists():
-        base.mkdir()
-        if uid is not None and gid is not None:
-            os.chown(base, uid, gid)
-    for project in projects:
-        link = base / project.name
-        if not link.exists() and not link.is_symlink():
-            link.symlink_to(project.folder)
+    try:
+        _link_into(home, projects, uid, gid)
+    except OSError as exc:  # e.g. a link the user put in place of ~/projects: not followed
+        log.warning("No project links in %s: %s", home, exc)
+
+
+def _link_into(home: Path, projects: list[Project], uid: int | None, gid: int | None) -> None:
+    """As root in a home its user controls: descriptor-relative, links refused (O_NOFOLLOW),
+    ownership set without following anything."""
+    home_fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            os.mkdir("projects", 0o755, dir_fd=home_fd)
+            made = True
+        except FileExistsError:
+            made = False
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        base = os.open("projects", flags, dir_fd=home_fd)
+    finally:
+        os.close(home_fd)
+    try:
+        if made and uid is not None and gid is not None:
+            os.fchown(base, uid, gid)
+        for project in projects:
+            try:
+                os.symlink(project.folder, project.name, dir_fd=base)
+            except FileExistsError:
+                continue
             if uid is not None and gid is not None:
-                os.lchown(link, uid, gid)
+                os.chown(project.name, uid, gid, dir_fd=base, follow_symlinks=False)
+    finally:
+        os.close(base)

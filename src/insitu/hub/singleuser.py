@@ -11,10 +11,10 @@ __all__ = ["prepare_home", "singleuser_args"]
 
 def singleuser_args(settings: Settings) -> list[str]:
     """Extra options of ``jupyterhub-singleuser`` (traitlets ``--Class.trait=value``)."""
-    return [*quick_start_args(settings)]
+    return [*_quick_start_args(settings)]
 
 
-def quick_start_args(settings: Settings) -> list[str]:
+def _quick_start_args(settings: Settings) -> list[str]:
     """Options that take waste out of a user's server start (``bench/hub_bench.py``).
 
     Every feature stays: JupyterLab, collaboration, server-proxy, the Dask and

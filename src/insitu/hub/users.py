@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 # What a unix account name may be (Debian's adduser default, without upper case).
-_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
+_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,30}")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 MIN_PASSWORD = 8
 
@@ -76,7 +76,7 @@ class Account:
 
 def check_name(name: str) -> str:
     """``name`` if it can be a user name on the hub and a unix account, else an error."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidRequest(
             f"User name {name!r} is not allowed: use 1 to 31 lower-case letters, digits, "
             "'_' or '-', starting with a letter or '_' (it is also the unix account name)."
@@ -175,9 +175,17 @@ def ensure_unix_account(name: str, home: Path) -> pwd.struct_passwd:
     """The unix account ``name``, made with a private home folder when missing (root only)."""
     check_name(name)
     try:
-        return pwd.getpwnam(name)
+        entry = pwd.getpwnam(name)
     except KeyError:
         pass
+    else:
+        if entry.pw_uid < _uid_min():
+            raise InvalidRequest(
+                f"{name!r} is a system account (uid {entry.pw_uid}): a hub user cannot run as "
+                "it. Pick another name (or map the login to another with the authenticator's "
+                "username_map)."
+            )
+        return entry
     if os.geteuid() != 0:
         raise InvalidRequest(
             f"There is no unix account {name!r} and only root can make one. Run "
@@ -188,6 +196,18 @@ def ensure_unix_account(name: str, home: Path) -> pwd.struct_passwd:
     entry = pwd.getpwnam(name)
     os.chmod(entry.pw_dir, 0o700)  # users cannot read each other's homes
     return entry
+
+
+def _uid_min() -> int:
+    """The first uid of people's accounts (UID_MIN of /etc/login.defs, else 1000)."""
+    try:
+        for line in Path("/etc/login.defs").read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "UID_MIN" and parts[1].isdigit():
+                return int(parts[1])
+    except OSError:
+        pass
+    return 1000
 
 
 def remove_unix_account(name: str, *, delete_home: bool = False) -> None:

@@ -27,6 +27,7 @@ def test_idle_servers_and_clusters_are_stopped(platform_dir: Path) -> None:
         "INSITU_HUB__INTERNAL_PORTS": str(first + 1),
         "INSITU_ACCESS__PORT": str(first + 7),
         "INSITU_HUB__ISOLATION": "single",
+        "INSITU_HUB__SINGLE_AS_ROOT": "true",  # a throw-away platform of the tests
         "INSITU_HUB__IDLE_TIMEOUT": "20",
         "INSITU_HUB__CLUSTER_IDLE_TIMEOUT": "10",
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import httpx
+import nbformat
 import pytest
 
 from tests.integration.hub.client import execute
@@ -64,7 +65,34 @@ except PermissionError:
     huge = bob_api.put(f"{api}/huge", content=b" " * (33 * 2**20))
     assert huge.status_code == 413
     assert httpx.put(f"{api}/anon", content=b"{}", timeout=60).status_code == 401
+    assert httpx.get(api, timeout=60).status_code == 401  # for people with an account
     assert stored.exists()
+
+    # Someone else's HTML in a published notebook runs nothing for its readers.
+    hostile = nbformat.v4.new_notebook()
+    hostile.cells = [
+        nbformat.v4.new_markdown_cell(
+            "# Hostile\n<script>alert(1)</script><meta http-equiv=refresh content='0;url=/x'>"
+            "<form action='/hub/logout'><button>go</button></form>"
+        ),
+        nbformat.v4.new_code_cell(
+            "1",
+            outputs=[
+                nbformat.v4.new_output(
+                    "display_data", data={"text/html": "<img src=x onerror=alert(2)><b>bold</b>"}
+                )
+            ],
+        ),
+    ]
+    put = bob_api.put(f"{api}/hostile", content=nbformat.writes(hostile).encode())
+    assert put.status_code == 201, put.text
+    with platform.web(alice) as web:
+        page = web.get(f"/services/insitu/gallery/{bob}/hostile").text
+    article = page.split('<article class="notebook">')[1].split("</article>")[0]
+    for bad in ("<script", "<meta", "<form", "onerror"):
+        assert bad not in article, bad
+    assert "<b>bold</b>" in article and "Hostile" in article
+    assert bob_api.delete(f"{api}/{bob}/hostile").status_code == 204
 
     withdraw = PUBLISH.replace('str(nb), "--name", "slice"', '"--withdraw", "slice"')
     run = execute(platform.base, alice, alice_token, withdraw)

@@ -140,6 +140,7 @@ def test_ctrl_c_stops_every_process_the_platform_started(platform_dir: Path) -> 
         "INSITU_HUB__INTERNAL_PORTS": str(first + 1),
         "INSITU_ACCESS__PORT": str(first + 7),
         "INSITU_HUB__ISOLATION": "single",
+        "INSITU_HUB__SINGLE_AS_ROOT": "true",  # a throw-away platform of the tests
         "INSITU_HUB__IDLE_TIMEOUT": "600",  # the culler too
     }
     proc = subprocess.Popen(

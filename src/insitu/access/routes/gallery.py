@@ -14,7 +14,7 @@ from insitu.access.deps import CurrentPrincipal, CurrentServices, Principal, Ser
 from insitu.access.gallery import MAX_NOTEBOOK_BYTES, Gallery
 from insitu.errors import InvalidRequest, TooLarge, Unauthorized
 
-__all__ = ["gallery_of", "router"]
+__all__ = ["gallery_of", "require_member", "router"]
 
 router = APIRouter(tags=["gallery"])
 
@@ -22,6 +22,16 @@ router = APIRouter(tags=["gallery"])
 def gallery_of(services: Services) -> Gallery:
     """The platform's gallery (``DATA_DIR/gallery``)."""
     return Gallery(services.settings.data_dir / "gallery")
+
+
+def require_member(principal: Principal) -> None:
+    """The gallery is for the platform's people: a hub login or a token, never anonymous
+    (outputs of published notebooks may come from restricted collections)."""
+    if principal.hub_user is None and principal.token is None:
+        raise Unauthorized(
+            "The gallery is for people with an account: log in through the hub, or send a "
+            "token ('Authorization: Bearer ...')."
+        )
 
 
 def _author(principal: Principal) -> str:
@@ -34,8 +44,9 @@ def _author(principal: Principal) -> str:
 
 
 @router.get("/gallery", summary="The published notebooks, newest first")
-async def list_published(services: CurrentServices) -> dict[str, Any]:
+async def list_published(services: CurrentServices, principal: CurrentPrincipal) -> dict[str, Any]:
     """Every notebook of the gallery: author, name, title, time, size and links."""
+    require_member(principal)
     entries = await run_in_threadpool(gallery_of(services).entries)
     return {
         "notebooks": [

@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from insitu.access.deps import CurrentPrincipal, CurrentServices
-from insitu.access.routes.gallery import gallery_of
+from insitu.access.routes.gallery import gallery_of, require_member
 from insitu.access.routes.web import PageRoute, render
 
 __all__ = ["router"]
@@ -20,13 +20,17 @@ async def gallery_page(
     request: Request, services: CurrentServices, principal: CurrentPrincipal
 ) -> Response:
     """Published notebooks, newest first, with how to publish one."""
+    require_member(principal)
     entries = await run_in_threadpool(gallery_of(services).entries)
     return render(request, "gallery.html", principal=principal, entries=entries)
 
 
 @router.get("/gallery/{author}/{name}.ipynb")
-async def notebook_file(author: str, name: str, services: CurrentServices) -> Response:
+async def notebook_file(
+    author: str, name: str, services: CurrentServices, principal: CurrentPrincipal
+) -> Response:
     """The notebook as published."""
+    require_member(principal)
     data = await run_in_threadpool(gallery_of(services).read, author, name)
     return Response(
         data,
@@ -35,13 +39,39 @@ async def notebook_file(author: str, name: str, services: CurrentServices) -> Re
     )
 
 
+# What a rendered notebook may contain: text, code, tables and images (plots as data: URLs).
+# Markdown HTML and text/html outputs are someone else's: scripts, forms, meta refreshes
+# and event handlers are taken out, whatever the pages' CSP would have stopped.
+_TAGS = {
+    *("a", "abbr", "b", "blockquote", "code", "em", "i", "li", "ol", "strong", "ul"),
+    *("p", "div", "span", "pre", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "img"),
+    *("table", "thead", "tbody", "tr", "th", "td", "sub", "sup", "dl", "dt", "dd"),
+}
+_ATTRS = {
+    "*": ["class", "id"],
+    "a": ["href", "title"],
+    "img": ["src", "alt", "width", "height"],
+    "th": ["colspan", "rowspan"],
+    "td": ["colspan", "rowspan"],
+}
+
+
 def _html(data: bytes) -> str:
+    import bleach
     import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="basic")  # no scripts: the pages' CSP holds
+    exporter = HTMLExporter(template_name="basic")
     body, _ = exporter.from_notebook_node(nbformat.reads(data.decode("utf-8"), as_version=4))
-    return str(body)
+    return str(
+        bleach.clean(
+            str(body),
+            tags=_TAGS,
+            attributes=_ATTRS,
+            protocols={"http", "https", "data"},
+            strip=True,
+        )
+    )
 
 
 @router.get("/gallery/{author}/{name}", response_class=HTMLResponse)
@@ -53,6 +83,7 @@ async def notebook_page(
     principal: CurrentPrincipal,
 ) -> Response:
     """The notebook rendered as a page (inputs and outputs, plots included)."""
+    require_member(principal)
     data = await run_in_threadpool(gallery_of(services).read, author, name)
     body = await run_in_threadpool(_html, data)
     return render(

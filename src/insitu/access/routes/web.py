@@ -40,6 +40,7 @@ from insitu.access.deps import (
     get_services,
     readable_dataset,
 )
+from insitu.access.hubauth import HUB_COOKIE
 from insitu.access.routes.catalog import (
     MAX_LIMIT,
     dataset_metadata,
@@ -466,7 +467,8 @@ async def login(request: Request) -> Response:
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
-        path="/",
+        # Under the hub every user's server shares this origin: never send it to them.
+        path=f"{_root(request)}/",
     )
     return response
 
@@ -475,5 +477,6 @@ async def login(request: Request) -> Response:
 def logout(request: Request) -> Response:
     """Forget the token cookie and go back to the landing page."""
     response = RedirectResponse(f"{_root(request)}/", status_code=303)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    response.delete_cookie(COOKIE, path=f"{_root(request)}/", httponly=True, samesite="strict")
+    response.delete_cookie(HUB_COOKIE, path=f"{_root(request)}/", httponly=True, samesite="lax")
     return response
