@@ -82,7 +82,8 @@ def test_first_login_runs_the_example_notebook_then_reaches_the_catalog(
         numbers = [int(re.sub(r"\D", "", text)) for text in counted.all_text_contents()]
         assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
         outputs = notebook.locator(".jp-OutputArea-output")
-        expect(outputs.filter(has_text="Traceback")).to_have_count(0)
+        errors = outputs.filter(has_text="Traceback")
+        assert errors.count() == 0, "\n".join(errors.all_text_contents())[-3000:]
         trend = re.compile(r"multi-model mean trend 1950-2014: [+-]\d+\.\d\d K per decade")
         expect(outputs.filter(has_text=trend)).to_have_count(1)
 

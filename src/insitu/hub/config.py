@@ -38,6 +38,14 @@ SPAWNERS = {
     "kubernetes": "kubespawner.KubeSpawner",
 }
 PLATFORM_MARK = "INSITU_PLATFORM_ID"
+# jupyterhub-singleuser less about 1 s of CPU (of 2.5) at every start: jupyter_events imports
+# jsonschema, which builds its checker of the 'iri' formats (35 Earley parsers) at import
+# when rfc3987_syntax is installed. No schema of the server uses those formats; without the
+# module jsonschema leaves them unchecked (BENCHMARKS.md, Hub).
+SINGLEUSER_MAIN = (
+    "import sys; sys.modules['rfc3987_syntax'] = None; "
+    "from jupyterhub.singleuser import main; sys.exit(main())"
+)
 EXAMPLES = "examples"
 FIRST_NOTEBOOK = "01-cmip6-global-mean.ipynb"
 
@@ -192,9 +200,9 @@ def _spawner(c: Any, settings: Settings, paths: HubPaths, ports: Ports, mark: st
     name = hub.spawner
     if name == "local":
         if mode == "users":
-            path = "jupyterhub.spawner.LocalProcessSpawner"
+            path = "insitu.hub.spawner.PromptLocalProcessSpawner"
         else:
-            path = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+            path = "insitu.hub.spawner.PromptSimpleLocalProcessSpawner"
             c.SimpleLocalProcessSpawner.home_dir_template = str(paths.homes / "{username}")
             if os.geteuid() == 0:
                 # One account for everyone: jupyter-server refuses root unless told.
@@ -204,6 +212,8 @@ def _spawner(c: Any, settings: Settings, paths: HubPaths, ports: Ports, mark: st
     cls = _import(path)
     c.JupyterHub.spawner_class = cls
     c.Spawner.cmd = [_bin("jupyterhub-singleuser")]
+    if name == "local":
+        c.Spawner.cmd = [sys.executable, "-c", SINGLEUSER_MAIN]
     if name == "local" and mode == "users":
         # umask 002: members of a project can edit each other's files in its folder
         # (homes stay 0700, every user has a group of their own).
@@ -222,7 +232,8 @@ def _spawner(c: Any, settings: Settings, paths: HubPaths, ports: Ports, mark: st
     c.Spawner.pre_spawn_hook = functools.partial(_pre_spawn, settings)
     c.Spawner.post_stop_hook = functools.partial(_post_stop, settings)
     c.Spawner.start_timeout = 120
-    c.Spawner.http_timeout = 60
+    # 20 users starting at once on 2 cores took up to 64 s to answer (BENCHMARKS.md, Hub).
+    c.Spawner.http_timeout = 120
     # jupyter-collaboration leaves a non-daemon AnyIO worker thread behind once a shared
     # document was saved (jupyterlab/jupyter-collaboration#161): the server has cleaned up,
     # then waits at interpreter exit until SIGKILL. 15 s, not JupyterHub's 30 + 30 s.
