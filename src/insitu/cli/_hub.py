@@ -42,9 +42,13 @@ def _index_demo_if_empty(settings: Settings) -> None:
     from insitu.cli._catalog import index_demo
 
     with Catalog(settings) as cat:
-        empty = not cat.collections()
-    if empty:
+        collections = {c.name: c for c in cat.collections()}
+    if not collections:
         click.echo("The catalog is empty: indexing the CMIP6 demo archive.")
+        index_demo(settings)
+    elif "demo" in collections and not Path(collections["demo"].root).is_dir():
+        # Another (deleted) installation's sample data: this one's takes its place.
+        click.echo(f"The demo collection's folder {collections['demo'].root} is gone: moving it.")
         index_demo(settings)
 
 
