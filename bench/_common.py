@@ -541,3 +541,25 @@ def sqlite_uri(path: Path) -> str:
         if p.exists():
             p.unlink()
     return f"sqlite:///{path}"
+
+
+def code_info() -> dict[str, Any]:
+    """The commit of the code measured, and the files of src/ and bench/ that differ from it."""
+
+    def git(*a: str) -> str:
+        try:
+            r = subprocess.run(
+                ["git", *a],
+                cwd=Path(__file__).resolve().parent.parent,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            return r.stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": git("status", "--porcelain", "--", "src", "bench").splitlines(),
+    }

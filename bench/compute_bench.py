@@ -67,7 +67,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import compute_archive as archive  # noqa: E402
-from _common import tree_cpu  # noqa: E402
+from _common import code_info, tree_cpu  # noqa: E402
 
 PEERS = [
     "ceiling_1p",
@@ -680,24 +680,6 @@ def max_diff(a: Any, ref: Any) -> float | None:
     if a.size != ref.size:
         return float("nan")
     return float(np.max(np.abs(a.reshape(ref.shape) - ref)))
-
-
-def code_info() -> dict[str, Any]:
-    """The commit of the code measured, and whether src/ or bench/ differ from it."""
-
-    def git(*a: str) -> str:
-        try:
-            r = subprocess.run(
-                ["git", *a], cwd=BENCH.parent, capture_output=True, text=True, timeout=30
-            )
-            return r.stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-
-    return {
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "dirty": git("status", "--porcelain", "--", "src", "bench").splitlines(),
-    }
 
 
 def machine_info() -> dict[str, Any]:

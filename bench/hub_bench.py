@@ -81,7 +81,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DATA_DIR, machine, percentiles, say
+from _common import DATA_DIR, code_info, machine, percentiles, say
+from insitu.hub.config import SINGLEUSER_MAIN
 
 BENCH_DIR = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.prefix) / "bin"
@@ -93,12 +94,8 @@ RESERVED_PORTS = [(8000, 8010), (8470, 8470), (18130, 18131), (18200, 19999)]
 VARIANTS = ["defaults", "committed", "launcher", "prompt", "proposed"]
 UMASK_WRAP = ["/bin/sh", "-c", 'umask 002 && exec "$0" "$@"']  # what config.py runs as root
 # The single-user server without the 1.2 s import of rfc3987_syntax (see BENCHMARKS.md, Hub):
-# jsonschema builds its checker of the 'iri' formats (35 Earley parsers) at import when that
-# package is installed; no schema of the server uses those formats.
-LAUNCH = (
-    "import sys; sys.modules['rfc3987_syntax'] = None; "
-    "from jupyterhub.singleuser import main; sys.exit(main())"
-)
+# the platform's own command (config.py), named so the variants can set it explicitly.
+LAUNCH = SINGLEUSER_MAIN
 AUTH_CACHE_SECONDS = 30
 STEPS = ["login", "spawn", "lab", "kernel", "exec"]
 KERNEL_CODE = """
@@ -185,24 +182,6 @@ def _stats(values: list[float]) -> dict[str, Any]:
     }
     out |= percentiles(values, (50, 95))
     return out
-
-
-def code_info() -> dict[str, Any]:
-    """The commit measured and the files of src/ and bench/ that differ from it."""
-
-    def git(*a: str) -> str:
-        try:
-            r = subprocess.run(
-                ["git", *a], cwd=BENCH_DIR.parent, capture_output=True, text=True, timeout=30
-            )
-            return r.stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-
-    return {
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "dirty": git("status", "--porcelain", "--", "src", "bench").splitlines(),
-    }
 
 
 def versions() -> dict[str, str]:

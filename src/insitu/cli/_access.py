@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from insitu.errors import BackendUnavailable
+from insitu.hub.platform import process_alive
 from insitu.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,19 +46,6 @@ def _running(settings: Settings) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError):
         return None
     return state if _healthy(str(state["url"])) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    # A child of ours that exited stays a zombie until reaped; it no longer serves.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done == 0
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -115,9 +103,9 @@ def serve_command(
         pid = int(state["pid"])
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 30  # it finishes open requests and stops its cluster
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and process_alive(pid):
             time.sleep(0.1)
-        if _alive(pid):
+        if process_alive(pid):
             os.kill(pid, signal.SIGKILL)
         _state_file(settings).unlink(missing_ok=True)
         click.echo(f"Stopped the insitu service at {state['url']} (pid {pid}).")

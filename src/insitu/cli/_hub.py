@@ -261,8 +261,9 @@ def user_grant(settings: Settings, name: str, collections: tuple[str, ...]) -> N
         raise InvalidRequest(
             f"No collection {', '.join(map(repr, unknown))}. See 'insitu catalog list'."
         )
-    _grants_store(settings).grant(name, collections)
-    click.echo(f"{name} may now use: {', '.join(sorted(_grants_store(settings).granted(name)))}")
+    store = _grants_store(settings)
+    store.grant(name, collections)
+    click.echo(f"{name} may now use: {', '.join(sorted(store.granted(name)))}")
 
 
 @user_group.command("ungrant")
@@ -271,8 +272,9 @@ def user_grant(settings: Settings, name: str, collections: tuple[str, ...]) -> N
 @click.pass_obj
 def user_ungrant(settings: Settings, name: str, collections: tuple[str, ...]) -> None:
     """Take back grants made with 'insitu user grant' (effective at the next request)."""
-    _grants_store(settings).ungrant(name, collections)
-    left = sorted(_grants_store(settings).granted(name))
+    store = _grants_store(settings)
+    store.ungrant(name, collections)
+    left = sorted(store.granted(name))
     click.echo(f"{name} may now use: {', '.join(left) or 'public collections only'}")
 
 

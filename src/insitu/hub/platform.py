@@ -29,7 +29,15 @@ from insitu.hub.config import PLATFORM_MARK, notebook_catalog_uri
 from insitu.hub.paths import HubPaths, Ports, isolation, proxy_command
 from insitu.settings import Settings
 
-__all__ = ["PlatformState", "marked_processes", "running", "start", "stop", "wait_ready"]
+__all__ = [
+    "PlatformState",
+    "marked_processes",
+    "process_alive",
+    "running",
+    "start",
+    "stop",
+    "wait_ready",
+]
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,8 @@ class PlatformState:
     isolation: str
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a child of ours that exited and is a zombie does not)."""
     try:
         os.kill(pid, 0)
     except OSError:
@@ -71,7 +80,7 @@ def running(settings: Settings) -> PlatformState | None:
         state = PlatformState(**json.loads(HubPaths.of(settings).state.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return state if _alive(state.pid) and _carries_mark(state.pid, state.mark) else None
+    return state if process_alive(state.pid) and _carries_mark(state.pid, state.mark) else None
 
 
 def _port_taken(port: int) -> bool:
@@ -180,7 +189,7 @@ def wait_ready(
                     progress(name)
         if not pending:
             return
-        if not _alive(state.pid):
+        if not process_alive(state.pid):
             raise BackendUnavailable(
                 f"JupyterHub exited while starting. The end of its log ({state.log}):\n"
                 + _tail(Path(state.log))
@@ -225,10 +234,10 @@ def stop(settings: Settings, timeout: float = 60) -> PlatformState | None:
         state = PlatformState(**json.loads(paths.state.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if _alive(state.pid) and _carries_mark(state.pid, state.mark):
+    if process_alive(state.pid) and _carries_mark(state.pid, state.mark):
         os.kill(state.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(state.pid):
+        while time.monotonic() < deadline and process_alive(state.pid):
             time.sleep(0.1)
     for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
         left = marked_processes(state.mark)
@@ -238,7 +247,7 @@ def stop(settings: Settings, timeout: float = 60) -> PlatformState | None:
             with contextlib.suppress(OSError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and any(_alive(p) for p in left):
+        while time.monotonic() < deadline and any(process_alive(p) for p in left):
             time.sleep(0.1)
     paths.state.unlink(missing_ok=True)
     from insitu.access.usage import UsageLog

@@ -107,6 +107,22 @@ def platform_env(data_dir: Path, index: int) -> dict[str, str]:
     return env
 
 
+def second_platform(platform_dir: Path, name: str) -> tuple[Path, dict[str, str], int]:
+    """A data folder, environment and first port for another platform of this worker,
+    beside the session's (its ports follow the session platform's block: first + 12 on)."""
+    data = platform_dir / name
+    data.mkdir()
+    data.chmod(0o755)
+    env = platform_env(data, _worker_index())
+    first = int(env["INSITU_HUB__PORT"]) + 12
+    env |= {
+        "INSITU_HUB__PORT": str(first),
+        "INSITU_HUB__INTERNAL_PORTS": str(first + 1),
+        "INSITU_ACCESS__PORT": str(first + 7),
+    }
+    return data, env, first
+
+
 @pytest.fixture(scope="session")
 def platform_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="insitu-hub-", dir="/tmp"))

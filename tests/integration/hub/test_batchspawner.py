@@ -23,7 +23,11 @@ from pathlib import Path
 import pytest
 
 from tests.integration.hub.client import execute
-from tests.integration.hub.conftest import INSITU, Platform, _worker_index, platform_env
+from tests.integration.hub.conftest import (
+    INSITU,
+    Platform,
+    second_platform,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -55,11 +59,7 @@ def _diagnose(platform: Platform, user: str) -> str:
 def slurm_platform(platform_dir: Path, slurm_partition: str) -> Iterator[Platform]:
     """A platform whose users' servers are SLURM jobs, with one user."""
     assert shutil.which("sudo"), "batchspawner submits as the user with sudo: install 'sudo'"
-    data = platform_dir / "batch"
-    data.mkdir()
-    data.chmod(0o755)
-    env = platform_env(data, _worker_index())
-    first = int(env["INSITU_HUB__PORT"]) + 12  # the block test_platform's Ctrl-C test uses
+    data, env, first = second_platform(platform_dir, "batch")
     suffix = secrets.token_hex(2)
     spawner = {
         "req_partition": slurm_partition,
@@ -73,9 +73,6 @@ def slurm_platform(platform_dir: Path, slurm_partition: str) -> Iterator[Platfor
         "state_exechost_exp": "127.0.0.1",
     }
     env |= {
-        "INSITU_HUB__PORT": str(first),
-        "INSITU_HUB__INTERNAL_PORTS": str(first + 1),
-        "INSITU_ACCESS__PORT": str(first + 7),
         "INSITU_HUB__ADMIN": f"adm-{suffix}",
         "INSITU_HUB__SPAWNER": "slurm",
         "INSITU_HUB__SPAWNER_CONFIG": json.dumps(spawner),

@@ -11,21 +11,14 @@ import httpx
 import pytest
 
 from tests.integration.hub.client import Hub
-from tests.integration.hub.conftest import INSITU, _worker_index, platform_env
+from tests.integration.hub.conftest import INSITU, second_platform
 
 pytestmark = pytest.mark.slow
 
 
 def test_idle_servers_and_clusters_are_stopped(platform_dir: Path) -> None:
-    data = platform_dir / "culling"
-    data.mkdir()
-    data.chmod(0o755)
-    env = platform_env(data, _worker_index())
-    first = int(env["INSITU_HUB__PORT"]) + 12
+    data, env, first = second_platform(platform_dir, "culling")
     env |= {
-        "INSITU_HUB__PORT": str(first),
-        "INSITU_HUB__INTERNAL_PORTS": str(first + 1),
-        "INSITU_ACCESS__PORT": str(first + 7),
         "INSITU_HUB__ISOLATION": "single",
         "INSITU_HUB__SINGLE_AS_ROOT": "true",  # a throw-away platform of the tests
         "INSITU_HUB__IDLE_TIMEOUT": "20",

@@ -15,7 +15,11 @@ import pytest
 
 from insitu.hub import marked_processes
 from tests.integration.hub.client import execute
-from tests.integration.hub.conftest import INSITU, Platform, _worker_index, platform_env
+from tests.integration.hub.conftest import (
+    INSITU,
+    Platform,
+    second_platform,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -130,15 +134,8 @@ print("mismatch", [str(w.message)[:80] for w in caught if "ismatch" in str(w.mes
 
 def test_ctrl_c_stops_every_process_the_platform_started(platform_dir: Path) -> None:
     """A second platform in the foreground: Ctrl-C leaves no process behind."""
-    data = platform_dir / "foreground"
-    data.mkdir()
-    data.chmod(0o755)
-    env = platform_env(data, _worker_index())
-    first = int(env["INSITU_HUB__PORT"]) + 12
+    data, env, first = second_platform(platform_dir, "foreground")
     env |= {
-        "INSITU_HUB__PORT": str(first),
-        "INSITU_HUB__INTERNAL_PORTS": str(first + 1),
-        "INSITU_ACCESS__PORT": str(first + 7),
         "INSITU_HUB__ISOLATION": "single",
         "INSITU_HUB__SINGLE_AS_ROOT": "true",  # a throw-away platform of the tests
         "INSITU_HUB__IDLE_TIMEOUT": "600",  # the culler too

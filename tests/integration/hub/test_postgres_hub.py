@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from tests.conftest import _fresh_postgres_db
 from tests.integration.hub.client import Hub, execute
-from tests.integration.hub.conftest import INSITU, _worker_index, platform_env
+from tests.integration.hub.conftest import INSITU, second_platform
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -33,16 +33,9 @@ def test_hub_and_catalog_on_postgresql_with_a_read_only_role_for_notebooks(
     platform_dir: Path, two_databases: tuple[str, str]
 ) -> None:
     catalog_uri, hub_uri = two_databases
-    data = platform_dir / "postgres"
-    data.mkdir()
-    data.chmod(0o755)
-    env = platform_env(data, _worker_index())
-    first = int(env["INSITU_HUB__PORT"]) + 12
+    data, env, first = second_platform(platform_dir, "postgres")
     admin = f"pg-{secrets.token_hex(2)}"
     env |= {
-        "INSITU_HUB__PORT": str(first),
-        "INSITU_HUB__INTERNAL_PORTS": str(first + 1),
-        "INSITU_ACCESS__PORT": str(first + 7),
         "INSITU_CATALOG__URI": catalog_uri,
         "INSITU_HUB__DB_URL": hub_uri,
         "INSITU_HUB__ADMIN": admin,
