@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import importlib.util
 import json
@@ -349,11 +350,24 @@ def problems(settings: Settings, name: str | None, as_json: bool) -> None:
 @click.option("--all-versions", is_flag=True, help="List every version, not only the latest.")
 @click.pass_obj
 def export(settings: Settings, name: str, fmt: str, out_dir: Path, all_versions: bool) -> None:
-    """Export collection NAME as an intake-esm catalog (JSON + CSV)."""
+    """Export collection NAME as an intake-esm catalog (JSON + CSV + kerchunk references).
+
+    Its assets are Zarr views of the files (kerchunk references), so intake-esm opens them
+    on Dask's threads with its defaults; netCDF-C is not thread-safe.
+    """
     with _open(settings) as cat:
         path = cat.export_intake_esm(name, out_dir, latest=not all_versions)
-    click.echo(f"Wrote {path} and {path.with_suffix('.csv')}.")
-    click.echo(f"Open it with: intake.open_esm_datastore({str(path)!r})")
+    click.echo(f"Wrote {path}, {path.with_suffix('.csv')} and {path.stem}.references/.")
+    with path.with_suffix(".csv").open(newline="") as fh:
+        first = next(csv.DictReader(fh), None)
+    variable = json.loads(path.read_text())["aggregation_control"]["variable_column_name"]
+    search = f"{variable}={first[variable]!r}" if first else ""
+    click.echo(
+        "Open it with:\n"
+        "    import intake\n"
+        f"    cat = intake.open_esm_datastore({str(path)!r})\n"
+        f"    datasets = cat.search({search}).to_dataset_dict()"
+    )
 
 
 def demo_archive_root() -> Path:
