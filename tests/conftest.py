@@ -1,7 +1,12 @@
 """Shared fixtures: the demo archive, and SQLite or PostgreSQL catalog stores.
 
 PostgreSQL comes from ``INSITU_TEST_POSTGRES_URI`` if set, else the fixture starts the
-project's own server (``scripts/postgres.sh``) on loopback. Tests never skip for want of it.
+project's own server (``scripts/postgres.sh``) on loopback; SLURM likewise. Tests never skip
+for want of a service.
+
+``INSITU_TEST_REQUIRE_SERVICES=1`` (``make test`` sets it) says the services were started
+before the run and their addresses given: then a missing address stops the run before any
+test (no fixture starts a service of its own), and a test that skips, for any reason, fails.
 """
 
 from __future__ import annotations
@@ -17,10 +22,58 @@ import pytest
 import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parent.parent
+REQUIRE_SERVICES = os.environ.get("INSITU_TEST_REQUIRE_SERVICES", "") not in ("", "0")
+# What 'make test' passes, and who reads it.
+SERVICES = {
+    "INSITU_TEST_POSTGRES_URI": "postgres_server (tests/conftest.py)",
+    "INSITU_TEST_SLURM_PARTITION": "slurm_partition (tests/conftest.py)",
+    "INSITU_TEST_GATEWAY_ADDRESS": "gateway (tests/integration/test_gateway.py)",
+    "INSITU_TEST_CHROMIUM": "chromium (tests/e2e/conftest.py)",
+}
 
 
-def _start(script: str) -> str:
-    """Run ``scripts/SCRIPT start`` and return the last line it prints (its address)."""
+def pytest_configure(config: pytest.Config) -> None:
+    """With ``INSITU_TEST_REQUIRE_SERVICES=1``, every service's address must be given."""
+    missing = [var for var in SERVICES if not os.environ.get(var)]
+    if REQUIRE_SERVICES and missing:
+        raise pytest.UsageError(
+            f"INSITU_TEST_REQUIRE_SERVICES is set but not {', '.join(missing)}: "
+            "'make test' starts the services ('make services') and passes their addresses."
+        )
+
+
+def _no_skips(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if REQUIRE_SERVICES and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under INSITU_TEST_REQUIRE_SERVICES=1: {report.longrepr}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """A skipped test fails when services are required: it must not pass without them."""
+    report = yield
+    _no_skips(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> object:
+    """Likewise for a module that skips itself at collection (``importorskip``)."""
+    report = yield
+    _no_skips(report)
+    return report
+
+
+def _service(var: str, script: str) -> str:
+    """The address in ``$VAR``, else the one ``scripts/SCRIPT start`` prints (its last line).
+
+    With ``INSITU_TEST_REQUIRE_SERVICES=1`` the address must be given (see the module doc).
+    """
+    given = os.environ.get(var)
+    if given:
+        return given
+    if REQUIRE_SERVICES:
+        pytest.fail(f"INSITU_TEST_REQUIRE_SERVICES is set but {var} is not.", pytrace=False)
     out = subprocess.run(
         ["bash", str(REPO / "scripts" / script), "start"],
         cwd=REPO,
@@ -42,7 +95,7 @@ def demo_root() -> Path:
 @pytest.fixture(scope="session")
 def postgres_server() -> str:
     """URL of a PostgreSQL server for tests; started by the project's script if needed."""
-    return os.environ.get("INSITU_TEST_POSTGRES_URI") or _start("postgres.sh")
+    return _service("INSITU_TEST_POSTGRES_URI", "postgres.sh")
 
 
 def _fresh_postgres_db(server: str) -> Iterator[str]:
@@ -82,7 +135,7 @@ def module_store_uri(
 @pytest.fixture(scope="session")
 def slurm_partition() -> str:
     """A SLURM partition on this machine; the project's script starts SLURM if needed."""
-    return os.environ.get("INSITU_TEST_SLURM_PARTITION") or _start("slurm.sh")
+    return _service("INSITU_TEST_SLURM_PARTITION", "slurm.sh")
 
 
 @pytest.fixture(scope="session")
