@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from insitu.errors import ConfigError
+from insitu.hub.dashboards import CLUSTERS_ENV
+from insitu.hub.dashboards import PREFIX as DASHBOARDS
 from insitu.hub.paths import HubPaths, Ports, isolation, proxy_command
 from insitu.hub.singleuser import prepare_home, singleuser_args
 from insitu.settings import Settings
@@ -119,7 +121,10 @@ def user_environment(settings: Settings, ports: Ports) -> dict[str, str]:
             "DASK_GATEWAY__ADDRESS": gateway,
             "DASK_GATEWAY__PROXY_ADDRESS": tcp,
             "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
-            "DASK_GATEWAY__PUBLIC_ADDRESS": f"{hub}/services/dask-gateway",
+            # Dashboard links lead to the user's own server, which proxies the dashboard's
+            # socket (dashboards.py); dask_gateway fills in the prefix from the environment.
+            "DASK_GATEWAY__PUBLIC_ADDRESS": hub + "{JUPYTERHUB_SERVICE_PREFIX}" + DASHBOARDS,
+            CLUSTERS_ENV: str(HubPaths.of(settings).clusters),
             "DASK_DISTRIBUTED__DASHBOARD__LINK": "{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status",
             # JupyterLab's Dask panel makes the user's clusters through the gateway.
             "DASK_LABEXTENSION__FACTORY__MODULE": "dask_gateway",

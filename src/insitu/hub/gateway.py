@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from insitu.hub.config import PLATFORM_MARK, notebook_catalog_uri
+from insitu.hub.dashboard_socket import SOCKET_ENV
+from insitu.hub.dashboards import SOCKET
 from insitu.hub.paths import HubPaths, Ports, isolation
 from insitu.settings import Settings
 
-__all__ = ["PREFIX", "configure_gateway"]
+__all__ = ["PREFIX", "clusters_directory", "configure_gateway"]
 
 PREFIX = "/services/dask-gateway"
 CATALOG_URI = "INSITU_CATALOG__URI"
@@ -64,6 +66,23 @@ def _with_user_limits(base: type) -> type:
                     self.usage.stop(key)
             except Exception:  # accounting never stops a cluster
                 self.log.exception("Could not record usage of %s", key)
+
+        def get_scheduler_env(self, cluster: Any) -> dict[str, str]:
+            env: dict[str, str] = super().get_scheduler_env(cluster)
+            # The dashboard on a socket in the cluster's folder (dashboard_socket.py).
+            env[SOCKET_ENV] = os.path.join(cluster.state["workdir"], SOCKET)
+            return env
+
+        async def _check_cluster_proxied(self, cluster: Any) -> None:
+            """Upstream's (2026.3.0) less the dashboard's route: the dashboard listens on
+            no port (see :mod:`insitu.hub.dashboard_socket`), its owner's server proxies
+            it. The scheduler's route (TLS, by cluster name) is upstream's."""
+            if not cluster.added_to_proxies:
+                self.log.info("Adding cluster %s's scheduler route to the proxy", cluster.name)
+                await self.proxy.add_route(
+                    kind="SNI", sni=cluster.name, target=cluster.scheduler_address
+                )
+                cluster.added_to_proxies = True
 
         async def do_start_cluster(self, cluster: Any) -> Any:
             cores = cluster.config.get("scheduler_cores", 1)
@@ -246,6 +265,14 @@ def _options(max_cores: float, max_memory_gb: float, platform_env: dict[str, str
     )
 
 
+def clusters_directory(settings: Settings) -> Path:
+    """The clusters' folders (``HubPaths.clusters``), made when missing."""
+    path = HubPaths.of(settings).clusters
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o711)
+    return path
+
+
 def configure_gateway(c: Any, settings: Settings) -> None:
     """Fill Dask-Gateway's config object ``c`` from ``settings``."""
     hub = settings.hub
@@ -256,23 +283,19 @@ def configure_gateway(c: Any, settings: Settings) -> None:
     c.Proxy.tcp_address = f"127.0.0.1:{ports.gateway_tcp}"
     c.Proxy.prefix = PREFIX
     c.DaskGateway.authenticator_class = "dask_gateway_server.auth.JupyterHubAuthenticator"
-    if isolation(settings) == "users":
-        backend = _user_backend()
-    else:
-        backend = _unsafe_backend()
-        (paths.gateway / "clusters").mkdir(parents=True, exist_ok=True)
+    backend = _user_backend() if isolation(settings) == "users" else _unsafe_backend()
+    clusters_directory(settings)
     c.DaskGateway.backend_class = backend
     section = getattr(c, backend.__name__)
     section.user_max_cores = hub.user_max_cores
     section.user_max_memory = int(hub.user_max_memory_gb * 2**30)
     section.usage_file = str(paths.usage)
-    if isolation(settings) != "users":
-        section.clusters_directory = str(paths.gateway / "clusters")
+    section.clusters_directory = str(clusters_directory(settings))
     # Clusters do not outlive the gateway (it stops them on shutdown): an in-memory database.
     c.DBBackendBase.db_url = "sqlite://"
     dask = str(Path(sys.prefix) / "bin" / "dask")
     # Dask-Gateway's defaults ('dask-scheduler', 'dask-worker') no longer exist in distributed.
-    c.ClusterConfig.scheduler_cmd = [dask, "scheduler"]
+    c.ClusterConfig.scheduler_cmd = [dask, "scheduler", "--preload", "insitu.hub.dashboard_socket"]
     c.ClusterConfig.worker_cmd = [dask, "worker"]
     c.ClusterConfig.cluster_max_cores = hub.cluster_max_cores
     c.ClusterConfig.cluster_max_memory = int(hub.cluster_max_memory_gb * 2**30)

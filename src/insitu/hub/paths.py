@@ -68,6 +68,16 @@ class HubPaths:
     def gateway(self) -> Path:
         return self.root / "gateway"
 
+    @property
+    def clusters(self) -> Path:
+        """The gateway clusters' folders, one per cluster, each its owner's (0700).
+
+        Beside ``DATA_DIR/hub`` (0700), not in it: each owner's server must reach its
+        clusters' dashboard sockets. The folder itself is 0711 (made by the gateway):
+        reached by name, never listed.
+        """
+        return self.root.parent / "dask-clusters"
+
     def ensure(self) -> None:
         """Make the folder: readable by the platform's account only."""
         self.root.mkdir(parents=True, exist_ok=True)

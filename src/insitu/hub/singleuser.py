@@ -11,7 +11,9 @@ __all__ = ["prepare_home", "singleuser_args"]
 
 def singleuser_args(settings: Settings) -> list[str]:
     """Extra options of ``jupyterhub-singleuser`` (traitlets ``--Class.trait=value``)."""
-    return [*_quick_start_args(settings)]
+    # The user's Dask dashboards, through this server (dashboards.py).
+    dashboards = "--ServerApp.jpserver_extensions=insitu.hub.dashboards=True"
+    return [dashboards, *_quick_start_args(settings)]
 
 
 def _quick_start_args(settings: Settings) -> list[str]:
