@@ -22,7 +22,8 @@ help:
 	@echo "make check   lint, type-check and test: what CI runs"
 	@echo "make bench   run the benchmarks in bench/ (results go in BENCHMARKS.md)"
 
-$(STAMP): pyproject.toml setup.py src/insitu/catalog/_shuffle.c
+# The C extension's source, wherever the package keeps it.
+$(STAMP): pyproject.toml setup.py $(wildcard src/insitu/*/_shuffle.c src/insitu/*/*/_shuffle.c)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "insitu needs Python 3.11 or newer; found $$($(PYTHON) --version)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,12 +58,16 @@ services: install
 	@echo "Dask-Gateway for tests: $$(tail -n1 .cache/gateway-address)"
 	scripts/browser.sh > .cache/chromium
 	@echo "Chromium for browser tests: $$(tail -n1 .cache/chromium)"
+	scripts/podman.sh start > .cache/podman-engine
+	@echo "podman for container tests: $$(tail -n2 .cache/podman-engine | head -n1), image $$(tail -n1 .cache/podman-engine)"
 
 test: install services
 	INSITU_TEST_POSTGRES_URI=$$(tail -n1 .cache/postgres-url) \
 	INSITU_TEST_SLURM_PARTITION=$$(tail -n1 .cache/slurm-partition) \
 	INSITU_TEST_GATEWAY_ADDRESS=$$(tail -n1 .cache/gateway-address) \
-	INSITU_TEST_CHROMIUM=$$(tail -n1 .cache/chromium) INSITU_TEST_REQUIRE_SERVICES=1 \
+	INSITU_TEST_CHROMIUM=$$(tail -n1 .cache/chromium) \
+	INSITU_TEST_PODMAN_URL=$$(tail -n2 .cache/podman-engine | head -n1) \
+	INSITU_TEST_PODMAN_IMAGE=$$(tail -n1 .cache/podman-engine) INSITU_TEST_REQUIRE_SERVICES=1 \
 		$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-unit: install
@@ -104,4 +109,5 @@ clean:
 	-scripts/postgres.sh stop
 	-scripts/slurm.sh stop
 	-scripts/gateway.sh stop
+	-scripts/podman.sh stop
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -36,7 +36,8 @@ SPAWNERS = {
     "slurm": "batchspawner.SlurmSpawner",
     "pbs": "batchspawner.PBSSpawner",
     "lsf": "batchspawner.LsfSpawner",
-    "docker": "dockerspawner.DockerSpawner",
+    # On the host's network, as the user's account, the platform mounted (hub/spawner.py).
+    "docker": "insitu.hub.spawner.HostNetworkDockerSpawner",
     "kubernetes": "kubespawner.KubeSpawner",
 }
 PLATFORM_MARK = "INSITU_PLATFORM_ID"
@@ -166,6 +167,14 @@ def _pre_spawn(settings: Settings, spawner: Any) -> None:
         home = Path(entry.pw_dir)
         first = _copy_examples(home, entry.pw_uid, entry.pw_gid)
         prepare_home(settings, name, home, entry.pw_uid, entry.pw_gid)
+        if hasattr(spawner, "prepare_container"):  # HostNetworkDockerSpawner
+            spawner.prepare_container(settings, entry)
+    elif hasattr(spawner, "prepare_container"):
+        raise ConfigError(
+            f"hub.spawner = {settings.hub.spawner!r} runs each user's container as their unix "
+            f"account, which needs hub.isolation = 'users' (it is {mode!r}): start the "
+            "platform as root."
+        )
     else:
         home = Path(spawner.home_dir)
         home.mkdir(parents=True, exist_ok=True)
@@ -219,7 +228,10 @@ def _spawner(c: Any, settings: Settings, paths: HubPaths, ports: Ports, mark: st
     c.Spawner.cmd = [_bin("jupyterhub-singleuser")]
     if name == "local":
         c.Spawner.cmd = [sys.executable, "-c", SINGLEUSER_MAIN]
-    if name == "local" and mode == "users":
+    elif name == "docker":
+        # The image's venv (scripts/podman.sh) comes first on its PATH.
+        c.Spawner.cmd = ["python", "-c", SINGLEUSER_MAIN]
+    if name in ("local", "docker") and mode == "users":
         # umask 002: members of a project can edit each other's files in its folder
         # (homes stay 0700, every user has a group of their own).
         c.Spawner.cmd = ["/bin/sh", "-c", 'umask 002 && exec "$0" "$@"', *c.Spawner.cmd]
