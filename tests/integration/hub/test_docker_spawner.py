@@ -182,7 +182,9 @@ def test_a_users_server_runs_in_a_container_and_goes_with_it(
     assert out["cpu_quota"].split()[0] == str(int(options["cpu_limit"] * 100_000))
 
     # Stopping the server removes its container.
+    t0 = time.monotonic()
     hub.stop(user)
+    print(f"server of {user} stopped after {time.monotonic() - t0:.1f} s")
     deadline = time.monotonic() + 30
     while _containers(engine, user) and time.monotonic() < deadline:
         time.sleep(0.5)
