@@ -112,7 +112,7 @@ def _read_var(path: str, var: str, decoder: str = "direct", records: int = 0) ->
     if decoder == "direct":
         return _read_direct(path, var)[0]
     if decoder == "insitu":
-        from insitu.catalog.chunks import read_direct
+        from insitu.formats.netcdf.direct import read_direct
 
         return read_direct(path, var, 0, records)
     import netCDF4
@@ -134,7 +134,7 @@ def _read_direct(path: str, var: str, total: Any = None) -> tuple[Any, bool]:
     import numpy as np
     from isal.isal_zlib import decompressobj
 
-    from insitu.catalog._shuffle import unshuffle, unshuffle_sum
+    from insitu.formats.netcdf._shuffle import unshuffle, unshuffle_sum
 
     with h5py.File(path, "r") as f:
         ds = f[var]
@@ -259,8 +259,8 @@ def child_pool(
     # The decoder's modules are imported before the workers fork, as insitu's workers
     # import theirs before they are timed: the ceiling does not pay for imports either.
     modules = {
-        "direct": ["h5py", "isal.isal_zlib", "insitu.catalog._shuffle"],
-        "insitu": ["insitu.catalog.chunks", "netCDF4"],
+        "direct": ["h5py", "isal.isal_zlib", "insitu.formats.netcdf._shuffle"],
+        "insitu": ["insitu.formats.netcdf.direct", "netCDF4"],
         "netcdf4": ["netCDF4"],
     }
     for name in modules.get(decoder, []):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What building insitu's one compiled module (src/insitu/catalog/_shuffle.c) needs: a C
+# What building insitu's one compiled module (src/insitu/formats/netcdf/_shuffle.c) needs: a C
 # compiler and the headers of the Python that builds it. Installs Debian's gcc and Python
 # headers when they are missing (needs root or sudo). Usage: scripts/compiler.sh PYTHON
 set -euo pipefail

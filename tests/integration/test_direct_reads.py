@@ -18,12 +18,12 @@ import netCDF4
 import numpy as np
 import pytest
 
-from insitu.catalog import chunks
-from insitu.catalog.chunks import read_records
-from insitu.catalog.layout import DEFLATE, SHUFFLE, NotDirect, layout
 from insitu.catalog.opening import read_raw
 from insitu.compute.reader import FilePart, slabs
 from insitu.errors import DataError
+from insitu.formats.netcdf import direct as chunks
+from insitu.formats.netcdf.direct import read_records
+from insitu.formats.netcdf.layout import DEFLATE, SHUFFLE, NotDirect, layout
 
 
 def _netcdf(path: Path | str, name: str, lo: int, hi: int) -> np.ndarray[Any, Any]:
@@ -48,7 +48,8 @@ def _same(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
 def test_isal_inflates() -> None:
     """The fast inflate is ISA-L's, not the standard library's fallback."""
     assert chunks._zlib.__name__.startswith("isal")
-    assert chunks._unshuffle.__module__ == "insitu.catalog._shuffle"
+    assert chunks._shuffle.COMPILED
+    assert chunks._shuffle.unshuffle.__module__ == "insitu.formats.netcdf._shuffle"
 
 
 def test_every_variable_of_the_sample_archive_reads_the_same(demo_root: Path) -> None:
@@ -316,7 +317,7 @@ def test_lazy_dataset_reads_take_the_direct_path_with_the_same_values(
     """What a lazily opened dataset reads per file (``read_raw`` with the record count)."""
     path = tmp_path / "f.nc"
     _write(path, **_LAYOUTS[kind])
-    direct = read_raw(str(path), "v", records=12)
+    direct = read_raw(str(path), "v", (slice(0, 12),))
     assert _same(direct, read_raw(str(path), "v"))
     assert _same(direct, _netcdf(path, "v", 0, 12))
 
@@ -324,9 +325,9 @@ def test_lazy_dataset_reads_take_the_direct_path_with_the_same_values(
 def test_lazy_reads_of_other_layouts_go_through_netcdf(tmp_path: Path) -> None:
     path = tmp_path / "f.nc"
     _write(path, dtype=">f4", endian="big", zlib=True)
-    assert _same(read_raw(str(path), "v", records=12), _netcdf(path, "v", 0, 12))
+    assert _same(read_raw(str(path), "v", (slice(0, 12),)), _netcdf(path, "v", 0, 12))
     with pytest.raises(DataError, match="rescan"):
-        read_raw(str(tmp_path / "gone.nc"), "v", records=12)
+        read_raw(str(tmp_path / "gone.nc"), "v", (slice(0, 12),))
 
 
 def test_contiguous_variables_are_read_in_slabs_of_chunk_bytes(tmp_path: Path) -> None:
@@ -360,7 +361,7 @@ def test_a_later_unlimited_dimension_is_left_to_netcdf(tmp_path: Path) -> None:
         nc.createVariable("w", "f4", ("n",))[:] = np.arange(5)  # n grows to 5 after v
     with pytest.raises(NotDirect, match="unlimited"):
         layout(str(path), "v", 0, 4)
-    assert _same(read_raw(str(path), "v", records=4), _netcdf(path, "v", 0, 4))
+    assert _same(read_raw(str(path), "v", (slice(0, 4),)), _netcdf(path, "v", 0, 4))
 
 
 def test_a_variable_named_like_a_dimension_is_read_from_its_own_dataset(tmp_path: Path) -> None:
@@ -404,3 +405,33 @@ def test_a_file_replaced_while_its_layout_is_read_is_not_read_at_the_old_offsets
     monkeypatch.setattr(chunks, "layout", replaced_meanwhile)
     with pytest.raises(NotDirect, match="replaced"):
         chunks.read_direct(str(path), "v", 0, 12)
+
+
+def test_without_the_c_module_direct_reads_unshuffle_in_numpy_with_the_same_values(
+    tmp_path: Path,
+) -> None:
+    """INSITU_NO_C_UNSHUFFLE=1 forces the NumPy fallback (as an install without a C
+    compiler has): one log line says so, and reads and fused sums are unchanged."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "f.nc"
+    values = _write(path, zlib=True, shuffle=True, chunksizes=(3, 20, 30))
+    script = (
+        "import logging, sys, numpy as np\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
+        "from insitu.formats import read_slabs\n"
+        "from insitu.formats.netcdf import unshuffle\n"
+        "assert not unshuffle.COMPILED\n"
+        f"slabs = list(read_slabs({str(path)!r}, 'v', 0, 12, 6 * 20 * 30 * 4, sums=True))\n"
+        "assert all(s.total is not None for s in slabs)\n"
+        "sys.stdout.buffer.write(np.concatenate([s.raw for s in slabs]).tobytes())\n"
+    )
+    env = {**os.environ, "INSITU_NO_C_UNSHUFFLE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == values.tobytes()
+    said = [ln for ln in done.stderr.decode().splitlines() if "unshuffle in NumPy" in ln]
+    assert len(said) == 1, done.stderr.decode()

@@ -1,7 +1,7 @@
 """The fast HDF5 header reader gives exactly what netCDF4-python gives.
 
 Every file is read twice through :func:`insitu.catalog.headers.read_headers`: with the
-fast reader (``insitu.catalog._hdf5``) and with netCDF4-python only (``fast=False``). The
+fast reader (``insitu.formats.netcdf.header``) and with netCDF4-python only (``fast=False``). The
 results must be equal, attribute order included, on the real CMIP6 sample archive and on
 files made here with the features netCDF-4 files carry. Files the fast reader does not
 handle must fall back to netCDF4-python, never be described differently.
@@ -19,8 +19,8 @@ import netCDF4
 import numpy as np
 import pytest
 
-from insitu.catalog import _hdf5
 from insitu.catalog.headers import HeaderResult, read_headers
+from insitu.formats.netcdf import header as _hdf5
 from tests.integration.badarchive import write_nc
 
 

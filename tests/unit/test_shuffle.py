@@ -1,4 +1,6 @@
-"""The C unshuffle: HDF5's byte layout undone, alone and with the sum over records."""
+"""The unshuffle: HDF5's byte layout undone, alone and with the sum over records, in C and
+in NumPy (the fallback where the C module was not built): both give the same bytes and
+sums."""
 
 from __future__ import annotations
 
@@ -7,7 +9,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-from insitu.catalog._shuffle import unshuffle, unshuffle_sum
+from insitu.formats.netcdf import unshuffle as chosen
+from insitu.formats.netcdf._shuffle import unshuffle, unshuffle_sum
+from insitu.formats.netcdf.unshuffle import numpy_unshuffle, numpy_unshuffle_sum
+
+IMPLEMENTATIONS = {"C": (unshuffle, unshuffle_sum), "NumPy": (numpy_unshuffle, numpy_unshuffle_sum)}
+
+
+@pytest.fixture(params=list(IMPLEMENTATIONS))
+def impl(request: pytest.FixtureRequest) -> tuple[Any, Any]:
+    """One implementation's (unshuffle, unshuffle_sum)."""
+    return IMPLEMENTATIONS[request.param]
+
+
+def test_the_compiled_module_is_used_where_it_was_built() -> None:
+    assert chosen.COMPILED
+    assert chosen.unshuffle is unshuffle
 
 
 def _shuffled(values: np.ndarray[Any, Any]) -> bytes:
@@ -17,7 +34,8 @@ def _shuffled(values: np.ndarray[Any, Any]) -> bytes:
 
 
 @pytest.mark.parametrize("dtype", ["u1", "i2", "V3", "f4", "i4", "f8", "i8", "V16"])
-def test_it_undoes_the_shuffle_of_every_item_size(dtype: str) -> None:
+def test_it_undoes_the_shuffle_of_every_item_size(dtype: str, impl: tuple[Any, Any]) -> None:
+    unshuffle, _ = impl
     rng = np.random.default_rng(1)
     size = np.dtype(dtype).itemsize
     values = rng.integers(0, 256, 1001 * size, dtype=np.uint8).view(dtype)
@@ -26,7 +44,10 @@ def test_it_undoes_the_shuffle_of_every_item_size(dtype: str) -> None:
     assert dest.tobytes() == values.tobytes()
 
 
-def test_trailing_bytes_that_make_no_whole_value_are_copied_as_they_are() -> None:
+def test_trailing_bytes_that_make_no_whole_value_are_copied_as_they_are(
+    impl: tuple[Any, Any],
+) -> None:
+    unshuffle, _ = impl
     values = np.arange(10, dtype="f4")
     src = _shuffled(values) + b"xyz"
     dest = bytearray(len(src))
@@ -36,8 +57,11 @@ def test_trailing_bytes_that_make_no_whole_value_are_copied_as_they_are() -> Non
 
 @pytest.mark.parametrize("dtype", ["f4", "f8"])
 @pytest.mark.parametrize("per_chunk", [1, 3])
-def test_the_sum_over_records_is_made_while_unshuffling(dtype: str, per_chunk: int) -> None:
+def test_the_sum_over_records_is_made_while_unshuffling(
+    dtype: str, per_chunk: int, impl: tuple[Any, Any]
+) -> None:
     """Records in chunks of ``per_chunk``; a record of 2,500 values spans several blocks."""
+    _, unshuffle_sum = impl
     rng = np.random.default_rng(2)
     values = rng.normal(280, 30, (6, 50, 50)).astype(dtype)
     values[2, 3, 4] = np.nan
@@ -54,7 +78,10 @@ def test_the_sum_over_records_is_made_while_unshuffling(dtype: str, per_chunk: i
 
 
 @pytest.mark.parametrize("dtype", ["f4", "f8"])
-def test_a_sum_of_negative_zeros_stays_negative_as_in_a_loop(dtype: str) -> None:
+def test_a_sum_of_negative_zeros_stays_negative_as_in_a_loop(
+    dtype: str, impl: tuple[Any, Any]
+) -> None:
+    _, unshuffle_sum = impl
     values = np.full((3, 5), -0.0, dtype)
     total = np.empty(5)
     unshuffle_sum([_shuffled(r) for r in values], np.empty_like(values), values.itemsize, total)
@@ -109,3 +136,17 @@ def test_read_only_destinations_are_refused() -> None:
         unshuffle(bytes(8), bytes(8), 4)
     with pytest.raises(TypeError):
         unshuffle_sum([bytes(8)], bytearray(8), 4, np.zeros(2).tobytes())
+
+
+def test_the_numpy_fallback_gives_the_c_module_s_bytes_and_sums_on_random_chunks() -> None:
+    rng = np.random.default_rng(3)
+    values = rng.normal(0, 1e3, (8, 33, 17)).astype("f4")
+    chunks = [_shuffled(values[i : i + 2]) for i in range(0, 8, 2)]
+    outs, totals = [], []
+    for _, summed in IMPLEMENTATIONS.values():
+        out, total = np.empty_like(values), np.empty((33, 17))
+        summed(chunks, out, 4, total)
+        outs.append(out.tobytes())
+        totals.append(total.tobytes())
+    assert outs[0] == outs[1] == values.tobytes()
+    assert totals[0] == totals[1]

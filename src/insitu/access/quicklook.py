@@ -2,7 +2,8 @@
 
 Rendering uses matplotlib's object-oriented API on the Agg canvas (``Figure()``, never
 pyplot), so requests render in parallel threads without sharing a current figure. A map
-reads exactly one record (one time step of one level) from the one file that holds it.
+reads exactly one record (one time step of one level) from the one file that holds it,
+through its format reader (:func:`insitu.formats.read`).
 A series reads the variable over the chosen time range, so its cost is bounded by
 ``max_slice_bytes`` (413 above it, pointing at a shorter range or a job). Times of any
 CF calendar are placed on a numeric axis with calendar-aware ticks, so 360-day and
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from insitu import formats
 from insitu.access.selection import (
     TimeRange,
     data_variables,
@@ -34,8 +36,9 @@ from insitu.access.selection import (
 )
 from insitu.access.subset import READ_FACTOR, open_for_time, read_cost
 from insitu.catalog.lru import LRU
-from insitu.compute.operations import OPERATIONS, Axes, NoParams, mask_default_fill
+from insitu.compute.operations import OPERATIONS, NoParams
 from insitu.errors import DataError, InvalidQuery, TooLarge
+from insitu.formats import Axes, mask_default_fill
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -222,7 +225,6 @@ def read_map_field(
     catalog: Catalog, record: DatasetRecord, files: Sequence[FileRecord], query: MapQuery
 ) -> MapField:
     """The field a map shows, read from the one file that holds that record."""
-    import xarray as xr
 
     ds = open_for_time(catalog, record, query.time)
     var = _variable(ds, record, query.variable)
@@ -248,9 +250,9 @@ def read_map_field(
         if found is not None:
             f, position = found
             path = os.path.join(catalog.collection(record.collection).root, f.path)
+            one = {**index, ax.time: position}
             try:
-                with xr.open_dataset(path, decode_times=False, cache=False) as one:
-                    values = np.asarray(one[var].isel({**index, ax.time: position}).values)
+                values = _decoded(lazy, formats.read(path, var, _slab(lazy, one)))
             except (OSError, KeyError, IndexError, ValueError) as exc:
                 raise DataError(
                     f"Cannot read step {position} of {var!r} from {path}: {exc}. The file "
@@ -263,6 +265,27 @@ def read_map_field(
     field = field.copy(data=values.reshape(field.shape))
     field = mask_default_fill(field.to_dataset(name=var), var)[var].transpose(ax.lat, ax.lon)
     return MapField(field, ds, ax, when, _level_text(ds, ax, index))
+
+
+def _slab(da: xr.DataArray, at: dict[str, int]) -> tuple[slice, ...]:
+    """The slab of ``da``'s file variable that holds the positions ``at`` (whole along
+    the other dimensions)."""
+    return tuple(
+        slice(at[str(d)], at[str(d)] + 1) if str(d) in at else slice(0, n)
+        for d, n in zip(da.dims, da.shape, strict=True)
+    )
+
+
+def _decoded(da: xr.DataArray, raw: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Raw values of ``da``'s file variable masked and scaled as xarray decoded ``da``
+    (times stay numbers: a map's values are not dates)."""
+    import xarray as xr
+    from xarray.conventions import decode_cf_variable
+
+    cf = ("_FillValue", "missing_value", "scale_factor", "add_offset")
+    attrs = {k: da.encoding[k] for k in cf if k in da.encoding}
+    encoded = xr.Variable(da.dims, raw, attrs)
+    return np.asarray(decode_cf_variable(str(da.name), encoded, decode_times=False).values)
 
 
 def _edges(ds: xr.Dataset, dim: str) -> np.ndarray[Any, Any]:

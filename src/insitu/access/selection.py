@@ -31,8 +31,8 @@ import numpy as np
 
 from insitu.catalog.models import time_key
 from insitu.catalog.search import parse_time_range
-from insitu.compute.operations import Axes, axes
 from insitu.errors import InvalidQuery
+from insitu.formats import Axes, axes
 
 if TYPE_CHECKING:
     import xarray as xr

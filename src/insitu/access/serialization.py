@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from insitu.access.selection import time_text
-from insitu.compute.operations import mask_default_fill
+from insitu.formats import mask_default_fill
 
 if TYPE_CHECKING:
     import xarray as xr

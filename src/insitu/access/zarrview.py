@@ -8,15 +8,16 @@ client open a dataset with one request instead of one per variable.
 Values are served encoded, as they are stored in the files, with the CF attributes of the
 first file (``_FillValue`` as the array's ``fill_value``, ``missing_value``,
 ``scale_factor``, ``units``, ``calendar``... in ``.zattrs``). xarray decodes them on the
-client exactly as :func:`insitu.catalog.opening.open_files` decodes the same encoded
+client exactly as :meth:`insitu.catalog.Catalog.open_dataset` decodes the same encoded
 dataset locally, so both give the same values. The time axis and the re-encoding of
-time-like variables of files that count time from another date reuse that module's
-functions.
+time-like variables of files that count time from another date are the catalog's.
 
 Nothing here opens a file to build metadata: shapes, types and attributes come from the
 catalog's records, the time coordinate from the values the scan stored. A chunk request
 reads one slab from the one file that holds it (two files only where file lengths leave
-no aligned chunking; see :func:`time_chunk`).
+no aligned chunking; see :func:`time_chunk`), through :class:`insitu.formats.OpenFiles`:
+from the stored chunks directly where the layout allows (no HDF5 lock, so requests decode
+in parallel), through the format library on a handle kept open otherwise.
 """
 
 from __future__ import annotations
@@ -27,12 +28,10 @@ import json
 import logging
 import math
 import os
-import threading
 import zlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -42,12 +41,13 @@ from insitu.catalog.lru import LRU
 from insitu.catalog.opening import (
     group_by_variables,
     reencode_from,
-    reencode_time,
     sorted_members,
     time_like_units,
     time_values,
 )
 from insitu.errors import ConfigError, DataError, InvalidRequest, NotFound
+from insitu.formats import OpenFiles as _Cache
+from insitu.formats import WouldBlock, reencode_time
 
 __all__ = [
     "COMPRESSOR",
@@ -63,12 +63,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class WouldBlock(Exception):
-    """A read asked not to wait could not finish at once: another thread holds the HDF5
-    lock, or a file it needs is not open yet. Read it again where waiting is fine."""
-
 
 # Enters every ETag: bump it when the layout or the encoding of the view changes, so that
 # clients holding chunks of an older layout do not revalidate them as current.
@@ -558,22 +552,16 @@ def _plan(
 
 
 class OpenFiles:
-    """NetCDF files kept open between chunk requests, the least recently used closed first.
+    """The files chunk requests read, kept open between requests
+    (:class:`insitu.formats.OpenFiles`), each checked to be the file the catalog scanned.
 
-    Opening a file costs about 5 ms (measured on the demo archive), more than the rest of a
-    small chunk's request together, and the requests of one client read the same few files
-    over and over. Every use of a handle holds xarray's ``HDF5_LOCK``: the HDF5 library is
-    not thread-safe. 256 handles cost little memory (headers; chunk caches fill only with
-    what was read) and a few hundred of the 20,000 descriptors a service may hold.
+    ``direct=False`` reads every chunk through the format library (as before direct reads;
+    for comparisons).
     """
 
-    def __init__(self, size: int = 256) -> None:
-        from xarray.backends.locks import HDF5_LOCK
-
+    def __init__(self, size: int = 256, *, direct: bool = True) -> None:
         self.size = size
-        # xarray's lock (a SerializableLock) passes acquire(blocking=...) to a threading.Lock.
-        self._lock = cast(threading.Lock, HDF5_LOCK)
-        self._open: OrderedDict[str, tuple[tuple[int, int, int], Any]] = OrderedDict()
+        self._cache = _Cache(size, direct=direct)
 
     def read(
         self, plan: ArrayPlan, src: Source, index: tuple[slice, ...], *, wait: bool = True
@@ -583,8 +571,8 @@ class OpenFiles:
 
         The file is checked to be the one the catalog scanned first: an ETag promises the
         content of a file identity, so a file changed since must not be read. With
-        ``wait=False``, raises :class:`WouldBlock` if the lock is taken or the file is not
-        open yet (opening one takes milliseconds).
+        ``wait=False``, raises :class:`WouldBlock` if the read would wait (for the HDF5 lock,
+        or to open a file: that takes milliseconds).
         """
         try:
             st = os.stat(src.path)
@@ -600,65 +588,26 @@ class OpenFiles:
                 f"{src.record.size}); rescan its collection with 'insitu catalog scan'."
             )
         identity = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if not self._lock.acquire(blocking=wait):
-            raise WouldBlock(src.path)
         try:
-            if not wait and not self._is_open(src.path, identity):
-                raise WouldBlock(src.path)
-            try:
-                nc = self._handle(src.path, identity)
-                var = nc.variables[plan.name]
-                data = np.asarray(var[index] if index else var[...])  # a 0-d one whole
-            except (OSError, RuntimeError, KeyError, IndexError, ValueError) as exc:
-                self._drop(src.path)
-                log.warning("reading %s from %s failed", plan.name, src.path, exc_info=True)
-                # Paths relative to the collection root: clients need not learn where it is.
-                detail = str(exc).replace(src.path, src.record.path)
-                raise DataError(
-                    f"Cannot read variable {plan.name!r} from {src.record.path}: {detail}. "
-                    "The file changed or became unreadable since it was scanned; rescan its "
-                    "collection with 'insitu catalog scan'."
-                ) from exc
-        finally:
-            self._lock.release()
+            data = self._cache.read(src.path, identity, plan.name, index, wait=wait)
+        except WouldBlock:
+            raise
+        except (OSError, RuntimeError, KeyError, IndexError, ValueError) as exc:
+            log.warning("reading %s from %s failed", plan.name, src.path, exc_info=True)
+            # Paths relative to the collection root: clients need not learn where it is.
+            detail = str(exc).replace(src.path, src.record.path)
+            raise DataError(
+                f"Cannot read variable {plan.name!r} from {src.record.path}: {detail}. "
+                "The file changed or became unreadable since it was scanned; rescan its "
+                "collection with 'insitu catalog scan'."
+            ) from exc
         if src.from_units is not None and plan.to_units is not None:
             return reencode_time(data, src.from_units, plan.to_units, plan.calendar)
         return data
 
-    def _is_open(self, path: str, identity: tuple[int, int, int]) -> bool:
-        entry = self._open.get(path)
-        return entry is not None and entry[0] == identity
-
-    def _handle(self, path: str, identity: tuple[int, int, int]) -> Any:
-        import netCDF4
-
-        entry = self._open.get(path)
-        if entry is not None and entry[0] == identity:
-            self._open.move_to_end(path)
-            return entry[1]
-        self._drop(path)
-        nc = netCDF4.Dataset(path, "r")
-        nc.set_auto_maskandscale(False)
-        nc.set_auto_chartostring(False)
-        self._open[path] = (identity, nc)
-        while len(self._open) > self.size:
-            _, (_, old) = self._open.popitem(last=False)
-            old.close()
-        return nc
-
-    def _drop(self, path: str) -> None:
-        entry = self._open.pop(path, None)
-        if entry is not None:
-            try:
-                entry[1].close()
-            except (OSError, RuntimeError):
-                log.warning("closing %s failed", path, exc_info=True)
-
     def close(self) -> None:
         """Close every file."""
-        with self._lock:
-            for path in list(self._open):
-                self._drop(path)
+        self._cache.close()
 
 
 class ZarrViews:
@@ -670,10 +619,11 @@ class ZarrViews:
         *,
         compressor: dict[str, Any] | None = COMPRESSOR,
         size: int = 256,
+        direct: bool = True,
     ) -> None:
         self.chunk_bytes = chunk_bytes
         self.compressor = compressor
-        self.handles = OpenFiles()
+        self.handles = OpenFiles(direct=direct)
         self.size = size
         self._views: LRU[tuple[str, int], ZarrView] = LRU(size)
 

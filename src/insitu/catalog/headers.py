@@ -4,28 +4,33 @@
 it returns the file's status and the reason instead. Only headers and the small coordinate
 variables (time, latitude, longitude) are read, never the data variables.
 
-NetCDF-4 files are read straight from their HDF5 layout (:mod:`insitu.catalog._hdf5`, about
-twice as fast as netCDF4-python); classic files, unusual layouts and every file that fails
-there are opened with netCDF4-python, which also says why a bad file cannot be read. Both
-give the same header.
+Headers come from the file's format reader (:func:`insitu.formats.reader_for`): netCDF-4
+files straight from their HDF5 layout (about twice as fast as netCDF4-python), classic
+files, unusual layouts and every file that fails there through netCDF4-python, which also
+says why a bad file cannot be read. Both give the same header.
 """
 
 from __future__ import annotations
 
 import errno
 import math
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import cftime
-import netCDF4
 import numpy as np
 
 from insitu.catalog._gc import gc_paused
-from insitu.catalog._hdf5 import open_header
-from insitu.catalog._rawheader import RawHeader, RawVariable, from_netcdf4
-from insitu.catalog._truncation import HDF5_SIGNATURE, truncation
 from insitu.catalog.models import FileStatus, time_key
+from insitu.formats import (
+    HDF5_SIGNATURE,
+    Header,
+    HeaderVariable,
+    NetCDF4Reader,
+    reader_for,
+    truncation,
+)
 
 __all__ = ["HeaderResult", "read_header", "read_headers"]
 
@@ -138,14 +143,12 @@ def _dated(result: HeaderResult, first: Any, last: Any) -> HeaderResult:
 
 def _read(relpath: str, path: str, fast: bool) -> _Read:
     """One file's header with its time axis still to decode, or why it cannot be read."""
-    if fast:
-        try:
-            with open_header(path) as raw:
-                return _describe(relpath, raw)
-        except Exception:
-            pass  # not a plain netCDF-4 file, or a bad one: netCDF-C reads it and says why
+    opened = ExitStack()
     try:
-        ds = netCDF4.Dataset(path, "r")
+        reader = reader_for(path)
+        if not fast and isinstance(reader, NetCDF4Reader):
+            reader = _LIBRARY_HEADERS
+        raw = opened.enter_context(reader.header(path))
     except PermissionError as exc:
         return (relpath, FileStatus.DENIED, _denied_reason(exc), None), None
     except OSError as exc:
@@ -155,20 +158,17 @@ def _read(relpath: str, path: str, fast: bool) -> _Read:
     except Exception as exc:  # netCDF-C reports some corruptions as other errors
         return (relpath, FileStatus.UNREADABLE, _unreadable_reason(path, exc), None), None
     try:
-        with ds:
-            if ds.data_model.startswith("NETCDF3"):
-                # netCDF-C opens a classic file cut short and reads the missing data as
-                # zeros, so a truncated copy would be indexed as good data.
-                short = truncation(path)
-                if short:
-                    return (relpath, FileStatus.UNREADABLE, short, None), None
-            return _describe(relpath, from_netcdf4(ds))
+        with opened:
+            return _describe(relpath, raw)
     except Exception as exc:
         reason = (
             f"header opened but reading it failed ({_error_text(exc)}); the file is probably "
             "corrupt: re-copy it from its source"
         )
         return (relpath, FileStatus.UNREADABLE, reason, None), None
+
+
+_LIBRARY_HEADERS = NetCDF4Reader(fast_header=False)  # read_headers(fast=False): netCDF-C
 
 
 def _error_text(exc: BaseException) -> str:
@@ -194,8 +194,8 @@ def _unreadable_reason(path: str, exc: BaseException) -> str:
         return "empty file (0 bytes): not NetCDF; remove it or re-copy it from its source"
     if magic[:3] != b"CDF" and magic != HDF5_SIGNATURE:
         return (
-            f"not a NetCDF or HDF5 file (starts with {magic[:4]!r}; "
-            f"{_error_text(exc)}): remove it or move it out of the archive"
+            f"not a NetCDF or HDF5 file (starts with {magic[:4]!r}): remove it or move it "
+            "out of the archive"
         )
     short = truncation(path)
     if short:
@@ -207,7 +207,7 @@ def _unreadable_reason(path: str, exc: BaseException) -> str:
     )
 
 
-def _describe(relpath: str, raw: RawHeader) -> _Read:
+def _describe(relpath: str, raw: Header) -> _Read:
     by_name = {v.name: v for v in raw.variables}
     header: dict[str, Any] = {
         "data_model": raw.data_model,
@@ -235,7 +235,7 @@ def _describe(relpath: str, raw: RawHeader) -> _Read:
     return (relpath, status, reason, header), span
 
 
-def _find_time(by_name: dict[str, RawVariable]) -> RawVariable | None:
+def _find_time(by_name: dict[str, HeaderVariable]) -> HeaderVariable | None:
     for name, var in by_name.items():
         if len(var.dims) != 1 or var.dims[0] != name:
             continue
@@ -250,7 +250,7 @@ def _find_time(by_name: dict[str, RawVariable]) -> RawVariable | None:
     return None
 
 
-def _read_time(var: RawVariable, header: dict[str, Any]) -> tuple[FileStatus, str, _Span | None]:
+def _read_time(var: HeaderVariable, header: dict[str, Any]) -> tuple[FileStatus, str, _Span | None]:
     units = var.attrs.get("units")
     calendar = str(var.attrs.get("calendar", "standard")).lower()
     header["calendar"] = calendar
@@ -286,8 +286,11 @@ def _key(t: Any) -> int:
 
 
 def _coord(
-    by_name: dict[str, RawVariable], standard: str, names: tuple[str, ...], units: tuple[str, ...]
-) -> RawVariable | None:
+    by_name: dict[str, HeaderVariable],
+    standard: str,
+    names: tuple[str, ...],
+    units: tuple[str, ...],
+) -> HeaderVariable | None:
     for name, var in by_name.items():
         attrs = var.attrs
         if attrs.get("standard_name") == standard or (
@@ -300,7 +303,7 @@ def _coord(
     return None
 
 
-def _bbox(by_name: dict[str, RawVariable]) -> list[float] | None:
+def _bbox(by_name: dict[str, HeaderVariable]) -> list[float] | None:
     lat = _coord(by_name, "latitude", _LAT_NAMES, _LAT_UNITS)
     lon = _coord(by_name, "longitude", _LON_NAMES, _LON_UNITS)
     if lat is None or lon is None or lat.size > 10_000_000 or lon.size > 10_000_000:
@@ -322,7 +325,7 @@ def _bbox(by_name: dict[str, RawVariable]) -> list[float] | None:
     return box if all(math.isfinite(v) for v in box) else None
 
 
-def _floats(var: RawVariable) -> np.ndarray[Any, np.dtype[np.float64]]:
+def _floats(var: HeaderVariable) -> np.ndarray[Any, np.dtype[np.float64]]:
     """A variable's values as float64, with fill and non-finite values as NaN."""
     values = np.array(var.read(), dtype="float64")
     attrs = var.attrs

@@ -2,8 +2,9 @@
 
 The time axis comes from the values the scan stored, so opening a 1,000-file dataset
 opens one file (for the small static coordinates and the exact attribute types) instead
-of a thousand. The dataset is first assembled in its encoded form (raw values and CF
-attributes, as the netCDF4 library returns them) and then decoded by xarray's own
+of a thousand. Files are read through their format reader (:mod:`insitu.formats`: chunks
+decoded directly where the layout allows). The dataset is first assembled in its encoded
+form (raw values and CF attributes, as the reader types them) and then decoded by xarray's own
 :func:`xarray.decode_cf`, which is what ``xarray.open_mfdataset`` does file by file; the
 values are therefore exactly the ones ``open_mfdataset`` gives.
 """
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from insitu.catalog.chunks import NotDirect, read_direct
+from insitu import formats
 from insitu.catalog.models import FileRecord
 from insitu.errors import DataError, InvalidQuery
 
@@ -30,7 +31,6 @@ __all__ = [
     "read_raw",
     "read_raw_time",
     "reencode_from",
-    "reencode_time",
     "sorted_members",
     "time_like_units",
     "time_values",
@@ -39,32 +39,11 @@ __all__ = [
 _EAGER_LIMIT = 4 * 2**20  # static variables smaller than this are read at open time
 
 
-def read_raw(
-    path: str,
-    name: str,
-    index: tuple[slice, ...] | None = None,
-    records: int | None = None,
-) -> np.ndarray[Any, Any]:
-    """Undecoded values of one variable of one file (a Dask task), or of its slab ``index``.
-
-    ``records``: the length of the variable's first axis, when the caller knows it (the
-    index does); the whole variable is then read from its chunks directly where its layout
-    allows (:func:`insitu.catalog.chunks.read_direct`), else through netCDF-C.
-    """
-    import netCDF4
-    from xarray.backends.locks import HDF5_LOCK  # the HDF5 library is not thread-safe
-
+def read_raw(path: str, name: str, index: tuple[slice, ...] | None = None) -> np.ndarray[Any, Any]:
+    """Undecoded values of one variable of one file (a Dask task), or of its slab ``index``,
+    read through the file's format reader (from its chunks directly where it can)."""
     try:
-        if index is None and records:
-            try:
-                return read_direct(path, name, 0, records)
-            except NotDirect:
-                pass
-        with HDF5_LOCK, netCDF4.Dataset(path, "r") as ds:
-            var = ds.variables[name]
-            var.set_auto_maskandscale(False)
-            var.set_auto_chartostring(False)
-            return np.asarray(var[...] if index is None else var[index])
+        return formats.read(path, name, index or ())
     except (OSError, RuntimeError, KeyError, IndexError) as exc:
         raise DataError(
             f"Cannot read variable {name!r} from {path}: {exc}. The file changed or became "
@@ -85,17 +64,7 @@ def read_raw_time(
     Files of one dataset may count time from different dates; their bounds must be put on
     the first file's footing before the dataset is decoded as one.
     """
-    return reencode_time(read_raw(path, name, index), units, to_units, calendar)
-
-
-def reencode_time(
-    raw: np.ndarray[Any, Any], units: str, to_units: str, calendar: str
-) -> np.ndarray[Any, Any]:
-    """Encoded times ``raw`` counted in ``units``, counted in ``to_units`` instead."""
-    import cftime
-
-    dates = cftime.num2date(raw.astype("float64"), units, calendar=calendar)
-    return np.asarray(cftime.date2num(dates, to_units, calendar=calendar)).astype(raw.dtype)
+    return formats.reencode_time(read_raw(path, name, index), units, to_units, calendar)
 
 
 def open_files(
@@ -183,50 +152,51 @@ def reencode_from(
 
 def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
     """Files with the same variables, concatenated along their time dimension."""
-    import netCDF4
     import xarray as xr
-    from xarray.backends.locks import HDF5_LOCK
 
     first = files[0]
     first_path = os.path.join(root, first.path)
     tdim = first.time_var
+    load = [
+        info.name
+        for info in first.variables
+        if (tdim is None or tdim not in info.dims)
+        and (_nbytes(info.shape, info.dtype) <= _EAGER_LIMIT or info.name in first.dims)
+    ]
+    try:
+        found = formats.reader_for(first_path).encoded(first_path, load)
+    except (OSError, RuntimeError) as exc:
+        raise DataError(
+            f"Cannot open {first_path}: {exc}. Rescan its collection with 'insitu catalog scan'."
+        ) from exc
     raw: dict[str, xr.Variable] = {}
-    with HDF5_LOCK:
-        try:
-            nc = netCDF4.Dataset(first_path, "r")
-        except OSError as exc:
+    global_attrs = found.attrs
+    for info in first.variables:
+        var = found.variables.get(info.name)
+        if var is None:
             raise DataError(
-                f"Cannot open {first_path}: {exc}. Rescan its collection with "
-                "'insitu catalog scan'."
-            ) from exc
-        with nc:
-            global_attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
-            for info in first.variables:
-                var = nc.variables[info.name]
-                attrs = {k: var.getncattr(k) for k in var.ncattrs()}
-                if tdim is not None and tdim in info.dims:
-                    if info.name == tdim:
-                        data: Any = time_values(files, var.dtype)
-                    else:
-                        data = _lazy(
-                            files,
-                            root,
-                            info.name,
-                            info.dims,
-                            tdim,
-                            var.dtype,
-                            time_like_units(first, info.name, attrs, tdim),
-                        )
-                elif (
-                    int(np.prod(info.shape)) * var.dtype.itemsize <= _EAGER_LIMIT
-                    or info.name in nc.dimensions
-                ):
-                    var.set_auto_maskandscale(False)
-                    var.set_auto_chartostring(False)
-                    data = np.asarray(var[...])
-                else:
-                    data = _lazy([first], root, info.name, info.dims, None, var.dtype)
-                raw[info.name] = xr.Variable(info.dims, data, attrs)
+                f"{first_path} has no variable {info.name!r} any more; rescan its collection "
+                "with 'insitu catalog scan'."
+            )
+        attrs = var.attrs
+        if tdim is not None and tdim in info.dims:
+            if info.name == tdim:
+                data: Any = time_values(files, var.dtype)
+            else:
+                data = _lazy(
+                    files,
+                    root,
+                    info.name,
+                    info.dims,
+                    tdim,
+                    var.dtype,
+                    time_like_units(first, info.name, attrs, tdim),
+                )
+        elif var.values is not None:
+            data = var.values
+        else:
+            data = _lazy([first], root, info.name, info.dims, None, var.dtype)
+        raw[info.name] = xr.Variable(info.dims, data, attrs)
     encoded = xr.Dataset(raw, attrs=global_attrs)
     bounds = bounds_of(first, tdim) if tdim is not None else None
     decoded = _decoded_bounds(encoded, tdim, bounds) if tdim and bounds else None
@@ -321,6 +291,15 @@ def time_values(files: Sequence[FileRecord], dtype: np.dtype[Any]) -> np.ndarray
     return np.concatenate(parts).astype(dtype, copy=False)
 
 
+def _nbytes(shape: Sequence[int], dtype: str) -> int:
+    """Bytes of a variable of the index (0 for types of no fixed size: read at open)."""
+    try:
+        itemsize = np.dtype(dtype).itemsize
+    except TypeError:
+        itemsize = 0
+    return int(np.prod(shape, dtype=np.int64)) * itemsize
+
+
 def bounds_of(record: FileRecord, name: str) -> str | None:
     """The name of the bounds variable of ``name`` in ``record``, if it has one."""
     for v in record.variables:
@@ -372,7 +351,8 @@ def _lazy(
                 f.calendar or "standard",
             )
         else:
-            layer[(key, *block)] = (read_raw, path, name, None, n if axis == 0 else None)
+            whole = (slice(0, n),) if axis == 0 and dims else None  # the index's record count
+            layer[(key, *block)] = (read_raw, path, name, whole)
     chunks = tuple(tuple(lengths) if d == axis else (base[d],) for d in range(len(dims)))
     graph = HighLevelGraph.from_collections(key, layer, dependencies=())
     return Array(graph, key, chunks, dtype=dtype)  # type: ignore[no-untyped-call]

@@ -8,11 +8,9 @@ and reason (``insitu catalog problems``), and the scan ends with counts.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -186,14 +184,10 @@ def _read_all(
     jobs = [[(e.relpath, os.path.join(root, e.relpath)) for e, _ in b] for b in batches]
     try:
         if workers <= 1 or len(items) < _IN_PROCESS_BELOW:
-            # In this process other threads may be inside netCDF4/HDF5 (a data service, Dask
-            # tasks): they hold xarray's HDF5 lock, and the header reader's direct HDF5 calls
-            # must too, since the library is not thread-safe. Without xarray loaded there are
-            # no such threads (and importing it here would cost a scan its start-up).
-            locks = sys.modules.get("xarray.backends.locks")
+            # Other threads of this process may be inside HDF5 (a data service, Dask tasks):
+            # the format readers hold insitu.formats.HDF5_LOCK around every HDF5 call.
             for batch, job in zip(batches, jobs, strict=True):
-                with locks.HDF5_LOCK if locks is not None else contextlib.nullcontext():
-                    res = read_headers(job)
+                res = read_headers(job)
                 yield from _pair(batch, res)
                 bar.update(len(batch))
             return

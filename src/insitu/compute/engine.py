@@ -6,8 +6,9 @@ and field means of a dataset are computed here without xarray on the hot path:
 
 * tasks are runs of whole files (the catalog knows each file's records); a task reads its
   files in slabs of at most ``chunk_bytes`` and keeps one accumulator for all of them,
-* compressed chunks are read and inflated directly (:mod:`insitu.compute.reader`: ISA-L's
-  inflate, about twice as fast as netCDF-C's zlib), netCDF-C where the layout is other,
+* compressed chunks are read and inflated directly (:mod:`insitu.formats` through
+  :mod:`insitu.compute.reader`: ISA-L's inflate, about twice as fast as netCDF-C's zlib),
+  netCDF-C where the layout is other,
 * the time mean has one task per worker thread (``leaves``), so only one float64 grid per
   worker travels to the final sum; the field mean sends one value per record and has
   more, smaller tasks, which balance better,
@@ -30,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from insitu.catalog.chunks import record_sum
 from insitu.compute.reader import FilePart, slabs
 from insitu.errors import DataError
+from insitu.formats import record_sum
 
 __all__ = [
     "FilePart",

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from insitu.compute.operations import axes
 from insitu.errors import IncompatibleInputs
+from insitu.formats import axes
 
 if TYPE_CHECKING:
     import xarray as xr

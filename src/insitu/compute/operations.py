@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from insitu.errors import IncompatibleInputs, InvalidRequest
+from insitu.formats import Axes, axes, mask_default_fill
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -45,40 +46,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Axes:
-    """Names of a variable's time, latitude, longitude and vertical dimensions."""
-
-    time: str | None
-    lat: str | None
-    lon: str | None
-    vertical: str | None
-
-
-def _is(da: Any, name: str, standard: str, axis: str, names: tuple[str, ...]) -> bool:
-    attrs = da.coords[name].attrs if name in da.coords else {}
-    return (
-        attrs.get("standard_name") == standard or attrs.get("axis") == axis or name.lower() in names
-    )
-
-
-def axes(da: xr.DataArray) -> Axes:
-    """Find the CF axes of ``da`` from coordinate attributes and common names."""
-    found: dict[str, str | None] = {"time": None, "lat": None, "lon": None, "vertical": None}
-    for dim in map(str, da.dims):
-        if found["time"] is None and _is(da, dim, "time", "T", ("time", "t")):
-            found["time"] = dim
-        elif found["lat"] is None and _is(da, dim, "latitude", "Y", ("lat", "latitude", "y")):
-            found["lat"] = dim
-        elif found["lon"] is None and _is(da, dim, "longitude", "X", ("lon", "longitude", "x")):
-            found["lon"] = dim
-        elif found["vertical"] is None and _is(
-            da, dim, "air_pressure", "Z", ("plev", "lev", "level", "depth", "height")
-        ):
-            found["vertical"] = dim
-    return Axes(**found)
-
-
 def _need(ds: xr.Dataset, da: xr.DataArray, op: str, **dims: str | None) -> None:
     missing = [k for k, v in dims.items() if v is None]
     if missing:
@@ -100,28 +67,6 @@ def _with_time(ds: xr.Dataset, var: str, op: str) -> tuple[xr.DataArray, Axes, s
 
 def _float(da: xr.DataArray) -> np.dtype[Any]:
     return da.dtype if np.issubdtype(da.dtype, np.floating) else np.dtype("float64")
-
-
-def mask_default_fill(ds: xr.Dataset, var: str) -> xr.Dataset:
-    """Treat netCDF's default fill value as missing when the variable declares none.
-
-    The netCDF user guide says readers should; xarray (and CDO) do not, and 30 of the 76
-    demo datasets hold 9.97e36 where they have no data. Operations follow the guide;
-    opening a dataset stays identical to xarray's.
-    """
-    import netCDF4
-
-    da = ds[var]
-    enc = da.encoding
-    if da.dtype.kind != "f" or "_FillValue" in enc or "missing_value" in enc:
-        return ds
-    raw = np.dtype(enc.get("dtype", da.dtype))
-    fill = netCDF4.default_fillvals.get(raw.str[1:])
-    if fill is None:
-        return ds
-    out = ds.copy()
-    out[var] = da.where(da != raw.type(fill))
-    return out
 
 
 def _finish(

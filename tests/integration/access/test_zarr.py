@@ -526,37 +526,51 @@ def test_a_zlib_compressed_view_decodes_alike(tmp_path: Path) -> None:
 
 
 def test_a_read_that_would_wait_says_so(access_env: AccessEnv) -> None:
-    """``wait=False`` reads only from an open file with the HDF5 lock free."""
+    """``wait=False`` reads only what is at hand: a file whose layout is known is decoded
+    without the HDF5 lock; through the library it needs an open file and the lock free."""
     from xarray.backends.locks import HDF5_LOCK
 
-    views = ZarrViews(SMALL_CHUNKS)
-    try:
-        view = views.get(access_env.catalog, access_env.catalog.dataset(MIROC_AMON_TA))
-        ref = view.lookup("ta/0.0.0.0")
-        assert not isinstance(ref, bytes) and ref.nbytes <= zarr_route.INLINE_CHUNK_BYTES
-        with pytest.raises(WouldBlock):
-            view.read(ref, wait=False)  # the file is not open yet
-        expected = bytes(view.read(ref))  # opens it
-        assert bytes(view.read(ref, wait=False)) == expected
-        # The lock held, as by a thread reading a big slab:
-        with HDF5_LOCK, pytest.raises(WouldBlock):
-            view.read(ref, wait=False)
-        assert bytes(view.read(ref, wait=False)) == expected
-    finally:
-        views.close()
+    for direct in (True, False):
+        views = ZarrViews(SMALL_CHUNKS, direct=direct)
+        try:
+            view = views.get(access_env.catalog, access_env.catalog.dataset(MIROC_AMON_TA))
+            ref = view.lookup("ta/0.0.0.0")
+            assert not isinstance(ref, bytes) and ref.nbytes <= zarr_route.INLINE_CHUNK_BYTES
+            with pytest.raises(WouldBlock):
+                view.read(ref, wait=False)  # the file is not open yet
+            expected = bytes(view.read(ref))  # opens it
+            assert bytes(view.read(ref, wait=False)) == expected
+            # The lock held, as by a thread reading a big slab through netCDF-C:
+            with HDF5_LOCK:
+                if direct:  # chunks decoded by insitu need no lock
+                    assert bytes(view.read(ref, wait=False)) == expected
+                else:
+                    with pytest.raises(WouldBlock):
+                        view.read(ref, wait=False)
+            assert bytes(view.read(ref, wait=False)) == expected
+        finally:
+            views.close()
 
 
-def test_a_chunk_waiting_for_the_hdf5_lock_leaves_the_event_loop_free(small: Served) -> None:
+def test_a_chunk_waiting_for_the_hdf5_lock_leaves_the_event_loop_free(
+    access_env: AccessEnv,
+) -> None:
     """A small chunk is read on the event loop only when that cannot wait: while another
-    thread holds the HDF5 lock, the request waits in the thread pool, the service goes on
-    answering, and the chunk comes right once the lock is free. (Waiting for the lock on the
-    event loop would hang the health request below until its timeout.)"""
+    thread holds the HDF5 lock, a chunk of a file whose layout is not read yet waits in the
+    thread pool, the service goes on answering, and the chunk comes right once the lock is
+    free. (Waiting for the lock on the event loop would hang the health request below.)"""
     from xarray.backends.locks import HDF5_LOCK
 
-    url = f"{small.url}{API}/{MIROC_AMON_TA}/ta/0.0.0.0"
-    with httpx.Client(timeout=30) as http:
-        first = http.get(url)  # the view is built and the file opened
-        assert first.status_code == 200, first.text
+    app = build_app(  # its own service: no file of it read yet
+        small_chunk_settings(access_env.settings),
+        catalog=access_env.catalog,
+        tokens=access_env.tokens,
+    )
+    with serve(app) as base, httpx.Client(timeout=30) as http:
+        small = Served(base, RequestLog(app))
+        url = f"{small.url}{API}/{MIROC_AMON_TA}/ta/0.0.0.0"
+        meta = http.get(f"{small.url}{API}/{MIROC_AMON_TA}/.zmetadata")  # the view is built
+        assert meta.status_code == 200, meta.text
         answers: dict[str, httpx.Response] = {}
         waiting = threading.Thread(target=lambda: answers.update(chunk=http.get(url)))
         with HDF5_LOCK:
@@ -568,5 +582,6 @@ def test_a_chunk_waiting_for_the_hdf5_lock_leaves_the_event_loop_free(small: Ser
             assert health.status_code == 200
             assert time.perf_counter() - t0 < 2  # ...but not on the event loop
         waiting.join(timeout=30)
+        first = http.get(url)
     assert answers["chunk"].status_code == 200
     assert answers["chunk"].content == first.content

@@ -6,7 +6,8 @@ object through netCDF-C, which also reads the hidden bookkeeping attributes (dim
 and reference lists); for a small CMIP file that is most of the scan. Why not h5py: its
 per-call overhead (an object per id, a lock per call) made it no faster (measured:
 BENCHMARKS.md, "2. Header scanning"). Calling the dozen HDF5 functions below through
-:mod:`ctypes` reads the same header in a third of the time.
+:mod:`ctypes` reads the same header in a third of the time. Every call holds
+:data:`insitu.formats.HDF5_LOCK`.
 
 The reader interprets the layout as netCDF-C does: variables in link-creation order,
 dimensions numbered by their ``_Netcdf4Dimid``, a variable's dimensions from its
@@ -22,14 +23,14 @@ Every buffer handed to HDF5 is sized from what HDF5 reports for that object.
 from __future__ import annotations
 
 import ctypes
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from insitu.catalog._rawheader import RawHeader, RawVariable
+from insitu.formats.header import Header, HeaderVariable
+from insitu.formats.lock import HDF5_LOCK
 
 __all__ = ["AVAILABLE", "NotPlain", "open_header"]
 
@@ -163,7 +164,7 @@ class _Api:
                 (_FLOAT, "f8", True, "DOUBLE"),
             )
         }
-        # Memory for attribute values, reused under _LOCK (grown when one is larger).
+        # Memory for attribute values, reused under HDF5_LOCK (grown when one is larger).
         self.buf = ctypes.create_string_buffer(1 << 16)
 
     def function(self, name: str, res: Any, *args: Any) -> Any:
@@ -189,8 +190,7 @@ def _load() -> _Api | None:
 
 _API = _load()
 AVAILABLE = _API is not None
-_LOCK = threading.Lock()  # HDF5 is not thread-safe, and the callbacks below share lists
-_names: list[bytes] = []  # filled by the iteration callbacks, under _LOCK
+_names: list[bytes] = []  # filled by the iteration callbacks, under HDF5_LOCK
 
 
 def _collect_attr(_loc: int, name: bytes, _info: Any, _data: Any) -> int:
@@ -210,12 +210,12 @@ if _API is not None:
 
 
 @contextmanager
-def open_header(path: str) -> Iterator[RawHeader]:
+def open_header(path: str) -> Iterator[Header]:
     """The header of the netCDF-4 file at ``path``; :class:`NotPlain` if it is not one."""
     api = _API
     if api is None:
         raise NotPlain("the HDF5 library is not reachable")
-    with _LOCK:
+    with HDF5_LOCK:
         fid = api.Fopen(path.encode(), 0, api.fapl)
         if fid < 0:
             raise NotPlain("HDF5 cannot open it")
@@ -245,7 +245,7 @@ class _Reader:
         self.open.append((close, oid))
         return oid
 
-    def header(self) -> RawHeader:
+    def header(self) -> Header:
         api = self.api
         root = self._keep(api.Gopen(self.fid, b"/", 0), api.Gclose)
         names = self._attr_names(root)
@@ -301,7 +301,7 @@ class _Reader:
             full = tuple(dim_len[d] for d in dims)
             dtype, number = self._var_type(did)
             variables.append(
-                RawVariable(
+                HeaderVariable(
                     name,
                     dims,
                     full,
@@ -311,7 +311,7 @@ class _Reader:
                 )
             )
         dims_out = {dim_names[i]: dim_len[dim_names[i]] for i in sorted(dim_names)}
-        return RawHeader(data_model, dims_out, variables, global_attrs)
+        return Header(data_model, dims_out, variables, global_attrs)
 
     # -- iteration -----------------------------------------------------------------
 

@@ -2,9 +2,9 @@
 
 A time or field mean is bounded by decoding (inflate and unshuffle), and netCDF-C's read
 path inflates with the system zlib. Knowing where each chunk lies, a reader can fetch the
-bytes itself and decode them with a faster inflate (see :mod:`insitu.catalog.chunks`).
-This module only asks HDF5 for the layout, through the library netCDF4-python loaded (as
-:mod:`insitu.catalog._hdf5` does for headers); it reads no values.
+bytes itself and decode them with a faster inflate (see :mod:`.direct`). This module only
+asks HDF5 for the layout, through the library netCDF4-python loaded (as :mod:`.header`
+does for headers); it reads no values.
 
 Handled: a variable stored contiguously, or chunked with no filter, deflate, or shuffle then
 deflate (what netCDF-C and CMOR write), of a little-endian integer or floating-point type,
@@ -21,7 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from insitu.catalog import _hdf5
+from insitu.formats.cf import FILL_ATTRS
+from insitu.formats.lock import HDF5_LOCK
+from insitu.formats.netcdf import header as _hdf5
+from insitu.formats.reader import NotDirect
 
 __all__ = ["DEFLATE", "FILL_ATTRS", "SHUFFLE", "Chunk", "Layout", "NotDirect", "layout"]
 
@@ -30,11 +33,6 @@ DEFLATE, SHUFFLE = 1, 2
 _CONTIGUOUS, _CHUNKED = 1, 2
 _PIPELINES = {(), (DEFLATE,), (SHUFFLE, DEFLATE)}
 _UNDEFINED = 2**64 - 1  # HADDR_UNDEF: storage not allocated
-FILL_ATTRS = ("_FillValue", "missing_value")  # the attributes that mark missing values
-
-
-class NotDirect(Exception):
-    """The variable's storage is not one this module describes; read it with netCDF-C."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +62,7 @@ class Layout:
     attrs: dict[str, Any]  # _FillValue and missing_value (numpy values of their own type)
     start: int = 0
     stop: int = 0
+    unlimited: bool = False  # along the first axis: netCDF's length may exceed what is stored
 
     @property
     def contiguous(self) -> bool:
@@ -114,19 +113,18 @@ _CALLS = _bind()
 AVAILABLE = _CALLS is not None
 
 
-def layout(path: str, name: str, start: int, stop: int) -> Layout:
-    """The storage of records ``start:stop`` (along the first axis) of variable ``name``.
+def layout(path: str, name: str, start: int = 0, stop: int | None = None) -> Layout:
+    """The storage of records ``start:stop`` (along the first axis; all by default) of
+    variable ``name``.
 
     Raises :class:`NotDirect` when the file, the variable or its storage is not one the
-    direct reader handles, with the reason. Takes xarray's ``HDF5_LOCK`` (HDF5 is not
-    thread-safe): do not call it while holding that lock.
+    direct reader handles, with the reason. Takes :data:`insitu.formats.HDF5_LOCK` (HDF5
+    is not thread-safe): do not call it while holding that lock.
     """
-    from xarray.backends.locks import HDF5_LOCK
-
     api, calls = _hdf5._API, _CALLS
     if api is None or calls is None:
         raise NotDirect("the HDF5 library is not reachable")
-    with HDF5_LOCK, _hdf5._LOCK:
+    with HDF5_LOCK:
         fid = api.Fopen(path.encode(), 0, api.fapl)
         if fid < 0:
             raise NotDirect("HDF5 cannot open it")
@@ -139,7 +137,9 @@ def layout(path: str, name: str, start: int, stop: int) -> Layout:
             reader.close()
 
 
-def _describe(reader: Any, calls: _Calls, path: str, name: str, start: int, stop: int) -> Layout:
+def _describe(
+    reader: Any, calls: _Calls, path: str, name: str, start: int, stop: int | None
+) -> Layout:
     api = reader.api
     # A variable named like a dimension it is not the coordinate of is stored under
     # netCDF-C's prefix; the dataset with the plain name is then the dimension's scale.
@@ -151,8 +151,11 @@ def _describe(reader: Any, calls: _Calls, path: str, name: str, start: int, stop
     if b"NAME" in names and reader._text(did, b"NAME").startswith(_hdf5._PURE_DIM.decode()):
         raise NotDirect(f"{name!r} is a dimension without values")
     shape, maxshape = reader._extent(did)
+    if stop is None:
+        stop = shape[0] if shape else 0
     if not shape or not 0 <= start < stop <= shape[0]:
         raise NotDirect(f"records {start}:{stop} are not all stored (extent {shape})")
+    unlimited = maxshape[0] == _hdf5._UNLIMITED
     if any(m == _hdf5._UNLIMITED for m in maxshape[1:]):
         raise NotDirect("an unlimited dimension after the first (netCDF-C pads it)")
     dtype_name, number = reader._var_type(did)
@@ -167,7 +170,9 @@ def _describe(reader: Any, calls: _Calls, path: str, name: str, start: int, stop
             raise NotDirect("contiguous storage not allocated")
         whole = (Chunk((0,) * len(shape), address, nbytes, 0),)
         attrs = _attrs(reader, did, names)
-        return Layout(path, name, number.dtype, shape, shape, (), whole, attrs, start, stop)
+        return Layout(
+            path, name, number.dtype, shape, shape, (), whole, attrs, start, stop, unlimited
+        )
     if kind != _CHUNKED:
         raise NotDirect("compact or virtual storage")
     rank = len(shape)
@@ -199,7 +204,17 @@ def _describe(reader: Any, calls: _Calls, path: str, name: str, start: int, stop
         chunks.append(Chunk(tuple(corner), address.value, size.value, mask.value))
     attrs = _attrs(reader, did, names)
     return Layout(
-        path, name, number.dtype, shape, chunk_shape, filters, tuple(chunks), attrs, start, stop
+        path,
+        name,
+        number.dtype,
+        shape,
+        chunk_shape,
+        filters,
+        tuple(chunks),
+        attrs,
+        start,
+        stop,
+        unlimited,
     )
 
 

@@ -3,28 +3,39 @@
 netCDF-C inflates with the system zlib; ISA-L's inflate (PyPI ``isal``) gives the same
 bytes in about half the time, and decoding is what bounds a mean over compressed files
 (BENCHMARKS.md, "Decoding faster than netCDF4"). The chunk index comes from HDF5
-(:func:`insitu.catalog.layout.layout`); the bytes are read with ``os.pread`` and decoded
-here, straight into the result where a chunk covers whole records. The shuffle is undone in
-C (:mod:`insitu.catalog._shuffle`, about 6x numcodecs' loop), which can also make the float64
-sum over the records as it goes, so a time mean does not read the values a second time.
-The values are those netCDF4-python returns with auto mask and scale off (the tests
-compare them).
-
+(:func:`.layout.layout`); the bytes are read with ``os.pread`` and decoded here, straight
+into the result where a chunk covers whole records. The shuffle is undone in C
+(:mod:`.unshuffle`, about 6x numcodecs' loop; NumPy where the C module was not built), which
+can also make the float64 sum over the records as it goes, so a time mean does not read the
+values a second time. The values are those netCDF4-python returns with auto mask and scale
+off (the tests compare them). No call here takes the HDF5 lock: only reading a layout does.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 from isal import isal_zlib as _zlib
 
-from insitu.catalog._shuffle import unshuffle as _unshuffle
-from insitu.catalog._shuffle import unshuffle_sum as _unshuffle_sum
-from insitu.catalog.layout import DEFLATE, SHUFFLE, Chunk, Layout, NotDirect, layout
+from insitu.formats.netcdf import unshuffle as _shuffle
+from insitu.formats.netcdf.layout import DEFLATE, SHUFFLE, Chunk, Layout, NotDirect, layout
+from insitu.formats.reader import Index
 
-__all__ = ["NotDirect", "read_direct", "read_records", "record_sum", "sums_while_unshuffling"]
+__all__ = [
+    "ChunkedVariable",
+    "NotDirect",
+    "open_variable",
+    "read_direct",
+    "read_records",
+    "read_slab",
+    "record_sum",
+    "sums_while_unshuffling",
+]
 
 Array = np.ndarray[Any, Any]
 
@@ -165,7 +176,7 @@ def _decode_summed(layout: Layout, fd: int, wanted: list[Chunk], out: Array, tot
     """The chunks inflated, then unshuffled into ``out`` with their sum made on the way."""
     nbytes = out.nbytes // len(wanted)
     inflated = [_inflate(chunk, _read(fd, chunk, nbytes), nbytes) for chunk in wanted]
-    _unshuffle_sum(inflated, out, out.dtype.itemsize, total)
+    _shuffle.unshuffle_sum(inflated, out, out.dtype.itemsize, total)
 
 
 def _decode(layout: Layout, fd: int, chunk: Chunk, dest: Array) -> None:
@@ -185,7 +196,7 @@ def _decode(layout: Layout, fd: int, chunk: Chunk, dest: Array) -> None:
     if len(data) != dest.nbytes:
         raise NotDirect(f"chunk at {chunk.origin} decodes to {len(data)} bytes, not {dest.nbytes}")
     if applied == [SHUFFLE]:  # byte k of every value was stored in the k-th block
-        _unshuffle(data, dest, dest.dtype.itemsize)
+        _shuffle.unshuffle(data, dest, dest.dtype.itemsize)
     else:
         dest.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, np.uint8)
 
@@ -222,3 +233,141 @@ def _pread_into(fd: int, dest: Array, offset: int) -> None:
         if n <= 0:
             raise NotDirect("the variable's storage lies beyond the end of the file")
         done += n
+
+
+def read_slab(layout: Layout, fd: int, index: Index = ()) -> Array:
+    """The slab ``index`` (slices of step 1, one per axis; fewer: the rest whole) of the
+    variable ``layout`` describes, read from the open ``fd``: only the chunks it meets.
+
+    Raises :class:`NotDirect` as :func:`read_records`, and ``IndexError`` for a slab
+    outside the layout's records.
+    """
+    if layout.unlimited and not (index and index[0].stop is not None):
+        raise NotDirect("a record variable read whole: netCDF's length may exceed the stored")
+    bounds = _bounds(index, layout.shape)
+    (lo, hi), rest = bounds[0], bounds[1:]
+    if not layout.start <= lo <= hi <= layout.stop:
+        raise NotDirect(f"records {lo}:{hi} are not all stored ({layout.start}:{layout.stop})")
+    extent = tuple(b - a for a, b in bounds)
+    if 0 in extent:
+        return np.empty(extent, layout.dtype)
+    if layout.contiguous or all(
+        (a, b) == (0, n) for (a, b), n in zip(rest, layout.shape[1:], strict=True)
+    ):
+        records = read_records(layout, fd, lo, hi)
+        return records if not rest else records[(slice(None), *(slice(a, b) for a, b in rest))]
+    out = np.empty(extent, layout.dtype)
+    cshape = layout.chunk_shape
+    scratch = np.empty(cshape, layout.dtype)
+    first = bisect.bisect_left(layout.chunks, lo - lo % cshape[0], key=_time_origin)
+    for chunk in layout.chunks[first:]:
+        if chunk.origin[0] >= hi:
+            break
+        src, dst = [], []
+        for (a, b), c0, c in zip(bounds, chunk.origin, cshape, strict=True):
+            start, stop = max(a, c0), min(b, c0 + c)
+            if start >= stop:
+                break
+            src.append(slice(start - c0, stop - c0))
+            dst.append(slice(start - a, stop - a))
+        else:
+            _decode(layout, fd, chunk, scratch)
+            out[tuple(dst)] = scratch[tuple(src)]
+    return out
+
+
+def _time_origin(chunk: Chunk) -> int:
+    return chunk.origin[0]
+
+
+def _bounds(index: Index, shape: tuple[int, ...]) -> list[tuple[int, int]]:
+    """``index`` as (start, stop) per axis, checked: slices of step 1 within ``shape``."""
+    if len(index) > len(shape):
+        raise IndexError(f"{len(index)} slices for a variable of {len(shape)} axes")
+    out = []
+    for i, n in enumerate(shape):
+        s = index[i] if i < len(index) else slice(None)
+        if s.step not in (None, 1) or (s.start or 0) < 0 or (s.stop or 0) < 0:
+            raise IndexError(f"slice {s}: the direct reader reads slices of step 1 from 0 up")
+        start = s.start or 0
+        stop = n if s.stop is None else s.stop
+        if stop > n and i == 0:
+            raise NotDirect(f"records {start}:{stop} are not all stored (extent {n})")
+        out.append((min(start, n), max(min(start, n), min(stop, n))))
+    return out
+
+
+class ChunkedVariable:
+    """A netCDF-4 variable read from its stored chunks: the layout of all its records and
+    the identity of the file it describes (a :class:`insitu.formats.DirectVariable`).
+
+    Each read opens the file, checks it is still the one the layout describes (else
+    :class:`NotDirect`), reads with ``pread`` and closes it, so one instance serves any
+    number of threads and can be kept for as long as the file does not change.
+    """
+
+    __slots__ = ("identity", "layout", "path")
+
+    def __init__(self, path: str, layout: Layout, identity: tuple[int, ...]) -> None:
+        self.path, self.layout, self.identity = path, layout, identity
+
+    @property
+    def name(self) -> str:
+        return self.layout.name
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.layout.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.layout.shape
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return self.layout.attrs
+
+    @property
+    def time_chunk(self) -> int:
+        return self.layout.time_chunk
+
+    def read(self, index: Index = ()) -> Array:
+        """The raw values of slab ``index``."""
+        with self._fd() as fd:
+            return read_slab(self.layout, fd, index)
+
+    def records(self, lo: int, hi: int, total: Array | None = None) -> Array:
+        """Records ``lo:hi``, with their sum in ``total`` if given (:func:`read_records`)."""
+        if not 0 <= lo < hi <= self.layout.stop:
+            raise NotDirect(f"records {lo}:{hi} are not all stored ({self.layout.stop})")
+        with self._fd() as fd:
+            return read_records(self.layout, fd, lo, hi, total)
+
+    @contextmanager
+    def _fd(self) -> Iterator[int]:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            if _identity(os.fstat(fd)) != self.identity:
+                raise NotDirect("the file changed since its layout was read")
+            yield fd
+        finally:
+            os.close(fd)
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def open_variable(path: str, name: str) -> ChunkedVariable:
+    """Variable ``name`` of the file at ``path``, ready to be read from its chunks.
+
+    Raises :class:`NotDirect` when its layout is not one this module reads, ``OSError``
+    when the file cannot be opened. Takes the HDF5 lock (to read the layout).
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        where = layout(path, name)
+        _check_same_file(fd, path, where)
+        return ChunkedVariable(path, where, _identity(os.fstat(fd)))
+    finally:
+        os.close(fd)

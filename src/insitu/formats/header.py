@@ -1,10 +1,8 @@
-"""What a header reader hands to :mod:`insitu.catalog.headers`: a file's variables,
-dimensions and attributes as plain values, before the scan describes them.
+"""What a reader's ``header`` gives: a file's variables, dimensions and attributes as plain
+values, before the catalog's scan describes them.
 
-Two readers fill it: :mod:`insitu.catalog._hdf5` for netCDF-4 files (straight from the
-HDF5 layout, the fast path) and :func:`from_netcdf4` for everything netCDF-C opens.
 Attribute values are JSON-ready (numbers, strings, lists), as netCDF4-python returns them
-once converted by :func:`jsonable`.
+once converted by :func:`jsonable`, whatever the format.
 """
 
 from __future__ import annotations
@@ -15,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RawHeader", "RawVariable", "from_netcdf4", "jsonable"]
+__all__ = ["Header", "HeaderVariable", "jsonable"]
 
 
 @dataclass(slots=True)
-class RawVariable:
+class HeaderVariable:
     """One variable: what the catalog records, and how to read its raw values.
 
     ``read`` returns the stored values, without masking or scaling, in the variable's
@@ -43,12 +41,12 @@ class RawVariable:
 
 
 @dataclass(slots=True)
-class RawHeader:
+class Header:
     """A file's header: data model, dimensions (in netCDF's order), variables, attributes."""
 
     data_model: str
     dims: dict[str, int]
-    variables: list[RawVariable]
+    variables: list[HeaderVariable]
     global_attrs: dict[str, Any]
 
 
@@ -63,37 +61,3 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [jsonable(v) for v in value]
     return value
-
-
-def from_netcdf4(ds: Any) -> RawHeader:
-    """The header of an open ``netCDF4.Dataset``."""
-    variables = [
-        RawVariable(
-            name,
-            tuple(var.dimensions),
-            tuple(int(n) for n in var.shape),
-            "str" if var.dtype is str else str(var.dtype),
-            _attrs(var),
-            _reader(var),
-        )
-        for name, var in ds.variables.items()
-    ]
-    return RawHeader(
-        ds.data_model,
-        {name: len(dim) for name, dim in ds.dimensions.items()},
-        variables,
-        _attrs(ds),
-    )
-
-
-def _attrs(obj: Any) -> dict[str, Any]:
-    return {k: jsonable(obj.getncattr(k)) for k in obj.ncattrs()}
-
-
-def _reader(var: Any) -> Callable[[], np.ndarray[Any, Any]]:
-    def read() -> np.ndarray[Any, Any]:
-        # Raw values: netCDF4's masked arrays cost more than the whole rest of a header.
-        var.set_auto_maskandscale(False)
-        return np.asarray(var[:])
-
-    return read

@@ -1,0 +1,71 @@
+"""Formats: bytes to arrays. One reader interface, one implementation per file format, the
+CF rules, the open-file cache and the one HDF5 lock. Knows nothing of the other subsystems.
+
+Read a file through :func:`reader_for` (its header; a variable's raw values by index), or
+through :func:`read` and :func:`read_slabs`, which take the direct chunk path wherever the
+reader has one and the layout allows.
+"""
+
+from insitu.formats.cache import OpenFiles, WouldBlock
+from insitu.formats.cf import (
+    FILL_ATTRS,
+    Axes,
+    axes,
+    default_fill,
+    fill_values,
+    mask_default_fill,
+    reencode_time,
+)
+from insitu.formats.files import READERS, read, read_slabs, reader_for
+from insitu.formats.header import Header, HeaderVariable, jsonable
+from insitu.formats.lock import HDF5_LOCK
+from insitu.formats.netcdf import NetCDF3Reader, NetCDF4Reader
+from insitu.formats.netcdf.direct import record_sum
+from insitu.formats.netcdf.truncation import HDF5_SIGNATURE, truncation
+from insitu.formats.reader import (
+    DirectVariable,
+    Encoded,
+    EncodedVariable,
+    FormatReader,
+    Index,
+    NotDirect,
+    Slab,
+    SupportsDirectChunks,
+    SupportsFusedSums,
+    SupportsKeepOpen,
+)
+
+__all__ = [
+    "FILL_ATTRS",
+    "HDF5_LOCK",
+    "HDF5_SIGNATURE",
+    "READERS",
+    "Axes",
+    "DirectVariable",
+    "Encoded",
+    "EncodedVariable",
+    "FormatReader",
+    "Header",
+    "HeaderVariable",
+    "Index",
+    "NetCDF3Reader",
+    "NetCDF4Reader",
+    "NotDirect",
+    "OpenFiles",
+    "Slab",
+    "SupportsDirectChunks",
+    "SupportsFusedSums",
+    "SupportsKeepOpen",
+    "WouldBlock",
+    "axes",
+    "default_fill",
+    "fill_values",
+    "jsonable",
+    "mask_default_fill",
+    "read",
+    "read_slabs",
+    "reader_for",
+    "record_sum",
+    "reencode_time",
+    "truncation",
+]

@@ -1,0 +1,132 @@
+"""The CF rules every reader and every subsystem shares: what marks a value missing, which
+dimension is which axis, how encoded times move from one ``units`` to another.
+
+One place for them, so that the streaming engine, xarray operations, the Zarr view, subsets
+and quicklooks agree on what is missing and on where time, latitude and longitude are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = [
+    "FILL_ATTRS",
+    "Axes",
+    "axes",
+    "default_fill",
+    "fill_values",
+    "mask_default_fill",
+    "reencode_time",
+]
+
+FILL_ATTRS = ("_FillValue", "missing_value")  # the attributes that mark missing values
+
+# netCDF's default fill values (netcdf.h NC_FILL_*), by numpy type code: what a variable
+# holds where nothing was written.
+_DEFAULT_FILL: dict[str, Any] = {
+    "i1": -127,
+    "u1": 255,
+    "i2": -32767,
+    "u2": 65535,
+    "i4": -2147483647,
+    "u4": 4294967295,
+    "i8": -9223372036854775806,
+    "u8": 18446744073709551614,
+    "f4": 9.969209968386869e36,
+    "f8": 9.969209968386869e36,
+}
+
+
+def default_fill(dtype: np.dtype[Any]) -> Any:
+    """netCDF's default fill value for ``dtype`` (None for types without one), as a value of
+    that type."""
+    value = _DEFAULT_FILL.get(dtype.str[1:])
+    return None if value is None else dtype.type(value)
+
+
+def fill_values(dtype: np.dtype[Any], attrs: Mapping[str, Any]) -> list[Any]:
+    """Values that mean 'missing' in raw values of ``dtype``: the declared ones
+    (``_FillValue``, ``missing_value``), else netCDF's default fill for floating point.
+
+    The same rule as :func:`mask_default_fill`, so the streaming engine and xarray agree.
+    """
+    fills = []
+    for name in FILL_ATTRS:
+        if name in attrs:
+            value = np.asarray(attrs[name]).ravel()
+            if value.size:
+                fills.append(value[0])
+    if not fills and dtype.kind == "f":
+        fills = [default_fill(dtype)]
+    return fills
+
+
+def mask_default_fill(ds: xr.Dataset, var: str) -> xr.Dataset:
+    """Treat netCDF's default fill value as missing when the variable declares none.
+
+    The netCDF user guide says readers should; xarray (and CDO) do not, and 30 of the 76
+    demo datasets hold 9.97e36 where they have no data. Operations follow the guide;
+    opening a dataset stays identical to xarray's.
+    """
+    da = ds[var]
+    enc = da.encoding
+    if da.dtype.kind != "f" or "_FillValue" in enc or "missing_value" in enc:
+        return ds
+    fill = default_fill(np.dtype(enc.get("dtype", da.dtype)))
+    if fill is None:
+        return ds
+    out = ds.copy()
+    out[var] = da.where(da != fill)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Axes:
+    """Names of a variable's time, latitude, longitude and vertical dimensions."""
+
+    time: str | None
+    lat: str | None
+    lon: str | None
+    vertical: str | None
+
+
+def _is(da: Any, name: str, standard: str, axis: str, names: tuple[str, ...]) -> bool:
+    attrs = da.coords[name].attrs if name in da.coords else {}
+    return (
+        attrs.get("standard_name") == standard or attrs.get("axis") == axis or name.lower() in names
+    )
+
+
+def axes(da: xr.DataArray) -> Axes:
+    """Find the CF axes of ``da`` from coordinate attributes and common names."""
+    found: dict[str, str | None] = {"time": None, "lat": None, "lon": None, "vertical": None}
+    for dim in map(str, da.dims):
+        if found["time"] is None and _is(da, dim, "time", "T", ("time", "t")):
+            found["time"] = dim
+        elif found["lat"] is None and _is(da, dim, "latitude", "Y", ("lat", "latitude", "y")):
+            found["lat"] = dim
+        elif found["lon"] is None and _is(da, dim, "longitude", "X", ("lon", "longitude", "x")):
+            found["lon"] = dim
+        elif found["vertical"] is None and _is(
+            da, dim, "air_pressure", "Z", ("plev", "lev", "level", "depth", "height")
+        ):
+            found["vertical"] = dim
+    return Axes(**found)
+
+
+def reencode_time(
+    raw: np.ndarray[Any, Any], units: str, to_units: str, calendar: str
+) -> np.ndarray[Any, Any]:
+    """Encoded times ``raw`` counted in ``units``, counted in ``to_units`` instead (same
+    dtype): files of one dataset may count time from different dates."""
+    import cftime
+
+    dates = cftime.num2date(raw.astype("float64"), units, calendar=calendar)
+    return np.asarray(cftime.date2num(dates, to_units, calendar=calendar)).astype(raw.dtype)

@@ -1,0 +1,93 @@
+"""HDF5's shuffle filter undone: compiled (:mod:`._shuffle`, built from ``_shuffle.c``) where
+it was built, else in NumPy.
+
+The shuffle stores byte k of every value in the k-th of ``itemsize`` blocks; undoing it is
+a byte transpose. The C loops do it at about 7 GB/s with the sum over records fused in; the
+NumPy transpose gives the same bytes and the same sums, several times slower (a mean over
+compressed files then takes longer, nothing else changes). Installing without a C compiler
+gives the NumPy path; so does ``INSITU_NO_C_UNSHUFFLE=1`` (the tests compare the two).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from typing_extensions import Buffer
+
+    _Bytes: TypeAlias = Buffer | np.ndarray[Any, Any]
+
+__all__ = ["COMPILED", "numpy_unshuffle", "numpy_unshuffle_sum", "unshuffle", "unshuffle_sum"]
+
+log = logging.getLogger(__name__)
+
+
+def _bytes(buffer: _Bytes, writable: bool = False) -> np.ndarray[Any, Any]:
+    """A buffer's bytes as a flat uint8 array (a view, no copy)."""
+    if isinstance(buffer, np.ndarray):
+        return buffer.reshape(-1).view(np.uint8)
+    view: np.ndarray[Any, Any] = np.frombuffer(memoryview(buffer), np.uint8)
+    if writable and not view.flags.writeable:
+        raise ValueError("dest must be a writable buffer")
+    return view
+
+
+def numpy_unshuffle(src: _Bytes, dest: _Bytes, itemsize: int, /) -> None:
+    """Undo HDF5's shuffle of ``src`` into ``dest`` (of the same length); trailing bytes that
+    make no whole value are copied as they are, as HDF5 does."""
+    s, d = _bytes(src), _bytes(dest, writable=True)
+    if d.size != s.size:
+        raise ValueError(f"dest holds {d.size} bytes, src {s.size}: they must be equal")
+    n = s.size // itemsize
+    body = n * itemsize
+    d[:body].reshape(n, itemsize)[...] = s[:body].reshape(itemsize, n).T
+    d[body:] = s[body:]
+
+
+def numpy_unshuffle_sum(
+    chunks: Sequence[_Bytes], dest: _Bytes, itemsize: int, total: _Bytes, /
+) -> None:
+    """Undo the shuffle of consecutive ``chunks`` (of whole records, float32 or float64)
+    into ``dest``, and set ``total`` (float64, one record) to the sum over the records in
+    record order from the first, as a loop of ``total += record`` gives."""
+    d = _bytes(dest, writable=True)
+    sums = _bytes(total, writable=True).view(np.float64)
+    if itemsize not in (4, 8):
+        raise ValueError(f"values of {itemsize} bytes cannot be summed: float32 or float64")
+    at = 0
+    for chunk in chunks:
+        size = _bytes(chunk).size
+        numpy_unshuffle(chunk, d[at : at + size], itemsize)
+        at += size
+    if at != d.size or not sums.size:
+        raise ValueError(f"dest holds {d.size} bytes; the chunks decode to {at}")
+    records = d.view(np.float32 if itemsize == 4 else np.float64).reshape(-1, sums.size)
+    np.copyto(sums, records[0])
+    for record in records[1:]:
+        np.add(sums, record, out=sums)
+
+
+def _choose() -> tuple[Callable[..., None], Callable[..., None], bool]:
+    if os.environ.get("INSITU_NO_C_UNSHUFFLE", "") not in ("", "0"):
+        log.info("HDF5 unshuffle in NumPy (INSITU_NO_C_UNSHUFFLE is set): slower decoding")
+        return numpy_unshuffle, numpy_unshuffle_sum, False
+    try:
+        from insitu.formats.netcdf._shuffle import unshuffle as c_unshuffle
+        from insitu.formats.netcdf._shuffle import unshuffle_sum as c_unshuffle_sum
+    except ImportError:
+        log.warning(
+            "HDF5 unshuffle in NumPy: insitu's C module was not built (no C compiler at "
+            "install; see scripts/compiler.sh); compressed reads are slower"
+        )
+        return numpy_unshuffle, numpy_unshuffle_sum, False
+    return c_unshuffle, c_unshuffle_sum, True
+
+
+unshuffle, unshuffle_sum, COMPILED = _choose()
