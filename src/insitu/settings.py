@@ -127,6 +127,12 @@ class JobQueueSettings(BaseModel):
         "nodes (default: DATA_DIR/logs/jobqueue; the batch system's default would be the "
         "directory the cluster was started from).",
     )
+    credentials_directory: str | None = Field(
+        default=None,
+        description="Where the workers' TLS certificate and key are written for the jobs "
+        "(a directory of the owner's, made 0700, files 0600); it must be reachable from the "
+        "compute nodes (default: DATA_DIR/tls).",
+    )
 
 
 class ComputeSettings(BaseModel):

@@ -44,7 +44,7 @@ def test_analysis_runs_on_workers_in_two_network_namespaces(
         with cluster(settings, backend="ssh") as client:
             client.wait_for_workers(2, timeout=60)
             scheduler = client.scheduler_info()["address"]
-            assert scheduler.startswith(f"tcp://{h1}:"), scheduler
+            assert scheduler.startswith(f"tls://{h1}:"), scheduler  # TLS: test_cluster_tls.py
             workers = list(client.scheduler_info()["workers"])
             assert len(workers) == 2
             assert {w.split("://")[1].rsplit(":", 1)[0] for w in workers} == {h1, h2}

@@ -1,4 +1,13 @@
-"""Batch schedulers through dask-jobqueue: each worker is one SLURM/PBS/LSF/SGE job."""
+"""Batch schedulers through dask-jobqueue: each worker is one SLURM/PBS/LSF/SGE job.
+
+The scheduler (in this process) and the workers (on the compute nodes) listen on the
+nodes' network, so they speak TLS only, with credentials made for the cluster
+(:func:`~insitu.compute.backend.cluster_security`). dask-jobqueue writes the workers'
+copy (CA, certificate, key: files 0600) into ``compute.jobqueue.credentials_directory``,
+a 0700 directory of the owner that the compute nodes must see, and the job scripts name
+those files (``--tls-ca-file``, ``--tls-cert``, ``--tls-key``); the files go when the
+cluster object does. The dashboard listens on this machine's loopback.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,15 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-from insitu.compute.backend import ClusterSpec, DaskClusterBackend, worker_env_exports
+from insitu.compute.backend import (
+    ClusterSpec,
+    DaskClusterBackend,
+    check_loopback_dashboard,
+    cluster_security,
+    owner_directory,
+    worker_env_exports,
+)
+from insitu.errors import ConfigError
 
 __all__ = ["LSFBackend", "PBSBackend", "SGEBackend", "SlurmBackend"]
 
@@ -16,6 +33,7 @@ class _JobQueueBackend(DaskClusterBackend):
 
     cluster_class: ClassVar[str] = ""
     account_keyword: ClassVar[str] = "account"
+    own_credentials: ClassVar[bool] = True
 
     def _make(self, spec: ClusterSpec) -> Any:
         import dask_jobqueue
@@ -23,6 +41,13 @@ class _JobQueueBackend(DaskClusterBackend):
         opts = dict(spec.options)
         cls = getattr(dask_jobqueue, self.cluster_class)
         interface = opts.get("interface")
+        check_loopback_dashboard(spec.dashboard_address, self.name)
+        if not opts.get("credentials_directory"):
+            raise ConfigError(
+                f"The {self.name} backend needs compute.jobqueue.credentials_directory: a "
+                "directory of yours that the compute nodes see, for the workers' TLS files."
+            )
+        credentials = owner_directory(opts["credentials_directory"])
         kwargs: dict[str, Any] = {
             "cores": opts.get("cores", 1),
             "processes": 1,
@@ -35,6 +60,12 @@ class _JobQueueBackend(DaskClusterBackend):
             },
             "job_extra_directives": list(opts.get("job_extra", [])),
             "job_script_prologue": worker_env_exports(),
+            # In-memory credentials: dask-jobqueue writes the workers' copy into the
+            # shared directory and passes the files to 'dask worker' (protocol tls://).
+            "security": cluster_security(),
+            "shared_temp_directory": str(credentials),
+            # The workers' own HTTP servers (metrics, health) stay on loopback too.
+            "worker_extra_args": ["--dashboard-address", "127.0.0.1:0"],
         }
         if interface:
             kwargs["interface"] = interface
@@ -49,6 +80,20 @@ class _JobQueueBackend(DaskClusterBackend):
         if spec.workers:
             cluster.scale(jobs=spec.workers)
         return cluster
+
+    def stop(self, handle: Any) -> None:
+        """Stop the cluster and delete the workers' copy of its credentials.
+
+        dask-jobqueue keeps that copy as temporary files on the cluster object
+        (``_job_ca_file``, ``_job_cert``, ``_job_key``), deleted only when it is collected.
+        """
+        try:
+            super().stop(handle)
+        finally:
+            for key in ("ca_file", "cert", "key"):
+                copy = getattr(handle.cluster, f"_job_{key}", None)
+                if copy is not None:
+                    copy.close()
 
 
 class SlurmBackend(_JobQueueBackend):

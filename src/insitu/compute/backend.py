@@ -5,17 +5,30 @@ gateway, Kubernetes) and returns a handle whose ``cluster`` is a regular Dask cl
 object, so the rest of insitu talks to every backend through ``distributed.Client``.
 Built-in backends are imported lazily; a missing package gives an install hint.
 Third-party backends register under the entry-point group ``insitu.compute_backends``.
+
+Clusters whose scheduler or workers other machines reach (ssh, the batch schedulers) speak
+TLS only, with credentials made for that cluster (:func:`cluster_security`): a client,
+worker or scheduler without them is refused. Their dashboards listen on loopback only
+(:func:`check_loopback_dashboard`), since Dask's dashboard has no login.
 """
 
 from __future__ import annotations
 
 import importlib
+import ipaddress
+import os
 import shlex
+import tempfile
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
 
 from insitu.errors import BackendUnavailable, ConfigError
+
+if TYPE_CHECKING:
+    from distributed.security import Security
 
 __all__ = [
     "BACKENDS",
@@ -27,11 +40,16 @@ __all__ = [
     "ClusterHandle",
     "ClusterSpec",
     "DaskClusterBackend",
+    "check_loopback_dashboard",
+    "cluster_security",
     "get_backend",
+    "owner_directory",
     "pre_spawn_environ",
+    "read_client_credentials",
     "worker_config",
     "worker_config_env",
     "worker_env_exports",
+    "write_client_credentials",
 ]
 
 
@@ -106,6 +124,125 @@ def pre_spawn_environ() -> str:
     return repr(dict(WORKER_ENV))
 
 
+def cluster_security() -> Security:
+    """New TLS credentials for one cluster, held in memory by its owner's process.
+
+    Dask's ``Security.temporary()``: a fresh key and a self-signed certificate that is at
+    once the cluster's certificate authority and the certificate of its scheduler, workers
+    and clients. Connections need TLS (``require_encryption``) and both ends must show a
+    certificate signed by it, so a client, worker or scheduler without the key is refused.
+
+    Raises :class:`BackendUnavailable` when the ``cryptography`` package is missing.
+    """
+    from distributed.security import Security
+
+    try:
+        security: Security = Security.temporary()
+    except ImportError as exc:
+        raise BackendUnavailable(
+            "Clusters that listen beyond this machine's loopback use TLS with certificates "
+            "made for each cluster, which needs the 'cryptography' package. Install it with: "
+            "pip install cryptography"
+        ) from exc
+    return security
+
+
+def owner_directory(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a directory only its owner can enter (created, or tightened, to 0700).
+
+    Raises :class:`ConfigError` when it exists but belongs to another user, or cannot be
+    made.
+    """
+    directory = Path(path).expanduser()
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if directory.stat().st_uid != os.getuid():
+            raise ConfigError(
+                f"The directory for cluster credentials {str(directory)!r} belongs to another "
+                "user; choose a directory of your own for them."
+            )
+        directory.chmod(0o700)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot make the directory for cluster credentials {str(directory)!r}: {exc}. "
+            "Choose a directory you can write to."
+        ) from exc
+    return directory
+
+
+def _pem(value: str) -> str:
+    """A PEM held in memory (Dask's temporary credentials) or read from its file."""
+    return value if "\n" in value else Path(value).read_text()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only from the first byte on."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_client_credentials(security: Security, directory: Path) -> dict[str, str]:
+    """Write the client part of ``security`` (CA, certificate, key) into ``directory``.
+
+    The directory is made 0700 and each file 0600, for the owner only. Returns the paths,
+    as :func:`read_client_credentials` takes them.
+    """
+    tls = security.get_tls_config_for_role("client")
+    directory = owner_directory(directory)
+    paths = {}
+    for name in ("ca_file", "cert", "key"):
+        value = tls.get(name)
+        if not value:
+            raise ConfigError(f"The cluster's TLS settings have no client {name}.")
+        path = directory / f"{name.removesuffix('_file')}.pem"
+        _write_private(path, _pem(str(value)))
+        paths[name] = str(path)
+    return paths
+
+
+def read_client_credentials(paths: dict[str, str]) -> Security:
+    """The client :class:`~distributed.security.Security` of files written by
+    :func:`write_client_credentials`."""
+    from distributed.security import Security
+
+    return Security(
+        require_encryption=True,
+        tls_ca_file=paths["ca_file"],
+        tls_client_cert=paths["cert"],
+        tls_client_key=paths["key"],
+    )
+
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def check_loopback_dashboard(address: str, backend: str) -> None:
+    """Refuse a dashboard address beyond loopback for a cluster that other machines reach.
+
+    Dask's dashboard has no login and is served without the cluster's TLS, so it listens
+    on the scheduler host's loopback; users reach it through an SSH tunnel.
+    """
+    host = address.rsplit(":", 1)[0] if ":" in address else address
+    host = host.strip("[]")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host.lower() in _LOOPBACK_NAMES
+    if not loopback:
+        raise ConfigError(
+            f"compute.dashboard_address {address!r} is not a loopback address: the {backend} "
+            "backend's dashboard has no login, so it listens on the scheduler host's "
+            "loopback only. Set compute.dashboard_address to '127.0.0.1:0' (or "
+            "'127.0.0.1:PORT') and reach it with 'ssh -L PORT:127.0.0.1:PORT SCHEDULER_HOST'."
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterSpec:
     """What to start: worker count and size, plus the backend's own options."""
@@ -119,10 +256,15 @@ class ClusterSpec:
 
 @dataclass(slots=True)
 class ClusterHandle:
-    """A started cluster. ``cluster`` is the Dask cluster object (``Client(cluster)``)."""
+    """A started cluster. ``cluster`` is the Dask cluster object (``Client(cluster)``).
+
+    ``security`` holds the cluster's TLS credentials (:func:`cluster_security`) when it
+    has its own; ``Client(cluster)`` uses them, a client by address needs them.
+    """
 
     backend: str
     cluster: Any
+    security: Security | None = None
 
     @property
     def scheduler_address(self) -> str:
@@ -131,9 +273,19 @@ class ClusterHandle:
 
     @property
     def dashboard_link(self) -> str | None:
-        """The dashboard's URL, if the cluster has one."""
+        """The dashboard's URL, if the cluster has one.
+
+        A cluster with its own credentials serves its dashboard on the scheduler host's
+        loopback (:func:`check_loopback_dashboard`): the URL says 127.0.0.1.
+        """
         link = getattr(self.cluster, "dashboard_link", None)
-        return str(link) if link else None
+        if not link:
+            return None
+        if self.security is None:
+            return str(link)
+        parts = urlsplit(str(link))
+        port = f":{parts.port}" if parts.port else ""
+        return urlunsplit(parts._replace(netloc=f"127.0.0.1{port}"))
 
 
 @runtime_checkable
@@ -156,9 +308,14 @@ class ClusterBackend(Protocol):
 
 
 class DaskClusterBackend:
-    """Shared machinery for backends that wrap a ``distributed`` cluster class."""
+    """Shared machinery for backends that wrap a ``distributed`` cluster class.
+
+    A backend whose clusters have credentials of their own (``cluster.security``, made
+    with :func:`cluster_security`) sets ``own_credentials``; the handle then carries them.
+    """
 
     name: ClassVar[str] = "?"
+    own_credentials: ClassVar[bool] = False
 
     def _make(self, spec: ClusterSpec) -> Any:
         raise NotImplementedError
@@ -172,7 +329,7 @@ class DaskClusterBackend:
                 f"Check the compute settings ('insitu config show') and that the {self.name} "
                 "system is reachable from this machine."
             ) from exc
-        return ClusterHandle(self.name, cluster)
+        return ClusterHandle(self.name, cluster, cluster.security if self.own_credentials else None)
 
     def scale(self, handle: ClusterHandle, workers: int) -> None:
         handle.cluster.scale(workers)

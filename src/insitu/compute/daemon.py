@@ -2,7 +2,10 @@
 
 It starts the configured backend, records the scheduler and dashboard addresses in
 ``<data_dir>/cluster.json``, applies scale requests written to ``cluster-scale.json``,
-and stops the cluster (and removes the record) on SIGTERM or SIGINT.
+and stops the cluster (and removes the record) on SIGTERM or SIGINT. A cluster with
+credentials of its own (TLS) has its client credentials written to
+``<data_dir>/cluster-tls/`` (0700, files 0600) for its owner's later clients, and removed
+when it stops.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from insitu.compute.backend import get_backend
-from insitu.compute.session import spec_from_settings, state_file
+from insitu.compute.backend import get_backend, write_client_credentials
+from insitu.compute.session import credentials_directory, spec_from_settings, state_file
 from insitu.settings import Settings
 
 __all__ = ["main", "scale_file", "serve"]
@@ -36,6 +39,11 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _remove_credentials(directory: Path) -> None:
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (directory / name).unlink(missing_ok=True)
+
+
 def serve(settings: Settings, backend: str, workers: int | None) -> None:
     """Run a cluster until told to stop."""
     impl = get_backend(backend)
@@ -50,6 +58,15 @@ def serve(settings: Settings, backend: str, workers: int | None) -> None:
     signal.signal(signal.SIGINT, _stop)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     record = state_file(settings)
+    tls = credentials_directory(settings)
+    try:
+        paths = (
+            write_client_credentials(handle.security, tls) if handle.security is not None else None
+        )
+    except BaseException:
+        _remove_credentials(tls)
+        impl.stop(handle)
+        raise
     _write_json(
         record,
         {
@@ -57,6 +74,7 @@ def serve(settings: Settings, backend: str, workers: int | None) -> None:
             "backend": backend,
             "scheduler_address": handle.scheduler_address,
             "dashboard_link": handle.dashboard_link,
+            "tls": paths,
         },
     )
     requests = scale_file(settings)
@@ -73,6 +91,8 @@ def serve(settings: Settings, backend: str, workers: int | None) -> None:
             time.sleep(0.2)
     finally:
         record.unlink(missing_ok=True)
+        if paths is not None:
+            _remove_credentials(tls)
         impl.stop(handle)
 
 

@@ -1,5 +1,11 @@
 """Getting a Dask client: a cluster for the length of a ``with`` block, or the long-running
-cluster started by ``insitu cluster up`` (recorded in ``<data_dir>/cluster.json``)."""
+cluster started by ``insitu cluster up`` (recorded in ``<data_dir>/cluster.json``).
+
+A cluster with credentials of its own (TLS: the ssh and batch backends) is joined with
+them: the client of a cluster started here takes them from the cluster object, and the
+running cluster's daemon writes its client credentials into ``<data_dir>/cluster-tls/``
+(0700, files 0600, for the owner only) and names them in the record.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from insitu.compute.backend import ClusterSpec, get_backend
+from insitu.compute.backend import ClusterSpec, get_backend, read_client_credentials
 from insitu.errors import BackendUnavailable
 from insitu.settings import Settings
 
@@ -23,6 +29,7 @@ __all__ = [
     "ClusterState",
     "cluster",
     "connect",
+    "credentials_directory",
     "running_cluster",
     "spec_from_settings",
     "state_file",
@@ -39,6 +46,9 @@ def spec_from_settings(settings: Settings, backend: str, workers: int | None) ->
         options = c.jobqueue.model_dump()
         options["log_directory"] = c.jobqueue.log_directory or str(
             settings.data_dir / "logs" / "jobqueue"
+        )
+        options["credentials_directory"] = c.jobqueue.credentials_directory or str(
+            settings.data_dir / "tls"
         )
     elif backend == "ssh":
         options = {
@@ -72,14 +82,24 @@ def state_file(settings: Settings) -> Path:
     return settings.data_dir / "cluster.json"
 
 
+def credentials_directory(settings: Settings) -> Path:
+    """Where ``insitu cluster up`` keeps its cluster's client credentials (owner only)."""
+    return settings.data_dir / "cluster-tls"
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterState:
-    """The long-running cluster of ``insitu cluster up``."""
+    """The long-running cluster of ``insitu cluster up``.
+
+    ``tls`` names the files of its client credentials (``ca_file``, ``cert``, ``key``)
+    when it has credentials of its own.
+    """
 
     pid: int
     backend: str
     scheduler_address: str
     dashboard_link: str | None
+    tls: dict[str, str] | None = None
 
     @classmethod
     def read(cls, settings: Settings) -> ClusterState | None:
@@ -91,7 +111,11 @@ class ClusterState:
         except (OSError, ValueError, KeyError):
             return None
         return cls(
-            int(data["pid"]), data["backend"], data["scheduler_address"], data.get("dashboard_link")
+            int(data["pid"]),
+            data["backend"],
+            data["scheduler_address"],
+            data.get("dashboard_link"),
+            data.get("tls"),
         )
 
 
@@ -104,7 +128,8 @@ def connect(settings: Settings, state: ClusterState, *, set_as_default: bool = T
     """A client of the running cluster ``state`` of ``insitu cluster up``.
 
     A backend whose schedulers need credentials to connect (the gateway's TLS) has a
-    ``connect(spec, scheduler_address)`` method that gets them; others take the address.
+    ``connect(spec, scheduler_address)`` method that gets them; a cluster with credentials
+    of its own is joined with the files its daemon wrote; others take the address.
     """
     from distributed import Client
 
@@ -115,6 +140,21 @@ def connect(settings: Settings, state: ClusterState, *, set_as_default: bool = T
             spec, state.scheduler_address, set_as_default=set_as_default
         )
         return client
+    if state.tls is not None:
+        try:
+            security = read_client_credentials(state.tls)
+            return Client(
+                state.scheduler_address,
+                security=security,
+                timeout="10s",
+                set_as_default=set_as_default,
+            )
+        except FileNotFoundError as exc:
+            raise BackendUnavailable(
+                f"The credentials of the running {state.backend} cluster are missing "
+                f"({exc.filename}); only the user who ran 'insitu cluster up' can join it. "
+                "Restart it with 'insitu cluster down' and 'insitu cluster up'."
+            ) from exc
     return Client(state.scheduler_address, timeout="10s", set_as_default=set_as_default)
 
 
