@@ -291,8 +291,11 @@ def write_cmip6_file(
     nlat: int = 2,
     nlon: int = 3,
     seed: int = 0,
+    compressed: bool = False,
 ) -> None:
-    """A small CF/CMIP6-like NetCDF4 file: time(R) x lat x lon, with bounds and attributes."""
+    """A small CF/CMIP6-like NetCDF4 file: time(R) x lat x lon, with bounds and attributes;
+    ``compressed``: the data variable as CMOR writes it (shuffle, deflate level 1, one
+    record per chunk)."""
     import netCDF4
     import numpy as np
 
@@ -379,7 +382,14 @@ def write_cmip6_file(
         ob = nc.createVariable("lon_bnds", "f8", ("lon", "bnds"))
         dlon = 360.0 / nlon
         ob[:] = np.stack([lon[:] - dlon / 2, lon[:] + dlon / 2], axis=1)
-        v = nc.createVariable(variable, "f4", ("time", "lat", "lon"), fill_value=np.float32(1e20))
+        packing: dict[str, Any] = (
+            {"zlib": True, "complevel": 1, "shuffle": True, "chunksizes": (1, nlat, nlon)}
+            if compressed
+            else {}
+        )
+        v = nc.createVariable(
+            variable, "f4", ("time", "lat", "lon"), fill_value=np.float32(1e20), **packing
+        )
         v.setncatts(
             {
                 "standard_name": std,

@@ -21,7 +21,13 @@ the Zarr view with xarray + fsspec (what a remote notebook does) and the same da
 ``insitu.open_dataset`` locally, and reports both rates and their ratio.
 
     python bench/bench_service.py [--clients 50] [--duration 20] [--server-workers 1]
-                                  [--client wrk|aiohttp]
+                                  [--client wrk|aiohttp] [--compressed] [--chunks-from big]
+
+Chunk throughput on compressed data (what direct chunk reads speed up), against another
+checkout's code (``PYTHONPATH=/path/to/checkout/src``; the server inherits it)::
+
+    python bench/bench_service.py --compressed --chunks-from big --search-share 0.02 \
+        --clients 16 --duration 20 --server-workers 2
 """
 
 from __future__ import annotations
@@ -74,10 +80,10 @@ def _demo_root() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data" / "timeseries"
 
 
-def _big_archive(root: Path, files: int, nlat: int, nlon: int) -> None:
+def _big_archive(root: Path, files: int, nlat: int, nlon: int, compressed: bool = False) -> None:
     """One dataset of ``files`` one-year monthly files on an nlat x nlon grid."""
     directory = root / BIG_ID.replace(".", "/")
-    marker = directory / f".complete-{files}-{nlat}x{nlon}"
+    marker = directory / f".complete-{files}-{nlat}x{nlon}{'-zlib' if compressed else ''}"
     if marker.exists():
         return
     directory.mkdir(parents=True, exist_ok=True)
@@ -85,17 +91,24 @@ def _big_archive(root: Path, files: int, nlat: int, nlon: int) -> None:
         year = 1850 + i
         name = f"tas_Amon_MPI-ESM1-2-LR_historical_r1i1p1f1_gn_{year}01-{year}12.nc"
         write_cmip6_file(
-            directory / name, times=month_times(1850, 12, 12 * i), nlat=nlat, nlon=nlon, seed=i
+            directory / name,
+            times=month_times(1850, 12, 12 * i),
+            nlat=nlat,
+            nlon=nlon,
+            seed=i,
+            compressed=compressed,
         )
     marker.touch()
 
 
-def _prepare(work: Path, big_files: int, nlat: int, nlon: int) -> dict[str, str]:
+def _prepare(
+    work: Path, big_files: int, nlat: int, nlon: int, compressed: bool = False
+) -> dict[str, str]:
     from insitu.catalog import Catalog
     from insitu.errors import CollectionExists
     from insitu.settings import Settings
 
-    _big_archive(work / "big", big_files, nlat, nlon)
+    _big_archive(work / "big", big_files, nlat, nlon, compressed)
     env = {
         "INSITU_DATA_DIR": str(work / "state"),
         "INSITU_CATALOG__URI": f"sqlite:///{work / 'catalog.db'}",
@@ -308,19 +321,32 @@ def main() -> None:
     parser.add_argument("--grid", default="180x360", help="grid of the big dataset, LATxLON")
     parser.add_argument("--repeat", type=int, default=3, help="remote/local read repeats")
     parser.add_argument("--client", choices=("wrk", "aiohttp"), default="wrk")
+    parser.add_argument(
+        "--compressed",
+        action="store_true",
+        help="write the big dataset as CMOR does (shuffle + deflate, a record per chunk) in "
+        "its own folder",
+    )
+    parser.add_argument(
+        "--chunks-from",
+        choices=("demo", "big"),
+        default="demo",
+        help="read chunks of the demo datasets (uncompressed) or of the big dataset",
+    )
     args = parser.parse_args()
 
     nlat, nlon = (int(x) for x in args.grid.split("x"))
-    work = DATA_DIR / "service"
+    work = DATA_DIR / ("service-zlib" if args.compressed else "service")
     work.mkdir(parents=True, exist_ok=True)
     say(f"preparing the catalog in {work} ...")
-    env = _prepare(work, args.big_files, nlat, nlon)
+    env = _prepare(work, args.big_files, nlat, nlon, args.compressed)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _start(env, port, args.server_workers)
     try:
         ids = [r["dataset_id"] for r in _get_json(f"{base}/api/v1/search?limit=1000")["results"]]
-        keys = _chunk_keys(base, [i for i in ids if i != BIG_ID][:40])
+        chunked = [BIG_ID] if args.chunks_from == "big" else [i for i in ids if i != BIG_ID][:40]
+        keys = _chunk_keys(base, chunked)
         queries = _queries(base)
         say(f"{len(keys)} chunk keys, {len(queries)} queries; warming up ...")
         # Both kinds whatever --search-share says, long enough that every server process
@@ -360,6 +386,9 @@ def main() -> None:
             "clients": args.clients,
             "client": args.client,
             "server_workers": args.server_workers,
+            "compressed": args.compressed,
+            "chunks_from": args.chunks_from,
+            "insitu_from": __import__("insitu").__file__,
             "load": loaded,
             "remote_vs_local": ratio,
             "targets": {

@@ -4,9 +4,11 @@ over and over.
 For a reader with direct chunk access, what is kept is each variable's layout (where its
 chunks lie): a read then opens the file with ``os.open``, checks it is the same file,
 decodes the chunks it needs and closes it, without the HDF5 lock, so reads run in
-parallel. Where the layout is not one the reader decodes, the reader's library reads, on a
-handle kept open (opening a netCDF file costs about 5 ms, more than a small read) and under
-the HDF5 lock. The least recently used files are forgotten first.
+parallel; the slabs decoded last are kept, up to ``cache_bytes`` (netCDF-C keeps the chunks
+it decoded in HDF5's chunk cache of each open file too: without this, data read over and
+over would be decoded each time). Where the layout is not one the reader decodes, the
+reader's library reads, on a handle kept open (opening a netCDF file costs about 5 ms,
+more than a small read) and under the HDF5 lock. The least recently used go first.
 """
 
 from __future__ import annotations
@@ -55,11 +57,16 @@ class OpenFiles:
     hundred of the 20,000 descriptors a service may hold.
     """
 
-    def __init__(self, size: int = 256, *, direct: bool = True) -> None:
+    def __init__(
+        self, size: int = 256, *, direct: bool = True, cache_bytes: int = 64 * 2**20
+    ) -> None:
         self.size = size
         self.direct = direct  # False: every read through the library (for comparisons)
+        self.cache_bytes = cache_bytes
         self._files: OrderedDict[str, _File] = OrderedDict()
-        self._mutex = threading.Lock()  # guards _files (never held while reading)
+        self._slabs: OrderedDict[tuple[Any, ...], Array] = OrderedDict()
+        self._cached = 0  # bytes in _slabs
+        self._mutex = threading.Lock()  # guards _files and _slabs (never held while reading)
 
     def read(
         self,
@@ -76,13 +83,20 @@ class OpenFiles:
         file known under another identity is opened again. With ``wait=False``, raises
         :class:`WouldBlock` rather than wait for the HDF5 lock or open a file. Errors of
         the file (``OSError``, ``KeyError``...) propagate, and the file is forgotten.
+        Values decoded from chunks may be shared with other callers: they are read-only.
         """
+        key = (path, identity, name, tuple((s.start, s.stop, s.step) for s in index))
+        with self._mutex:
+            hit = self._slabs.get(key)
+            if hit is not None:
+                self._slabs.move_to_end(key)
+                return hit
         entry = self._entry(path, identity, wait)
         try:
             var = self._direct(entry, path, name, wait)
             if var is not None:
                 try:
-                    return var.read(index)
+                    return self._keep(key, var.read(index))
                 except NotDirect:
                     pass  # a chunk does not decode, or the file changed: the library says
             return self._library(entry, path, name, index, wait)
@@ -91,6 +105,18 @@ class OpenFiles:
         except Exception:
             self.forget(path)
             raise
+
+    def _keep(self, key: tuple[Any, ...], values: Array) -> Array:
+        if values.nbytes > self.cache_bytes // 8:
+            return values  # a slab that big would push out most others
+        values.flags.writeable = False
+        with self._mutex:
+            if key not in self._slabs:
+                self._slabs[key] = values
+                self._cached += values.nbytes
+            while self._cached > self.cache_bytes:
+                self._cached -= self._slabs.popitem(last=False)[1].nbytes
+        return values
 
     def _entry(self, path: str, identity: tuple[Any, ...], wait: bool) -> _File:
         with self._mutex:
@@ -147,6 +173,8 @@ class OpenFiles:
         """Forget a file (closing its handle), as after an error reading it."""
         with self._mutex:
             entry = self._files.pop(path, None)
+            for key in [k for k in self._slabs if k[0] == path]:
+                self._cached -= self._slabs.pop(key).nbytes
         if entry is not None:
             self._close(entry)
 
@@ -166,5 +194,7 @@ class OpenFiles:
         with self._mutex:
             entries = list(self._files.values())
             self._files.clear()
+            self._slabs.clear()
+            self._cached = 0
         for entry in entries:
             self._close(entry)
