@@ -281,6 +281,14 @@ class AccessSettings(BaseModel):
         "the files (they are read in whole chunks); past that it gets 413.",
     )
 
+    signed_url_seconds: int = Field(
+        default=600,
+        ge=10,
+        le=7 * 86400,
+        description="How long a signed link lives (quicklook images and downloads that a "
+        "browser opens without a token; POST /api/v1/links may ask for less or more).",
+    )
+
     hub_login: bool = Field(
         default=False,
         description="Served as JupyterHub's service 'insitu' ('insitu up' sets it): hub users "

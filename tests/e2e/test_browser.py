@@ -124,7 +124,7 @@ def test_login_shows_the_restricted_collection(
     expect(table.get_by_role("link", name="restricted", exact=True)).to_have_count(0)
 
     page.goto(f"{live_url}/datasets/{RESTRICTED_IDS[0]}")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Login needed")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
     page.get_by_role("link", name="Log in with a token").click()
     page.get_by_label("Token").fill(access_env.secrets.restricted)
     page.get_by_role("button", name="Log in", exact=True).click()

@@ -23,12 +23,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from insitu import __version__
 from insitu.access.deps import Services
 from insitu.access.jobs import JobManager
+from insitu.access.signing import SignedLinks, UrlSigner
 from insitu.access.tokens import TokenStore
 from insitu.catalog import Catalog
 from insitu.errors import ConfigError, InsituError
 from insitu.settings import Settings
 
-__all__ = ["API_PREFIX", "build_app"]
+__all__ = ["API_PREFIX", "build_app", "error_response"]
 
 API_PREFIX = "/api/v1"
 
@@ -41,6 +42,14 @@ def _error(status: int, kind: str, message: str, request_id: str) -> JSONRespons
         status_code=status,
         headers={"X-Request-ID": request_id},
     )
+
+
+def error_response(exc: InsituError, request_id: str) -> JSONResponse:
+    """The answer for one of our errors: its ``http_status`` and message."""
+    response = _error(exc.http_status, type(exc).__name__, str(exc), request_id)
+    if exc.http_status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="insitu"'
+    return response
 
 
 def _request_id(request: Request) -> str:
@@ -112,6 +121,7 @@ def build_app(
         settings=settings,
         catalog=catalog,
         tokens=tokens or TokenStore.from_uri(settings.catalog_uri),
+        signer=UrlSigner.from_data_dir(settings.data_dir, settings.access.signed_url_seconds),
     )
     services.jobs = JobManager(settings, catalog)
     if settings.access.hub_login:
@@ -147,14 +157,13 @@ def build_app(
     )
     app.state.services = services
 
+    assert services.signer is not None
+    app.add_middleware(SignedLinks, signer=services.signer)  # inside the request id
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(InsituError)
     async def insitu_error(request: Request, exc: InsituError) -> JSONResponse:
-        response = _error(exc.http_status, type(exc).__name__, str(exc), _request_id(request))
-        if exc.http_status == 401:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="insitu"'
-        return response
+        return error_response(exc, _request_id(request))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,12 +1,20 @@
 """What every route needs: the services of the app, who is asking, and what they may read.
 
-A request names its token as ``Authorization: Bearer <token>``, as the ``token`` query
-parameter (for clients that cannot set headers) or in the ``insitu_token`` cookie (the web
-pages). Without a token it may read public collections only.
+A request names its token as ``Authorization: Bearer <token>`` or in the ``insitu_token``
+cookie (the web pages), never in the query string (which ends up in logs, history and
+``Referer`` headers): a ``token`` query parameter is refused. A browser link to something
+restricted is a short-lived signed link instead (:mod:`insitu.access.signing`). Without a
+token a request may read public collections only, and a dataset or collection it may not
+read is answered exactly as one that does not exist.
+
+The event loop never waits on a database server: who is asking is read from the token
+store and the catalog's generation in the thread pool, unless both are SQLite files on
+this machine (a read there takes microseconds and, with WAL, never waits for a writer).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from collections.abc import Callable, Iterable
@@ -14,14 +22,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
+import sqlalchemy as sa
 from fastapi import Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from insitu.access.hubauth import HUB_COOKIE, HubLogin, HubUser
+from insitu.access.signing import UrlSigner, signed_by
 from insitu.access.tokens import TOKEN_PREFIX, Token, TokenStore
 from insitu.catalog import Catalog, DatasetRecord
 from insitu.catalog.lru import LRU
-from insitu.errors import Forbidden, Unauthorized
+from insitu.errors import (
+    CollectionNotFound,
+    DatasetNotFound,
+    Forbidden,
+    InvalidRequest,
+    Unauthorized,
+)
 from insitu.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,8 +51,11 @@ __all__ = [
     "Principal",
     "Services",
     "cache_headers",
+    "check_collection",
+    "check_readable",
     "get_principal",
     "get_services",
+    "link_signer_id",
     "not_modified",
     "readable_dataset",
     "run_here_or_in_thread",
@@ -111,16 +130,26 @@ class Services:
     tokens: TokenStore
     jobs: JobManager | None = None
     hub: HubLogin | None = None
+    signer: UrlSigner | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     snapshot: CatalogSnapshot = field(init=False)
+    db_local: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.snapshot = CatalogSnapshot(self.catalog)
+        catalog_db = sa.make_url(self.settings.catalog_uri).get_backend_name()
+        self.db_local = self.tokens.local and catalog_db == "sqlite"
+
+    async def read_db(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)``, which reads the databases: in the thread pool unless they are
+        local SQLite files (see the module doc), so the event loop never waits on a
+        database server's round trip."""
+        return await run_here_or_in_thread(self.db_local, fn, *args)
 
 
 # The dependencies below are ``async``: a sync one costs a hop to the thread pool and back,
 # about 0.4 ms of CPU on this machine, which is more than the work of a small chunk or a
-# search. What they do on the event loop is two indexed single-row queries.
+# search. They read the databases through ``Services.read_db``.
 async def get_services(request: Request) -> Services:
     """The app's :class:`Services`."""
     services: Services = request.app.state.services
@@ -170,6 +199,14 @@ class Principal:
 
 
 def _secret(request: Request) -> str | None:
+    if "token" in request.query_params:
+        raise InvalidRequest(
+            "Tokens are not accepted in the query string: URLs end up in server logs, "
+            "browser history and Referer headers. Send it as 'Authorization: Bearer "
+            "<token>'; for a link a browser opens, ask for a signed link "
+            "(POST /api/v1/links). Revoke a token that was sent in a URL "
+            "('insitu token revoke ID')."
+        )
     auth = request.headers.get("authorization")
     if auth:
         kind, _, value = auth.partition(" ")
@@ -178,16 +215,55 @@ def _secret(request: Request) -> str | None:
                 "The Authorization header must be 'Bearer <token>'; got another form."
             )
         return value.strip()
-    return request.query_params.get("token") or request.cookies.get(COOKIE)
+    return request.cookies.get(COOKIE)
+
+
+def _read_token(
+    services: Services, secret: str | None, token_id: str | None = None
+) -> tuple[frozenset[str], Token | None]:
+    """The public collections and the token (by secret or id): both reads in one go."""
+    services.snapshot.refresh()
+    tokens = services.tokens
+    if secret is not None:
+        token = tokens.lookup(secret)
+    else:
+        token = tokens.get(token_id) if token_id is not None else None
+    return services.snapshot.public, token
+
+
+def _refusal(token: Token | None) -> Unauthorized:
+    if token is None:
+        return Unauthorized(
+            "The token sent is not valid. Ask an operator for a new one "
+            "('insitu token create'), or send none to read public collections."
+        )
+    if token.revoked is not None:
+        when, what = token.revoked, "was revoked"
+    else:
+        assert token.expires is not None
+        when, what = token.expires, "expired"
+    return Unauthorized(
+        f"Token {token.name!r} ({token.id}) {what} on {when:%Y-%m-%d %H:%M} UTC. Ask an "
+        "operator for a new one ('insitu token create'), or send none to read public "
+        "collections."
+    )
+
+
+async def _token_principal(services: Services, public: frozenset[str], token: Token) -> Principal:
+    if token.use_due():
+        await run_in_threadpool(services.tokens.record_use, token.id)
+    return Principal(token, public)
 
 
 async def get_principal(request: Request, services: CurrentServices) -> Principal:
-    """Who is asking. A token that is unknown or revoked is an error, not anonymity.
+    """Who is asking. A token that is unknown, revoked or expired is an error, not
+    anonymity; a signed link acts as the token that it names, for reading only.
 
     The token is looked up on every request, so a revocation takes effect at once.
     """
-    services.snapshot.refresh()
-    public = services.snapshot.public
+    signer = signed_by(request.scope)
+    if signer is not None:
+        return await _link_principal(services, signer)
     secret = _secret(request)
     hub = services.hub
     if hub is not None:
@@ -199,21 +275,51 @@ async def get_principal(request: Request, services: CurrentServices) -> Principa
                     "The JupyterHub token sent is not valid (expired, revoked, or without "
                     f"access to this service). Log in to the hub again and reload {hub.prefix}/."
                 )
-            return Principal(await _hub_principal(services, user), public, user)
+            return Principal(await _hub_principal(services, user), services.snapshot.public, user)
+    public, token = await services.read_db(_read_token, services, secret)
     if secret is None:
         return Principal(None, public)
-    token = services.tokens.verify(secret)
-    if token is None:
-        raise Unauthorized(
-            "The token sent is not valid or has been revoked. Ask an operator for a new one "
-            "('insitu token create'), or send none to read public collections."
-        )
-    return Principal(token, public)
+    if token is None or not token.live:
+        raise _refusal(token)
+    return await _token_principal(services, public, token)
+
+
+def link_signer_id(principal: Principal) -> str | None:
+    """The ``by`` of a signed link made for ``principal`` (None for anonymous callers,
+    who need no link)."""
+    if principal.hub_user is not None:
+        kind = "hub-admin" if principal.hub_user.admin else "hub"
+        return f"{kind}:{principal.hub_user.name}"
+    return principal.token.id if principal.token is not None else None
+
+
+async def _link_principal(services: Services, signer: str) -> Principal:
+    """Who a signed link acts as: the token (or hub user) it names, read scope only."""
+    kind, _, name = signer.partition(":")
+    if kind in ("hub", "hub-admin") and name:
+        token = await _hub_principal(services, HubUser(name, kind == "hub-admin", ()))
+        public = services.snapshot.public
+    else:
+        public, found = await services.read_db(_read_token, services, None, signer)
+        if found is None or not found.live:
+            raise Unauthorized(
+                "The token this link was made with has been revoked or has expired. Ask "
+                "for a new link with a valid token."
+            )
+        token = found
+        if token.use_due():
+            await run_in_threadpool(services.tokens.record_use, token.id)
+    return Principal(dataclasses.replace(token, scopes=token.scopes & {"read"}), public)
+
+
+def _hub_grants(services: Services, user: str) -> frozenset[str]:
+    services.snapshot.refresh()
+    return services.tokens.granted(user)
 
 
 async def _hub_principal(services: Services, user: HubUser) -> Token:
     """What a hub user may do: public collections, the ones granted to them, all if admin."""
-    granted = await run_in_threadpool(services.tokens.granted, user.name)
+    granted = await run_in_threadpool(_hub_grants, services, user.name)
     collections = {"*"} if user.admin else set(granted)
     return Token(
         id=f"hub:{user.name}",
@@ -228,10 +334,30 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
 def readable_dataset(services: Services, principal: Principal, dataset_id: str) -> DatasetRecord:
-    """The record of a dataset this request may read (404 if unknown, 401/403 if not granted)."""
+    """The record of a dataset this request may read (404 if unknown, or restricted and the
+    request anonymous; 401/403 if the token is not granted)."""
     record = services.snapshot.dataset(dataset_id)
-    principal.require(record.collection)
+    check_readable(principal, record)
     return record
+
+
+def check_readable(principal: Principal, record: DatasetRecord) -> None:
+    """Raise unless ``principal`` may read the dataset. An anonymous caller gets the very
+    404 of a dataset that does not exist: restricted ids are not told apart from missing
+    ones. A caller with a token gets 403 naming the grant it lacks."""
+    if principal.token is None and not principal.can(record.collection):
+        raise DatasetNotFound(record.dataset_id)
+    principal.require(record.collection)
+
+
+def check_collection(services: Services, principal: Principal, name: str) -> None:
+    """Raise unless ``principal`` may read collection ``name``; to an anonymous caller a
+    restricted collection is as missing as an unknown one (and the hint lists only what
+    it may read)."""
+    if principal.token is None and not principal.can(name):
+        raise CollectionNotFound(name, principal.readable(services.snapshot.names))
+    services.catalog.collection(name)  # 404 for an unknown name
+    principal.require(name)
 
 
 def strong_etag(*parts: object) -> str:

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INPUTS_CEILING",
     "JobManager",
+    "job_not_found",
     "result_values",
 ]
 
@@ -141,6 +142,14 @@ class _JobClient:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._manager._client(self._runner), name)
+
+
+def job_not_found(job_id: str) -> NotFound:
+    """The error for a job id that names no job (or none the caller may know of)."""
+    return NotFound(
+        f"There is no job {job_id!r}. Job ids come from the answer to the submission; "
+        "list yours with GET /api/v1/jobs."
+    )
 
 
 class JobManager:
@@ -277,10 +286,7 @@ class JobManager:
         """The job with this id; NotFound if there is none."""
         job = self.store.get(job_id)
         if job is None:
-            raise NotFound(
-                f"There is no job {job_id!r}. Job ids come from the answer to the submission; "
-                "list yours with GET /api/v1/jobs."
-            )
+            raise job_not_found(job_id)
         return job
 
     def jobs(self, token_id: str, *, status: str | None = None, limit: int = 100) -> list[Job]:

@@ -1,9 +1,14 @@
 """API tokens: created and revoked by an operator, stored hashed, checked on every request.
 
 A token is a random secret shown once at creation. The store keeps only its SHA-256 (the
-secret has 256 bits of entropy, so a slow hash adds nothing), its scopes and the collections
-it may read. Tokens live in their own table of the catalog's database, so SQLite and
-PostgreSQL both work and a revocation is seen by every service process at once.
+secret has 256 bits of entropy, so a slow hash adds nothing), its scopes, the collections
+it may read, when it expires (if ever) and when it was last used. Tokens live in their own
+table of the catalog's database, so SQLite and PostgreSQL both work and a revocation is
+seen by every service process at once.
+
+The last use is written at most once per :data:`USE_RESOLUTION` seconds per token, so a
+busy client costs one small write a minute, not one per request. A table made by an
+earlier version gains the ``expires`` and ``last_used`` columns in place on first use.
 """
 
 from __future__ import annotations
@@ -13,19 +18,20 @@ import secrets
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
 from insitu.errors import InvalidRequest, NotFound, StoreError
 
-__all__ = ["SCOPES", "TOKEN_PREFIX", "Token", "TokenStore"]
+__all__ = ["SCOPES", "TOKEN_PREFIX", "USE_RESOLUTION", "Token", "TokenStore"]
 
 SCOPES: dict[str, str] = {
     "read": "search, metadata, Zarr chunks, subsets and quicklooks of granted collections",
     "compute": "submit, follow and cancel server-side operations on granted collections",
 }
 TOKEN_PREFIX = "ins_"
+USE_RESOLUTION = 60.0  # seconds: a token's last use is recorded to this precision
 
 _meta = sa.MetaData()
 _tokens = sa.Table(
@@ -38,7 +44,11 @@ _tokens = sa.Table(
     sa.Column("collections", sa.Text, nullable=False),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked", sa.DateTime(timezone=True)),
+    # Added after the first release: _upgrade() adds them to older tables.
+    sa.Column("expires", sa.DateTime(timezone=True)),
+    sa.Column("last_used", sa.DateTime(timezone=True)),
 )
+_ADDED_COLUMNS = ("expires", "last_used")
 # Collections granted to hub users (who log in through JupyterHub rather than with a token).
 _grants = sa.Table(
     "access_user_grants",
@@ -59,14 +69,31 @@ class Token:
     collections: frozenset[str]
     created: datetime
     revoked: datetime | None = None
+    expires: datetime | None = None
+    last_used: datetime | None = None
+
+    def expired(self, now: datetime | None = None) -> bool:
+        """True once the token's expiry time has passed."""
+        return self.expires is not None and self.expires <= (now or datetime.now(UTC))
+
+    @property
+    def live(self) -> bool:
+        """Neither revoked nor expired."""
+        return self.revoked is None and not self.expired()
 
     def grants(self, collection: str, scope: str = "read") -> bool:
         """True when this token may use ``scope`` on ``collection``."""
         return (
-            self.revoked is None
+            self.live
             and scope in self.scopes
             and ("*" in self.collections or collection in self.collections)
         )
+
+    def use_due(self, now: datetime | None = None) -> bool:
+        """True when this use should be recorded (the last one is older than
+        :data:`USE_RESOLUTION` seconds, or none is recorded)."""
+        now = now or datetime.now(UTC)
+        return self.last_used is None or now - self.last_used >= timedelta(seconds=USE_RESOLUTION)
 
 
 def _digest(secret: str) -> str:
@@ -75,6 +102,13 @@ def _digest(secret: str) -> str:
 
 def _split(text: str) -> frozenset[str]:
     return frozenset(x for x in text.split(",") if x)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite gives naive datetimes back; every stored time is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
 
 
 class TokenStore:
@@ -98,17 +132,63 @@ class TokenStore:
         except Exception as exc:
             raise StoreError(f"Cannot open the token store at {uri!r}: {exc}") from exc
 
+    @property
+    def local(self) -> bool:
+        """True for a database file on this machine (SQLite): a read is a few microseconds
+        of file access, never a network round trip."""
+        return self._engine.dialect.name == "sqlite"
+
     def _setup(self) -> None:
         if not self._ready:
             with self._lock:
                 if not self._ready:
-                    _meta.create_all(self._engine, checkfirst=True)
+                    try:
+                        _meta.create_all(self._engine, checkfirst=True)
+                    except sa.exc.SQLAlchemyError:
+                        # Another server process may have made them in the same instant.
+                        try:
+                            _meta.create_all(self._engine, checkfirst=True)
+                        except sa.exc.SQLAlchemyError as exc:
+                            raise StoreError(
+                                f"Cannot create the token tables in {self._engine.url!r}: {exc}"
+                            ) from exc
+                    self._upgrade()
                     self._ready = True
 
+    def _upgrade(self) -> None:
+        """Add the columns a table made by an earlier version lacks (in place, nullable)."""
+        for attempt in range(2):
+            have = {c["name"] for c in sa.inspect(self._engine).get_columns(_tokens.name)}
+            missing = [c for c in _ADDED_COLUMNS if c not in have]
+            if not missing:
+                return
+            try:
+                with self._engine.begin() as conn:
+                    for name in missing:
+                        kind = _tokens.c[name].type.compile(dialect=self._engine.dialect)
+                        conn.execute(
+                            sa.text(f"ALTER TABLE {_tokens.name} ADD COLUMN {name} {kind}")
+                        )
+            except sa.exc.SQLAlchemyError as exc:
+                # Another server process may have added them in the same instant: look again.
+                if attempt:
+                    raise StoreError(
+                        f"Cannot add columns {missing} to the token table in "
+                        f"{self._engine.url!r}: {exc}. Add them by hand (nullable timestamps)."
+                    ) from exc
+
     def create(
-        self, name: str, *, scopes: Iterable[str] = ("read",), collections: Iterable[str] = ("*",)
+        self,
+        name: str,
+        *,
+        scopes: Iterable[str] = ("read",),
+        collections: Iterable[str] = ("*",),
+        expires_in: timedelta | None = None,
     ) -> tuple[Token, str]:
-        """A new token and its secret; the secret is not kept and cannot be shown again."""
+        """A new token and its secret; the secret is not kept and cannot be shown again.
+
+        ``expires_in``: the token stops working that long from now (default: never).
+        """
         scopes, colls = frozenset(scopes), frozenset(collections)
         unknown = sorted(scopes - SCOPES.keys())
         if unknown:
@@ -117,8 +197,15 @@ class TokenStore:
             raise InvalidRequest("A token needs at least one scope and one collection (or '*').")
         if not name.strip():
             raise InvalidRequest("Give the token a name that says who or what it is for.")
+        if expires_in is not None and expires_in <= timedelta(0):
+            raise InvalidRequest(
+                f"A token's lifetime must be positive; got {expires_in}. Give e.g. 30 days, "
+                "or none for a token that does not expire."
+            )
         self._setup()
-        token = Token(secrets.token_hex(6), name, scopes, colls, datetime.now(UTC))
+        now = datetime.now(UTC)
+        expires = now + expires_in if expires_in is not None else None
+        token = Token(secrets.token_hex(6), name, scopes, colls, now, expires=expires)
         secret = f"{TOKEN_PREFIX}{token.id}_{secrets.token_urlsafe(32)}"
         with self._engine.begin() as conn:
             conn.execute(
@@ -129,6 +216,7 @@ class TokenStore:
                     scopes=",".join(sorted(scopes)),
                     collections=",".join(sorted(colls)),
                     created=token.created,
+                    expires=expires,
                 )
             )
         return token, secret
@@ -161,16 +249,40 @@ class TokenStore:
             )
         return [self._token(r) for r in rows]
 
-    def verify(self, secret: str) -> Token | None:
-        """The live token whose secret this is, or None (unknown, malformed or revoked)."""
+    def lookup(self, secret: str) -> Token | None:
+        """The token whose secret this is, live or not (revoked, expired); None if unknown."""
         if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
             return None
         self._setup()
         with self._engine.connect() as conn:
             row = conn.execute(_tokens.select().where(_tokens.c.digest == _digest(secret))).first()
-        if row is None or row.revoked is not None:
-            return None
-        return self._token(row)
+        return self._token(row) if row is not None else None
+
+    def verify(self, secret: str) -> Token | None:
+        """The live token whose secret this is, or None (unknown, malformed, revoked or
+        expired)."""
+        token = self.lookup(secret)
+        return token if token is not None and token.live else None
+
+    def get(self, token_id: str) -> Token | None:
+        """The token with this id, live or not; None if there is none."""
+        self._setup()
+        with self._engine.connect() as conn:
+            row = conn.execute(_tokens.select().where(_tokens.c.id == token_id)).first()
+        return self._token(row) if row is not None else None
+
+    def record_use(self, token_id: str, when: datetime | None = None) -> None:
+        """Record that the token was used at ``when`` (default now); an earlier time than
+        the one recorded changes nothing."""
+        self._setup()
+        when = when or datetime.now(UTC)
+        last = _tokens.c.last_used
+        with self._engine.begin() as conn:
+            conn.execute(
+                _tokens.update()
+                .where(_tokens.c.id == token_id, sa.or_(last.is_(None), last < when))
+                .values(last_used=when)
+            )
 
     def grant(self, user: str, collections: Iterable[str]) -> None:
         """Let hub user ``user`` read and compute on ``collections`` (names, or '*')."""
@@ -213,10 +325,17 @@ class TokenStore:
 
     @staticmethod
     def _token(row: sa.Row[tuple[object, ...]]) -> Token:
-        created: datetime = row.created
-        revoked: datetime | None = row.revoked
+        created = _utc(row.created)
+        assert created is not None
         return Token(
-            row.id, row.name, _split(row.scopes), _split(row.collections), created, revoked
+            row.id,
+            row.name,
+            _split(row.scopes),
+            _split(row.collections),
+            created,
+            revoked=_utc(row.revoked),
+            expires=_utc(row.expires),
+            last_used=_utc(row.last_used),
         )
 
     def close(self) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -195,6 +197,37 @@ def _store(settings: Settings) -> TokenStore:
     return TokenStore.from_uri(settings.catalog_uri)
 
 
+_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class Lifetime(click.ParamType[timedelta | None]):
+    """A duration such as 30d, 12h, 90m or 2w; 'never' for none."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> timedelta | None:
+        if isinstance(value, timedelta) or value is None:
+            return value
+        text = str(value).strip().lower()
+        if text == "never":
+            return None
+        match = re.fullmatch(r"(\d{1,6})\s*([mhdw])", text)
+        if match is None or int(match[1]) == 0:
+            self.fail(
+                f"{value!r} is not a duration: give a whole number and a unit, m(inutes), "
+                "h(ours), d(ays) or w(eeks), e.g. 30d or 12h; or 'never'.",
+                param,
+                ctx,
+            )
+        return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value is not None else None
+
+
 @token_group.command("create")
 @click.argument("name")
 @click.option(
@@ -214,20 +247,36 @@ def _store(settings: Settings) -> TokenStore:
     show_default=True,
     help="A collection it may use (repeatable; '*' for all).",
 )
+@click.option(
+    "--expires",
+    "expires_in",
+    type=Lifetime(),
+    default="never",
+    show_default=True,
+    help="How long it works, e.g. 30d, 12h, 2w; 'never' for no expiry.",
+)
 @click.pass_obj
 def token_create(
-    settings: Settings, name: str, scopes: tuple[str, ...], collections: tuple[str, ...]
+    settings: Settings,
+    name: str,
+    scopes: tuple[str, ...],
+    collections: tuple[str, ...],
+    expires_in: timedelta | None,
 ) -> None:
     """Create a token called NAME and print its secret (shown only once)."""
     store = _store(settings)
     try:
-        token, secret = store.create(name, scopes=scopes, collections=collections)
+        token, secret = store.create(
+            name, scopes=scopes, collections=collections, expires_in=expires_in
+        )
     finally:
         store.close()
     click.echo(secret)
+    until = f"expires {_when(token.expires)}" if token.expires else "does not expire"
     click.echo(
         f"Token {token.id} ({name}): scopes {','.join(sorted(token.scopes))}, collections "
-        f"{','.join(sorted(token.collections))}. Keep the secret above: it is not stored.",
+        f"{','.join(sorted(token.collections))}, {until}. Keep the secret above: it is not "
+        "stored.",
         err=True,
     )
 
@@ -237,20 +286,24 @@ def token_create(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def token_list(settings: Settings, include_revoked: bool, as_json: bool) -> None:
-    """List tokens (never their secrets)."""
+    """List tokens (never their secrets): when each expires and was last used."""
     store = _store(settings)
     try:
         tokens = store.tokens(include_revoked=include_revoked)
     finally:
         store.close()
+    now = datetime.now(UTC)
     rows: list[dict[str, Any]] = [
         {
             "id": t.id,
             "name": t.name,
             "scopes": sorted(t.scopes),
             "collections": sorted(t.collections),
-            "created": t.created.isoformat(timespec="seconds"),
-            "revoked": t.revoked.isoformat(timespec="seconds") if t.revoked else None,
+            "created": _when(t.created),
+            "expires": _when(t.expires),
+            "expired": t.expired(now),
+            "last_used": _when(t.last_used),
+            "revoked": _when(t.revoked),
         }
         for t in tokens
     ]
@@ -260,10 +313,15 @@ def token_list(settings: Settings, include_revoked: bool, as_json: bool) -> None
     if not rows:
         click.echo("No tokens. Create one with 'insitu token create NAME'.")
     for r in rows:
-        state = f" revoked {r['revoked']}" if r["revoked"] else ""
+        if r["expires"] is None:
+            until = "expires never"
+        else:
+            until = f"{'EXPIRED' if r['expired'] else 'expires'} {r['expires']}"
+        state = f"  REVOKED {r['revoked']}" if r["revoked"] else ""
         click.echo(
             f"{r['id']}  {r['name']}  scopes={','.join(r['scopes'])}  "
-            f"collections={','.join(r['collections'])}  created {r['created']}{state}"
+            f"collections={','.join(r['collections'])}  created {r['created']}  {until}  "
+            f"last used {r['last_used'] or 'never'}{state}"
         )
 
 

@@ -74,12 +74,12 @@ def test_dataset_metadata(client: TestClient, access_env: AccessEnv) -> None:
     assert body["versions"][0]["dataset_id"] == MIROC_AMON_TA
 
 
-def test_unknown_dataset_is_404_and_restricted_is_401_or_403(
+def test_unknown_dataset_is_404_and_restricted_is_404_or_403(
     client: TestClient, access_env: AccessEnv
 ) -> None:
     r = client.get("/api/v1/datasets/CMIP6.nothing")
     assert r.status_code == 404 and "insitu catalog search" in r.json()["error"]["message"]
-    assert client.get(f"/api/v1/datasets/{RESTRICTED_IDS[0]}").status_code == 401
+    assert client.get(f"/api/v1/datasets/{RESTRICTED_IDS[0]}").status_code == 404
     r = client.get(
         f"/api/v1/datasets/{RESTRICTED_IDS[0]}", headers=bearer(access_env.secrets.demo_only)
     )

@@ -206,7 +206,7 @@ def test_restricted_quicklooks_need_a_granted_token(
 ) -> None:
     for kind, params in (("map", {}), ("series", {"mean": "field", "time": "1990"})):
         url = _url(RESTRICTED_IDS[0], kind)
-        assert client.get(url, params=params).status_code == 401
+        assert client.get(url, params=params).status_code == 404
         denied = client.get(url, params=params, headers=bearer(access_env.secrets.demo_only))
         assert denied.status_code == 403
         ok = client.get(url, params=params, headers=bearer(access_env.secrets.restricted))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi import FastAPI
@@ -25,7 +27,9 @@ _EXAMPLES = {
 }
 
 
-def _dataset_routes(app: FastAPI) -> Iterator[tuple[str, str]]:
+def _dataset_routes(
+    app: FastAPI, examples: dict[str, str] = _EXAMPLES
+) -> Iterator[tuple[str, str]]:
     """Every API operation on a dataset (from the OpenAPI spec), and the web dataset page."""
     paths: dict[str, list[str]] = {
         path: [m.upper() for m in ops] for path, ops in app.openapi()["paths"].items()
@@ -35,13 +39,37 @@ def _dataset_routes(app: FastAPI) -> Iterator[tuple[str, str]]:
         if "{dataset_id}" not in template:
             continue
         params = re.findall(r"{(\w+)}", template)
-        unknown = [p for p in params if p not in _EXAMPLES]
+        unknown = [p for p in params if p not in examples]
         assert not unknown, f"add an example value for {unknown} of {template}"
         path = template
         for p in params:
-            path = path.replace(f"{{{p}}}", _EXAMPLES[p])
+            path = path.replace(f"{{{p}}}", examples[p])
         for method in methods:
             yield method, path
+
+
+def _shape(response: Any, dataset_id: str) -> tuple[int, str, str]:
+    """Status, content type and body of an answer with the dataset id and request id out."""
+    text = response.text.replace(dataset_id, "ID").replace(quote(dataset_id, safe=""), "ID")
+    text = re.sub(r"[0-9a-f]{16}", "RID", text)
+    return response.status_code, response.headers.get("content-type", ""), text
+
+
+def test_anonymous_callers_cannot_tell_restricted_ids_from_missing_ones(
+    app: FastAPI, client: TestClient
+) -> None:
+    missing = "CMIP6.CMIP.MIROC.MIROC6.historical.r1i1p1f1.Amon.ta.gn.v20001231"
+    routes = list(_dataset_routes(app))
+    absent = list(_dataset_routes(app, {**_EXAMPLES, "dataset_id": missing}))
+    for (method, path), (_, other) in zip(routes, absent, strict=True):
+        restricted = client.request(method, path)
+        nothing = client.request(method, other)
+        assert restricted.status_code == 404, (method, path, restricted.text)
+        assert _shape(restricted, _RESTRICTED) == _shape(nothing, missing), (method, path)
+    # A restricted collection's name is as unknown as a made-up one, and not listed.
+    for name in ("restricted", "no-such-collection"):
+        r = client.get("/api/v1/search", params={"collection": name})
+        assert r.status_code == 404 and "restricted" not in r.text.replace(name, "NAME")
 
 
 def test_dataset_routes_refuse_callers_without_the_grant(
@@ -51,9 +79,10 @@ def test_dataset_routes_refuse_callers_without_the_grant(
     assert len(routes) >= 2
     for method, path in routes:
         anonymous = client.request(method, path)
-        assert anonymous.status_code == 401, (method, path, anonymous.text)
+        assert anonymous.status_code == 404, (method, path, anonymous.text)
         other = client.request(method, path, headers=bearer(access_env.secrets.demo_only))
         assert other.status_code == 403, (method, path, other.text)
+        assert "read" in other.text and "restricted" in other.text  # names the grant
         revoked = client.request(method, path, headers=bearer(access_env.secrets.revoked))
         assert revoked.status_code == 401, (method, path, revoked.text)
         granted = client.request(method, path, headers=bearer(access_env.secrets.restricted))
@@ -64,8 +93,16 @@ def test_a_wrong_token_form_is_refused(client: TestClient) -> None:
     for header in ("Basic abc", "Bearer", "ins_nothing"):
         r = client.get("/api/v1/collections", headers={"Authorization": header})
         assert r.status_code == 401, header
-    r = client.get("/api/v1/collections", params={"token": "ins_0000_forged"})
-    assert r.status_code == 401
+
+
+def test_a_token_in_the_query_string_is_refused(client: TestClient, access_env: AccessEnv) -> None:
+    for secret in (access_env.secrets.everything, "ins_0000_forged"):
+        path = f"/api/v1/datasets/{_RESTRICTED}"
+        r = client.get(path, params={"token": secret})
+        assert r.status_code == 400, r.text
+        assert "Authorization: Bearer" in r.json()["error"]["message"]
+        page = client.get(f"/datasets/{_RESTRICTED}", params={"token": secret})
+        assert page.status_code == 400 and "query string" in page.text
 
 
 @pytest.mark.parametrize(
@@ -100,12 +137,12 @@ def test_making_a_collection_public_or_private_takes_effect_at_once(
     client: TestClient, access_env: AccessEnv
 ) -> None:
     path = f"/api/v1/datasets/{_RESTRICTED}"
-    assert client.get(path).status_code == 401
+    assert client.get(path).status_code == 404
     access_env.catalog.set_public("restricted", True)
     try:
         assert client.get(path).status_code == 200
         assert client.get(f"/api/v1/zarr/{_RESTRICTED}/.zmetadata").status_code == 200
     finally:
         access_env.catalog.set_public("restricted", False)
-    assert client.get(path).status_code == 401
-    assert client.get(f"/api/v1/zarr/{_RESTRICTED}/.zmetadata").status_code == 401
+    assert client.get(path).status_code == 404
+    assert client.get(f"/api/v1/zarr/{_RESTRICTED}/.zmetadata").status_code == 404

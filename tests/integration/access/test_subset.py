@@ -277,7 +277,7 @@ def test_restricted_collection_needs_a_granted_token(
 ) -> None:
     url = _url(RESTRICTED_IDS[0])
     params = {"time": "1990-01"}
-    assert client.get(url, params=params).status_code == 401
+    assert client.get(url, params=params).status_code == 404
     denied = client.get(url, params=params, headers=bearer(access_env.secrets.demo_only))
     assert denied.status_code == 403
     ok = client.get(url, params=params, headers=bearer(access_env.secrets.restricted))

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 __all__ = ["API_MODULES", "WEB_MODULES", "include_routes"]
 
-API_MODULES = ("catalog", "zarr", "subset", "jobs", "quicklook", "gallery")
+API_MODULES = ("catalog", "zarr", "subset", "jobs", "quicklook", "gallery", "links")
 WEB_MODULES = ("web", "share", "usage", "gallery_pages")
 
 

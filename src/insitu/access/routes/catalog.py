@@ -12,6 +12,7 @@ from insitu.access.deps import (
     CurrentServices,
     Principal,
     Services,
+    check_collection,
     readable_dataset,
     run_here_or_in_thread,
 )
@@ -79,8 +80,7 @@ def search_catalog(
     """A search restricted to what ``principal`` may read (shared by API and web pages)."""
     readable = principal.readable(services.snapshot.names)
     if collection is not None:
-        services.catalog.collection(collection)  # 404 for an unknown name
-        principal.require(collection)
+        check_collection(services, principal, collection)
         readable = [collection]
     return services.catalog.search(
         q or None,
@@ -156,8 +156,9 @@ async def search(
         sort=sort,
         facets=facets,
     )
-    # On the event loop unless the index must be (re)built first, which takes long.
-    quick = services.catalog.index_is_current(services.snapshot.generation)
+    # On the event loop unless the index must be (re)built first, which takes long, or the
+    # search's one read of the store's generation is a round trip to a database server.
+    quick = services.db_local and services.catalog.index_is_current(services.snapshot.generation)
     result = await run_here_or_in_thread(quick, find)
     body = result.to_json()
     body["limit"], body["offset"] = limit, offset

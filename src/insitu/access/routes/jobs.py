@@ -24,7 +24,7 @@ from insitu.access.deps import (
     not_modified,
     readable_dataset,
 )
-from insitu.access.jobs import INPUTS_CEILING, JobManager, result_values
+from insitu.access.jobs import INPUTS_CEILING, JobManager, job_not_found, result_values
 from insitu.access.jobstore import Job
 from insitu.access.routes.catalog import search_catalog
 from insitu.catalog import DatasetRecord
@@ -178,6 +178,8 @@ def _require_compute(services: Services, principal: Principal, collections: set[
 
 def _visible(services: Services, principal: Principal, job_id: str) -> Job:
     job = _manager(services).get(job_id)
+    if principal.token is None and not all(principal.can(c) for c in job.collections):
+        raise job_not_found(job_id)  # anonymous: as if there were no such job
     for name in job.collections:
         principal.require(name)  # 401/403 as soon as an input is no longer readable
     mine = principal.token is not None and principal.token.id == job.token_id

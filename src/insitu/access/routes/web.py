@@ -48,6 +48,7 @@ from insitu.access.routes.catalog import (
     list_collections,
     search_catalog,
 )
+from insitu.access.routes.links import page_link
 from insitu.catalog import DatasetRecord, VariableInfo
 from insitu.errors import InsituError, InvalidQuery, InvalidRequest, NotFound
 
@@ -412,6 +413,21 @@ def dataset_page(
         chosen = found[0]
     public = services.catalog.collection(record.collection).public
     service_url = _service_url(request, services)
+    # Signed links, so the images load wherever the page's login cookie does not go.
+    base = f"{API_PREFIX}/datasets/{dataset_id}/quicklook"
+    quicklooks = (
+        {
+            "map": page_link(services, principal, f"{base}/map.png", [("variable", chosen.name)]),
+            "series": page_link(
+                services,
+                principal,
+                f"{base}/series.png",
+                [("variable", chosen.name), ("mean", "field")],
+            ),
+        }
+        if chosen is not None
+        else {}
+    )
     return render(
         request,
         "dataset.html",
@@ -425,6 +441,7 @@ def dataset_page(
         snippets=_snippets(dataset_id, service_url, public=public),
         map_size=_MAP_SIZE,
         series_size=_SERIES_SIZE,
+        quicklooks=quicklooks,
     )
 
 

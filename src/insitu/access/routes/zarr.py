@@ -15,6 +15,7 @@ from insitu.access.deps import (
     CurrentServices,
     Services,
     cache_headers,
+    check_readable,
     not_modified,
 )
 from insitu.access.zarrview import ChunkRef, WouldBlock, ZarrView, ZarrViews
@@ -78,7 +79,7 @@ async def zarr_key(
     record = snapshot.cached(dataset_id)
     if record is None:
         record = await run_in_threadpool(snapshot.dataset, dataset_id)
-    principal.require(record.collection)
+    check_readable(principal, record)
     views = zarr_views(services)
     view = views.cached(dataset_id, snapshot.generation)
     if view is None:
