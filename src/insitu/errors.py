@@ -46,7 +46,9 @@ __all__ = [
     "InvalidQuery",
     "InvalidRequest",
     "NotFound",
+    "ScanInProgress",
     "ServiceBusy",
+    "StorageFull",
     "StoreError",
     "TemplateError",
     "TooLarge",
@@ -181,3 +183,22 @@ class IncompatibleInputs(ComputeError, ValueError):
 
 class DataError(InsituError, OSError):
     """A data file cannot be read as the catalog says it should."""
+
+
+class StorageFull(InsituError, OSError):
+    """A result or cache entry could not be written: its filesystem is full (nothing partial
+    is left behind)."""
+
+    http_status = 507
+
+
+class ScanInProgress(Conflict):
+    """A collection is being scanned by another process."""
+
+    def __init__(self, collection: str, holder: str) -> None:
+        super().__init__(
+            f"Collection {collection!r} is being scanned by {holder}. Wait for that scan to "
+            f"finish (its result is what this one would give), then run 'insitu catalog scan "
+            f"{collection}' again if files changed since."
+        )
+        self.collection = collection

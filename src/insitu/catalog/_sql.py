@@ -6,16 +6,19 @@ that NaN fill values survive and both databases store the same bytes.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from insitu.catalog._scanlock import scan_lock
 from insitu.catalog.models import (
     Collection,
     DatasetRecord,
@@ -125,6 +128,26 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[i : i + _CHUNK]
 
 
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+
+def _answering(method: Callable[_P, _T]) -> Callable[_P, _T]:
+    """A store method whose database fails (gone, unreachable) raises :class:`StoreError`
+    naming the database and what to do, not a driver's traceback."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return method(*args, **kwargs)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            store = args[0]
+            assert isinstance(store, SQLCatalogStore)
+            raise store.unreachable(exc) from exc
+
+    return wrapper
+
+
 class SQLCatalogStore:
     """Catalog store on any SQLAlchemy database; SQLite and PostgreSQL are tested."""
 
@@ -147,6 +170,19 @@ class SQLCatalogStore:
                 f"{exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}. "
                 "Check the URL in INSITU_CATALOG__URI and that the database is running."
             ) from exc
+
+    def unreachable(self, exc: sa.exc.DBAPIError) -> StoreError:
+        """The error to raise when the database failed under us."""
+        reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+        return StoreError(
+            f"The catalog database at {self.engine.url.render_as_string()} failed: {reason}. "
+            "Nothing half-written was kept (every write is one transaction). Check that it "
+            "runs (and INSITU_CATALOG__URI), then try again."
+        )
+
+    def scan_lock(self, collection: str) -> contextlib.AbstractContextManager[None]:
+        """Held while ``collection`` is scanned; :class:`ScanInProgress` if another holds it."""
+        return scan_lock(self.engine, collection, self.unreachable)
 
     @classmethod
     def from_uri(cls, uri: str) -> SQLCatalogStore:
@@ -179,6 +215,7 @@ class SQLCatalogStore:
 
     # -- collections -------------------------------------------------------------------
 
+    @_answering
     def add_collection(self, collection: Collection) -> None:
         with self.engine.begin() as conn:
             row = conn.execute(
@@ -196,6 +233,7 @@ class SQLCatalogStore:
             )
             self._bump(conn)
 
+    @_answering
     def remove_collection(self, name: str) -> None:
         with self.engine.begin() as conn:
             gone = conn.execute(collections_t.delete().where(collections_t.c.name == name))
@@ -205,6 +243,7 @@ class SQLCatalogStore:
             conn.execute(datasets_t.delete().where(datasets_t.c.collection == name))
             self._bump(conn)
 
+    @_answering
     def set_public(self, name: str, public: bool) -> None:
         with self.engine.begin() as conn:
             done = conn.execute(
@@ -214,11 +253,13 @@ class SQLCatalogStore:
                 raise CollectionNotFound(name, [c.name for c in self.collections()])
             self._bump(conn)
 
+    @_answering
     def collections(self) -> list[Collection]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(collections_t).order_by(collections_t.c.name))
             return [Collection(r.name, r.root, r.template, bool(r.public)) for r in rows]
 
+    @_answering
     def stats(self) -> dict[str, CollectionStats]:
         f, d = files_t.c, datasets_t.c
         with self.engine.connect() as conn:
@@ -249,6 +290,7 @@ class SQLCatalogStore:
 
     # -- files -------------------------------------------------------------------------
 
+    @_answering
     def file_states(self, collection: str) -> dict[str, FileState]:
         c = files_t.c
         with self.engine.connect() as conn:
@@ -259,6 +301,7 @@ class SQLCatalogStore:
             )
             return {r[0]: FileState(r[1], r[2], FileStatus(r[3]), r[4]) for r in rows}
 
+    @_answering
     def files(
         self,
         collection: str | None = None,
@@ -284,6 +327,7 @@ class SQLCatalogStore:
 
     # -- datasets ----------------------------------------------------------------------
 
+    @_answering
     def datasets(
         self,
         collection: str | None = None,
@@ -310,6 +354,7 @@ class SQLCatalogStore:
 
     # -- writing -----------------------------------------------------------------------
 
+    @_answering
     def write(
         self,
         collection: str,
@@ -340,6 +385,7 @@ class SQLCatalogStore:
                 conn.execute(datasets_t.insert(), drows[i : i + 5000])
             self._bump(conn)
 
+    @_answering
     def generation(self) -> int:
         # Plain SQL: the data service reads this on every request, and building and
         # caching the statement's key cost three times the query (110 against 32 us).

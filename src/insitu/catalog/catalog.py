@@ -17,7 +17,13 @@ from insitu.catalog.scan import scan_collection
 from insitu.catalog.search import SearchResult, parse_bbox, parse_time_range
 from insitu.catalog.store import CatalogStore, CollectionStats
 from insitu.catalog.templates import Template, get_template
-from insitu.errors import CollectionNotFound, DatasetNotFound, InvalidQuery, InvalidRequest
+from insitu.errors import (
+    CollectionNotFound,
+    DatasetNotFound,
+    InvalidQuery,
+    InvalidRequest,
+    StoreError,
+)
 from insitu.log import show_progress
 from insitu.settings import Settings
 
@@ -137,16 +143,26 @@ class Catalog:
         targets = [self.collection(n) for n in names] if names else self.collections()
         nworkers = workers or self.settings.catalog.scan_workers
         shown = show_progress(progress)
-        return [
-            scan_collection(
-                self.store,
-                c,
-                self.template(c.template),
-                workers=nworkers,
-                progress=shown,
-            )
-            for c in targets
-        ]
+        reports = []
+        for c in targets:
+            try:
+                with self.store.scan_lock(c.name):
+                    reports.append(
+                        scan_collection(
+                            self.store,
+                            c,
+                            self.template(c.template),
+                            workers=nworkers,
+                            progress=shown,
+                        )
+                    )
+            except StoreError as e:
+                raise StoreError(
+                    f"The scan of {c.name!r} stopped: {e} What it recorded before is kept; "
+                    f"once the database is back, 'insitu catalog scan {c.name}' finishes it "
+                    "(files already recorded are not read again)."
+                ) from e
+        return reports
 
     def problems(self, collection: str | None = None) -> list[FileRecord]:
         """Files that could not be indexed, or were indexed with a warning, with reasons."""

@@ -10,6 +10,7 @@ any other implementation must pass.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -83,6 +84,10 @@ class CatalogStore(Protocol):
         removed_datasets: Sequence[str] = (),
     ) -> None:
         """In one transaction: replace or add files and datasets, remove the named ones."""
+
+    def scan_lock(self, collection: str) -> AbstractContextManager[None]:
+        """Held while ``collection`` is scanned, by one process at a time (across hosts);
+        raise ``ScanInProgress`` if another holds it. A holder that dies releases it."""
 
     def generation(self) -> int:
         """A number that grows with every write."""

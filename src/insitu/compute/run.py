@@ -9,13 +9,15 @@ left where a complete one is expected.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +30,7 @@ from insitu import __version__
 from insitu.compute.engine import FilePart, stream_field_mean, stream_time_mean
 from insitu.compute.ensemble import combine
 from insitu.compute.operations import area_weights, axes, get_operation
-from insitu.errors import ComputeError, DataError, InsituError, InvalidRequest
+from insitu.errors import ComputeError, DataError, InsituError, InvalidRequest, StorageFull
 from insitu.log import in_notebook, show_progress
 
 if TYPE_CHECKING:
@@ -313,7 +315,47 @@ def _read_provenance(path: Path) -> dict[str, Any]:
     return data
 
 
+@contextlib.contextmanager
+def _room_for(path: Path) -> Iterator[None]:
+    """Say so, with :class:`StorageFull`, when writing ``path`` failed for want of room.
+
+    netCDF-C reports a full disk as a bare "HDF error", so a failure is also taken for one
+    when the filesystem has less than 1 MiB left afterwards.
+    """
+    try:
+        yield
+    except InsituError:
+        raise
+    except Exception as e:
+        folder = path.parent
+        if not _full(e, folder):
+            raise
+        free = shutil.disk_usage(folder).free
+        raise StorageFull(
+            f"No space left in {folder} ({free} bytes free) to write {path.name}; nothing was "
+            "kept there. Free some space there, or write elsewhere (--out FILE for a result, "
+            "data_dir for the results cache)."
+        ) from e
+
+
+def _full(error: BaseException, folder: Path) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
 def _write_atomic(ds: xr.Dataset, path: Path) -> None:
+    with _room_for(path):
+        _write_netcdf_atomic(ds, path)
+
+
+def _write_netcdf_atomic(ds: xr.Dataset, path: Path) -> None:
     import dask
 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -339,12 +381,13 @@ def _deliver(cached: Path, out: str | os.PathLike[str] | None) -> Path:
         return cached
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(cached, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _room_for(target):
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(cached, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return target

@@ -26,7 +26,7 @@ from insitu.catalog.models import (
     VariableInfo,
 )
 from insitu.catalog.store import CatalogStore
-from insitu.errors import CollectionExists, CollectionNotFound
+from insitu.errors import CollectionExists, CollectionNotFound, ScanInProgress
 
 __all__ = ["CatalogStoreTests", "sample_dataset", "sample_file"]
 
@@ -240,3 +240,13 @@ class CatalogStoreTests:
         assert len(got) == 2100
         with_collection.write("c", removed_paths=[f.path for f in files[:1500]])
         assert len(with_collection.file_states("c")) == 600
+
+    def test_one_scan_of_a_collection_at_a_time(self, with_collection: CatalogStore) -> None:
+        with with_collection.scan_lock("c"):
+            with pytest.raises(ScanInProgress, match="'c' is being scanned"):
+                with with_collection.scan_lock("c"):
+                    pass
+            with with_collection.scan_lock("other"):  # another collection is free
+                pass
+        with with_collection.scan_lock("c"):  # released with its holder
+            pass
