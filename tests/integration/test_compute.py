@@ -100,10 +100,14 @@ def test_a_killed_worker_does_not_change_the_result(tmp_path: Path) -> None:
 
             killer = threading.Thread(target=kill_one)
             killer.start()
-            result = run(cat, "time_mean", [ds_id], client=client, cache=False)
+            out = tmp_path / "out" / "tm.nc"
+            result = run(cat, "time_mean", [ds_id], client=client, cache=False, out=out)
             killer.join()
             assert killed, "no task was seen running, so no worker was killed"
             assert killed[0] not in client.run(os.getpid).values()
+        # At the output path: the whole, right result and nothing else (no partial file).
+        assert result.path == out
+        assert [p.name for p in out.parent.iterdir()] == ["tm.nc"]
         got = result.open()
         np.testing.assert_allclose(got["tas"].values, reference["tas"].values, rtol=0, atol=0)
         assert np.isnan(got["tas"].values[:5]).all()
