@@ -243,9 +243,11 @@ class CatalogStoreTests:
 
     def test_one_scan_of_a_collection_at_a_time(self, with_collection: CatalogStore) -> None:
         with with_collection.scan_lock("c"):
-            with pytest.raises(ScanInProgress, match="'c' is being scanned"):
-                with with_collection.scan_lock("c"):
-                    pass
+            with (
+                pytest.raises(ScanInProgress, match="'c' is being scanned"),
+                with_collection.scan_lock("c"),
+            ):
+                pass
             with with_collection.scan_lock("other"):  # another collection is free
                 pass
         with with_collection.scan_lock("c"):  # released with its holder
