@@ -68,7 +68,7 @@ def test_gc_paused_restores_the_collector_as_it_was() -> None:
     outermost one ends, and on after it only if it was on before."""
     import gc
 
-    from insitu.catalog._gc import gc_paused
+    from insitu._util import gc_paused
 
     assert gc.isenabled()
     with gc_paused():

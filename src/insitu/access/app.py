@@ -23,6 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from insitu import __version__
 from insitu.access.deps import Services
 from insitu.access.jobs import JobManager
+from insitu.access.routes import API_PREFIX, include_routes
+from insitu.access.routes.web import page_error
 from insitu.access.signing import SignedLinks, UrlSigner
 from insitu.access.tokens import TokenStore
 from insitu.catalog import Catalog
@@ -30,8 +32,6 @@ from insitu.errors import ConfigError, InsituError
 from insitu.settings import Settings
 
 __all__ = ["API_PREFIX", "build_app", "error_response"]
-
-API_PREFIX = "/api/v1"
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,8 @@ def build_app(
     app.state.services = services
 
     assert services.signer is not None
-    app.add_middleware(SignedLinks, signer=services.signer)  # inside the request id
+    # Inside the request id; a bad signature is answered as every error is, from here.
+    app.add_middleware(SignedLinks, signer=services.signer, answer=error_response)
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(InsituError)
@@ -179,8 +180,6 @@ def build_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        from insitu.access.routes.web import page_error  # web imports this module
-
         page = page_error(request, exc)  # a page URL gets an HTML page, the API JSON
         if page is not None:
             return page
@@ -209,8 +208,6 @@ def build_app(
     async def health() -> dict[str, str]:
         """``{"status": "ok", "version": ...}`` while the service runs."""
         return {"status": "ok", "version": __version__}
-
-    from insitu.access.routes import include_routes
 
     include_routes(app, API_PREFIX)
     if services.hub is not None:

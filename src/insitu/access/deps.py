@@ -26,11 +26,11 @@ import sqlalchemy as sa
 from fastapi import Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from insitu._util import LRU
 from insitu.access.hubauth import HUB_COOKIE, HubLogin, HubUser
 from insitu.access.signing import UrlSigner, signed_by
 from insitu.access.tokens import TOKEN_PREFIX, Token, TokenStore
 from insitu.catalog import Catalog, DatasetRecord
-from insitu.catalog.lru import LRU
 from insitu.errors import (
     CollectionNotFound,
     DatasetNotFound,

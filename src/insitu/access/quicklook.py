@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from insitu import formats
+from insitu._util import LRU
 from insitu.access.selection import (
     TimeRange,
     data_variables,
@@ -35,7 +36,6 @@ from insitu.access.selection import (
     time_text,
 )
 from insitu.access.subset import READ_FACTOR, open_for_time, read_cost
-from insitu.catalog.lru import LRU
 from insitu.compute.operations import OPERATIONS, NoParams
 from insitu.errors import DataError, InvalidQuery, TooLarge
 from insitu.formats import Axes, mask_default_fill

@@ -24,13 +24,14 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from insitu.errors import ConfigError, InvalidRequest, Unauthorized
+from insitu.errors import ConfigError, InsituError, InvalidRequest, Unauthorized
 
 __all__ = ["SIGNABLE", "SIGNED_BY", "SignedLinks", "UrlSigner", "signed_by"]
 
@@ -164,9 +165,15 @@ def signed_by(scope: Scope) -> str | None:
 class SignedLinks:
     """ASGI middleware: checks a signed link before the route runs (see module doc)."""
 
-    def __init__(self, app: ASGIApp, signer: UrlSigner) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        signer: UrlSigner,
+        answer: Callable[[InsituError, str], ASGIApp],
+    ) -> None:
         self.app = app
         self.signer = signer
+        self.answer = answer  # the app's answer to one of our errors, given a request id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or b"signature=" not in scope.get("query_string", b""):
@@ -177,10 +184,8 @@ class SignedLinks:
         try:
             checked = self.signer.check(scope["method"], path, query)
         except Unauthorized as exc:
-            from insitu.access.app import error_response
-
             rid = scope.get("state", {}).get("request_id", "-")
-            await error_response(exc, rid)(scope, receive, send)
+            await self.answer(exc, rid)(scope, receive, send)
             return
         if checked is not None:
             by, rest = checked

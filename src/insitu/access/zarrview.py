@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from insitu._util import LRU
 from insitu.access.deps import strong_etag
 from insitu.catalog import Catalog, DatasetRecord, FileRecord
-from insitu.catalog.lru import LRU
 from insitu.catalog.opening import (
     group_by_variables,
     reencode_from,

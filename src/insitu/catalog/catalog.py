@@ -8,10 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from insitu.catalog._gc import gc_paused
+from insitu._util import LRU, gc_paused
 from insitu.catalog._sql import SQLCatalogStore
 from insitu.catalog.index import IndexQuery, SearchIndex
-from insitu.catalog.lru import LRU
 from insitu.catalog.models import Collection, DatasetRecord, FileRecord, ScanReport
 from insitu.catalog.scan import scan_collection
 from insitu.catalog.search import SearchResult, parse_bbox, parse_time_range

@@ -21,7 +21,7 @@ from typing import Any
 import cftime
 import numpy as np
 
-from insitu.catalog._gc import gc_paused
+from insitu._util import gc_paused
 from insitu.catalog.models import FileStatus, time_key
 from insitu.formats import (
     HDF5_SIGNATURE,

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from insitu.catalog._gc import gc_paused
+from insitu._util import gc_paused
 from insitu.catalog.grouping import aggregate, mark_latest
 from insitu.catalog.headers import HeaderResult, read_headers
 from insitu.catalog.models import (

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from insitu.catalog.models import DatasetRecord, time_key
 from insitu.errors import InvalidQuery
@@ -14,10 +14,9 @@ from insitu.errors import InvalidQuery
 if TYPE_CHECKING:
     import xarray as xr
 
-    from insitu.catalog.catalog import Catalog
     from insitu.catalog.index import SearchIndex
 
-__all__ = ["SearchResult", "parse_bbox", "parse_time_range"]
+__all__ = ["OpensDatasets", "SearchResult", "parse_bbox", "parse_time_range"]
 
 _DATE = re.compile(
     r"^\s*(-?\d{1,6})(?:-(\d{1,2})(?:-(\d{1,2})(?:[T ](\d{1,2})(?::(\d{2})(?::(\d{2}))?)?)?)?)?\s*$"
@@ -81,6 +80,13 @@ def parse_bbox(value: str | Sequence[float]) -> tuple[float, float, float, float
     return w, s, e, n
 
 
+class OpensDatasets(Protocol):
+    """What a result opens its matches with: the :class:`~insitu.catalog.Catalog` that
+    searched (named by role, so this module does not import the one that imports it)."""
+
+    def open_dataset(self, dataset_id: str, *, time: slice | None = None) -> xr.Dataset: ...
+
+
 @dataclass
 class SearchResult:
     """One page of datasets matching a search, the total, and facet counts over all matches.
@@ -94,7 +100,7 @@ class SearchResult:
     facet_counts: dict[str, dict[str, int]]
     matches: Sequence[int] = field(repr=False, default=())
     index: SearchIndex | None = field(repr=False, default=None)
-    catalog: Catalog | None = field(repr=False, default=None)
+    catalog: OpensDatasets | None = field(repr=False, default=None)
 
     @property
     def all_ids(self) -> list[str]:

@@ -10,7 +10,9 @@ import importlib
 
 from fastapi import FastAPI
 
-__all__ = ["API_MODULES", "WEB_MODULES", "include_routes"]
+__all__ = ["API_MODULES", "API_PREFIX", "WEB_MODULES", "include_routes"]
+
+API_PREFIX = "/api/v1"
 
 API_MODULES = ("catalog", "zarr", "subset", "jobs", "quicklook", "gallery", "links")
 WEB_MODULES = ("web", "share", "usage", "gallery_pages")

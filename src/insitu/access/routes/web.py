@@ -30,7 +30,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from insitu import __version__
-from insitu.access.app import API_PREFIX
 from insitu.access.deps import (
     COOKIE,
     CurrentPrincipal,
@@ -41,6 +40,7 @@ from insitu.access.deps import (
     readable_dataset,
 )
 from insitu.access.hubauth import HUB_COOKIE
+from insitu.access.routes import API_PREFIX
 from insitu.access.routes.catalog import (
     MAX_LIMIT,
     dataset_metadata,
