@@ -25,6 +25,8 @@ Builtins are second parents so callers can catch ``LookupError`` or ``ValueError
     ├── ComputeError                                500
     │   └── IncompatibleInputs (ValueError)         422
     └── DataError (OSError)                         500
+        ├── IncompleteFile
+        └── IngestError (a code: E_FORMAT, E_SCHEMA, ...)
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ __all__ = [
     "DatasetNotFound",
     "Forbidden",
     "IncompatibleInputs",
+    "IncompleteFile",
+    "IngestError",
     "InsituError",
     "InvalidQuery",
     "InvalidRequest",
@@ -183,6 +187,25 @@ class IncompatibleInputs(ComputeError, ValueError):
 
 class DataError(InsituError, OSError):
     """A data file cannot be read as the catalog says it should."""
+
+
+class IncompleteFile(DataError):
+    """A file ends before its own structure says it should (truncated, or still being
+    written): its reader would otherwise give fewer values without a word."""
+
+
+class IngestError(DataError):
+    """A raw file cannot become a product. ``code`` names the case (``E_FORMAT``,
+    ``E_INCOMPLETE``, ``E_SCHEMA``, ``E_UNITS``, ``E_CAL_MISSING``, ``E_CAL_AMBIGUOUS``,
+    ``E_CONFIG_MISSING``, ``E_UNMAPPED_CHANNEL``, ``E_DUPLICATE_CONFLICT``), ``stage`` the
+    pipeline stage that found it and ``action`` what an operator does about it."""
+
+    def __init__(self, code: str, stage: str, message: str, action: str) -> None:
+        super().__init__(f"{code} at {stage}: {message} {action}")
+        self.code = code
+        self.stage = stage
+        self.detail = message
+        self.action = action
 
 
 class StorageFull(InsituError, OSError):

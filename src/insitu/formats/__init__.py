@@ -16,6 +16,8 @@ from insitu.formats.cf import (
     mask_default_fill,
     reencode_time,
 )
+from insitu.formats.channels import Channel, ChannelFile, ChannelReader
+from insitu.formats.csv import CsvDialect, CsvReader
 from insitu.formats.files import READERS, read, read_slabs, reader_for
 from insitu.formats.header import Header, HeaderVariable, jsonable
 from insitu.formats.lock import HDF5_LOCK
@@ -34,13 +36,20 @@ from insitu.formats.reader import (
     SupportsFusedSums,
     SupportsKeepOpen,
 )
+from insitu.formats.tdms import TDMS_SIGNATURE, TdmsReader
 
 __all__ = [
     "FILL_ATTRS",
     "HDF5_LOCK",
     "HDF5_SIGNATURE",
     "READERS",
+    "TDMS_SIGNATURE",
     "Axes",
+    "Channel",
+    "ChannelFile",
+    "ChannelReader",
+    "CsvDialect",
+    "CsvReader",
     "DirectVariable",
     "Encoded",
     "EncodedVariable",
@@ -56,6 +65,7 @@ __all__ = [
     "SupportsDirectChunks",
     "SupportsFusedSums",
     "SupportsKeepOpen",
+    "TdmsReader",
     "WouldBlock",
     "axes",
     "default_fill",

@@ -15,6 +15,7 @@ import numpy as np
 
 from insitu.errors import DataError
 from insitu.formats.cf import fill_values
+from insitu.formats.csv import CsvReader
 from insitu.formats.netcdf.readers import NetCDF3Reader, NetCDF4Reader, records_per_slab
 from insitu.formats.netcdf.truncation import HDF5_SIGNATURE
 from insitu.formats.reader import (
@@ -27,17 +28,25 @@ from insitu.formats.reader import (
     SupportsDirectChunks,
     SupportsFusedSums,
 )
+from insitu.formats.tdms import TDMS_SIGNATURE, TdmsReader
 
 __all__ = ["READERS", "read", "read_slabs", "reader_for"]
 
 # One reader per format, by name; reader_for picks one from a file's first bytes.
-READERS: dict[str, FormatReader] = {"netcdf4": NetCDF4Reader(), "netcdf3": NetCDF3Reader()}
+READERS: dict[str, FormatReader] = {
+    "netcdf4": NetCDF4Reader(),
+    "netcdf3": NetCDF3Reader(),
+    "tdms": TdmsReader(),
+    "csv": CsvReader(),
+}
 _MAGIC = (
     (HDF5_SIGNATURE, "netcdf4"),
     (b"CDF\x01", "netcdf3"),
     (b"CDF\x02", "netcdf3"),
     (b"CDF\x05", "netcdf3"),
+    (TDMS_SIGNATURE, "tdms"),
 )
+_SUFFIXES = {".csv": "csv"}  # formats without a signature
 
 
 def reader_for(path: str) -> FormatReader:
@@ -51,10 +60,13 @@ def reader_for(path: str) -> FormatReader:
     for start, name in _MAGIC:
         if magic.startswith(start):
             return READERS[name]
+    for suffix, name in _SUFFIXES.items():
+        if path.lower().endswith(suffix):
+            return READERS[name]
     what = "it is empty" if not magic else f"it starts with {magic[:4]!r}"
     raise DataError(
-        f"{path} is not a file insitu reads ({what}); formats: NetCDF-4/HDF5 and classic "
-        "NetCDF. Remove it or move it out of the archive."
+        f"{path} is not a file insitu reads ({what}); formats: NetCDF-4/HDF5, classic "
+        "NetCDF, TDMS and .csv. Remove it or move it out of the archive."
     )
 
 
