@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from insitu.catalog.opening import (
 )
 from insitu.errors import ConfigError, DataError, InvalidRequest, NotFound
 from insitu.formats import OpenFiles as _Cache
-from insitu.formats import WouldBlock, reencode_time
+from insitu.formats import WouldBlock, reencode_time, with_time_units
 
 __all__ = [
     "COMPRESSOR",
@@ -129,7 +130,8 @@ class ArrayPlan:
             "compressor": compressor,
             "fill_value": self.fill_value,
             "order": "C",
-            "filters": None,
+            # Variable-length strings: numcodecs' vlen-utf8, which every format 2 client reads.
+            "filters": [{"id": "vlen-utf8"}] if self.dtype.kind == "O" else None,
             "dimension_separator": ".",
         }
 
@@ -265,8 +267,10 @@ def _fill_value(value: Any, dtype: np.dtype[Any]) -> Any:
 
 
 def _dtype(text: str) -> np.dtype[Any] | None:
-    """The native-order dtype of a variable, or None for types Zarr format 2 cannot hold
-    without object codecs (variable-length strings)."""
+    """The native-order dtype of a variable (object for variable-length strings, served
+    through the vlen-utf8 filter), or None for types the view does not serve."""
+    if text == "str":  # netCDF-4's variable-length strings, as the index records them
+        return np.dtype("O")
     try:
         dtype = np.dtype(text)
     except TypeError:
@@ -348,6 +352,20 @@ class ZarrView:
                     )
                 else:
                     arrays[info.name] = plan
+        if tdim is not None and tdim not in arrays and first.time_units:
+            # A time dimension without a coordinate, dated by an auxiliary one: its dates.
+            values = time_values(groups[0], np.dtype("float64"))
+            arrays[tdim] = ArrayPlan(
+                name=tdim,
+                dims=(tdim,),
+                shape=values.shape,
+                chunks=(max(1, values.size),),
+                dtype=values.dtype,
+                fill_value=None,
+                attrs=with_time_units({}, first.time_units, first.calendar),
+                sources=(),
+                values=values,
+            )
         attrs = {**first.global_attrs, "insitu_dataset_id": record.dataset_id}
         identity = (
             VIEW_VERSION,
@@ -420,8 +438,11 @@ class ZarrView:
         ``wait=False``, raises :class:`WouldBlock` rather than wait for the HDF5 lock or
         open a file.
         """
-        values = np.ascontiguousarray(self._values(ref, wait), dtype=ref.plan.dtype)
-        raw = values.reshape(-1).view(np.uint8).data  # bytes, no copy
+        if ref.plan.dtype.kind == "O":
+            raw: bytes | memoryview = _vlen_utf8(self._values(ref, wait))
+        else:
+            values = np.ascontiguousarray(self._values(ref, wait), dtype=ref.plan.dtype)
+            raw = values.reshape(-1).view(np.uint8).data  # bytes, no copy
         if self.compressor is None:
             return raw
         return zlib.compress(raw, int(self.compressor.get("level", 1)))
@@ -484,6 +505,20 @@ class ZarrView:
         return out
 
 
+def _vlen_utf8(values: np.ndarray[Any, Any]) -> bytes:
+    """Strings as numcodecs' vlen-utf8 encodes them: their count, then each one's length
+    and UTF-8 bytes (little-endian uint32s); anything not a string (an edge chunk's
+    padding) as the empty string."""
+    items = [
+        v.encode() if isinstance(v, str) else v if isinstance(v, bytes) else b""
+        for v in values.reshape(-1).tolist()
+    ]
+    parts = [struct.pack("<I", len(items))]
+    for item in items:
+        parts += (struct.pack("<I", len(item)), item)
+    return b"".join(parts)
+
+
 def _short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -523,6 +558,10 @@ def _plan(
     lengths = [f.n_times for f in group]
     shape = tuple(sum(lengths) if d == axis else n for d, n in enumerate(info.shape))
     if info.name == tdim:  # from the index: no file is read; one chunk, as above
+        dated = with_time_units(attrs, first.time_units, first.calendar)
+        if dated is not attrs:  # dated by another variable (raw NEMO output)
+            attrs, dtype = dated, np.dtype("float64")
+            common = {**common, "dtype": dtype, "fill_value": None}
         values = time_values(group, dtype)
         return ArrayPlan(
             **common,

@@ -29,6 +29,7 @@ from insitu.formats import (
     HeaderVariable,
     NetCDF4Reader,
     reader_for,
+    time_axis,
     truncation,
 )
 
@@ -225,29 +226,23 @@ def _describe(relpath: str, raw: Header) -> _Read:
         "global_attrs": raw.global_attrs,
     }
     status, reason, span = FileStatus.OK, "", None
-    time_var = _find_time(by_name)
-    if time_var is None:
+    found = time_axis({v.name: (v.dims, v.attrs) for v in raw.variables})
+    if found is None:
         reason = "no time axis: indexed as time-invariant"
     else:
-        status, reason, span = _read_time(time_var, header)
-        header["time_var"] = time_var.name
+        # The values and units of the variable that dates the time dimension (an auxiliary
+        # coordinate for raw NEMO output), recorded under the dimension's name.
+        status, reason, span = _read_time(by_name[found.source], header)
+        header["time_var"] = found.dim
     header["bbox"] = _bbox(by_name)
+    if raw.groups:
+        names = ", ".join(repr(g) for g in raw.groups)
+        note = (
+            f"groups {names} are not indexed, only the root group: open one with "
+            "xarray.open_dataset(path, group=NAME)"
+        )
+        reason = f"{reason}; {note}" if reason else note
     return (relpath, status, reason, header), span
-
-
-def _find_time(by_name: dict[str, HeaderVariable]) -> HeaderVariable | None:
-    for name, var in by_name.items():
-        if len(var.dims) != 1 or var.dims[0] != name:
-            continue
-        attrs = var.attrs
-        if (
-            attrs.get("axis") == "T"
-            or attrs.get("standard_name") == "time"
-            or name == "time"
-            or " since " in str(attrs.get("units", ""))
-        ):
-            return var
-    return None
 
 
 def _read_time(var: HeaderVariable, header: dict[str, Any]) -> tuple[FileStatus, str, _Span | None]:

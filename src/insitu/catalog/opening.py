@@ -181,7 +181,10 @@ def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
         attrs = var.attrs
         if tdim is not None and tdim in info.dims:
             if info.name == tdim:
-                data: Any = time_values(files, var.dtype)
+                dated = formats.with_time_units(attrs, first.time_units, first.calendar)
+                # Dated by another variable (raw NEMO output): float64 keeps its values.
+                dtype = var.dtype if dated is attrs else np.dtype("float64")
+                attrs, data = dated, time_values(files, dtype)
             else:
                 data = _lazy(
                     files,
@@ -197,6 +200,10 @@ def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
         else:
             data = _lazy([first], root, info.name, info.dims, None, var.dtype)
         raw[info.name] = xr.Variable(info.dims, data, attrs)
+    if tdim is not None and tdim not in raw and first.time_units:
+        # A time dimension without a coordinate, dated by an auxiliary one: its dates.
+        dates = formats.with_time_units({}, first.time_units, first.calendar)
+        raw[tdim] = xr.Variable((tdim,), time_values(files, np.dtype("float64")), dates)
     encoded = xr.Dataset(raw, attrs=global_attrs)
     bounds = bounds_of(first, tdim) if tdim is not None else None
     decoded = _decoded_bounds(encoded, tdim, bounds) if tdim and bounds else None

@@ -10,11 +10,14 @@ from insitu.formats.cache import OpenFiles, WouldBlock
 from insitu.formats.cf import (
     FILL_ATTRS,
     Axes,
+    TimeAxis,
     axes,
     default_fill,
     fill_values,
     mask_default_fill,
     reencode_time,
+    time_axis,
+    with_time_units,
 )
 from insitu.formats.channels import Channel, ChannelFile, ChannelReader
 from insitu.formats.csv import CsvDialect, CsvReader
@@ -66,6 +69,7 @@ __all__ = [
     "SupportsFusedSums",
     "SupportsKeepOpen",
     "TdmsReader",
+    "TimeAxis",
     "WouldBlock",
     "axes",
     "default_fill",
@@ -77,5 +81,7 @@ __all__ = [
     "reader_for",
     "record_sum",
     "reencode_time",
+    "time_axis",
     "truncation",
+    "with_time_units",
 ]

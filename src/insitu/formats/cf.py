@@ -7,7 +7,7 @@ and quicklooks agree on what is missing and on where time, latitude and longitud
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +19,14 @@ if TYPE_CHECKING:
 __all__ = [
     "FILL_ATTRS",
     "Axes",
+    "TimeAxis",
     "axes",
     "default_fill",
     "fill_values",
     "mask_default_fill",
     "reencode_time",
+    "time_axis",
+    "with_time_units",
 ]
 
 FILL_ATTRS = ("_FillValue", "missing_value")  # the attributes that mark missing values
@@ -104,11 +107,28 @@ def _is(da: Any, name: str, standard: str, axis: str, names: tuple[str, ...]) ->
     )
 
 
+def _holds_dates(da: Any, name: str) -> bool:
+    """Whether the coordinate ``name`` of ``da`` holds decoded dates (a time dimension
+    whose coordinate says nothing else, as NEMO's ``time_counter``)."""
+    if name not in da.coords:
+        return False
+    coord = da.coords[name]
+    if coord.dtype.kind == "M":
+        return True
+    if coord.dtype.kind != "O" or coord.size == 0:
+        return False
+    import cftime
+
+    return isinstance(coord.values.flat[0], cftime.datetime)
+
+
 def axes(da: xr.DataArray) -> Axes:
     """Find the CF axes of ``da`` from coordinate attributes and common names."""
     found: dict[str, str | None] = {"time": None, "lat": None, "lon": None, "vertical": None}
     for dim in map(str, da.dims):
-        if found["time"] is None and _is(da, dim, "time", "T", ("time", "t")):
+        if found["time"] is None and (
+            _is(da, dim, "time", "T", ("time", "t")) or _holds_dates(da, dim)
+        ):
             found["time"] = dim
         elif found["lat"] is None and _is(da, dim, "latitude", "Y", ("lat", "latitude", "y")):
             found["lat"] = dim
@@ -119,6 +139,66 @@ def axes(da: xr.DataArray) -> Axes:
         ):
             found["vertical"] = dim
     return Axes(**found)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeAxis:
+    """A file's time dimension and the variable whose values and ``units`` date it: the
+    dimension's own coordinate, or an auxiliary coordinate along it."""
+
+    dim: str
+    source: str
+
+
+def _dated(attrs: Mapping[str, Any]) -> bool:
+    return " since " in str(attrs.get("units", ""))
+
+
+def time_axis(variables: Mapping[str, tuple[Sequence[str], Mapping[str, Any]]]) -> TimeAxis | None:
+    """The time axis of a file from its variables' dimensions and attributes, by name.
+
+    A time coordinate is a variable along its own dimension with ``axis = "T"``,
+    ``standard_name = "time"``, the name ``time`` or ``units`` of the form ``<unit> since
+    <date>``; the first one with such units is the time axis. A time dimension whose
+    coordinate has no such units (or that has no coordinate) is dated by an auxiliary
+    coordinate along it with ``standard_name = "time"`` (or ``axis = "T"``) and units: raw
+    NEMO output counts ``time_counter`` without units and dates it by ``time_centered``.
+    Failing both, the first time coordinate, undated (the caller says what is wrong).
+    """
+    coords = [
+        name
+        for name, (dims, attrs) in variables.items()
+        if tuple(dims) == (name,)
+        and (
+            attrs.get("axis") == "T"
+            or attrs.get("standard_name") == "time"
+            or name == "time"
+            or _dated(attrs)
+        )
+    ]
+    for name in coords:
+        if _dated(variables[name][1]):
+            return TimeAxis(name, name)
+    for name, (dims, attrs) in variables.items():
+        if (
+            len(dims) == 1
+            and dims[0] != name
+            and (attrs.get("standard_name") == "time" or attrs.get("axis") == "T")
+            and _dated(attrs)
+        ):
+            return TimeAxis(dims[0], name)
+    return TimeAxis(coords[0], coords[0]) if coords else None
+
+
+def with_time_units(
+    attrs: dict[str, Any], units: str | None, calendar: str | None
+) -> dict[str, Any]:
+    """``attrs`` of a time dimension's coordinate, with the ``units`` and ``calendar`` of the
+    variable that dates it (see :func:`time_axis`) where it has no units of its own; ``attrs``
+    itself when it has them (or ``units`` is None)."""
+    if units is None or _dated(attrs):
+        return attrs
+    return {**attrs, "units": units, "calendar": calendar or "standard"}
 
 
 def reencode_time(

@@ -8,6 +8,7 @@ the variable's layout allows, and its library path otherwise: callers never choo
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,6 +61,8 @@ def reader_for(path: str) -> FormatReader:
     for start, name in _MAGIC:
         if magic.startswith(start):
             return READERS[name]
+    if _hdf5_after_user_block(path):
+        return READERS["netcdf4"]
     for suffix, name in _SUFFIXES.items():
         if path.lower().endswith(suffix):
             return READERS[name]
@@ -68,6 +71,20 @@ def reader_for(path: str) -> FormatReader:
         f"{path} is not a file insitu reads ({what}); formats: NetCDF-4/HDF5, classic "
         "NetCDF, TDMS and .csv. Remove it or move it out of the archive."
     )
+
+
+def _hdf5_after_user_block(path: str) -> bool:
+    """Whether the file is HDF5 with a user block: its signature at byte 512, 1024, 2048...
+    (where the HDF5 library looks for it; h5jam and some writers put text before it)."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        offset = 512
+        while offset + len(HDF5_SIGNATURE) <= size:
+            fh.seek(offset)
+            if fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                return True
+            offset *= 2
+    return False
 
 
 def read(path: str, name: str, index: Index = (), *, direct: bool = True) -> Array:

@@ -42,12 +42,14 @@ class HeaderVariable:
 
 @dataclass(slots=True)
 class Header:
-    """A file's header: data model, dimensions (in netCDF's order), variables, attributes."""
+    """A file's header: data model, dimensions (in netCDF's order), variables, attributes,
+    all of the root group; ``groups`` names the root group's subgroups, if any."""
 
     data_model: str
     dims: dict[str, int]
     variables: list[HeaderVariable]
     global_attrs: dict[str, Any]
+    groups: tuple[str, ...] = ()
 
 
 def jsonable(value: Any) -> Any:

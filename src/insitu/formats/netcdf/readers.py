@@ -228,6 +228,7 @@ def from_netcdf4(ds: Any) -> Header:
         {name: len(dim) for name, dim in ds.dimensions.items()},
         variables,
         _attrs(ds),
+        tuple(ds.groups),
     )
 
 
