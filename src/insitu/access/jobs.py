@@ -189,7 +189,7 @@ class JobManager:
         self, operation: str, params: dict[str, Any] | None, time: str | None
     ) -> tuple[dict[str, Any], str | None]:
         """Validated parameters (defaults filled in) and time range; raises InvalidRequest."""
-        from insitu.catalog.search import parse_time_range
+        from insitu.catalog import parse_time_range
         from insitu.compute import get_operation
 
         validated = get_operation(operation).validate(params).model_dump(mode="json")

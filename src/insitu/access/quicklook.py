@@ -36,7 +36,7 @@ from insitu.access.selection import (
     time_text,
 )
 from insitu.access.subset import READ_FACTOR, open_for_time, read_cost
-from insitu.compute.operations import OPERATIONS, NoParams
+from insitu.compute import OPERATIONS, NoParams
 from insitu.errors import DataError, InvalidQuery, TooLarge
 from insitu.formats import Axes, mask_default_fill
 

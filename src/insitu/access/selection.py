@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from insitu.catalog.models import time_key
-from insitu.catalog.search import parse_time_range
+from insitu.catalog import parse_time_range, time_key
 from insitu.errors import InvalidQuery
 from insitu.formats import Axes, axes
 

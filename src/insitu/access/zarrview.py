@@ -38,8 +38,10 @@ import numpy as np
 
 from insitu._util import LRU
 from insitu.access.deps import strong_etag
-from insitu.catalog import Catalog, DatasetRecord, FileRecord
-from insitu.catalog.opening import (
+from insitu.catalog import (
+    Catalog,
+    DatasetRecord,
+    FileRecord,
     group_by_variables,
     reencode_from,
     sorted_members,

@@ -8,8 +8,16 @@ from insitu.catalog.models import (
     FileStatus,
     ScanReport,
     VariableInfo,
+    time_key,
 )
-from insitu.catalog.search import SearchResult
+from insitu.catalog.opening import (
+    group_by_variables,
+    reencode_from,
+    sorted_members,
+    time_like_units,
+    time_values,
+)
+from insitu.catalog.search import SearchResult, parse_bbox, parse_time_range
 from insitu.catalog.store import CatalogStore, CollectionStats
 from insitu.catalog.templates import BUILTIN_TEMPLATES, Template
 
@@ -26,5 +34,13 @@ __all__ = [
     "SearchResult",
     "Template",
     "VariableInfo",
+    "group_by_variables",
     "open_dataset",
+    "parse_bbox",
+    "parse_time_range",
+    "reencode_from",
+    "sorted_members",
+    "time_key",
+    "time_like_units",
+    "time_values",
 ]

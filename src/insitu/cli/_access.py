@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from insitu.errors import BackendUnavailable
-from insitu.hub.platform import process_alive
+from insitu.hub import process_alive
 from insitu.settings import Settings
 
 if TYPE_CHECKING:
-    from insitu.access.tokens import TokenStore
+    from insitu.access import TokenStore
 
 __all__ = ["serve_command", "token_group"]
 
@@ -192,7 +192,7 @@ def token_group() -> None:
 
 
 def _store(settings: Settings) -> TokenStore:
-    from insitu.access.tokens import TokenStore
+    from insitu.access import TokenStore
 
     return TokenStore.from_uri(settings.catalog_uri)
 

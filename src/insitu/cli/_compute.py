@@ -40,8 +40,7 @@ def cluster_group() -> None:
 @click.pass_obj
 def up(settings: Settings, backend: str | None, workers: int | None, timeout: float) -> None:
     """Start a cluster in the background; compute commands then use it."""
-    from insitu.compute.backend import get_backend
-    from insitu.compute.session import running_cluster, state_file
+    from insitu.compute import get_backend, running_cluster, state_file
 
     state = running_cluster(settings)
     if state is not None:
@@ -82,7 +81,7 @@ def up(settings: Settings, backend: str | None, workers: int | None, timeout: fl
 
 
 def _client(settings: Settings):  # type: ignore[no-untyped-def]
-    from insitu.compute.session import connect, running_cluster
+    from insitu.compute import connect, running_cluster
 
     state = running_cluster(settings)
     if state is None:
@@ -122,7 +121,7 @@ def status(settings: Settings, as_json: bool) -> None:
 @click.pass_obj
 def scale(settings: Settings, workers: int, wait: bool, timeout: float) -> None:
     """Ask the running cluster for WORKERS workers."""
-    from insitu.compute.daemon import scale_file
+    from insitu.compute import scale_file
 
     _state, client = _client(settings)
     path = scale_file(settings)
@@ -142,7 +141,7 @@ def scale(settings: Settings, workers: int, wait: bool, timeout: float) -> None:
 @click.pass_obj
 def down(settings: Settings) -> None:
     """Stop the running cluster and all its workers."""
-    from insitu.compute.session import running_cluster, state_file
+    from insitu.compute import running_cluster, state_file
 
     state = running_cluster(settings)
     if state is None:
@@ -180,7 +179,7 @@ def compute_group() -> None:
 @compute_group.command("list")
 def list_ops() -> None:
     """List the operations and their parameters."""
-    from insitu.compute.operations import OPERATIONS
+    from insitu.compute import OPERATIONS
 
     for op in OPERATIONS.values():
         params = ", ".join(f"{n}={f.default!r}" for n, f in op.params.model_fields.items())

@@ -192,7 +192,7 @@ def user_add(settings: Settings, name: str, password_file: Path | None, admin: b
         click.echo(f"Unix account {name} (uid {entry.pw_uid}, home {entry.pw_dir}, mode 0700).")
     hub.UserRegistry(hub.HubPaths.of(settings).accounts).add(name, password, admin=admin)
     if hub.running(settings) is not None:
-        from insitu.hub.api import hub_api
+        from insitu.hub import hub_api
 
         hub_api(settings, "POST", f"users/{name}", {"admin": admin})
     role = "admin" if admin else "user"
@@ -206,7 +206,7 @@ def user_add(settings: Settings, name: str, password_file: Path | None, admin: b
 def user_list(settings: Settings) -> None:
     """The accounts, with admin flags and whether their server runs."""
     from insitu import hub
-    from insitu.hub.api import hub_api
+    from insitu.hub import hub_api
 
     servers: dict[str, Any] = {}
     if hub.running(settings) is not None:
@@ -226,7 +226,7 @@ def user_list(settings: Settings) -> None:
 def user_remove(settings: Settings, name: str, delete_home: bool) -> None:
     """Remove an account: it can no longer log in; its server stops."""
     from insitu import hub
-    from insitu.hub.api import hub_api
+    from insitu.hub import hub_api
 
     hub.UserRegistry(hub.HubPaths.of(settings).accounts).remove(name)
     if hub.running(settings) is not None:
@@ -240,7 +240,7 @@ def user_remove(settings: Settings, name: str, delete_home: bool) -> None:
 
 
 def _grants_store(settings: Settings) -> Any:
-    from insitu.access.tokens import TokenStore
+    from insitu.access import TokenStore
 
     return TokenStore.from_uri(settings.catalog_uri)
 
@@ -286,7 +286,7 @@ def project_group() -> None:
 def _sync_hub_group(settings: Settings, name: str, members: list[str]) -> None:
     """The hub's group ``name`` with exactly ``members``, when the hub runs."""
     from insitu import hub
-    from insitu.hub.api import hub_api
+    from insitu.hub import hub_api
 
     if hub.running(settings) is None:
         return  # the hub loads the groups when it starts
@@ -311,7 +311,7 @@ def _sync_hub_group(settings: Settings, name: str, members: list[str]) -> None:
 def project_add(settings: Settings, name: str, members: tuple[str, ...]) -> None:
     """Make project NAME (or add members to it): its folder appears as ~/projects/NAME in
     each member's home at their next server start."""
-    from insitu.hub.projects import ProjectRegistry
+    from insitu.hub import ProjectRegistry
 
     project = ProjectRegistry(settings).add(name, list(members))
     _sync_hub_group(settings, name, list(project.members))
@@ -324,7 +324,7 @@ def project_add(settings: Settings, name: str, members: tuple[str, ...]) -> None
 @click.pass_obj
 def project_leave(settings: Settings, name: str, members: tuple[str, ...]) -> None:
     """Take members out of project NAME (their files in it stay)."""
-    from insitu.hub.projects import ProjectRegistry
+    from insitu.hub import ProjectRegistry
 
     project = ProjectRegistry(settings).remove_members(name, list(members))
     _sync_hub_group(settings, name, list(project.members))
@@ -335,7 +335,7 @@ def project_leave(settings: Settings, name: str, members: tuple[str, ...]) -> No
 @click.pass_obj
 def project_list(settings: Settings) -> None:
     """The projects, their folders and members."""
-    from insitu.hub.projects import ProjectRegistry
+    from insitu.hub import ProjectRegistry
 
     for p in ProjectRegistry(settings).projects():
         click.echo(f"{p.name:20s} {p.folder}  {', '.join(p.members)}")
@@ -347,8 +347,7 @@ def project_list(settings: Settings) -> None:
 def project_remove(settings: Settings, name: str) -> None:
     """Forget project NAME and its group; its folder and files are kept."""
     from insitu import hub
-    from insitu.hub.api import hub_api
-    from insitu.hub.projects import ProjectRegistry
+    from insitu.hub import ProjectRegistry, hub_api
 
     project = ProjectRegistry(settings).remove(name)
     if hub.running(settings) is not None:

@@ -1,9 +1,9 @@
 """Compute: named analysis operations on catalog datasets, on Dask clusters of any size."""
 
 from insitu.compute.backend import BACKENDS, ClusterBackend, ClusterHandle, ClusterSpec, get_backend
-from insitu.compute.operations import OPERATIONS, Operation, get_operation
+from insitu.compute.operations import OPERATIONS, NoParams, Operation, get_operation
 from insitu.compute.run import ComputeResult, run
-from insitu.compute.session import cluster, running_cluster
+from insitu.compute.session import cluster, connect, running_cluster, scale_file, state_file
 
 __all__ = [
     "BACKENDS",
@@ -12,10 +12,14 @@ __all__ = [
     "ClusterHandle",
     "ClusterSpec",
     "ComputeResult",
+    "NoParams",
     "Operation",
     "cluster",
+    "connect",
     "get_backend",
     "get_operation",
     "run",
     "running_cluster",
+    "scale_file",
+    "state_file",
 ]

@@ -20,17 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from insitu.compute.backend import get_backend, write_client_credentials
-from insitu.compute.session import credentials_directory, spec_from_settings, state_file
+from insitu.compute.session import (
+    credentials_directory,
+    scale_file,
+    spec_from_settings,
+    state_file,
+)
 from insitu.settings import Settings
 
-__all__ = ["main", "scale_file", "serve"]
+__all__ = ["main", "serve"]
 
 log = logging.getLogger(__name__)
-
-
-def scale_file(settings: Settings) -> Path:
-    """Where ``insitu cluster scale`` leaves its request."""
-    return settings.data_dir / "cluster-scale.json"
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

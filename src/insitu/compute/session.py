@@ -31,6 +31,7 @@ __all__ = [
     "connect",
     "credentials_directory",
     "running_cluster",
+    "scale_file",
     "spec_from_settings",
     "state_file",
 ]
@@ -80,6 +81,11 @@ def spec_from_settings(settings: Settings, backend: str, workers: int | None) ->
 def state_file(settings: Settings) -> Path:
     """Where ``insitu cluster up`` records its running cluster."""
     return settings.data_dir / "cluster.json"
+
+
+def scale_file(settings: Settings) -> Path:
+    """Where ``insitu cluster scale`` leaves its request for the running cluster."""
+    return settings.data_dir / "cluster-scale.json"
 
 
 def credentials_directory(settings: Settings) -> Path:

@@ -191,7 +191,7 @@ def _server_key(spawner: Any) -> str:
 
 def _record_usage(settings: Settings, spawner: Any, *, start: bool) -> None:
     """A user's server started or stopped, for the usage log (never failing the spawn)."""
-    from insitu.access.usage import UsageLog
+    from insitu.access import UsageLog
 
     try:
         usage = UsageLog(HubPaths.of(settings).usage)

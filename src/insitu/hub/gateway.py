@@ -52,7 +52,7 @@ def _with_user_limits(base: type) -> type:
 
         @property
         def usage(self) -> Any:
-            from insitu.access.usage import UsageLog
+            from insitu.access import UsageLog
 
             return UsageLog(Path(self.usage_file)) if self.usage_file else None
 

@@ -250,7 +250,7 @@ def stop(settings: Settings, timeout: float = 60) -> PlatformState | None:
         while time.monotonic() < deadline and any(process_alive(p) for p in left):
             time.sleep(0.1)
     paths.state.unlink(missing_ok=True)
-    from insitu.access.usage import UsageLog
+    from insitu.access import UsageLog
 
     UsageLog(paths.usage).close_open()  # whatever was still running ends now
     if marked_processes(state.mark):

@@ -18,14 +18,14 @@ from dataclasses import replace
 
 import pytest
 
-from insitu.catalog.models import (
+from insitu.catalog import (
+    CatalogStore,
     Collection,
     DatasetRecord,
     FileRecord,
     FileStatus,
     VariableInfo,
 )
-from insitu.catalog.store import CatalogStore
 from insitu.errors import CollectionExists, CollectionNotFound, ScanInProgress
 
 __all__ = ["CatalogStoreTests", "sample_dataset", "sample_file"]

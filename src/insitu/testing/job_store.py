@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from insitu.access.jobstore import ACTIVE, Job, JobStore
+from insitu.access import ACTIVE, Job, JobStore
 
 __all__ = ["JobStoreTests", "sample_job"]
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from insitu.access.tokens import TOKEN_PREFIX, USE_RESOLUTION, TokenStore
+from insitu.access import TOKEN_PREFIX, USE_RESOLUTION, TokenStore
 from insitu.errors import InvalidRequest, NotFound
 
 __all__ = ["TokenStoreTests"]
