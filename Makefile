@@ -54,6 +54,8 @@ services: install
 	scripts/slurm.sh start > .cache/slurm-partition
 	@command -v sudo >/dev/null || scripts/apt-install.sh sudo
 	@echo "SLURM partition for tests: $$(tail -n1 .cache/slurm-partition)"
+	scripts/sge.sh start > .cache/sge-queue
+	@echo "Grid Engine queue for tests: $$(tail -n1 .cache/sge-queue)"
 	scripts/gateway.sh start > .cache/gateway-address
 	@echo "Dask-Gateway for tests: $$(tail -n1 .cache/gateway-address)"
 	scripts/browser.sh > .cache/chromium
@@ -64,6 +66,7 @@ services: install
 test: install services
 	INSITU_TEST_POSTGRES_URI=$$(tail -n1 .cache/postgres-url) \
 	INSITU_TEST_SLURM_PARTITION=$$(tail -n1 .cache/slurm-partition) \
+	INSITU_TEST_SGE_QUEUE=$$(tail -n1 .cache/sge-queue) \
 	INSITU_TEST_GATEWAY_ADDRESS=$$(tail -n1 .cache/gateway-address) \
 	INSITU_TEST_CHROMIUM=$$(tail -n1 .cache/chromium) \
 	INSITU_TEST_PODMAN_URL=$$(tail -n2 .cache/podman-engine | head -n1) \
@@ -107,6 +110,7 @@ bench-hub: install
 
 clean:
 	-scripts/postgres.sh stop
+	-scripts/sge.sh stop
 	-scripts/slurm.sh stop
 	-scripts/gateway.sh stop
 	-scripts/podman.sh stop

@@ -1,8 +1,8 @@
 """Shared fixtures: the demo archive, and SQLite or PostgreSQL catalog stores.
 
 PostgreSQL comes from ``INSITU_TEST_POSTGRES_URI`` if set, else the fixture starts the
-project's own server (``scripts/postgres.sh``) on loopback; SLURM likewise. Tests never skip
-for want of a service.
+project's own server (``scripts/postgres.sh``) on loopback; SLURM and Grid Engine likewise.
+Tests never skip for want of a service.
 
 ``INSITU_TEST_REQUIRE_SERVICES=1`` (``make test`` sets it) says the services were started
 before the run and their addresses given: then a missing address stops the run before any
@@ -27,6 +27,7 @@ REQUIRE_SERVICES = os.environ.get("INSITU_TEST_REQUIRE_SERVICES", "") not in (""
 SERVICES = {
     "INSITU_TEST_POSTGRES_URI": "postgres_server (tests/conftest.py)",
     "INSITU_TEST_SLURM_PARTITION": "slurm_partition (tests/conftest.py)",
+    "INSITU_TEST_SGE_QUEUE": "sge_queue (tests/conftest.py)",
     "INSITU_TEST_GATEWAY_ADDRESS": "gateway (tests/integration/test_gateway.py)",
     "INSITU_TEST_CHROMIUM": "chromium (tests/e2e/conftest.py)",
 }
@@ -140,6 +141,12 @@ def module_store_uri(
 def slurm_partition() -> str:
     """A SLURM partition on this machine; the project's script starts SLURM if needed."""
     return _service("INSITU_TEST_SLURM_PARTITION", "slurm.sh")
+
+
+@pytest.fixture(scope="session")
+def sge_queue() -> str:
+    """A Grid Engine queue on this machine; the project's script starts SGE if needed."""
+    return _service("INSITU_TEST_SGE_QUEUE", "sge.sh")
 
 
 @pytest.fixture(scope="session")
