@@ -109,7 +109,17 @@ def new_context(browser: Browser) -> BrowserContext:
     """A browser context of its own (one person's cookies), patient with a busy machine."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(60_000)
+    context.on("page", _keep_waiting)
     return context
+
+
+def _keep_waiting(page: Page) -> None:
+    """When a shared notebook is slow to sync (a busy machine), JupyterLab asks whether to
+    keep waiting, cancel or retry; a person would wait, and so do the tests."""
+    loading = page.get_by_role("dialog", name=re.compile(r"^Loading"))
+    page.add_locator_handler(
+        loading, lambda dialog: dialog.get_by_role("button", name="Continue waiting").click()
+    )
 
 
 def record_navigations(page: Page) -> list[str]:
