@@ -131,3 +131,13 @@ def execute(base: str, user: str, token: str, code: str, timeout: float = 300) -
     with ThreadPoolExecutor(1) as pool:
         job = pool.submit(asyncio.run, _execute(base.rstrip("/"), user, token, code, timeout))
         return job.result()
+
+
+def stop_cluster(base: str, token: str, name: str) -> None:
+    """Stop a Dask-Gateway cluster through the gateway's API, as its owner (``token``)."""
+    r = httpx.delete(
+        f"{base}/services/dask-gateway/api/v1/clusters/{name}",
+        headers={"Authorization": f"jupyterhub {token}"},
+        timeout=60,
+    )
+    assert r.status_code == 204, r.text

@@ -13,10 +13,9 @@ import json
 import socket
 from urllib.parse import quote
 
-import httpx
 import pytest
 
-from tests.integration.hub.client import execute
+from tests.integration.hub.client import execute, stop_cluster
 from tests.integration.hub.conftest import Platform
 
 pytestmark = pytest.mark.slow
@@ -41,15 +40,6 @@ try:
 except OSError as exc:
     print("connect", type(exc).__name__)
 """
-
-
-def _stop(platform: Platform, token: str, name: str) -> None:
-    r = httpx.delete(
-        f"{platform.base}/services/dask-gateway/api/v1/clusters/{name}",
-        headers={"Authorization": f"jupyterhub {token}"},
-        timeout=60,
-    )
-    assert r.status_code == 204, r.text
 
 
 def test_a_dashboard_is_seen_by_its_owner_through_the_hub_and_by_no_one_else(
@@ -109,4 +99,4 @@ def test_a_dashboard_is_seen_by_its_owner_through_the_hub_and_by_no_one_else(
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", cluster["port"]), timeout=5).close()
     finally:
-        _stop(platform, token, name)
+        stop_cluster(platform.base, token, name)

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.integration.hub.client import execute
+from tests.integration.hub.client import execute, stop_cluster
 from tests.integration.hub.conftest import Platform
 
 pytestmark = pytest.mark.slow
@@ -149,16 +149,6 @@ except Exception as exc:
 """
 
 
-def _stop_cluster(platform: Platform, token: str, name: str) -> None:
-    """Stop a cluster through the gateway's API, as its owner."""
-    r = httpx.delete(
-        f"{platform.base}/services/dask-gateway/api/v1/clusters/{name}",
-        headers={"Authorization": f"jupyterhub {token}"},
-        timeout=60,
-    )
-    assert r.status_code == 204, r.text
-
-
 def test_bob_neither_lists_nor_connects_to_alices_gateway_cluster(
     platform: Platform, users: Users
 ) -> None:
@@ -183,7 +173,7 @@ def test_bob_neither_lists_nor_connects_to_alices_gateway_cluster(
         assert seen["connect"].startswith("ClientResponseError 403"), seen
     finally:
         for name, cluster in made.items():
-            _stop_cluster(platform, users.tokens[name], cluster)
+            stop_cluster(platform.base, users.tokens[name], cluster)
 
 
 # -- a restricted collection, granted to alice only -------------------------------------
