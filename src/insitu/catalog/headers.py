@@ -193,6 +193,8 @@ def _unreadable_reason(path: str, exc: BaseException) -> str:
         magic = b""
     if not magic:
         return "empty file (0 bytes): not NetCDF; remove it or re-copy it from its source"
+    if magic.startswith(b"GRIB"):
+        return f"GRIB file that cannot be read ({_error_text(exc)}); re-copy it from its source"
     if magic[:3] != b"CDF" and magic != HDF5_SIGNATURE:
         return (
             f"not a NetCDF or HDF5 file (starts with {magic[:4]!r}): remove it or move it "

@@ -2,8 +2,10 @@
 
 A template has a directory part (one facet or literal per level) and a file-name part.
 ``{name}`` is a facet, ``{name:regex}`` a facet with its own pattern, ``[...]`` an optional
-piece. Built-in templates follow the CMIP6 and CMIP5 Data Reference Syntax; sites add their
-own in the TOML settings (``[catalog.templates.NAME]``).
+piece. Built-in templates follow the CMIP6 and CMIP5 Data Reference Syntax, and ``grib`` a
+tree of GRIB files (``{product}/{variable}/{year}/{name}.grib2``: one dataset per
+product and variable, whatever the years); sites add their own in the TOML settings
+(``[catalog.templates.NAME]``).
 
 Parsing is one compiled regular expression per template, so it runs at several hundred
 thousand paths a second. A path that does not fit is reported with the reason, never
@@ -272,6 +274,16 @@ BUILTIN_TEMPLATES: dict[str, Template] = {
             "version",
         ),
         aliases=_CMIP5_ALIASES,
+    ),
+    # GRIB downloads and model output (era5/t2m/2000/era5_t2m_200001.grib2): a directory
+    # per product, variable and year. A dataset is one variable of one product (era5.t2m):
+    # its years' files are one time series.
+    "grib": Template(
+        name="grib",
+        directory="{product}/{variable}/{year:\\d{4}}",
+        filename="{name}.{extension:grib2|grb2|grib|grb|grib1|grb1}",
+        dataset_facets=("product", "variable"),
+        version_facet=None,
     ),
 }
 

@@ -22,6 +22,7 @@ from insitu.formats.cf import (
 from insitu.formats.channels import Channel, ChannelFile, ChannelReader
 from insitu.formats.csv import CsvDialect, CsvReader
 from insitu.formats.files import READERS, read, read_slabs, reader_for
+from insitu.formats.grib import GRIB_SIGNATURE, GribReader
 from insitu.formats.header import Header, HeaderVariable, jsonable
 from insitu.formats.lock import HDF5_LOCK
 from insitu.formats.netcdf import NetCDF3Reader, NetCDF4Reader
@@ -43,6 +44,7 @@ from insitu.formats.tdms import TDMS_SIGNATURE, TdmsReader
 
 __all__ = [
     "FILL_ATTRS",
+    "GRIB_SIGNATURE",
     "HDF5_LOCK",
     "HDF5_SIGNATURE",
     "READERS",
@@ -57,6 +59,7 @@ __all__ = [
     "Encoded",
     "EncodedVariable",
     "FormatReader",
+    "GribReader",
     "Header",
     "HeaderVariable",
     "Index",

@@ -17,6 +17,7 @@ import numpy as np
 from insitu.errors import DataError
 from insitu.formats.cf import fill_values
 from insitu.formats.csv import CsvReader
+from insitu.formats.grib import GRIB_SIGNATURE, GribReader
 from insitu.formats.netcdf.readers import NetCDF3Reader, NetCDF4Reader, records_per_slab
 from insitu.formats.netcdf.truncation import HDF5_SIGNATURE
 from insitu.formats.reader import (
@@ -39,6 +40,7 @@ READERS: dict[str, FormatReader] = {
     "netcdf3": NetCDF3Reader(),
     "tdms": TdmsReader(),
     "csv": CsvReader(),
+    "grib": GribReader(),
 }
 _MAGIC = (
     (HDF5_SIGNATURE, "netcdf4"),
@@ -46,6 +48,7 @@ _MAGIC = (
     (b"CDF\x02", "netcdf3"),
     (b"CDF\x05", "netcdf3"),
     (TDMS_SIGNATURE, "tdms"),
+    (GRIB_SIGNATURE, "grib"),
 )
 _SUFFIXES = {".csv": "csv"}  # formats without a signature
 
@@ -69,7 +72,7 @@ def reader_for(path: str) -> FormatReader:
     what = "it is empty" if not magic else f"it starts with {magic[:4]!r}"
     raise DataError(
         f"{path} is not a file insitu reads ({what}); formats: NetCDF-4/HDF5, classic "
-        "NetCDF, TDMS and .csv. Remove it or move it out of the archive."
+        "NetCDF, GRIB, TDMS and .csv. Remove it or move it out of the archive."
     )
 
 

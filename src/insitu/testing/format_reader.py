@@ -17,6 +17,9 @@ way::
             write_my_sample(path, SAMPLE)
             return str(path)
 
+A format that cannot hold :data:`SAMPLE` (GRIB: float fields on a grid) describes what its
+sample holds instead, as a :class:`SampleFile` from a ``contents`` fixture.
+
 The suite checks what every subsystem relies on: the header (as the catalog records it),
 raw values by index (no mask, no scale: fill values and packed integers as stored), slabs
 of bounded size with the values that mean missing, typed attributes for CF decoding, the
@@ -37,6 +40,7 @@ import pytest
 from insitu import formats
 from insitu.formats import (
     FormatReader,
+    Index,
     NotDirect,
     SupportsDirectChunks,
     SupportsFusedSums,
@@ -66,6 +70,13 @@ class SampleFile:
     variables: dict[str, SampleVariable]
     attrs: dict[str, Any]
     record_dim: str = "time"
+    data_var: str = "tas"  # a floating-point variable along record_dim with a _FillValue
+    slabs: tuple[tuple[str, Index], ...] = ()  # (variable, index) pairs read by index
+
+    @property
+    def coordinates(self) -> list[str]:
+        """Names of the variables along their own dimension."""
+        return [n for n, v in self.variables.items() if v.dims == (n,)]
 
 
 _F4_1E20 = float(np.float32(1e20))  # a float32 fill, as JSON gives it back
@@ -113,6 +124,14 @@ def _sample() -> SampleFile:
             "height": SampleVariable((), np.array(2.0), {"units": "m"}),
         },
         attrs={"title": "insitu format reader contract sample", "realization": 1},
+        slabs=(
+            ("tas", (slice(0, 7),)),
+            ("tas", (slice(2, 5), slice(1, 3), slice(0, 5))),
+            ("tas", (slice(6, 7), slice(0, 4), slice(4, 5))),
+            ("pr", (slice(1, 2),)),
+            ("lat_bnds", (slice(1, 3), slice(0, 2))),
+            ("lon", (slice(2, 4),)),
+        ),
     )
 
 
@@ -149,16 +168,6 @@ def _same(a: Array, b: Array) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
-_SLABS = [
-    ("tas", (slice(0, 7),)),
-    ("tas", (slice(2, 5), slice(1, 3), slice(0, 5))),
-    ("tas", (slice(6, 7), slice(0, 4), slice(4, 5))),
-    ("pr", (slice(1, 2),)),
-    ("lat_bnds", (slice(1, 3), slice(0, 2))),
-    ("lon", (slice(2, 4),)),
-]
-
-
 class FormatReaderTests:
     """The contract; subclasses provide ``reader`` and ``sample`` fixtures."""
 
@@ -170,27 +179,32 @@ class FormatReaderTests:
     def sample(self, tmp_path: Any) -> str:
         raise NotImplementedError("provide a 'sample' fixture: a file holding SAMPLE")
 
+    @pytest.fixture
+    def contents(self) -> SampleFile:
+        """What ``sample`` holds: :data:`SAMPLE` unless a subclass says otherwise."""
+        return SAMPLE
+
     # -- the header ------------------------------------------------------------------------
 
     def test_it_has_a_name(self, reader: FormatReader) -> None:
         assert isinstance(reader.name, str) and reader.name
 
     def test_the_header_lists_dimensions_variables_and_attributes(
-        self, reader: FormatReader, sample: str
+        self, reader: FormatReader, sample: str, contents: SampleFile
     ) -> None:
         with reader.header(sample) as header:
-            assert header.dims == SAMPLE.dims
-            assert header.global_attrs == SAMPLE.attrs
+            assert header.dims == contents.dims
+            assert header.global_attrs == contents.attrs
             got = {v.name: v for v in header.variables}
-            assert list(got) == list(SAMPLE.variables)
-            for name, want in SAMPLE.variables.items():
+            assert list(got) == list(contents.variables)
+            for name, want in contents.variables.items():
                 var = got[name]
                 assert var.dims == want.dims, name
                 assert var.shape == want.values.shape, name
                 assert np.dtype(var.dtype) == want.values.dtype, name
                 assert var.attrs == want.attrs, name
-            for name in ("time", "lat", "lon"):
-                assert _same(np.asarray(got[name].read()), SAMPLE.variables[name].values)
+            for name in contents.coordinates:
+                assert _same(np.asarray(got[name].read()), contents.variables[name].values)
 
     def test_header_attributes_are_json_ready(self, reader: FormatReader, sample: str) -> None:
         import json
@@ -203,36 +217,46 @@ class FormatReaderTests:
     # -- values ----------------------------------------------------------------------------
 
     def test_variables_read_whole_give_the_raw_values(
-        self, reader: FormatReader, sample: str
+        self, reader: FormatReader, sample: str, contents: SampleFile
     ) -> None:
-        for name, want in SAMPLE.variables.items():
+        for name, want in contents.variables.items():
             assert _same(reader.read(sample, name), want.values), name
 
-    @pytest.mark.parametrize(("name", "index"), _SLABS)
     def test_slabs_by_index_give_the_raw_values(
-        self, reader: FormatReader, sample: str, name: str, index: tuple[slice, ...]
+        self, reader: FormatReader, sample: str, contents: SampleFile
     ) -> None:
-        want = SAMPLE.variables[name].values[index]
-        assert _same(reader.read(sample, name, index), want)
-        assert _same(formats.read(sample, name, index), want)
+        assert contents.slabs, "the sample names no slabs to read"
+        for name, index in contents.slabs:
+            want = contents.variables[name].values[index]
+            assert _same(reader.read(sample, name, index), want), (name, index)
+            assert _same(formats.read(sample, name, index), want), (name, index)
 
     @pytest.mark.parametrize("chunk_bytes", [1, 2 * 4 * 5 * 4, 2**20])
     def test_record_slabs_are_bounded_ordered_and_carry_the_fills(
-        self, reader: FormatReader, sample: str, chunk_bytes: int
+        self, reader: FormatReader, sample: str, contents: SampleFile, chunk_bytes: int
     ) -> None:
-        want = SAMPLE.variables["tas"].values
+        data = contents.variables[contents.data_var]
+        want, n = data.values, len(data.values)
+        fill = [float(f) for f in formats.fill_values(want.dtype, data.attrs)]
+        name = contents.data_var
         for slabs in (
-            list(reader.slabs(sample, "tas", 1, 7, chunk_bytes)),
-            list(formats.read_slabs(sample, "tas", 1, 7, chunk_bytes)),
-            list(formats.read_slabs(sample, "tas", 1, 7, chunk_bytes, sums=True)),
+            list(reader.slabs(sample, name, 1, n, chunk_bytes)),
+            list(formats.read_slabs(sample, name, 1, n, chunk_bytes)),
+            list(formats.read_slabs(sample, name, 1, n, chunk_bytes, sums=True)),
         ):
-            assert _same(np.concatenate([s.raw for s in slabs]), want[1:7])
+            assert _same(np.concatenate([s.raw for s in slabs]), want[1:n])
             assert all(len(s.raw) >= 1 for s in slabs)
             for s in slabs:
-                assert [float(f) for f in s.fills] == [float(np.float32(1e20))]
+                assert [float(f) for f in s.fills] == fill
 
-    def test_fused_sums_when_given_are_the_float64_sums_over_records(self, sample: str) -> None:
-        for slab in formats.read_slabs(sample, "tas", 0, 7, 3 * 4 * 5 * 4, sums=True):
+    def test_fused_sums_when_given_are_the_float64_sums_over_records(
+        self, sample: str, contents: SampleFile
+    ) -> None:
+        data = contents.variables[contents.data_var].values
+        record = data[0].nbytes
+        for slab in formats.read_slabs(
+            sample, contents.data_var, 0, len(data), 3 * record, sums=True
+        ):
             if slab.total is not None:
                 expected = slab.raw[0].astype("f8")
                 for record in slab.raw[1:]:
@@ -240,20 +264,26 @@ class FormatReaderTests:
                 assert np.array_equal(slab.total, expected)
 
     def test_encoded_attributes_are_typed_for_cf_decoding(
-        self, reader: FormatReader, sample: str
+        self, reader: FormatReader, sample: str, contents: SampleFile
     ) -> None:
-        found = reader.encoded(sample, ["lat", "height"])
-        assert set(found.variables) == set(SAMPLE.variables)
-        tas, pr = found.variables["tas"], found.variables["pr"]
-        assert tas.dtype == np.dtype("f4") and pr.dtype == np.dtype("i2")
-        assert np.asarray(tas.attrs["_FillValue"]).dtype == np.dtype("f4")
-        assert np.asarray(pr.attrs["_FillValue"]).dtype == np.dtype("i2")
-        assert np.asarray(pr.attrs["scale_factor"]).dtype == np.dtype("f4")
-        lat, height = found.variables["lat"], found.variables["height"]
-        assert lat.values is not None and _same(lat.values, SAMPLE.variables["lat"].values)
-        assert height.values is not None and _same(height.values, SAMPLE.variables["height"].values)
-        assert tas.values is None
-        assert found.attrs["title"] == SAMPLE.attrs["title"]
+        small = [n for n in contents.variables if n != contents.data_var][:3]
+        small += [n for n, v in contents.variables.items() if v.values.ndim == 0]
+        found = reader.encoded(sample, small)
+        assert set(found.variables) == set(contents.variables)
+        for name, want in contents.variables.items():
+            var = found.variables[name]
+            assert var.dtype == want.values.dtype, name
+            for key in ("_FillValue", "missing_value"):
+                if key in want.attrs:
+                    assert np.asarray(var.attrs[key]).dtype == want.values.dtype, (name, key)
+            for key in ("scale_factor", "add_offset"):
+                if key in want.attrs:
+                    assert np.asarray(var.attrs[key]).dtype == np.dtype("f4"), (name, key)
+            if name in small:
+                assert var.values is not None and _same(var.values, want.values), name
+        assert found.variables[contents.data_var].values is None
+        for key, value in contents.attrs.items():
+            assert formats.jsonable(found.attrs[key]) == value, key
 
     def test_the_registry_picks_this_reader_for_the_file(
         self, reader: FormatReader, sample: str
@@ -262,10 +292,12 @@ class FormatReaderTests:
 
     # -- errors ----------------------------------------------------------------------------
 
-    def test_a_missing_file_is_an_os_error(self, reader: FormatReader, tmp_path: Any) -> None:
+    def test_a_missing_file_is_an_os_error(
+        self, reader: FormatReader, tmp_path: Any, contents: SampleFile
+    ) -> None:
         gone = str(tmp_path / "gone")
         with pytest.raises(FileNotFoundError):
-            reader.read(gone, "tas")
+            reader.read(gone, contents.data_var)
         with pytest.raises(FileNotFoundError), reader.header(gone):
             pass
 
@@ -275,56 +307,62 @@ class FormatReaderTests:
 
     # -- optional abilities ----------------------------------------------------------------
 
-    @pytest.mark.parametrize(("name", "index"), _SLABS)
     def test_direct_reads_give_the_library_s_values(
-        self, reader: FormatReader, sample: str, name: str, index: tuple[slice, ...]
+        self, reader: FormatReader, sample: str, contents: SampleFile
     ) -> None:
         if not isinstance(reader, SupportsDirectChunks):
             pytest.skip(f"{reader.name} has no direct chunk reads")
-        try:
-            var = reader.open_direct(sample, name)
-        except NotDirect:
-            return  # refusing is allowed; reading other values is not
-        assert var.name == name and var.shape == SAMPLE.variables[name].values.shape
-        try:
-            got = var.read(index)
-        except NotDirect:
-            return
-        assert _same(got, SAMPLE.variables[name].values[index])
+        for name, index in contents.slabs:
+            try:
+                var = reader.open_direct(sample, name)
+            except NotDirect:
+                continue  # refusing is allowed; reading other values is not
+            assert var.name == name and var.shape == contents.variables[name].values.shape
+            try:
+                got = var.read(index)
+            except NotDirect:
+                continue
+            assert _same(got, contents.variables[name].values[index]), (name, index)
 
-    def test_fused_sums_equal_a_loop_over_records(self, reader: FormatReader, sample: str) -> None:
+    def test_fused_sums_equal_a_loop_over_records(
+        self, reader: FormatReader, sample: str, contents: SampleFile
+    ) -> None:
         if not isinstance(reader, SupportsFusedSums) or not isinstance(
             reader, SupportsDirectChunks
         ):
             pytest.skip(f"{reader.name} makes no sums while reading")
         try:
-            var = reader.open_direct(sample, "tas")
+            var = reader.open_direct(sample, contents.data_var)
         except NotDirect:
             pytest.skip("the sample's layout is not read directly")
-        total = np.empty((4, 5))
-        got = reader.read_summed(var, 2, 6, total)
-        want = SAMPLE.variables["tas"].values[2:6]
+        data = contents.variables[contents.data_var].values
+        total = np.empty(data.shape[1:])
+        hi = min(6, len(data))
+        got = reader.read_summed(var, 2, hi, total)
+        want = data[2:hi]
         assert _same(got, want)
         expected = want[0].astype("f8")
         for record in want[1:]:
             expected += record
         assert np.array_equal(total, expected)
 
-    def test_files_kept_open_give_the_same_values(self, reader: FormatReader, sample: str) -> None:
+    def test_files_kept_open_give_the_same_values(
+        self, reader: FormatReader, sample: str, contents: SampleFile
+    ) -> None:
         if not isinstance(reader, SupportsKeepOpen):
             pytest.skip(f"{reader.name} keeps no files open")
         with formats.HDF5_LOCK:
             handle = reader.open(sample)
             try:
-                for name, index in _SLABS:
+                for name, index in contents.slabs:
                     got = reader.read_open(handle, name, index)
-                    assert _same(got, SAMPLE.variables[name].values[index]), name
+                    assert _same(got, contents.variables[name].values[index]), name
             finally:
                 reader.close(handle)
         cache = formats.OpenFiles(2)
         try:
-            for name, index in _SLABS:
+            for name, index in contents.slabs:
                 got = cache.read(sample, ("sample",), name, index)
-                assert _same(got, SAMPLE.variables[name].values[index]), name
+                assert _same(got, contents.variables[name].values[index]), name
         finally:
             cache.close()
