@@ -29,7 +29,9 @@ __all__ = [
     "CatalogSettings",
     "ComputeSettings",
     "HubSettings",
+    "IngestSettings",
     "JobQueueSettings",
+    "PipelineSettings",
     "Settings",
     "TemplateSettings",
     "default_config_file",
@@ -428,6 +430,83 @@ class HubSettings(BaseModel):
     admin: str = Field(default="admin", description="Name of the first-run admin account.")
 
 
+class PipelineSettings(BaseModel):
+    """One ingest pipeline: where raw files arrive, how to read them, what to make of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(description="Inbox folder the instrument writes raw files to.")
+    parser: Literal["tdms", "csv"] = Field(default="tdms", description="Raw file format.")
+    pattern: str = Field(
+        default="*", description="Glob of the inbox files to take (e.g. '*.tdms')."
+    )
+    delimiter: str = Field(default=",", description="CSV: the cell delimiter.")
+    decimal: str = Field(default=".", description="CSV: the decimal separator.")
+    skip_rows: int = Field(default=0, ge=0, description="CSV: preamble rows before the names.")
+    units_row: bool = Field(default=False, description="CSV: a row of units follows the names.")
+    time_column: str | None = Field(
+        default=None, description="CSV: the column of sample times in seconds, if any."
+    )
+    sample_interval: float | None = Field(
+        default=None, gt=0, description="CSV without a time column: seconds between rows."
+    )
+    channels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Raw channel ('group/channel' for TDMS, the column for CSV) to logical "
+        "signal name; calibrations are chosen by signal.",
+    )
+    unmapped: Literal["raw-only", "error"] = Field(
+        default="raw-only",
+        description="A channel the map does not name: stored uncalibrated with a warning "
+        "('raw-only'), or the file is quarantined (E_UNMAPPED_CHANNEL).",
+    )
+    calibrations: str | None = Field(
+        default=None, description="YAML file of calibration definitions (one document each)."
+    )
+    configurations: str | None = Field(
+        default=None,
+        description="JSON file: a list of configuration snapshots, each with valid_from, "
+        "valid_to (UTC, half-open) and its tree.",
+    )
+    shot_property: str = Field(default="shot_id", description="Root property: the shot id.")
+    start_property: str = Field(
+        default="acquired_at", description="Root property: acquisition start (UTC)."
+    )
+    operator_property: str = Field(default="operator", description="Root property: operator.")
+    stable_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="A file without a manifest is taken once unchanged (size and mtime) "
+        "for this long.",
+    )
+    store: str | None = Field(
+        default=None,
+        description="Folder of the raw store, quarantine and ledger "
+        "(default DATA_DIR/ingest/<pipeline>).",
+    )
+    output: str | None = Field(
+        default=None, description="Folder of the products (default <store>/products)."
+    )
+    collection: str | None = Field(
+        default=None,
+        description="Catalog collection of the products (default: the pipeline's name).",
+    )
+    attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Global attributes every product carries (title, institution, source, ...).",
+    )
+
+
+class IngestSettings(BaseModel):
+    """Ingest settings: the pipelines, by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pipelines: dict[str, PipelineSettings] = Field(
+        default_factory=dict, description="Pipelines ([ingest.pipelines.NAME] tables)."
+    )
+
+
 class Settings(BaseSettings):
     """All of insitu's settings."""
 
@@ -453,6 +532,7 @@ class Settings(BaseSettings):
         default_factory=AccessSettings, description="Data service settings."
     )
     hub: HubSettings = Field(default_factory=HubSettings, description="Multi-user platform.")
+    ingest: IngestSettings = Field(default_factory=IngestSettings, description="Ingest pipelines.")
 
     @classmethod
     def settings_customise_sources(

@@ -285,6 +285,10 @@ BUILTIN_TEMPLATES: dict[str, Template] = {
         dataset_facets=("product", "variable"),
         version_facet=None,
     ),
+    # Products of an ingest pipeline: one file per shot and version (insitu.ingest).
+    "shots": Template(
+        name="shots", directory="{shot_id}/{version}", filename="{shot_id}_{version}.nc"
+    ),
 }
 
 

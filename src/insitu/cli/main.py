@@ -78,6 +78,7 @@ def _register() -> None:
     from insitu.cli._compute import cluster_group, compute_group
     from insitu.cli._gallery import publish_command
     from insitu.cli._hub import down_command, project_group, up_command, user_group
+    from insitu.cli._ingest import ingest_group
     from insitu.cli._lab import lab_command, tunnel_command
 
     cli.add_command(catalog_group)
@@ -93,6 +94,7 @@ def _register() -> None:
     cli.add_command(publish_command)
     cli.add_command(lab_command)
     cli.add_command(tunnel_command)
+    cli.add_command(ingest_group)
 
 
 _register()

@@ -1,0 +1,248 @@
+"""A pipeline's store: the inbox it watches, the raw store, the quarantine and the ledger.
+
+Layout under the store folder::
+
+    raw/<sha256[:2]>/<sha256>.<ext>            content-addressed, read-only, never removed
+    quarantine/<code>/<sha256>/report.json    what went wrong and what to do
+    quarantine/resolved/<sha256>/report.json  items a retry ingested, with their retries
+    ledger.db                                 one row per raw file (SQLite)
+    tmp/                                      products being written (emptied by each run)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import stat
+import time
+from dataclasses import astuple, dataclass
+from datetime import UTC, datetime
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any, cast
+
+from insitu.errors import IngestError, NotFound
+
+__all__ = ["Candidate", "Item", "RawStore", "candidates", "check_manifest", "sha256_of"]
+
+MANIFEST = ".manifest.json"
+_BLOCK = 1 << 20
+
+
+def check_manifest(name: str, sha: str, size: int, manifest: dict[str, Any] | None) -> None:
+    """``E_INCOMPLETE`` when the manifest gives another size or hash than the file's."""
+    if manifest is None:
+        return
+    want_sha, want_size = manifest.get("sha256"), manifest.get("size")
+    if (want_sha and want_sha != sha) or (want_size is not None and int(want_size) != size):
+        raise IngestError(
+            "E_INCOMPLETE",
+            "secure",
+            f"{name} is {size} bytes of hash {sha}; its manifest says {want_size} bytes of "
+            f"hash {want_sha}.",
+            "The file was cut short or changed after its manifest: copy it again.",
+        )
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An inbox file ready to take, with its manifest if the writer left one."""
+
+    path: Path
+    manifest: dict[str, Any] | None
+
+
+def candidates(
+    inbox: Path, pattern: str, stable_seconds: float, now: float | None = None
+) -> list[Candidate]:
+    """Inbox files that are complete: their manifest exists (written last), or their size
+    and mtime have not changed for ``stable_seconds``. Files being written are left."""
+    now = time.time() if now is None else now
+    found = []
+    for entry in sorted(os.scandir(inbox), key=lambda e: e.name) if inbox.is_dir() else []:
+        if not entry.is_file() or entry.name.endswith(MANIFEST) or entry.name.startswith("."):
+            continue
+        if not fnmatch(entry.name, pattern):
+            continue
+        manifest_path = inbox / (entry.name + MANIFEST)
+        if manifest_path.is_file():
+            try:
+                manifest = json.loads(manifest_path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue  # being written; the next poll reads it
+            found.append(Candidate(Path(entry.path), manifest))
+        elif now - entry.stat().st_mtime >= stable_seconds:
+            found.append(Candidate(Path(entry.path), None))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """The ledger's row of one raw file."""
+
+    sha256: str
+    name: str
+    state: str  # secured (being processed) | ingested | quarantined
+    shot: str | None
+    code: str | None
+    product: str | None
+    version: int | None
+    updated: str
+
+
+class RawStore:
+    """The store of one pipeline (see the module docstring)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for sub in ("raw", "quarantine", "tmp"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(root / "ledger.db", isolation_level=None, timeout=30)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS items (sha256 TEXT PRIMARY KEY, name TEXT, "
+            "state TEXT, shot TEXT, code TEXT, product TEXT, version INTEGER, updated TEXT)"
+        )
+
+    def close(self) -> None:
+        """Close the ledger."""
+        self._db.close()
+
+    # -- raw bytes -------------------------------------------------------------------------
+
+    def raw_path(self, sha: str, name: str) -> Path:
+        """Where the raw file of hash ``sha`` (named ``name`` when it arrived) is kept."""
+        return self.root / "raw" / sha[:2] / (sha + Path(name).suffix.lower())
+
+    def secure(self, path: Path, manifest: dict[str, Any] | None) -> tuple[str, Path]:
+        """Copy ``path`` into the raw store, read-only, check the copy's hash, keep its
+        manifest beside it, then remove both from the inbox. Returns the hash and the raw
+        path."""
+        sha = sha256_of(path)
+        raw = self.raw_path(sha, path.name)
+        if not raw.exists():
+            raw.parent.mkdir(parents=True, exist_ok=True)
+            part = raw.with_name(raw.name + f".part-{os.getpid()}")
+            shutil.copyfile(path, part)
+            if sha256_of(part) != sha:
+                part.unlink()
+                raise OSError(f"copy of {path} to {raw} does not hash to {sha}; disk fault?")
+            os.chmod(part, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            os.replace(part, raw)
+        kept = raw.with_name(raw.name + MANIFEST)
+        if manifest is not None and not kept.exists():
+            _write_json(kept, manifest)
+        path.unlink()
+        path.with_name(path.name + MANIFEST).unlink(missing_ok=True)
+        return sha, raw
+
+    def manifest(self, sha: str, name: str) -> dict[str, Any] | None:
+        """The manifest raw file ``sha`` came with, if any."""
+        kept = self.raw_path(sha, name)
+        kept = kept.with_name(kept.name + MANIFEST)
+        if not kept.exists():
+            return None
+        found: dict[str, Any] = json.loads(kept.read_text())
+        return found
+
+    # -- ledger ----------------------------------------------------------------------------
+
+    def item(self, sha: str) -> Item | None:
+        """The ledger's row for ``sha``."""
+        row = self._db.execute("SELECT * FROM items WHERE sha256 = ?", (sha,)).fetchone()
+        return Item(*row) if row else None
+
+    def items(self, state: str | None = None) -> list[Item]:
+        """Rows, oldest change first (of one state if given)."""
+        sql, args = "SELECT * FROM items", cast(tuple[str, ...], ())
+        if state:
+            sql, args = sql + " WHERE state = ?", (state,)
+        return [Item(*r) for r in self._db.execute(sql + " ORDER BY updated", args)]
+
+    def ingested_shot(self, shot: str) -> Item | None:
+        """The ingested row of shot ``shot``, if any."""
+        row = self._db.execute(
+            "SELECT * FROM items WHERE shot = ? AND state = 'ingested'", (shot,)
+        ).fetchone()
+        return Item(*row) if row else None
+
+    def record(self, item: Item) -> None:
+        """Insert or replace a row."""
+        self._db.execute("INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?)", astuple(item))
+
+    # -- quarantine ------------------------------------------------------------------------
+
+    def quarantine(self, sha: str, name: str, raw: Path, exc: IngestError) -> Path:
+        """Write the report of ``exc`` for raw file ``sha`` (keeping earlier retries)."""
+        retries: list[Any] = []
+        for old in self.root.glob(f"quarantine/*/{sha}/report.json"):
+            retries = json.loads(old.read_text()).get("retries", [])
+            shutil.rmtree(old.parent)
+        folder = self.root / "quarantine" / exc.code / sha
+        folder.mkdir(parents=True, exist_ok=True)
+        report = {
+            "code": exc.code,
+            "stage": exc.stage,
+            "message": exc.detail,
+            "exception": type(exc.__cause__ or exc).__name__,
+            "suggested_action": exc.action,
+            "sha256": sha,
+            "file": name,
+            "raw": str(raw),
+            "at": now_iso(),
+            "retries": retries,
+        }
+        _write_json(folder / "report.json", report)
+        return folder / "report.json"
+
+    def report(self, sha: str) -> dict[str, Any]:
+        """The quarantine report of ``sha`` (``NotFound`` if it is not quarantined)."""
+        for path in self.root.glob(f"quarantine/*/{sha}*/report.json"):
+            if path.parent.parent.name != "resolved":
+                report: dict[str, Any] = json.loads(path.read_text())
+                return report
+        raise NotFound(
+            f"No quarantined item {sha!r}; 'insitu ingest quarantine PIPELINE' lists them."
+        )
+
+    def resolve(self, sha: str, retry: dict[str, Any]) -> None:
+        """Move ``sha``'s report to ``quarantine/resolved`` with ``retry`` recorded."""
+        for path in self.root.glob(f"quarantine/*/{sha}/report.json"):
+            if path.parent.parent.name == "resolved":
+                continue
+            report = json.loads(path.read_text())
+            report.setdefault("retries", []).append(retry)
+            target = self.root / "quarantine" / "resolved" / sha
+            target.mkdir(parents=True, exist_ok=True)
+            _write_json(target / "report.json", report)
+            shutil.rmtree(path.parent)
+
+    def add_retry(self, sha: str, retry: dict[str, Any]) -> None:
+        """Record a retry that failed again in ``sha``'s current report."""
+        for path in self.root.glob(f"quarantine/*/{sha}/report.json"):
+            if path.parent.parent.name != "resolved":
+                report = json.loads(path.read_text())
+                report.setdefault("retries", []).append(retry)
+                _write_json(path, report)
+
+
+def now_iso() -> str:
+    """Now, UTC, ISO 8601."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(part, path)
