@@ -57,7 +57,7 @@ def catalog_group() -> None:
     "--template",
     default="cmip6",
     show_default=True,
-    help="Path template: cmip6, cmip5 or one defined in the settings file.",
+    help="Path template: cmip6, cmip5, grib or one defined in the settings file.",
 )
 @click.option("--public", is_flag=True, help="Readable without a token in the data service.")
 @click.option("--scan/--no-scan", default=False, help="Scan the collection right away.")
