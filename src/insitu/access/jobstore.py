@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from insitu.errors import StoreError
+from insitu import db
 
 __all__ = ["ACTIVE", "STALE_SECONDS", "STATES", "Job", "JobStore"]
 
@@ -24,10 +24,9 @@ STATES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 STALE_SECONDS = 300.0  # an active job whose process wrote no heartbeat for this long is gone
 
-_meta = sa.MetaData()
 _jobs = sa.Table(
     "access_jobs",
-    _meta,
+    db.metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("token_id", sa.String(16), index=True),
@@ -162,23 +161,20 @@ class JobStore:
     """Job records in a SQL database (the catalog's). Safe to share between threads."""
 
     def __init__(self, engine: sa.Engine) -> None:
+        """A store on ``engine``'s database, upgraded to the newest schema if older."""
         self._engine = engine
-        try:
-            _meta.create_all(engine, checkfirst=True)
-        except sa.exc.SQLAlchemyError:
-            # Another server process may have created it in the same instant: look again.
-            try:
-                _meta.create_all(engine, checkfirst=True)
-            except sa.exc.SQLAlchemyError as exc:
-                raise StoreError(f"Cannot create the job table in {engine.url!r}: {exc}") from exc
+        self._closed = False
+        db.upgrade(engine)
 
     @classmethod
     def from_uri(cls, uri: str) -> JobStore:
         """A store on the database at ``uri`` (a SQLAlchemy URL)."""
+        engine = db.engine(uri)
         try:
-            return cls(sa.create_engine(uri))
-        except sa.exc.ArgumentError as exc:
-            raise StoreError(f"Cannot open the job store at {uri!r}: {exc}") from exc
+            return cls(engine)
+        except BaseException:
+            db.release(engine)
+            raise
 
     def insert(self, job: Job) -> None:
         """Record a new job."""
@@ -266,4 +262,6 @@ class JobStore:
 
     def close(self) -> None:
         """Release connections."""
-        self._engine.dispose()
+        if not self._closed:
+            self._closed = True
+            db.release(self._engine)

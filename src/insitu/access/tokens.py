@@ -7,22 +7,23 @@ table of the catalog's database, so SQLite and PostgreSQL both work and a revoca
 seen by every service process at once.
 
 The last use is written at most once per :data:`USE_RESOLUTION` seconds per token, so a
-busy client costs one small write a minute, not one per request. A table made by an
-earlier version gains the ``expires`` and ``last_used`` columns in place on first use.
+busy client costs one small write a minute, not one per request. The tables are made,
+and a token table of an earlier version gains its ``expires`` and ``last_used`` columns,
+by the database's schema upgrade (:func:`insitu.db.upgrade`) on first use.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from insitu.errors import InvalidRequest, NotFound, StoreError
+from insitu import db
+from insitu.errors import InvalidRequest, NotFound
 
 __all__ = ["SCOPES", "TOKEN_PREFIX", "USE_RESOLUTION", "Token", "TokenStore"]
 
@@ -33,10 +34,9 @@ SCOPES: dict[str, str] = {
 TOKEN_PREFIX = "ins_"
 USE_RESOLUTION = 60.0  # seconds: a token's last use is recorded to this precision
 
-_meta = sa.MetaData()
 _tokens = sa.Table(
     "access_tokens",
-    _meta,
+    db.metadata,
     sa.Column("id", sa.String(16), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("digest", sa.String(64), nullable=False, unique=True),
@@ -44,15 +44,14 @@ _tokens = sa.Table(
     sa.Column("collections", sa.Text, nullable=False),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked", sa.DateTime(timezone=True)),
-    # Added after the first release: _upgrade() adds them to older tables.
+    # Added after the first release: the schema's first revision adds them to older tables.
     sa.Column("expires", sa.DateTime(timezone=True)),
     sa.Column("last_used", sa.DateTime(timezone=True)),
 )
-_ADDED_COLUMNS = ("expires", "last_used")
 # Collections granted to hub users (who log in through JupyterHub rather than with a token).
 _grants = sa.Table(
     "access_user_grants",
-    _meta,
+    db.metadata,
     sa.Column("user", sa.String(200), primary_key=True),
     sa.Column("collection", sa.String(200), primary_key=True),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
@@ -115,22 +114,14 @@ class TokenStore:
     """Tokens in a SQL database (the catalog's, by default). Safe to share between threads."""
 
     def __init__(self, engine: sa.Engine) -> None:
+        """A store on ``engine``'s database; its schema is upgraded on first use."""
         self._engine = engine
-        self._ready = False
-        self._lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def from_uri(cls, uri: str) -> TokenStore:
-        """A store on the database at ``uri`` (a SQLAlchemy URL)."""
-        try:
-            url = sa.make_url(uri)
-            # Every request verifies its token: keep a connection per server thread.
-            pool = (
-                {"pool_size": 32, "max_overflow": 32} if url.get_backend_name() == "sqlite" else {}
-            )
-            return cls(sa.create_engine(url, **pool))
-        except Exception as exc:
-            raise StoreError(f"Cannot open the token store at {uri!r}: {exc}") from exc
+        """A store on the database at ``uri`` (a SQLAlchemy URL); nothing is read yet."""
+        return cls(db.engine(uri))
 
     @property
     def local(self) -> bool:
@@ -139,43 +130,7 @@ class TokenStore:
         return self._engine.dialect.name == "sqlite"
 
     def _setup(self) -> None:
-        if not self._ready:
-            with self._lock:
-                if not self._ready:
-                    try:
-                        _meta.create_all(self._engine, checkfirst=True)
-                    except sa.exc.SQLAlchemyError:
-                        # Another server process may have made them in the same instant.
-                        try:
-                            _meta.create_all(self._engine, checkfirst=True)
-                        except sa.exc.SQLAlchemyError as exc:
-                            raise StoreError(
-                                f"Cannot create the token tables in {self._engine.url!r}: {exc}"
-                            ) from exc
-                    self._upgrade()
-                    self._ready = True
-
-    def _upgrade(self) -> None:
-        """Add the columns a table made by an earlier version lacks (in place, nullable)."""
-        for attempt in range(2):
-            have = {c["name"] for c in sa.inspect(self._engine).get_columns(_tokens.name)}
-            missing = [c for c in _ADDED_COLUMNS if c not in have]
-            if not missing:
-                return
-            try:
-                with self._engine.begin() as conn:
-                    for name in missing:
-                        kind = _tokens.c[name].type.compile(dialect=self._engine.dialect)
-                        conn.execute(
-                            sa.text(f"ALTER TABLE {_tokens.name} ADD COLUMN {name} {kind}")
-                        )
-            except sa.exc.SQLAlchemyError as exc:
-                # Another server process may have added them in the same instant: look again.
-                if attempt:
-                    raise StoreError(
-                        f"Cannot add columns {missing} to the token table in "
-                        f"{self._engine.url!r}: {exc}. Add them by hand (nullable timestamps)."
-                    ) from exc
+        db.upgrade(self._engine)  # once per engine: then a set lookup
 
     def create(
         self,
@@ -340,4 +295,6 @@ class TokenStore:
 
     def close(self) -> None:
         """Release connections."""
-        self._engine.dispose()
+        if not self._closed:
+            self._closed = True
+            db.release(self._engine)

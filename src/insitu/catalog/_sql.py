@@ -12,12 +12,12 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from insitu import db
 from insitu.catalog._scanlock import scan_lock
 from insitu.catalog.models import (
     Collection,
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 500
 
-metadata = sa.MetaData()
+metadata = db.metadata  # the tables of every store: the schema's migrations create them
 
 collections_t = sa.Table(
     "collections",
@@ -152,24 +152,11 @@ class SQLCatalogStore:
     """Catalog store on any SQLAlchemy database; SQLite and PostgreSQL are tested."""
 
     def __init__(self, engine: Engine) -> None:
+        """A store on ``engine``'s database, upgraded to the newest schema if older."""
         self.engine = engine
         self._lock = threading.Lock()
-        try:
-            metadata.create_all(engine)
-            with engine.begin() as conn:
-                if (
-                    conn.execute(
-                        sa.select(meta_t.c.value).where(meta_t.c.key == "generation")
-                    ).first()
-                    is None
-                ):
-                    conn.execute(meta_t.insert().values(key="generation", value=0))
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(
-                f"Cannot open the catalog store at {engine.url.render_as_string()}: "
-                f"{exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}. "
-                "Check the URL in INSITU_CATALOG__URI and that the database is running."
-            ) from exc
+        self._closed = False
+        db.upgrade(engine)  # the schema's first revision also writes generation 0
 
     def unreachable(self, exc: sa.exc.DBAPIError) -> StoreError:
         """The error to raise when the database failed under us."""
@@ -186,32 +173,13 @@ class SQLCatalogStore:
 
     @classmethod
     def from_uri(cls, uri: str) -> SQLCatalogStore:
-        """Open (and create if needed) the store at a SQLAlchemy URL."""
+        """Open (and create or upgrade if needed) the store at a SQLAlchemy URL."""
+        engine = db.engine(uri)
         try:
-            url = sa.make_url(uri)
-        except sa.exc.ArgumentError as exc:
-            raise StoreError(
-                f"Catalog URL {uri!r} is not a database URL. Use 'sqlite:///PATH' or "
-                "'postgresql+psycopg://USER@HOST:PORT/DB'."
-            ) from exc
-        if url.get_backend_name() == "sqlite":
-            if url.database and url.database != ":memory:":
-                Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            # A service answers from dozens of threads at once: with the default pool (5 + 10
-            # overflow) most of them opened a fresh connection, with its pragmas, per query.
-            engine = sa.create_engine(
-                url, connect_args={"timeout": 60}, pool_size=32, max_overflow=32
-            )
-
-            @sa.event.listens_for(engine, "connect")
-            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-                cur.close()
-        else:
-            engine = sa.create_engine(url, pool_pre_ping=True)
-        return cls(engine)
+            return cls(engine)
+        except BaseException:
+            db.release(engine)
+            raise
 
     # -- collections -------------------------------------------------------------------
 
@@ -399,7 +367,9 @@ class SQLCatalogStore:
         )
 
     def close(self) -> None:
-        self.engine.dispose()
+        if not self._closed:
+            self._closed = True
+            db.release(self.engine)
 
 
 def _bbox(text: str | None) -> tuple[float, float, float, float] | None:

@@ -1,0 +1,219 @@
+"""The database schema: an older database is upgraded in place by any command, and the
+newest migration makes exactly the tables the stores define."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from insitu import db
+from insitu.access import JobStore, TokenStore
+from insitu.catalog import Catalog
+
+# The tables as 'metadata.create_all' made them before migrations (release 23841c3):
+# every store created its own, and the token table had no 'expires' or 'last_used'.
+_OLD_SCHEMA = """
+CREATE TABLE collections (
+    name VARCHAR(200) NOT NULL, root TEXT NOT NULL, template VARCHAR(200) NOT NULL,
+    public BOOLEAN NOT NULL, PRIMARY KEY (name));
+CREATE TABLE datasets (
+    id {serial} NOT NULL, collection VARCHAR(200) NOT NULL, dataset_id TEXT NOT NULL,
+    master_id TEXT NOT NULL, version VARCHAR(100) NOT NULL, version_key VARCHAR(200) NOT NULL,
+    latest BOOLEAN NOT NULL, facets TEXT NOT NULL, n_files INTEGER NOT NULL,
+    size BIGINT NOT NULL, variables TEXT NOT NULL, attrs TEXT NOT NULL, calendar VARCHAR(40),
+    time_start VARCHAR(40), time_end VARCHAR(40), tkey_start BIGINT, tkey_end BIGINT,
+    bbox TEXT, PRIMARY KEY (id), CONSTRAINT uq_datasets_id UNIQUE (collection, dataset_id));
+CREATE INDEX ix_datasets_id ON datasets (dataset_id);
+CREATE INDEX ix_datasets_master ON datasets (collection, master_id);
+CREATE TABLE files (
+    id {serial} NOT NULL, collection VARCHAR(200) NOT NULL, path TEXT NOT NULL,
+    size BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, status VARCHAR(20) NOT NULL,
+    reason TEXT NOT NULL, dataset_id TEXT, master_id TEXT, version VARCHAR(100), facets TEXT,
+    data_model VARCHAR(40), dims TEXT, variables TEXT, global_attrs TEXT,
+    time_var VARCHAR(200), time_units VARCHAR(200), calendar VARCHAR(40),
+    time_start VARCHAR(40), time_end VARCHAR(40), tkey_start BIGINT, tkey_end BIGINT,
+    n_times INTEGER NOT NULL, time_values {blob}, bbox TEXT, PRIMARY KEY (id),
+    CONSTRAINT uq_files_path UNIQUE (collection, path));
+CREATE INDEX ix_files_dataset ON files (collection, dataset_id);
+CREATE TABLE meta ("key" VARCHAR(100) NOT NULL, value BIGINT NOT NULL, PRIMARY KEY ("key"));
+CREATE TABLE access_tokens (
+    id VARCHAR(16) NOT NULL, name VARCHAR(200) NOT NULL, digest VARCHAR(64) NOT NULL,
+    scopes TEXT NOT NULL, collections TEXT NOT NULL, created {time} NOT NULL, revoked {time},
+    PRIMARY KEY (id), UNIQUE (digest));
+CREATE TABLE access_user_grants (
+    "user" VARCHAR(200) NOT NULL, collection VARCHAR(200) NOT NULL, created {time} NOT NULL,
+    PRIMARY KEY ("user", collection));
+CREATE TABLE access_jobs (
+    id VARCHAR(32) NOT NULL, status VARCHAR(16) NOT NULL, token_id VARCHAR(16),
+    operation VARCHAR(64) NOT NULL, datasets TEXT NOT NULL, collections TEXT NOT NULL,
+    variable VARCHAR(200), params TEXT NOT NULL, time VARCHAR(100), created {time} NOT NULL,
+    started {time}, finished {time}, server VARCHAR(300) NOT NULL, heartbeat {time},
+    cached BOOLEAN NOT NULL, result_key VARCHAR(64), result_path TEXT, provenance TEXT,
+    error_type VARCHAR(100), error TEXT, PRIMARY KEY (id));
+CREATE INDEX ix_access_jobs_status ON access_jobs (status);
+CREATE INDEX ix_access_jobs_token_id ON access_jobs (token_id)
+"""
+_TYPES = {
+    "sqlite": {"serial": "INTEGER", "blob": "BLOB", "time": "DATETIME"},
+    "postgresql": {"serial": "SERIAL", "blob": "BYTEA", "time": "TIMESTAMP WITH TIME ZONE"},
+}
+_SECRET = "ins_0123456789ab_oldsecret"
+_DATASET = "CMIP6.CMIP.X.M.historical.r1i1p1f1.Amon.tas.gn.v20200101"
+
+
+def _old_database(uri: str, root: Path) -> None:
+    """A database of the release before migrations, with a collection, a dataset and its
+    file, a token and a job in it."""
+    engine = sa.create_engine(uri)
+    now = datetime.now(UTC)
+    try:
+        with engine.begin() as conn:
+            for ddl in _OLD_SCHEMA.format(**_TYPES[engine.dialect.name]).split(";"):
+                conn.exec_driver_sql(ddl)
+            conn.execute(
+                sa.text(
+                    "INSERT INTO collections VALUES ('old', :root, 'cmip6', false);"
+                    if engine.dialect.name == "postgresql"
+                    else "INSERT INTO collections VALUES ('old', :root, 'cmip6', 0)"
+                ),
+                {"root": str(root)},
+            )
+            conn.execute(sa.text("INSERT INTO meta VALUES ('generation', 7)"))
+            facets = json.dumps({"source_id": "M", "variable_id": "tas"})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO files (collection, path, size, mtime_ns, status, reason, "
+                    "dataset_id, master_id, version, facets, variables, n_times) VALUES "
+                    "('old', 'a/tas_200001-200012.nc', 100, 1, 'ok', '', :ds, :m, "
+                    "'v20200101', :facets, '[]', 12)"
+                ),
+                {"ds": _DATASET, "m": _DATASET[:-10], "facets": facets},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO datasets (collection, dataset_id, master_id, version, "
+                    "version_key, latest, facets, n_files, size, variables, attrs) VALUES "
+                    "('old', :ds, :m, 'v20200101', '20200101', :t, :facets, 1, 100, '[]', '{}')"
+                ),
+                {"ds": _DATASET, "m": _DATASET[:-10], "facets": facets, "t": True},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO access_tokens (id, name, digest, scopes, collections, created) "
+                    "VALUES ('0123456789ab', 'old', :digest, 'read', 'old', :now)"
+                ),
+                {"digest": hashlib.sha256(_SECRET.encode()).hexdigest(), "now": now},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO access_jobs (id, status, operation, datasets, collections, "
+                    "params, created, server, cached) VALUES ('job1', 'done', 'time_mean', "
+                    "'[]', '[]', '{}', :now, 'old-host', :f)"
+                ),
+                {"now": now, "f": False},
+            )
+    finally:
+        engine.dispose()
+
+
+def _revision(uri: str) -> str | None:
+    engine = sa.create_engine(uri)
+    try:
+        with engine.connect() as conn:
+            return db.revision(conn)
+    finally:
+        engine.dispose()
+
+
+def test_a_database_of_the_release_before_migrations_is_upgraded_by_any_command(
+    store_uri: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "archive"
+    root.mkdir()
+    _old_database(store_uri, root)
+    assert _revision(store_uri) is None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSITU_")}
+    env |= {"INSITU_DATA_DIR": str(tmp_path / "data"), "INSITU_CATALOG__URI": store_uri}
+    out = subprocess.run(
+        [sys.executable, "-m", "insitu.cli", "catalog", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    (listed,) = json.loads(out.stdout)
+    assert (listed["name"], listed["datasets"], listed["files"]) == ("old", 1, 1)
+    assert _revision(store_uri) == db.HEAD
+    # Every store reads what the older version wrote, and writes the newer columns.
+    with Catalog(store_uri) as cat:
+        assert cat.store.generation() == 7
+        assert [f.path for f in cat.files(_DATASET)] == ["a/tas_200001-200012.nc"]
+    tokens = TokenStore.from_uri(store_uri)
+    jobs = JobStore.from_uri(store_uri)
+    try:
+        old = tokens.verify(_SECRET)
+        assert old is not None and old.grants("old") and old.expires is None
+        tokens.record_use(old.id)
+        assert tokens.get(old.id).last_used is not None  # type: ignore[union-attr]
+        job = jobs.get("job1")
+        assert job is not None and job.status == "done"
+    finally:
+        tokens.close()
+        jobs.close()
+
+
+def test_the_newest_revision_makes_the_tables_the_stores_define(store_uri: str) -> None:
+    """A change to a store's tables without a migration fails here (as 'alembic check')."""
+    engine = db.engine(store_uri)
+    try:
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            assert db.revision(conn) == db.HEAD
+            differences = compare_metadata(MigrationContext.configure(conn), db.metadata)
+    finally:
+        db.release(engine)
+    assert differences == []
+    assert {"collections", "access_tokens", "access_jobs"} <= set(db.metadata.tables)
+
+
+def test_head_names_the_newest_migration() -> None:
+    config = Config()
+    config.set_main_option("script_location", "insitu.db:migrations")
+    assert ScriptDirectory.from_config(config).get_heads() == [db.HEAD]
+
+
+def test_commands_opening_a_new_database_at_once_migrate_it_once(
+    store_uri: str, tmp_path: Path
+) -> None:
+    """Three processes race to upgrade a new database: the lock (PostgreSQL's advisory
+    lock, SQLite's write lock) makes the others wait, then find it at the newest revision."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSITU_")}
+    env |= {"INSITU_DATA_DIR": str(tmp_path / "data"), "INSITU_CATALOG__URI": store_uri}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "insitu.cli", "catalog", "list"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        assert "No collections yet" in out
+    assert _revision(store_uri) == db.HEAD
