@@ -101,8 +101,11 @@ def test_every_dataset_and_file_is_found(
 
 def test_file_time_ranges(catalog: Catalog, demo_root: Path) -> None:
     record = catalog.search(source_id="MIROC6", table_id="Amon").results[0]
-    for f in catalog.files(record.dataset_id):
-        with xr.open_dataset(demo_root / f.path, decode_times=_CFTIME) as ds:
+    located = catalog.locate(record.dataset_id)
+    assert [x.record for x in located] == catalog.files(record.dataset_id)
+    for path, f in ((x.path, x.record) for x in located):
+        assert path == str(demo_root.resolve() / f.path)
+        with xr.open_dataset(path, decode_times=_CFTIME) as ds:
             assert f.time_start == _iso(ds.time.values[0])
             assert f.time_end == _iso(ds.time.values[-1])
             assert f.n_times == ds.sizes["time"]

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 from insitu._util import LRU, gc_paused
 from insitu.catalog._sql import SQLCatalogStore
 from insitu.catalog.index import IndexQuery, SearchIndex
-from insitu.catalog.models import Collection, DatasetRecord, FileRecord, ScanReport
+from insitu.catalog.models import (
+    Collection,
+    DatasetRecord,
+    FileRecord,
+    LocatedFile,
+    ScanReport,
+)
 from insitu.catalog.scan import scan_collection
 from insitu.catalog.search import SearchResult, parse_bbox, parse_time_range
 from insitu.catalog.store import CatalogStore, CollectionStats
@@ -265,6 +271,12 @@ class Catalog:
             )
             self._files.put(key, found)
         return list(found)
+
+    def locate(self, dataset_id: str) -> list[LocatedFile]:
+        """Where the indexed files of one dataset are: absolute paths with their records,
+        by path. The one place a collection's root and a file's path are joined."""
+        root = self.collection(self.dataset(dataset_id).collection).root
+        return [LocatedFile(os.path.join(root, f.path), f) for f in self.files(dataset_id)]
 
     def open_dataset(
         self, dataset_id: str, *, time: slice | None = None, variables: Sequence[str] | None = None

@@ -18,6 +18,7 @@ __all__ = [
     "FileRecord",
     "FileState",
     "FileStatus",
+    "LocatedFile",
     "ScanReport",
     "VariableInfo",
     "time_key",
@@ -135,6 +136,15 @@ class FileRecord:
     def ok(self) -> bool:
         """True when the file is indexed as part of a dataset."""
         return self.status is FileStatus.OK
+
+
+@dataclass(frozen=True, slots=True)
+class LocatedFile:
+    """One indexed file of a dataset: its absolute path on this machine, and its record
+    (whose ``path`` is relative to the collection root)."""
+
+    path: str
+    record: FileRecord
 
 
 @dataclass(frozen=True, slots=True)

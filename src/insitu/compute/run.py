@@ -216,14 +216,14 @@ def _streamed(
     Falls back to ``template`` (the xarray path) where the engine's assumptions do not
     hold: the field mean needs (time, ..., lat, lon) order and one record per time step.
     """
-    root = catalog.collection(catalog.dataset(dataset_id).collection).root
     direct = catalog.settings.compute.direct_reads
-    files = [
+    located = [
         f
-        for f in catalog.files(dataset_id)
-        if any(v.name == var for v in f.variables) and f.n_times > 0
+        for f in catalog.locate(dataset_id)
+        if any(v.name == var for v in f.record.variables) and f.record.n_times > 0
     ]
-    parts = [FilePart(os.path.join(root, f.path), var, 0, f.n_times, direct) for f in files]
+    files = [f.record for f in located]
+    parts = [FilePart(f.path, var, 0, f.record.n_times, direct) for f in located]
     if not parts:
         return template
     chunk = catalog.settings.compute.chunk_bytes
