@@ -40,7 +40,7 @@ def _problems(cat: Catalog) -> list[tuple[str, str, str]]:
 def _zarr_view(cat: Catalog, tmp_path: Path) -> xr.Dataset:
     """The dataset as a Zarr client sees its view: every key written to a directory."""
     record = cat.dataset(DATASET)
-    view = ZarrView.build(record, cat.files(DATASET), str(tmp_path / "archive"), 4096)
+    view = ZarrView.build(record, cat.locate(DATASET), 4096)
     out = tmp_path / "view.zarr"
     for key, doc in view.documents.items():
         (out / key).parent.mkdir(parents=True, exist_ok=True)

@@ -289,7 +289,7 @@ def test_a_grib_archive_is_scanned_opened_and_served(tmp_path: Path) -> None:
     assert cat.open_dataset("era5.t2m", time=slice("2001", "2001")).sizes["time"] == 4
     assert sorted(os.listdir(paths[0].parent)) == ["era5_t2m_200001.grib2", "era5_t2m_200002.grib2"]
 
-    view = ZarrView.build(record, cat.files("era5.t2m"), str(root), 4096)
+    view = ZarrView.build(record, cat.locate("era5.t2m"), 4096)
     try:
         ref = view.lookup("t2m/0.0.0")
         assert not isinstance(ref, bytes)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -249,7 +248,8 @@ def read_map_field(
         found = _record_file(files, var, ds[ax.time].values[0])
         if found is not None:
             f, position = found
-            path = os.path.join(catalog.collection(record.collection).root, f.path)
+            located = catalog.locate(record.dataset_id)
+            path = next(x.path for x in located if x.record.path == f.path)
             one = {**index, ax.time: position}
             try:
                 values = _decoded(lazy, formats.read(path, var, _slab(lazy, one)))

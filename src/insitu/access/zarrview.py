@@ -42,6 +42,7 @@ from insitu.catalog import (
     Catalog,
     DatasetRecord,
     FileRecord,
+    LocatedFile,
     group_by_variables,
     reencode_from,
     sorted_members,
@@ -318,14 +319,15 @@ class ZarrView:
     def build(
         cls,
         record: DatasetRecord,
-        files: Sequence[FileRecord],
-        root: str,
+        located: Sequence[LocatedFile],
         chunk_bytes: int,
         compressor: dict[str, Any] | None = COMPRESSOR,
         handles: OpenFiles | None = None,
     ) -> ZarrView:
-        """The view of a dataset from its catalog records (no file is opened)."""
-        members = sorted_members(files)
+        """The view of a dataset from its catalog records and where its files are
+        (``Catalog.locate``); no file is opened."""
+        paths = {f.record.path: f.path for f in located}
+        members = sorted_members([f.record for f in located])
         groups = group_by_variables(members)
         first = groups[0][0]
         tdim = first.time_var
@@ -344,7 +346,7 @@ class ZarrView:
             for info in group[0].variables:
                 if info.name in arrays:
                     continue  # as xarray.merge(compat="override"): the first group's wins
-                plan = _plan(info, group, root, tdim, chunk_bytes)
+                plan = _plan(info, group, paths, tdim, chunk_bytes)
                 if plan is None:
                     log.info(
                         "Zarr view of %s leaves out %s (type %s)",
@@ -532,7 +534,11 @@ def _names(arrays: dict[str, ArrayPlan], limit: int = 20) -> str:
 
 
 def _plan(
-    info: Any, group: list[FileRecord], root: str, tdim: str | None, chunk_bytes: int
+    info: Any,
+    group: list[FileRecord],
+    paths: dict[str, str],
+    tdim: str | None,
+    chunk_bytes: int,
 ) -> ArrayPlan | None:
     dtype = _dtype(info.dtype)
     if dtype is None:
@@ -548,7 +554,7 @@ def _plan(
         chunk_bytes = max(chunk_bytes, dtype.itemsize * info.shape[0], 1)
     if tdim is None or tdim not in dims:
         shape = tuple(info.shape)
-        src = Source(first, os.path.join(root, first.path), 0, 0)
+        src = Source(first, paths[first.path], 0, 0)
         return ArrayPlan(
             **common,
             shape=shape,
@@ -577,7 +583,7 @@ def _plan(
     sources, start = [], 0
     for f, n in zip(group, lengths, strict=True):
         from_units = reencode_from(f, first, info.name, to_units)
-        sources.append(Source(f, os.path.join(root, f.path), start, n, from_units))
+        sources.append(Source(f, paths[f.path], start, n, from_units))
         start += n
     return ArrayPlan(
         **common,
@@ -685,10 +691,12 @@ class ZarrViews:
         if view is None:
             # Two threads may build the same view once, which is cheaper than making every
             # other dataset's requests wait for one lock.
-            files = catalog.files(record.dataset_id)
-            root = catalog.collection(record.collection).root
             view = ZarrView.build(
-                record, files, root, self.chunk_bytes, self.compressor, self.handles
+                record,
+                catalog.locate(record.dataset_id),
+                self.chunk_bytes,
+                self.compressor,
+                self.handles,
             )
             self._views.put(key, view)
         return view
