@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +241,17 @@ def test_running_ssh_cluster_is_joined_with_the_owners_files(
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["workers"] == 1
         _assert_closed_to_others("insitu-h2", state.scheduler_address, state.tls, [])
+        # An ssh cluster cannot scale: the request is refused and the cluster runs on.
+        scale = subprocess.run(
+            [*insitu, "cluster", "scale", "2", "--no-wait"], env=env, capture_output=True, text=True
+        )
+        assert scale.returncode == 0, scale.stderr
+        deadline = time.monotonic() + 30
+        while (data / "cluster-scale.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        assert running_cluster(settings) == state, "the daemon died of a scale request"
+        assert "ignored scale request: An ssh cluster" in (data / "cluster.log").read_text()
     finally:
         down = subprocess.run(
             [*insitu, "cluster", "down"], env=env, capture_output=True, text=True, timeout=120

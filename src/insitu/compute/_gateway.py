@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from insitu.compute.backend import WORKER_ENV, ClusterHandle, ClusterSpec, DaskClusterBackend
 from insitu.errors import BackendUnavailable, ConfigError, InsituError, Unauthorized
+from insitu.settings import Settings
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -160,6 +161,26 @@ class GatewayBackend(DaskClusterBackend):
     """
 
     name: ClassVar[str] = "gateway"
+    option_names: ClassVar[frozenset[str]] = frozenset(
+        {"address", "proxy_address", "auth", "username", "password", "api_token", "cluster_options"}
+    )
+
+    @classmethod
+    def options_from_settings(cls, settings: Settings) -> dict[str, Any]:
+        """The server, how to log in and the cluster options (``compute.gateway_*``).
+
+        The password and token stay ``SecretStr``: hidden in reprs and logs.
+        """
+        c = settings.compute
+        return {
+            "address": c.gateway_address,
+            "proxy_address": c.gateway_proxy_address,
+            "auth": c.gateway_auth,
+            "username": c.gateway_username,
+            "password": c.gateway_password,
+            "api_token": c.gateway_api_token,
+            "cluster_options": c.gateway_cluster_options,
+        }
 
     def start(self, spec: ClusterSpec) -> ClusterHandle:
         """Ask the gateway for a cluster; wait until its scheduler runs.
@@ -168,6 +189,7 @@ class GatewayBackend(DaskClusterBackend):
         fails, :class:`Unauthorized` when it refuses the credentials, :class:`ConfigError`
         for settings it cannot use.
         """
+        self.check_options(spec)
         return ClusterHandle(self.name, self._make(spec))
 
     def _make(self, spec: ClusterSpec) -> Any:

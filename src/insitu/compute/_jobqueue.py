@@ -24,6 +24,7 @@ from insitu.compute.backend import (
     worker_env_exports,
 )
 from insitu.errors import ConfigError
+from insitu.settings import JobQueueSettings, Settings
 
 __all__ = ["LSFBackend", "PBSBackend", "SGEBackend", "SlurmBackend"]
 
@@ -34,6 +35,21 @@ class _JobQueueBackend(DaskClusterBackend):
     cluster_class: ClassVar[str] = ""
     account_keyword: ClassVar[str] = "account"
     own_credentials: ClassVar[bool] = True
+    option_names: ClassVar[frozenset[str]] = frozenset(JobQueueSettings.model_fields)
+
+    @classmethod
+    def options_from_settings(cls, settings: Settings) -> dict[str, Any]:
+        """``compute.jobqueue``, its job logs and TLS files under the data directory unless
+        it names directories of its own."""
+        jobqueue = settings.compute.jobqueue
+        options = jobqueue.model_dump()
+        options["log_directory"] = jobqueue.log_directory or str(
+            settings.data_dir / "logs" / "jobqueue"
+        )
+        options["credentials_directory"] = jobqueue.credentials_directory or str(
+            settings.data_dir / "tls"
+        )
+        return options
 
     def _make(self, spec: ClusterSpec) -> Any:
         import dask_jobqueue

@@ -19,6 +19,7 @@ from insitu.compute.backend import (
     DaskClusterBackend,
     pre_spawn_environ,
 )
+from insitu.settings import Settings
 
 __all__ = ["KubernetesBackend", "cluster_resource"]
 
@@ -54,6 +55,14 @@ class KubernetesBackend(DaskClusterBackend):
     """A ``KubeCluster`` (dask-kubernetes operator) made from :func:`cluster_resource`."""
 
     name: ClassVar[str] = "kubernetes"
+    # 'name' (of the DaskCluster) is not a setting: each cluster gets one of its own.
+    option_names: ClassVar[frozenset[str]] = frozenset({"image", "namespace", "name"})
+
+    @classmethod
+    def options_from_settings(cls, settings: Settings) -> dict[str, Any]:
+        """The image and namespace (``compute.kubernetes_*``)."""
+        c = settings.compute
+        return {"image": c.kubernetes_image, "namespace": c.kubernetes_namespace}
 
     def _make(self, spec: ClusterSpec) -> Any:
         from dask_kubernetes.operator import KubeCluster

@@ -26,6 +26,7 @@ from insitu.compute.backend import (
     cluster_security,
 )
 from insitu.errors import ConfigError
+from insitu.settings import Settings
 
 __all__ = ["SSHBackend", "SSHTLSCluster"]
 
@@ -182,6 +183,18 @@ class SSHBackend(DaskClusterBackend):
 
     name: ClassVar[str] = "ssh"
     own_credentials: ClassVar[bool] = True
+    supports_scale: ClassVar[bool] = False  # one worker per host of compute.ssh_hosts
+    option_names: ClassVar[frozenset[str]] = frozenset({"hosts", "connect_options", "python"})
+
+    @classmethod
+    def options_from_settings(cls, settings: Settings) -> dict[str, Any]:
+        """The hosts, how to log in to them and their Python (``compute.ssh_*``)."""
+        c = settings.compute
+        return {
+            "hosts": c.ssh_hosts,
+            "connect_options": c.ssh_connect_options,
+            "python": c.ssh_python,
+        }
 
     def _make(self, spec: ClusterSpec) -> Any:
         hosts = list(spec.options.get("hosts", []))

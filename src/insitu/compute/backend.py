@@ -5,6 +5,9 @@ gateway, Kubernetes) and returns a handle whose ``cluster`` is a regular Dask cl
 object, so the rest of insitu talks to every backend through ``distributed.Client``.
 Built-in backends are imported lazily; a missing package gives an install hint.
 Third-party backends register under the entry-point group ``insitu.compute_backends``.
+Each backend reads its own options from the settings (``options_from_settings``) and
+declares what it can do (``supports_scale``); ``insitu.testing.ClusterBackendTests`` is
+the contract every backend passes.
 
 Clusters whose scheduler or workers other machines reach (ssh, the batch schedulers) speak
 TLS only, with credentials made for that cluster (:func:`cluster_security`): a client,
@@ -29,6 +32,8 @@ from insitu.errors import BackendUnavailable, ConfigError
 
 if TYPE_CHECKING:
     from distributed.security import Security
+
+    from insitu.settings import Settings
 
 __all__ = [
     "BACKENDS",
@@ -290,21 +295,31 @@ class ClusterHandle:
 
 @runtime_checkable
 class ClusterBackend(Protocol):
-    """Starts, scales and stops Dask clusters of one kind. One instance per process."""
+    """Starts, scales and stops Dask clusters of one kind. One instance per process.
+
+    ``supports_scale`` says whether :meth:`scale` can change a running cluster's size;
+    where it cannot, :meth:`scale` raises :class:`ConfigError` saying what to do instead.
+    """
 
     name: ClassVar[str]
+    supports_scale: ClassVar[bool]
+
+    @classmethod
+    def options_from_settings(cls, settings: Settings) -> dict[str, Any]:
+        """This backend's :attr:`ClusterSpec.options`, as the settings give them."""
 
     def start(self, spec: ClusterSpec) -> ClusterHandle:
         """Start a cluster (workers may still be arriving when this returns).
 
-        Raises :class:`BackendUnavailable` with the reason when it cannot start.
+        Raises :class:`BackendUnavailable` with the reason when it cannot start, and
+        :class:`ConfigError` for options it cannot use.
         """
 
     def scale(self, handle: ClusterHandle, workers: int) -> None:
         """Ask for ``workers`` workers (jobs are submitted or cancelled as needed)."""
 
     def stop(self, handle: ClusterHandle) -> None:
-        """Stop the cluster and release every worker and job."""
+        """Stop the cluster and release every worker and job; stopping again is harmless."""
 
 
 class DaskClusterBackend:
@@ -312,15 +327,36 @@ class DaskClusterBackend:
 
     A backend whose clusters have credentials of their own (``cluster.security``, made
     with :func:`cluster_security`) sets ``own_credentials``; the handle then carries them.
+    ``option_names`` are the keys of :attr:`ClusterSpec.options` it knows (others are
+    refused); ``options_from_settings`` fills them from the settings.
     """
 
     name: ClassVar[str] = "?"
     own_credentials: ClassVar[bool] = False
+    supports_scale: ClassVar[bool] = True
+    option_names: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def options_from_settings(cls, settings: Settings) -> dict[str, Any]:
+        """No options of its own: worker count and size are the spec's."""
+        return {}
+
+    def check_options(self, spec: ClusterSpec) -> None:
+        """Refuse options this backend does not know, naming the ones it does."""
+        unknown = sorted(set(spec.options) - self.option_names)
+        if unknown:
+            known = ", ".join(sorted(self.option_names)) or "none"
+            raise ConfigError(
+                f"The {self.name} backend has no option {', '.join(map(repr, unknown))}; "
+                f"its options are: {known}. They come from the compute settings "
+                "('insitu config show')."
+            )
 
     def _make(self, spec: ClusterSpec) -> Any:
         raise NotImplementedError
 
     def start(self, spec: ClusterSpec) -> ClusterHandle:
+        self.check_options(spec)
         try:
             cluster = self._make(spec)
         except (OSError, RuntimeError, TimeoutError, ValueError) as exc:

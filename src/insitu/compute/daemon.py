@@ -26,6 +26,7 @@ from insitu.compute.session import (
     spec_from_settings,
     state_file,
 )
+from insitu.errors import InsituError
 from insitu.settings import Settings
 
 __all__ = ["main", "serve"]
@@ -47,7 +48,7 @@ def _remove_credentials(directory: Path) -> None:
 def serve(settings: Settings, backend: str, workers: int | None) -> None:
     """Run a cluster until told to stop."""
     impl = get_backend(backend)
-    handle = impl.start(spec_from_settings(settings, backend, workers))
+    handle = impl.start(spec_from_settings(settings, impl, workers))
     stop = False
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -85,7 +86,8 @@ def serve(settings: Settings, backend: str, workers: int | None) -> None:
                     n = int(json.loads(requests.read_text())["workers"])
                     impl.scale(handle, n)
                     log.info("scaled to %d workers", n)
-                except (ValueError, KeyError, OSError) as exc:
+                except (ValueError, KeyError, OSError, InsituError) as exc:
+                    # A cluster that cannot scale (ssh) says why; it keeps running.
                     log.warning("ignored scale request: %s", exc)
                 requests.unlink(missing_ok=True)
             time.sleep(0.2)

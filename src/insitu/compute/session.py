@@ -16,9 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from insitu.compute.backend import ClusterSpec, get_backend, read_client_credentials
+from insitu.compute.backend import (
+    ClusterBackend,
+    ClusterSpec,
+    get_backend,
+    read_client_credentials,
+)
 from insitu.errors import BackendUnavailable
 from insitu.settings import Settings
 
@@ -39,42 +44,24 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def spec_from_settings(settings: Settings, backend: str, workers: int | None) -> ClusterSpec:
-    """The cluster spec the settings describe for ``backend``."""
+def spec_from_settings(
+    settings: Settings, backend: str | ClusterBackend, workers: int | None
+) -> ClusterSpec:
+    """The cluster spec the settings describe for ``backend`` (a name, or the backend).
+
+    Worker count and size are the same for every backend; the backend reads its own
+    options (``options_from_settings``). An unknown name raises :class:`ConfigError`.
+    """
+    impl = get_backend(backend) if isinstance(backend, str) else backend
+    # A backend of another package written before options_from_settings takes none.
+    from_settings = getattr(impl, "options_from_settings", None)
     c = settings.compute
-    options: dict[str, Any] = {}
-    if backend in ("slurm", "pbs", "lsf", "sge"):
-        options = c.jobqueue.model_dump()
-        options["log_directory"] = c.jobqueue.log_directory or str(
-            settings.data_dir / "logs" / "jobqueue"
-        )
-        options["credentials_directory"] = c.jobqueue.credentials_directory or str(
-            settings.data_dir / "tls"
-        )
-    elif backend == "ssh":
-        options = {
-            "hosts": c.ssh_hosts,
-            "connect_options": c.ssh_connect_options,
-            "python": c.ssh_python,
-        }
-    elif backend == "gateway":
-        options = {
-            "address": c.gateway_address,
-            "proxy_address": c.gateway_proxy_address,
-            "auth": c.gateway_auth,
-            "username": c.gateway_username,
-            "password": c.gateway_password,  # SecretStr: hidden in reprs and logs
-            "api_token": c.gateway_api_token,
-            "cluster_options": c.gateway_cluster_options,
-        }
-    elif backend == "kubernetes":
-        options = {"image": c.kubernetes_image, "namespace": c.kubernetes_namespace}
     return ClusterSpec(
         workers=workers or c.workers,
         threads_per_worker=c.threads_per_worker,
         memory_limit=c.memory_limit,
         dashboard_address=c.dashboard_address,
-        options=options,
+        options=dict(from_settings(settings)) if from_settings is not None else {},
     )
 
 
@@ -139,9 +126,10 @@ def connect(settings: Settings, state: ClusterState, *, set_as_default: bool = T
     """
     from distributed import Client
 
-    backend_connect = getattr(get_backend(state.backend), "connect", None)
+    impl = get_backend(state.backend)
+    backend_connect = getattr(impl, "connect", None)
     if backend_connect is not None:
-        spec = spec_from_settings(settings, state.backend, None)
+        spec = spec_from_settings(settings, impl, None)
         client: Client = backend_connect(
             spec, state.scheduler_address, set_as_default=set_as_default
         )
@@ -199,7 +187,7 @@ def cluster(
         return
     name = backend or settings.compute.backend
     impl = get_backend(name)
-    handle = impl.start(spec_from_settings(settings, name, workers))
+    handle = impl.start(spec_from_settings(settings, impl, workers))
     try:
         client = Client(handle.cluster, set_as_default=set_as_default)
         _prepare_workers(client)
