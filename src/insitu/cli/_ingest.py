@@ -1,13 +1,18 @@
-"""``insitu ingest ...``: run a pipeline, see its state, look at and retry its quarantine.
+"""``insitu ingest ...``: run or watch a pipeline, reprocess after a calibration change, see
+its state, look at and retry its quarantine, and the lab demo.
 
 Exit codes: 0 when every file was ingested (or was a duplicate), 1 when something was
-quarantined (the other files are ingested all the same), 2 for a usage or settings error.
+quarantined (the other files are ingested all the same) or could not be reprocessed, 2 for
+a usage or settings error. ``watch`` exits 0 when stopped by SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
@@ -105,4 +110,114 @@ def retry_command(settings: Settings, pipeline: str, sha256: str) -> None:
         outcome = p.retry(sha256)
     click.echo(_line(outcome))
     if outcome.state == "quarantined":
+        sys.exit(1)
+
+
+@ingest_group.command("watch")
+@click.argument("pipeline")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    help="Seconds between looks at the inbox (default: stable_seconds/4, at most 1).",
+)
+@click.pass_obj
+def watch_command(settings: Settings, pipeline: str, interval: float | None) -> None:
+    """Keep ingesting PIPELINE's files as they become complete, until SIGINT or SIGTERM.
+
+    A file is taken once its manifest exists or it has not changed for stable_seconds.
+    On a signal the file being processed is finished and registered, then the watch
+    exits 0; a second signal abandons it (its raw copy is kept and the next run or watch
+    resumes it; nothing partial is visible).
+    """
+    from insitu.ingest import poll_interval
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    with _pipeline(settings, pipeline) as p:
+        every = interval or poll_interval(p.spec.stable_seconds)
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            click.echo(
+                f"{pipeline}: watching {p.inbox} (complete with a manifest or after "
+                f"{p.spec.stable_seconds:g} s unchanged; looking every {every:g} s). "
+                "SIGINT or SIGTERM stops."
+            )
+            report = p.watch(stop, progress=lambda o: click.echo(_line(o)), interval=every)
+        except KeyboardInterrupt:
+            click.secho(
+                f"{pipeline}: stopped in the middle of a file; the next run resumes it.",
+                err=True,
+            )
+            sys.exit(130)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    click.echo(
+        f"{pipeline}: stopped; {report.count('ingested')} ingested, "
+        f"{report.count('duplicate-ignored')} duplicate, {report.count('quarantined')} "
+        "quarantined"
+    )
+
+
+@ingest_group.command("reprocess")
+@click.argument("pipeline")
+@click.option(
+    "--calibration",
+    "calibration",
+    metavar="ID@VERSION",
+    default=None,
+    help="Only shots acquired in this calibration's validity with a signal it calibrates "
+    "(default: every shot whose calibrations or configuration changed).",
+)
+@click.pass_obj
+def reprocess_command(settings: Settings, pipeline: str, calibration: str | None) -> None:
+    """Write a new version of the shots a calibration change affects; the catalog's latest
+    version moves to it and the old version stays readable. Running it again does nothing.
+    """
+    with _pipeline(settings, pipeline) as p:
+        report = p.reprocess(calibration)
+    for o in report.outcomes:
+        if o.state != "unchanged":
+            click.echo(_line(o))
+    click.echo(
+        f"{pipeline}: {report.count('reprocessed')} reprocessed, "
+        f"{report.count('unchanged')} unchanged, {report.count('failed')} failed"
+    )
+    if not report.ok:
+        sys.exit(1)
+
+
+@ingest_group.command("demo")
+@click.pass_obj
+def demo_command(settings: Settings) -> None:
+    """Set up the lab demo in the data directory (raw TDMS shots and a CSV log,
+    calibrations, a configuration snapshot), ingest it as the collection 'lab-demo'.
+    Running it again does nothing new."""
+    from insitu.ingest import run_demo
+
+    report = run_demo(settings)
+    for o in report.outcomes:
+        click.echo(_line(o))
+    click.echo(f"""
+The lab demo is ingested: {report.products} products in the collection 'lab-demo' \
+({report.new} new) in {report.seconds:.1f} s.
+Lab folder: {report.lab} (inbox/, calibrations.yaml, configurations.json, pipelines.toml)
+
+Try:
+  insitu catalog search --collection lab-demo
+  insitu catalog search --collection lab-demo shot_id=3002
+  python -c "import insitu; print(insitu.open_dataset('3002.v1'))"
+
+To run its pipelines yourself, add the tables of {report.lab / "pipelines.toml"} to your
+settings file, then:
+  insitu ingest watch lab-demo      # drop .tdms files (with a manifest) into the inbox
+  insitu ingest reprocess lab-demo  # after editing calibrations.yaml
+""")
+    if not report.ok:
         sys.exit(1)

@@ -7,11 +7,14 @@ A :class:`Pipeline` (``[ingest.pipelines.NAME]`` in the settings) takes the comp
 of its inbox, keeps their bytes in a content-addressed raw store, checks them, calibrates
 their signals with versioned :class:`Calibration` s and writes one product per shot, which
 the catalog indexes as a collection. Files that cannot be ingested are quarantined with a
-report; :meth:`Pipeline.retry` takes them again once fixed.
+report; :meth:`Pipeline.retry` takes them again once fixed. :meth:`Pipeline.watch` keeps
+taking files as they become complete; :meth:`Pipeline.reprocess` writes a new version of the
+shots a calibration change affects. :func:`run_demo` sets up and ingests the lab demo.
 """
 
 from insitu.ingest.calibration import Calibration, Calibrations, load_calibrations
-from insitu.ingest.pipeline import Outcome, Pipeline, RunReport
+from insitu.ingest.demo import DemoReport, run_demo
+from insitu.ingest.pipeline import Outcome, Pipeline, RunReport, poll_interval
 from insitu.ingest.product import product_id
 from insitu.ingest.store import Candidate, Item, RawStore, candidates, sha256_of
 
@@ -19,6 +22,7 @@ __all__ = [
     "Calibration",
     "Calibrations",
     "Candidate",
+    "DemoReport",
     "Item",
     "Outcome",
     "Pipeline",
@@ -26,6 +30,8 @@ __all__ = [
     "RunReport",
     "candidates",
     "load_calibrations",
+    "poll_interval",
     "product_id",
+    "run_demo",
     "sha256_of",
 ]

@@ -4,6 +4,9 @@ Every raw file ends in one of three states, recorded in the ledger: ``ingested``
 ``duplicate-ignored`` (these bytes were ingested before: nothing is written) or
 ``quarantined`` (a report says why and what to do; other files go on). One run of a
 pipeline at a time (a lock file); each run first removes what a killed run left in ``tmp``.
+
+:meth:`Pipeline.watch` runs until told to stop, taking files as they become complete;
+:meth:`Pipeline.reprocess` writes a new version of the shots a calibration change affects.
 """
 
 from __future__ import annotations
@@ -11,18 +14,26 @@ from __future__ import annotations
 import fcntl
 import logging
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from insitu.errors import ConfigError, IngestError, NotFound
-from insitu.ingest.calibration import Calibrations, load_calibrations
-from insitu.ingest.product import write_product
+from insitu.errors import ConfigError, IngestError, InvalidRequest, NotFound, ScanInProgress
+from insitu.ingest.calibration import Calibration, Calibrations, load_calibrations
+from insitu.ingest.product import (
+    ProductHeader,
+    latest_product,
+    product_id,
+    read_header,
+    write_product,
+)
 from insitu.ingest.shot import open_shot, resolve_configuration
 from insitu.ingest.store import (
     Candidate,
+    FileChanged,
     Item,
     RawStore,
     candidates,
@@ -42,7 +53,9 @@ class Outcome:
 
     name: str
     sha256: str
-    state: str  # ingested | duplicate-ignored | quarantined
+    # run: ingested | duplicate-ignored | quarantined; reprocess: reprocessed | unchanged |
+    # failed (the shot's products stay as they were)
+    state: str
     code: str | None = None
     message: str | None = None
     product: str | None = None
@@ -61,8 +74,14 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        """Nothing was quarantined."""
-        return self.count("quarantined") == 0
+        """Nothing was quarantined and nothing failed."""
+        return self.count("quarantined") == 0 and self.count("failed") == 0
+
+
+def poll_interval(stable_seconds: float) -> float:
+    """How often :meth:`Pipeline.watch` looks at the inbox: a quarter of ``stable_seconds``,
+    at most 1 s (a manifest is seen within it), at least 50 ms."""
+    return max(0.05, min(1.0, stable_seconds / 4))
 
 
 class Pipeline:
@@ -122,12 +141,16 @@ class Pipeline:
         register: bool = True,
         progress: Callable[[Outcome], None] | None = None,
         now: float | None = None,
+        stop: threading.Event | None = None,
     ) -> RunReport:
         """Ingest every complete inbox file (and any a killed run left secured but not
-        processed); register the products in the catalog."""
+        processed); register the products in the catalog. When ``stop`` is set, the file
+        being processed is finished and the rest are left for the next run."""
         report = RunReport(self.name)
         with self._running():
             for item in self.store.items("secured"):  # a killed run's
+                if stop is not None and stop.is_set():
+                    break
                 raw = self.store.raw_path(item.sha256, item.name)
                 manifest = self.store.manifest(item.sha256, item.name)
                 outcome = self._process(item.sha256, item.name, raw, manifest)
@@ -135,13 +158,103 @@ class Pipeline:
                 if progress:
                     progress(outcome)
             for cand in self.pending(now):
-                outcome = self._take(cand)
-                report.outcomes.append(outcome)
+                if stop is not None and stop.is_set():
+                    break
+                taken = self._take(cand)
+                if taken is None:
+                    continue
+                report.outcomes.append(taken)
                 if progress:
-                    progress(outcome)
+                    progress(taken)
         if register and report.count("ingested"):
             self.register()
         return report
+
+    def watch(
+        self,
+        stop: threading.Event,
+        *,
+        progress: Callable[[Outcome], None] | None = None,
+        interval: float | None = None,
+    ) -> RunReport:
+        """Ingest files as they become complete until ``stop`` is set.
+
+        The inbox is looked at every ``interval`` seconds (default
+        :func:`poll_interval`): a file is taken once its manifest exists or its size and
+        mtime have been unchanged for ``stable_seconds``, so nothing waits a fixed time.
+        When ``stop`` is set, the file being processed is finished (its product written and
+        registered) and the watch returns; an exception raised meanwhile (a second signal)
+        abandons it safely: its raw copy and ledger row make the next run resume it, and
+        its temporary product is removed. Returns what was done.
+        """
+        every = poll_interval(self.spec.stable_seconds) if interval is None else interval
+        total = RunReport(self.name)
+        unregistered = bool(self.store.items("ingested"))  # an earlier run's, maybe
+        while not stop.is_set():
+            if self.store.items("secured") or self.pending():
+                report = self.run(register=False, progress=progress, stop=stop)
+                total.outcomes.extend(report.outcomes)
+                unregistered = unregistered or report.count("ingested") > 0
+            if unregistered:
+                try:
+                    self.register()
+                    unregistered = False
+                except ScanInProgress as exc:  # another process scans it: next time
+                    log.warning("%s: products not registered yet: %s", self.name, exc)
+            stop.wait(every)
+        return total
+
+    def reprocess(
+        self,
+        calibration: str | None = None,
+        *,
+        register: bool = True,
+        progress: Callable[[Outcome], None] | None = None,
+    ) -> RunReport:
+        """Write a new version of each ingested shot whose product would now differ.
+
+        With ``calibration`` (``ID@VERSION``, a definition of the pipeline's calibrations
+        that is in force) only shots acquired inside its validity that have a signal it
+        calibrates are looked at; without, every ingested shot (after any change of the
+        calibrations or configuration files). A shot whose product id would not change is
+        ``unchanged``, so a second reprocess writes nothing. A new version is
+        ``v<k+1>`` beside ``v<k>``, which stays readable; the catalog's rescan makes the
+        new one the latest. A shot that cannot be reprocessed (say ``E_CAL_MISSING``) is
+        ``failed`` and keeps its products.
+        """
+        target = self.calibration(calibration) if calibration else None
+        report = RunReport(self.name)
+        with self._running():
+            for item in self.store.items("ingested"):
+                outcome = self._reprocess(item, target, calibration)
+                if outcome is None:
+                    continue
+                report.outcomes.append(outcome)
+                if progress:
+                    progress(outcome)
+        if register and report.count("reprocessed"):
+            self.register()
+        return report
+
+    def calibration(self, ref: str) -> Calibration:
+        """The calibration definition ``ID@VERSION`` (in force, not superseded)."""
+        cal_id, _, version = ref.rpartition("@")
+        if not cal_id or not version.isdigit():
+            raise InvalidRequest(
+                f"Calibration {ref!r} is not ID@VERSION (e.g. langmuir_current/probe-A@2)."
+            )
+        for c in self.calibrations.all:
+            if c.id == cal_id and c.version == int(version):
+                if c not in self.calibrations.active:
+                    raise InvalidRequest(
+                        f"Calibration {ref} is superseded; reprocess with the one that "
+                        "supersedes it."
+                    )
+                return c
+        known = ", ".join(sorted(f"{c.id}@{c.version}" for c in self.calibrations.all))
+        raise NotFound(
+            f"No calibration {ref} in {self.spec.calibrations} (defined: {known or 'none'})."
+        )
 
     def retry(self, sha: str, *, register: bool = True) -> Outcome:
         """Ingest quarantined raw file ``sha`` again (after its problem was fixed)."""
@@ -178,16 +291,73 @@ class Pipeline:
 
     # -- one file ------------------------------------------------------------------------
 
-    def _take(self, cand: Candidate) -> Outcome:
+    def _take(self, cand: Candidate) -> Outcome | None:
         name = cand.path.name
-        sha, raw = self.store.secure(cand.path, cand.manifest)
+        try:
+            sha, raw = self.store.secure(cand.path, cand.manifest)
+        except FileChanged as exc:  # still being written: the next look takes it
+            log.info("%s: %s", self.name, exc)
+            return None
+        except FileNotFoundError:  # moved away meanwhile
+            return None
         known = self.store.item(sha)
         if known is not None and known.state in ("ingested", "duplicate-ignored"):
+            self.store.release(cand.path)
             log.info("%s: %s was ingested before (%s)", self.name, name, known.product)
             return Outcome(name, sha, "duplicate-ignored", product=known.product)
-        # Secured, not yet processed: a run killed from here on resumes it (run()).
+        # Secured, not yet processed: a run killed from here on resumes it (run()); only
+        # now may the inbox file go.
         self.store.record(Item(sha, name, "secured", None, None, None, None, now_iso()))
+        self.store.release(cand.path)
         return self._process(sha, name, raw, cand.manifest)
+
+    def _reprocess(self, item: Item, target: Calibration | None, ref: str | None) -> Outcome | None:
+        found = latest_product(self.output, item.shot or "")
+        if found is None:
+            return Outcome(item.name, item.sha256, "failed", "E_NO_PRODUCT", "no product")
+        header = read_header(found)
+        if target is not None and not (
+            target.covers(header.acquired_at) and target.signal in header.signals()
+        ):
+            return None
+        try:
+            return self._rewrite(item, header, ref)
+        except IngestError as exc:
+            outcome = Outcome(item.name, item.sha256, "failed", exc.code, exc.detail)
+        log.error("%s: %s not reprocessed: %s", self.name, item.name, outcome.message)
+        return outcome
+
+    def _rewrite(self, item: Item, header: ProductHeader, ref: str | None) -> Outcome:
+        """Version k+1 of ``item``'s shot, unless its product id would not change."""
+        raw = self.store.raw_path(item.sha256, item.name)
+        manifest = self.store.manifest(item.sha256, item.name)
+        started = now_iso()
+        with open_shot(raw, self.spec, self.calibrations, manifest) as shot:
+            resolve_configuration(self.spec.configurations, shot)
+            if product_id(item.sha256, shot) == header.product_id:
+                if (item.product, item.version) != (header.product_id, header.version):
+                    self._record(item, header.product_id, header.version)  # a killed run's
+                return Outcome(item.name, item.sha256, "unchanged", product=header.product_id)
+            info = write_product(
+                shot,
+                output=self.output,
+                tmp=self.store.root / "tmp",
+                version=header.version + 1,
+                raw_sha256=item.sha256,
+                pipeline=self.name,
+                attributes=self.spec.attributes,
+                args=f"ingest reprocess {self.name}" + (f" --calibration {ref}" if ref else ""),
+                started=started,
+                previous_history=header.history,
+            )
+        self._record(item, info.product_id, info.version)
+        log.info("%s: %s -> %s", self.name, item.name, info.path)
+        return Outcome(item.name, item.sha256, "reprocessed", product=info.product_id)
+
+    def _record(self, item: Item, pid: str, version: int) -> None:
+        self.store.record(
+            Item(item.sha256, item.name, "ingested", item.shot, None, pid, version, now_iso())
+        )
 
     def _process(self, sha: str, name: str, raw: Path, manifest: dict[str, Any] | None) -> Outcome:
         started = now_iso()

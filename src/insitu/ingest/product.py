@@ -15,8 +15,10 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,15 @@ import numpy as np
 
 from insitu.ingest.shot import Shot
 
-__all__ = ["PIPELINE_MAJOR", "ProductInfo", "product_id", "write_product"]
+__all__ = [
+    "PIPELINE_MAJOR",
+    "ProductHeader",
+    "ProductInfo",
+    "latest_product",
+    "product_id",
+    "read_header",
+    "write_product",
+]
 
 # The package's version (not 'from insitu import __version__': the top level names compute).
 __version__ = importlib.metadata.version("insitu")
@@ -40,6 +50,64 @@ class ProductInfo:
     path: Path
     product_id: str
     version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProductHeader:
+    """What a written product says of itself (read by :func:`read_header`)."""
+
+    path: Path
+    product_id: str
+    version: int
+    acquired_at: datetime
+    history: str
+    calibrations: dict[str, tuple[str, int, str]]  # variable: (id, version, sha256)
+
+    def signals(self) -> set[str]:
+        """The signals its calibrations calibrate (the ids' part before '/')."""
+        return {cal_id.split("/", 1)[0] for cal_id, _, _ in self.calibrations.values()}
+
+
+_VERSION_DIR = re.compile(r"v(\d+)")
+
+
+def latest_product(output: Path, shot: str) -> Path | None:
+    """The product file of the highest version of ``shot`` under ``output``, if any."""
+    versions = [
+        int(m.group(1))
+        for d in (output / shot).glob("v*")
+        if (m := _VERSION_DIR.fullmatch(d.name)) and (d / f"{shot}_{d.name}.nc").is_file()
+    ]
+    if not versions:
+        return None
+    k = max(versions)
+    return output / shot / f"v{k}" / f"{shot}_v{k}.nc"
+
+
+def read_header(path: Path) -> ProductHeader:
+    """The identity, time, history and calibrations of the product at ``path``."""
+    import netCDF4
+
+    from insitu.ingest.calibration import parse_time
+
+    with netCDF4.Dataset(path) as nc:
+        cals = {
+            name: (
+                str(var.getncattr("calibration_id")),
+                int(var.getncattr("calibration_version")),
+                str(var.getncattr("calibration_sha256")),
+            )
+            for name, var in nc.variables.items()
+            if "calibration_id" in var.ncattrs()
+        }
+        return ProductHeader(
+            path=path,
+            product_id=str(nc.getncattr("product_id")),
+            version=int(nc.getncattr("product_version")),
+            acquired_at=parse_time(str(nc.getncattr("acquired_at")).replace("Z", "+00:00")),
+            history=str(nc.getncattr("history")),
+            calibrations=cals,
+        )
 
 
 def product_id(raw_sha256: str, shot: Shot) -> str:

@@ -26,7 +26,15 @@ from typing import Any, cast
 
 from insitu.errors import IngestError, NotFound
 
-__all__ = ["Candidate", "Item", "RawStore", "candidates", "check_manifest", "sha256_of"]
+__all__ = [
+    "Candidate",
+    "FileChanged",
+    "Item",
+    "RawStore",
+    "candidates",
+    "check_manifest",
+    "sha256_of",
+]
 
 MANIFEST = ".manifest.json"
 _BLOCK = 1 << 20
@@ -126,26 +134,36 @@ class RawStore:
         return self.root / "raw" / sha[:2] / (sha + Path(name).suffix.lower())
 
     def secure(self, path: Path, manifest: dict[str, Any] | None) -> tuple[str, Path]:
-        """Copy ``path`` into the raw store, read-only, check the copy's hash, keep its
-        manifest beside it, then remove both from the inbox. Returns the hash and the raw
-        path."""
+        """Copy ``path`` into the raw store, read-only, check the copy's hash and keep its
+        manifest beside it. Returns the hash and the raw path. The inbox file stays until
+        :meth:`release` (after the ledger knows it), so a kill at any point loses nothing.
+
+        Raises :class:`FileChanged` when the file changed while it was read (the writer
+        was not done after all): nothing is kept, and the file is taken once stable again.
+        """
+        before = path.stat()
         sha = sha256_of(path)
         raw = self.raw_path(sha, path.name)
         if not raw.exists():
             raw.parent.mkdir(parents=True, exist_ok=True)
             part = raw.with_name(raw.name + f".part-{os.getpid()}")
-            shutil.copyfile(path, part)
-            if sha256_of(part) != sha:
-                part.unlink()
-                raise OSError(f"copy of {path} to {raw} does not hash to {sha}; disk fault?")
-            os.chmod(part, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-            os.replace(part, raw)
+            try:
+                _copy_verified(path, part, sha, before)
+                os.replace(part, raw)
+            except BaseException:  # interrupted too: no partial file is left in raw/
+                part.unlink(missing_ok=True)
+                raise
+        else:
+            _check_unchanged(path, before)
         kept = raw.with_name(raw.name + MANIFEST)
         if manifest is not None and not kept.exists():
             _write_json(kept, manifest)
-        path.unlink()
-        path.with_name(path.name + MANIFEST).unlink(missing_ok=True)
         return sha, raw
+
+    def release(self, path: Path) -> None:
+        """Remove a secured inbox file and its manifest."""
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + MANIFEST).unlink(missing_ok=True)
 
     def manifest(self, sha: str, name: str) -> dict[str, Any] | None:
         """The manifest raw file ``sha`` came with, if any."""
@@ -235,6 +253,30 @@ class RawStore:
                 report = json.loads(path.read_text())
                 report.setdefault("retries", []).append(retry)
                 _write_json(path, report)
+
+
+class FileChanged(Exception):
+    """An inbox file changed while it was being secured: it is not complete yet."""
+
+
+def _check_unchanged(path: Path, before: os.stat_result) -> None:
+    after = path.stat()
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise FileChanged(
+            f"{path.name} changed while it was read ({before.st_size} bytes, "
+            f"now {after.st_size}); taken once stable"
+        )
+
+
+def _copy_verified(path: Path, part: Path, sha: str, before: os.stat_result) -> None:
+    """Copy ``path`` to ``part``, read-only, checking the copy hashes to ``sha`` and the
+    source did not change meanwhile."""
+    shutil.copyfile(path, part)
+    copied = sha256_of(part)
+    _check_unchanged(path, before)
+    if copied != sha:
+        raise OSError(f"copy of {path} to {part} does not hash to {sha}; disk fault?")
+    os.chmod(part, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
 
 
 def now_iso() -> str:
