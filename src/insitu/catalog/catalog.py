@@ -288,9 +288,7 @@ class Catalog:
         """
         from insitu.catalog.opening import open_files
 
-        record = self.dataset(dataset_id)
-        root = self.collection(record.collection).root
-        return open_files(self.files(dataset_id), root, time=time, variables=variables)
+        return open_files(self.locate(dataset_id), time=time, variables=variables)
 
     def export_intake_esm(
         self,

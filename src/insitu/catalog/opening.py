@@ -11,14 +11,13 @@ values are therefore exactly the ones ``open_mfdataset`` gives.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from insitu import formats
-from insitu.catalog.models import FileRecord
+from insitu.catalog.models import FileRecord, LocatedFile
 from insitu.errors import DataError, InvalidQuery
 
 if TYPE_CHECKING:
@@ -68,8 +67,7 @@ def read_raw_time(
 
 
 def open_files(
-    files: Sequence[FileRecord],
-    root: str,
+    located: Sequence[LocatedFile],
     *,
     time: slice | None = None,
     variables: Sequence[str] | None = None,
@@ -83,7 +81,9 @@ def open_files(
 
     from insitu.catalog.search import parse_time_range
 
-    members = sorted_members(files)
+    paths = {f.record.path: f.path for f in located}
+    files = sorted_members([f.record for f in located])
+    members = files
     if time is not None and any(f.tkey_start is not None for f in members):
         lo, hi = parse_time_range(time.start, time.stop)
         members = [
@@ -96,7 +96,7 @@ def open_files(
                 f"No file of dataset {files[0].dataset_id!r} overlaps time {time.start!r} to "
                 f"{time.stop!r}; it covers {files[0].time_start} to {files[-1].time_end}."
             )
-    parts = [_open_group(g, root) for g in group_by_variables(members)]
+    parts = [_open_group(g, paths) for g in group_by_variables(members)]
     ds = (
         parts[0]
         if len(parts) == 1
@@ -150,12 +150,12 @@ def reencode_from(
     return str(own or f.time_units)
 
 
-def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
+def _open_group(files: list[FileRecord], paths: dict[str, str]) -> xr.Dataset:
     """Files with the same variables, concatenated along their time dimension."""
     import xarray as xr
 
     first = files[0]
-    first_path = os.path.join(root, first.path)
+    first_path = paths[first.path]
     tdim = first.time_var
     load = [
         info.name
@@ -188,7 +188,7 @@ def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
             else:
                 data = _lazy(
                     files,
-                    root,
+                    paths,
                     info.name,
                     info.dims,
                     tdim,
@@ -198,7 +198,7 @@ def _open_group(files: list[FileRecord], root: str) -> xr.Dataset:
         elif var.values is not None:
             data = var.values
         else:
-            data = _lazy([first], root, info.name, info.dims, None, var.dtype)
+            data = _lazy([first], paths, info.name, info.dims, None, var.dtype)
         raw[info.name] = xr.Variable(info.dims, data, attrs)
     if tdim is not None and tdim not in raw and first.time_units:
         # A time dimension without a coordinate, dated by an auxiliary one: its dates.
@@ -318,7 +318,7 @@ def bounds_of(record: FileRecord, name: str) -> str | None:
 
 def _lazy(
     files: list[FileRecord],
-    root: str,
+    paths: dict[str, str],
     name: str,
     dims: tuple[str, ...],
     tdim: str | None,
@@ -346,7 +346,7 @@ def _lazy(
         n = f.n_times if tdim is not None else base[axis] if base else 1
         lengths.append(n)
         block = (*rest[:axis], i, *rest[axis:]) if dims else ()
-        path = os.path.join(root, f.path)
+        path = paths[f.path]
         units = reencode_from(f, files[0], name, time_units)
         if time_units is not None and units is not None:
             layer[(key, *block)] = (
