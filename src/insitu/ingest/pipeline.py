@@ -187,8 +187,12 @@ class Pipeline:
         abandons it safely: its raw copy and ledger row make the next run resume it, and
         its temporary product is removed. Returns what was done.
         """
+        from insitu.catalog import Catalog
+
         every = poll_interval(self.spec.stable_seconds) if interval is None else interval
         total = RunReport(self.name)
+        with Catalog(self.settings) as catalog:  # a new database is made now, not later
+            catalog.collections()
         unregistered = bool(self.store.items("ingested"))  # an earlier run's, maybe
         while not stop.is_set():
             if self.store.items("secured") or self.pending():
