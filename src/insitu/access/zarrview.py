@@ -12,12 +12,22 @@ client exactly as :meth:`insitu.catalog.Catalog.open_dataset` decodes the same e
 dataset locally, so both give the same values. The time axis and the re-encoding of
 time-like variables of files that count time from another date are the catalog's.
 
-Nothing here opens a file to build metadata: shapes, types and attributes come from the
-catalog's records, the time coordinate from the values the scan stored. A chunk request
+Metadata comes from the catalog's records (shapes, types, attributes; the time coordinate
+from the values the scan stored); only the storage layout of each array's first file is read
+to build a view (see below). A chunk request
 reads one slab from the one file that holds it (two files only where file lengths leave
 no aligned chunking; see :func:`time_chunk`), through :class:`insitu.formats.OpenFiles`:
 from the stored chunks directly where the layout allows (no HDF5 lock, so requests decode
 in parallel), through the format library on a handle kept open otherwise.
+
+Where a variable's file stores it as a Zarr client can decode it (deflate, shuffle first or
+not, a little-endian number) and each chunk of the view is one stored chunk of one file
+(the view takes the files' chunk shape, and every file starts at a multiple of its length
+along time), the view declares numcodecs' ``zlib`` compressor and ``shuffle`` filter (HDF5's
+very byte transposition) and serves each chunk's stored bytes as they are: one ``pread``,
+nothing decoded or compressed (:class:`StoredCodecs`). A chunk stored otherwise (a filter
+skipped, a file chunked differently, time re-encoded) is encoded with the same codecs from
+its values, so every chunk of the array is valid under its one ``.zarray``.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ import os
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -50,8 +60,14 @@ from insitu.catalog import (
     time_values,
 )
 from insitu.errors import ConfigError, DataError, InvalidRequest, NotFound
+from insitu.formats import (
+    NotDirect,
+    SupportsStoredChunks,
+    WouldBlock,
+    reencode_time,
+    with_time_units,
+)
 from insitu.formats import OpenFiles as _Cache
-from insitu.formats import WouldBlock, reencode_time, with_time_units
 
 __all__ = [
     "COMPRESSOR",
@@ -59,6 +75,7 @@ __all__ = [
     "ChunkRef",
     "OpenFiles",
     "Source",
+    "StoredCodecs",
     "WouldBlock",
     "ZarrView",
     "ZarrViews",
@@ -70,7 +87,7 @@ log = logging.getLogger(__name__)
 
 # Enters every ETag: bump it when the layout or the encoding of the view changes, so that
 # clients holding chunks of an older layout do not revalidate them as current.
-VIEW_VERSION = 1
+VIEW_VERSION = 2  # 2: stored chunks served as they are (StoredCodecs)
 
 # No compressor. Measured on loopback (2 cores, 6.7 MiB float32 chunks of a noisy field):
 # zlib level 1 (what numcodecs' "zlib" codec reads) sent 80 % of the bytes but served 8-11
@@ -100,6 +117,35 @@ class Source:
         return (self.record.path, self.record.size, self.record.mtime_ns)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredCodecs:
+    """The codecs of an array served as its files store it: numcodecs' ``zlib`` (HDF5's
+    deflate: a zlib stream) after ``shuffle`` (HDF5's shuffle) or alone."""
+
+    shuffle: bool
+    level: int = 1  # for chunks encoded here; a zlib stream decodes whatever its level
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        """The files' filters, as :class:`insitu.formats.SupportsStoredChunks` names them."""
+        return ("shuffle", "deflate") if self.shuffle else ("deflate",)
+
+    def compressor(self) -> dict[str, Any]:
+        """The ``.zarray`` compressor."""
+        return {"id": "zlib", "level": self.level}
+
+    def zfilters(self, itemsize: int) -> list[dict[str, Any]] | None:
+        """The ``.zarray`` filters."""
+        return [{"id": "shuffle", "elementsize": itemsize}] if self.shuffle else None
+
+    def encode(self, values: np.ndarray[Any, Any]) -> bytes:
+        """A chunk's values (C order, the array's type) encoded as the files store them."""
+        raw = np.ascontiguousarray(values).reshape(-1).view(np.uint8)
+        if self.shuffle:  # byte k of every value together, k = 0, 1, ...
+            raw = np.ascontiguousarray(raw.reshape(-1, values.dtype.itemsize).T)
+        return zlib.compress(raw.data, self.level)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class ArrayPlan:
     """One array of the view: its Zarr metadata and where each chunk's values come from."""
@@ -117,6 +163,7 @@ class ArrayPlan:
     calendar: str = "standard"
     values: np.ndarray[Any, Any] | None = None  # served from memory (the time coordinate)
     starts: tuple[int, ...] = field(default=())
+    stored: StoredCodecs | None = None  # chunks served as the files store them
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -124,7 +171,11 @@ class ArrayPlan:
         return tuple(math.ceil(n / c) for n, c in zip(self.shape, self.chunks, strict=True))
 
     def zarray(self, compressor: dict[str, Any] | None) -> dict[str, Any]:
-        """The ``.zarray`` document."""
+        """The ``.zarray`` document (``compressor`` unless the files' codecs are served)."""
+        filters = [{"id": "vlen-utf8"}] if self.dtype.kind == "O" else None
+        if self.stored is not None:
+            compressor = self.stored.compressor()
+            filters = self.stored.zfilters(self.dtype.itemsize)
         return {
             "zarr_format": 2,
             "shape": list(self.shape),
@@ -134,7 +185,7 @@ class ArrayPlan:
             "fill_value": self.fill_value,
             "order": "C",
             # Variable-length strings: numcodecs' vlen-utf8, which every format 2 client reads.
-            "filters": [{"id": "vlen-utf8"}] if self.dtype.kind == "O" else None,
+            "filters": filters,
             "dimension_separator": ".",
         }
 
@@ -326,6 +377,9 @@ class ZarrView:
     ) -> ZarrView:
         """The view of a dataset from its catalog records and where its files are
         (``Catalog.locate``); no file is opened."""
+        # Each array's storage is read from its first file with files of the view's own,
+        # closed once built: a chunk request still opens a file (or waits) as before.
+        probe = OpenFiles(4, direct=handles.direct if handles is not None else True)
         paths = {f.record.path: f.path for f in located}
         members = sorted_members([f.record for f in located])
         groups = group_by_variables(members)
@@ -355,7 +409,10 @@ class ZarrView:
                         info.dtype,
                     )
                 else:
-                    arrays[info.name] = plan
+                    try:
+                        arrays[info.name] = _as_stored(plan, probe, chunk_bytes)
+                    finally:
+                        probe.close()
         if tdim is not None and tdim not in arrays and first.time_units:
             # A time dimension without a coordinate, dated by an auxiliary one: its dates.
             values = time_values(groups[0], np.dtype("float64"))
@@ -430,6 +487,7 @@ class ZarrView:
             key,
             plan.chunks,
             plan.to_units,
+            plan.stored,
             [(s.identity, s.start, s.from_units) for s in item.sources()],
         )
 
@@ -442,6 +500,13 @@ class ZarrView:
         ``wait=False``, raises :class:`WouldBlock` rather than wait for the HDF5 lock or
         open a file.
         """
+        stored = ref.plan.stored
+        if stored is not None:
+            data = self._stored(ref, stored, wait)
+            if data is not None:
+                return data
+            values = np.ascontiguousarray(self._values(ref, wait), dtype=ref.plan.dtype)
+            return stored.encode(values)
         if ref.plan.dtype.kind == "O":
             raw: bytes | memoryview = _vlen_utf8(self._values(ref, wait))
         else:
@@ -450,6 +515,33 @@ class ZarrView:
         if self.compressor is None:
             return raw
         return zlib.compress(raw, int(self.compressor.get("level", 1)))
+
+    def _stored(self, ref: ChunkRef, codecs: StoredCodecs, wait: bool) -> bytes | None:
+        """The chunk's bytes as its file stores them, if they are the chunk encoded with
+        ``codecs``: one stored chunk of one file, of the view's chunk shape, with every
+        filter applied, no time re-encoding. None otherwise (it is then encoded here)."""
+        plan = ref.plan
+        parts = ref.sources()
+        if len(parts) != 1 or (parts[0].from_units is not None and plan.to_units is not None):
+            return None
+        src = parts[0]
+        origin = [i * c for i, c in zip(ref.index, plan.chunks, strict=True)]
+        if plan.taxis is not None:
+            origin[plan.taxis] -= src.start
+        var = self.handles.stored(plan, src, wait=wait)
+        if (
+            var is None
+            or var.chunk_shape != plan.chunks
+            or var.filters != codecs.filters
+            or var.shape != _file_shape(plan, src)
+        ):
+            return None
+        try:
+            chunk = var.stored_chunk(tuple(origin))
+        except NotDirect as exc:
+            log.debug("%s of %s: chunk %s encoded here: %s", plan.name, src.path, ref.key, exc)
+            return None
+        return chunk.data if not chunk.skipped else None
 
     def _values(self, ref: ChunkRef, wait: bool) -> np.ndarray[Any, Any]:
         plan, sel = ref.plan, ref.selection
@@ -598,6 +690,46 @@ def _plan(
     )
 
 
+def _file_shape(plan: ArrayPlan, src: Source) -> tuple[int, ...]:
+    """The shape of ``plan``'s variable in the file of ``src``."""
+    if plan.taxis is None:
+        return plan.shape
+    return tuple(src.length if a == plan.taxis else n for a, n in enumerate(plan.shape))
+
+
+def _as_stored(plan: ArrayPlan, handles: OpenFiles, chunk_bytes: int) -> ArrayPlan:
+    """``plan`` with its chunks served as its first file stores them (:class:`StoredCodecs`,
+    the file's chunk shape) where that file's storage allows it and every view chunk is one
+    stored chunk of one file (the files start at multiples of the time chunk length);
+    ``plan`` itself otherwise. Opens the first file to read its variable's layout."""
+    if (
+        plan.values is not None
+        or not plan.sources
+        or plan.dtype.kind not in "iuf"
+        or plan.taxis not in (None, 0)
+        or plan.dims == (plan.name,)  # a dimension coordinate: one chunk, loaded whole
+    ):
+        return plan
+    src = plan.sources[0]
+    try:
+        var = handles.stored(plan, src)
+    except (DataError, OSError, RuntimeError, KeyError, ValueError) as exc:
+        log.info("%s of %s is encoded by the view: %s", plan.name, src.path, exc)
+        return plan
+    if var is None or var.filters not in (("deflate",), ("shuffle", "deflate")):
+        return plan
+    chunks = tuple(var.chunk_shape)
+    if (
+        var.dtype.newbyteorder("=") != plan.dtype
+        or var.dtype.byteorder == ">"
+        or var.shape != _file_shape(plan, src)
+        or math.prod(chunks) * plan.dtype.itemsize > chunk_bytes
+        or (plan.taxis is not None and any(s.start % chunks[0] for s in plan.sources))
+    ):
+        return plan
+    return replace(plan, chunks=chunks, stored=StoredCodecs(shuffle=var.filters[0] == "shuffle"))
+
+
 class OpenFiles:
     """The files chunk requests read, kept open between requests
     (:class:`insitu.formats.OpenFiles`), each checked to be the file the catalog scanned.
@@ -608,6 +740,7 @@ class OpenFiles:
 
     def __init__(self, size: int = 256, *, direct: bool = True) -> None:
         self.size = size
+        self.direct = direct
         self._cache = _Cache(size, direct=direct)
 
     def read(
@@ -621,20 +754,7 @@ class OpenFiles:
         ``wait=False``, raises :class:`WouldBlock` if the read would wait (for the HDF5 lock,
         or to open a file: that takes milliseconds).
         """
-        try:
-            st = os.stat(src.path)
-        except OSError as exc:
-            raise DataError(
-                f"Cannot read {src.record.path}: {exc.strerror or type(exc).__name__}. The "
-                "file moved or became unreadable since it was scanned; rescan its collection "
-                "with 'insitu catalog scan'."
-            ) from exc
-        if (st.st_size, st.st_mtime_ns) != (src.record.size, src.record.mtime_ns):
-            raise DataError(
-                f"File {src.record.path} changed since it was scanned (size {st.st_size}, was "
-                f"{src.record.size}); rescan its collection with 'insitu catalog scan'."
-            )
-        identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+        identity = self._identity(src)
         try:
             data = self._cache.read(src.path, identity, plan.name, index, wait=wait)
         except WouldBlock:
@@ -651,6 +771,31 @@ class OpenFiles:
         if src.from_units is not None and plan.to_units is not None:
             return reencode_time(data, src.from_units, plan.to_units, plan.calendar)
         return data
+
+    def stored(
+        self, plan: ArrayPlan, src: Source, *, wait: bool = True
+    ) -> SupportsStoredChunks | None:
+        """``plan``'s variable in ``src`` if its stored chunks can be served as they are
+        (checked to be the file scanned, as :meth:`read`), else None."""
+        return self._cache.stored(src.path, self._identity(src), plan.name, wait=wait)
+
+    @staticmethod
+    def _identity(src: Source) -> tuple[int, int, int]:
+        """The file of ``src`` checked to be the one the catalog scanned: its identity."""
+        try:
+            st = os.stat(src.path)
+        except OSError as exc:
+            raise DataError(
+                f"Cannot read {src.record.path}: {exc.strerror or type(exc).__name__}. The "
+                "file moved or became unreadable since it was scanned; rescan its collection "
+                "with 'insitu catalog scan'."
+            ) from exc
+        if (st.st_size, st.st_mtime_ns) != (src.record.size, src.record.mtime_ns):
+            raise DataError(
+                f"File {src.record.path} changed since it was scanned (size {st.st_size}, was "
+                f"{src.record.size}); rescan its collection with 'insitu catalog scan'."
+            )
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def close(self) -> None:
         """Close every file."""

@@ -36,9 +36,11 @@ from insitu.formats.reader import (
     Index,
     NotDirect,
     Slab,
+    StoredChunk,
     SupportsDirectChunks,
     SupportsFusedSums,
     SupportsKeepOpen,
+    SupportsStoredChunks,
 )
 from insitu.formats.tdms import TDMS_SIGNATURE, TdmsReader
 
@@ -68,9 +70,11 @@ __all__ = [
     "NotDirect",
     "OpenFiles",
     "Slab",
+    "StoredChunk",
     "SupportsDirectChunks",
     "SupportsFusedSums",
     "SupportsKeepOpen",
+    "SupportsStoredChunks",
     "TdmsReader",
     "TimeAxis",
     "WouldBlock",

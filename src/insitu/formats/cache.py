@@ -29,6 +29,7 @@ from insitu.formats.reader import (
     NotDirect,
     SupportsDirectChunks,
     SupportsKeepOpen,
+    SupportsStoredChunks,
 )
 
 __all__ = ["OpenFiles", "WouldBlock"]
@@ -105,6 +106,22 @@ class OpenFiles:
         except Exception:
             self.forget(path)
             raise
+
+    def stored(
+        self, path: str, identity: tuple[Any, ...], name: str, *, wait: bool = True
+    ) -> SupportsStoredChunks | None:
+        """Variable ``name`` of the file at ``path`` if its stored chunks can be handed out
+        as they are (:class:`SupportsStoredChunks`), else None. ``identity`` and ``wait``
+        as in :meth:`read`; errors of the file propagate and the file is forgotten."""
+        entry = self._entry(path, identity, wait)
+        try:
+            var = self._direct(entry, path, name, wait)
+        except WouldBlock:
+            raise
+        except Exception:
+            self.forget(path)
+            raise
+        return var if isinstance(var, SupportsStoredChunks) else None
 
     def _keep(self, key: tuple[Any, ...], values: Array) -> Array:
         if values.nbytes > self.cache_bytes // 8:

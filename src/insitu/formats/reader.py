@@ -40,9 +40,11 @@ __all__ = [
     "Index",
     "NotDirect",
     "Slab",
+    "StoredChunk",
     "SupportsDirectChunks",
     "SupportsFusedSums",
     "SupportsKeepOpen",
+    "SupportsStoredChunks",
 ]
 
 Array = np.ndarray[Any, Any]
@@ -152,6 +154,39 @@ class DirectVariable(Protocol):
         """The raw values of slab ``index``; :class:`NotDirect` when a chunk does not decode
         or records are asked for that are not stored (the format library then reads them
         and says what is wrong)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """One chunk as it lies in the file, not decoded: its bytes, the filters they went
+    through in writing order (``"shuffle"``, ``"deflate"``), and the format's own mask of
+    the filters it skipped (0 when it went through all of the variable's)."""
+
+    data: bytes
+    filters: tuple[str, ...]
+    skipped: int = 0
+
+
+@runtime_checkable
+class SupportsStoredChunks(DirectVariable, Protocol):
+    """A :class:`DirectVariable` that hands out its stored chunks as they are, for a client
+    that decodes them itself (the chunk's bytes are then served with no decoding)."""
+
+    @property
+    def chunk_shape(self) -> tuple[int, ...]:
+        """The shape of its stored chunks (edge chunks are stored at this shape too)."""
+        ...
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        """Its filters in writing order, by name: ``()``, ``("deflate",)`` or
+        ``("shuffle", "deflate")``."""
+        ...
+
+    def stored_chunk(self, origin: tuple[int, ...]) -> StoredChunk:
+        """The chunk whose first index on each axis is ``origin``, as stored;
+        :class:`NotDirect` when there is none or the file changed."""
         ...
 
 

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 from isal import isal_zlib as _zlib
 
+from insitu.formats.netcdf import stored as _stored
 from insitu.formats.netcdf import unshuffle as _shuffle
 from insitu.formats.netcdf.layout import DEFLATE, SHUFFLE, Chunk, Layout, NotDirect, layout
-from insitu.formats.reader import Index
+from insitu.formats.reader import Index, StoredChunk
 
 __all__ = [
     "ChunkedVariable",
@@ -335,6 +336,19 @@ class ChunkedVariable:
         """The raw values of slab ``index``."""
         with self._fd() as fd:
             return read_slab(self.layout, fd, index)
+
+    @property
+    def chunk_shape(self) -> tuple[int, ...]:
+        return self.layout.chunk_shape
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        return _stored.filter_names(self.layout)
+
+    def stored_chunk(self, origin: tuple[int, ...]) -> StoredChunk:
+        """The chunk at ``origin`` as stored (:func:`.stored.read_stored`), not decoded."""
+        with self._fd() as fd:
+            return _stored.read_stored(self.layout, fd, origin)
 
     def records(self, lo: int, hi: int, total: Array | None = None) -> Array:
         """Records ``lo:hi``, with their sum in ``total`` if given (:func:`read_records`)."""
