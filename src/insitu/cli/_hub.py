@@ -50,6 +50,24 @@ def _index_demo_if_empty(settings: Settings) -> None:
         # Another (deleted) installation's sample data: this one's takes its place.
         click.echo(f"The demo collection's folder {collections['demo'].root} is gone: moving it.")
         index_demo(settings)
+    # A demo platform (a new one, or one showing the climate demo) shows the lab's too.
+    if (not collections or "demo" in collections) and LAB_DEMO not in collections:
+        _lab_demo(settings)
+
+
+LAB_DEMO = "lab-demo"
+
+
+def _lab_demo(settings: Settings) -> None:
+    """Beside the climate demo, a lab's: raw TDMS shots and a CSV log ingested as the
+    public collection 'lab-demo' (``insitu ingest demo``; a few seconds)."""
+    from insitu.catalog import Catalog
+    from insitu.ingest import run_demo
+
+    click.echo(f"Ingesting the lab demo (raw TDMS shots and a CSV log) as '{LAB_DEMO}'.")
+    run_demo(settings)
+    with Catalog(settings) as cat:
+        cat.set_public(LAB_DEMO, True)
 
 
 def _login_help(settings: Settings, password: str | None, mode: str) -> str:

@@ -2,10 +2,11 @@
 
 Each notebook runs with nbclient in a temporary copy, in a ``python3`` kernel of this
 environment, against a data directory where ``insitu demo`` indexed the CMIP6 sample
-archive, with a real data service (``insitu serve`` on a free loopback port) whose URL
-reaches the notebooks as in the hub, through ``INSITU_ACCESS__PUBLIC_URL``. No cell may
-fail and every notebook must draw a figure; the retrieval notebook must also retrieve LAI
-well, which a cell added to the copy reads from the variable the notebook leaves behind.
+archive and ``insitu ingest demo`` ingested the lab's shots, with a real data service
+(``insitu serve`` on a free loopback port) whose URL reaches the notebooks as in the hub,
+through ``INSITU_ACCESS__PUBLIC_URL``. No cell may fail and every notebook must draw a
+figure; the retrieval notebook must also retrieve LAI well, which a cell added to the copy
+reads from the variable the notebook leaves behind.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ NAMES = (
     "01-cmip6-global-mean.ipynb",
     "02-server-side-slice.ipynb",
     "03-optirad-retrieval.ipynb",
+    "04-lab-shots.ipynb",
 )
 KERNELS = Path(sys.prefix) / "share" / "jupyter"
 CHECK = "insitu-test-check:"
@@ -74,6 +76,14 @@ def notebook_env(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> d
         timeout=300,
     )
     assert demo.returncode == 0, f"'insitu demo' failed:\n{demo.stderr}"
+    lab = subprocess.run(
+        [sys.executable, "-m", "insitu.cli", "ingest", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert lab.returncode == 0, f"'insitu ingest demo' failed:\n{lab.stderr}"
     return env
 
 

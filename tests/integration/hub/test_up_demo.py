@@ -1,5 +1,7 @@
-"""``insitu up`` on a machine where an earlier, deleted installation left the demo
-collection: it is moved to this installation's sample data, as ``insitu demo`` does."""
+"""What ``insitu up`` puts in the catalog: on a new platform the CMIP6 demo and the lab's
+ingested shots, both public; where an earlier, deleted installation left the demo
+collection, it is moved to this installation's sample data, as ``insitu demo`` does; an
+operator's own catalog is left alone."""
 
 from __future__ import annotations
 
@@ -21,3 +23,28 @@ def test_a_demo_collection_whose_folder_is_gone_is_moved(tmp_path: Path, demo_ro
     with Catalog(settings) as cat:
         assert Path(cat.collection("demo").root) == demo_root.resolve()
         assert cat.stats()["demo"].datasets > 0
+
+
+def test_a_new_platform_shows_the_climate_and_the_lab_demo(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    _index_demo_if_empty(settings)
+    with Catalog(settings) as cat:
+        public = {c.name for c in cat.collections() if c.public}
+        assert public == {"demo", "lab-demo"}
+        shots = cat.search(collection="lab-demo").all_ids
+        assert "3001.v1" in shots
+        assert cat.open_dataset("3001.v1")["coil_field"].attrs["units"] == "T"
+    _index_demo_if_empty(settings)  # again: nothing new
+    with Catalog(settings) as cat:
+        assert cat.search(collection="lab-demo").all_ids == shots
+
+
+def test_an_operators_own_catalog_gets_no_demo(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    with Catalog(settings) as cat:
+        cat.add_collection("site", archive, template="cmip6")
+    _index_demo_if_empty(settings)
+    with Catalog(settings) as cat:
+        assert [c.name for c in cat.collections()] == ["site"]
