@@ -88,6 +88,8 @@ log = logging.getLogger(__name__)
 # Enters every ETag: bump it when the layout or the encoding of the view changes, so that
 # clients holding chunks of an older layout do not revalidate them as current.
 VIEW_VERSION = 2  # 2: stored chunks served as they are (StoredCodecs)
+# Stored chunks are served as they are when at least this share of zarr_chunk_bytes.
+STORED_MIN_SHARE = 8
 
 # No compressor. Measured on loopback (2 cores, 6.7 MiB float32 chunks of a noisy field):
 # zlib level 1 (what numcodecs' "zlib" codec reads) sent 80 % of the bytes but served 8-11
@@ -699,9 +701,10 @@ def _file_shape(plan: ArrayPlan, src: Source) -> tuple[int, ...]:
 
 def _as_stored(plan: ArrayPlan, handles: OpenFiles, chunk_bytes: int) -> ArrayPlan:
     """``plan`` with its chunks served as its first file stores them (:class:`StoredCodecs`,
-    the file's chunk shape) where that file's storage allows it and every view chunk is one
-    stored chunk of one file (the files start at multiples of the time chunk length);
-    ``plan`` itself otherwise. Opens the first file to read its variable's layout."""
+    the file's chunk shape) where that file's storage allows it, every view chunk is one
+    stored chunk of one file (the files start at multiples of the time chunk length) and a
+    stored chunk holds between an eighth of ``chunk_bytes`` and ``chunk_bytes``; ``plan``
+    itself otherwise. Opens the first file to read its variable's layout."""
     if (
         plan.values is not None
         or not plan.sources
@@ -724,6 +727,9 @@ def _as_stored(plan: ArrayPlan, handles: OpenFiles, chunk_bytes: int) -> ArrayPl
         or var.dtype.byteorder == ">"
         or var.shape != _file_shape(plan, src)
         or math.prod(chunks) * plan.dtype.itemsize > chunk_bytes
+        # Small stored chunks (CMOR's one record each) would make a bulk read many small
+        # GETs (a third of the data rate, bench_service.py): the view gathers those.
+        or math.prod(chunks) * plan.dtype.itemsize < chunk_bytes // STORED_MIN_SHARE
         or (plan.taxis is not None and any(s.start % chunks[0] for s in plan.sources))
     ):
         return plan
