@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -435,3 +436,16 @@ def test_without_the_c_module_direct_reads_unshuffle_in_numpy_with_the_same_valu
     assert done.stdout == values.tobytes()
     said = [ln for ln in done.stderr.decode().splitlines() if "unshuffle in NumPy" in ln]
     assert len(said) == 1, done.stderr.decode()
+
+
+def test_without_h5py_every_layout_is_refused_and_netcdf_reads_the_same_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """h5py gives the chunk index and is optional: without it netCDF-C reads every value."""
+    path = tmp_path / "f.nc"
+    _write(path, zlib=True, shuffle=True)
+    monkeypatch.setitem(sys.modules, "h5py", None)  # import h5py raises ImportError
+    with pytest.raises(NotDirect, match="h5py is not installed"):
+        layout(str(path), "v", 0, 12)
+    (got, *_), *more = slabs(FilePart(str(path), "v", 0, 12), 2**20)
+    assert not more and _same(got, _netcdf(path, "v", 0, 12))

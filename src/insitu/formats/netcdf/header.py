@@ -4,10 +4,11 @@ layout, through the HDF5 C library that netCDF4-python already loaded.
 Why not netCDF4-python: opening a file builds every dimension, variable and attribute
 object through netCDF-C, which also reads the hidden bookkeeping attributes (dimension
 and reference lists); for a small CMIP file that is most of the scan. Why not h5py: its
-per-call overhead (an object per id, a lock per call) made it no faster (measured:
-BENCHMARKS.md, "2. Header scanning"). Calling the dozen HDF5 functions below through
-:mod:`ctypes` reads the same header in a third of the time. Every call holds
-:data:`insitu.formats.HDF5_LOCK`.
+per-call overhead (an object per id, a lock per call) makes it the slowest of the three.
+Calling the dozen HDF5 functions below through :mod:`ctypes` reads the same header with
+half netCDF4-python's CPU time and a sixth of h5py's (measured side by side: BENCHMARKS.md,
+"Formats: home-made vs library"; ``make bench-formats``), so it stays, with netCDF4-python
+behind it. Every call holds :data:`insitu.formats.HDF5_LOCK`.
 
 The reader interprets the layout as netCDF-C does: variables in link-creation order,
 dimensions numbered by their ``_Netcdf4Dimid``, a variable's dimensions from its
