@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install up down demo test test-unit test-integration lint fmt typecheck check bench bench-compute bench-hub bench-service services clean
+.PHONY: help install up down demo test test-unit test-integration lint fmt typecheck check bench bench-compute bench-formats bench-hub bench-service services clean
 
 help:
 	@echo "make up      set up and start the platform (JupyterHub, data service, Dask-Gateway)"
@@ -107,6 +107,9 @@ bench-compute: install
 
 bench-hub: install
 	$(BIN)/python bench/hub_bench.py
+
+bench-formats: install
+	$(BIN)/python bench/bench_formats_libs.py all --rounds 3
 
 clean:
 	-scripts/postgres.sh stop
