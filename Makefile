@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install up down demo test test-unit test-integration lint fmt typecheck check bench bench-compute bench-formats bench-hub bench-service services clean
+.PHONY: help install up down demo test test-unit test-integration lint fmt typecheck check bench bench-compute bench-formats bench-hub bench-ingest bench-service services clean
 
 help:
 	@echo "make up      set up and start the platform (JupyterHub, data service, Dask-Gateway)"
@@ -110,6 +110,9 @@ bench-hub: install
 
 bench-formats: install
 	$(BIN)/python bench/bench_formats_libs.py all --rounds 3
+
+bench-ingest: install
+	$(BIN)/python bench/ingest_bench.py all
 
 clean:
 	-scripts/postgres.sh stop
