@@ -16,10 +16,6 @@ from insitu.errors import DataError, IncompleteFile
 from insitu.formats import (
     CsvDialect,
     CsvReader,
-    FormatReader,
-    SupportsDirectChunks,
-    SupportsFusedSums,
-    SupportsKeepOpen,
     TdmsReader,
 )
 from insitu.testing import FormatReaderTests
@@ -69,21 +65,7 @@ def write_csv_sample(path: Path) -> str:
     return str(path)
 
 
-class _NoOptionalAbilities:
-    """The channel readers claim no optional ability; say so instead of skipping (skips
-    fail under 'make test')."""
-
-    def test_direct_reads_give_the_library_s_values(self, reader: FormatReader) -> None:
-        assert not isinstance(reader, SupportsDirectChunks)
-
-    def test_fused_sums_equal_a_loop_over_records(self, reader: FormatReader) -> None:
-        assert not isinstance(reader, SupportsFusedSums)
-
-    def test_files_kept_open_give_the_same_values(self, reader: FormatReader) -> None:
-        assert not isinstance(reader, SupportsKeepOpen)
-
-
-class TestTdmsReader(_NoOptionalAbilities, FormatReaderTests):
+class TestTdmsReader(FormatReaderTests):
     @pytest.fixture
     def reader(self) -> TdmsReader:
         return TdmsReader()
@@ -93,7 +75,7 @@ class TestTdmsReader(_NoOptionalAbilities, FormatReaderTests):
         return write_tdms_sample(tmp_path / "sample.tdms")
 
 
-class TestCsvReader(_NoOptionalAbilities, FormatReaderTests):
+class TestCsvReader(FormatReaderTests):
     @pytest.fixture
     def reader(self) -> CsvReader:
         return CsvReader()
