@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,12 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, Request, expect
 
-from tests.integration.hub.conftest import INSITU, Platform, _worker_index, platform_env
+from tests.integration.hub.conftest import (
+    Platform,
+    _worker_index,
+    platform_env,
+    running_platform,
+)
 
 __all__ = [
     "SLOW_MS",
@@ -51,29 +55,10 @@ def hub_platform() -> Iterator[Platform]:
     data_dir = Path(tempfile.mkdtemp(prefix="insitu-hub-e2e-", dir="/tmp"))
     data_dir.chmod(0o755)  # users' kernels read the catalog from it, as from /var/lib/insitu
     env = platform_env(data_dir, E2E_PORT_SLOT + _worker_index())
-    env["INSITU_HUB__ADMIN"] = admin = f"adm-{secrets.token_hex(2)}"
-    out = subprocess.run(
-        [*INSITU, "up", "--detach"], env=env, capture_output=True, text=True, timeout=300
-    )
+    env["INSITU_HUB__ADMIN"] = f"adm-{secrets.token_hex(2)}"
     try:
-        assert out.returncode == 0, f"insitu up failed:\n{out.stdout}\n{out.stderr}"
-        match = re.search(r"with password (\S+)", out.stdout)
-        assert match, out.stdout
-        p = Platform(
-            base=f"http://127.0.0.1:{env['INSITU_HUB__PORT']}",
-            env=env,
-            data_dir=data_dir,
-            admin=admin,
-            admin_password=match.group(1),
-            up_output=out.stdout,
-        )
-        p.passwords[admin] = p.admin_password
-        try:
+        with running_platform(env, data_dir) as p:
             yield p
-        finally:
-            p.cli("down", ok=False)
-            for name in list(p.passwords):
-                p.cli("user", "remove", name, "--delete-home", ok=False)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 

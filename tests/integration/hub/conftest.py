@@ -107,6 +107,33 @@ def platform_env(data_dir: Path, index: int) -> dict[str, str]:
     return env
 
 
+@contextmanager
+def running_platform(env: dict[str, str], data_dir: Path) -> Iterator[Platform]:
+    """The platform ``insitu up --detach`` starts with ``env`` (its port and first admin
+    named there), its admin's printed password kept; stopped, and its users removed, after."""
+    out = subprocess.run(
+        [*INSITU, "up", "--detach"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, f"insitu up failed:\n{out.stdout}\n{out.stderr}"
+    match = re.search(r"with password (\S+)", out.stdout)
+    assert match, out.stdout
+    p = Platform(
+        base=f"http://127.0.0.1:{env['INSITU_HUB__PORT']}",
+        env=env,
+        data_dir=data_dir,
+        admin=env["INSITU_HUB__ADMIN"],
+        admin_password=match.group(1),
+        up_output=out.stdout,
+    )
+    p.passwords[p.admin] = p.admin_password
+    try:
+        yield p
+    finally:
+        p.cli("down", ok=False)
+        for name in list(p.passwords):
+            p.cli("user", "remove", name, "--delete-home", ok=False)
+
+
 def second_platform(platform_dir: Path, name: str) -> tuple[Path, dict[str, str], int]:
     """A data folder, environment and first port for another platform of this worker,
     beside the session's (its ports follow the session platform's block: first + 12 on)."""
@@ -136,30 +163,11 @@ def platform(platform_dir: Path) -> Iterator[Platform]:
     """A platform started with ``insitu up --detach``, with users ``alice-*`` and ``bob-*``."""
     suffix = secrets.token_hex(2)
     env = platform_env(platform_dir, _worker_index())
-    env["INSITU_HUB__ADMIN"] = admin = f"adm-{suffix}"
-    out = subprocess.run(
-        [*INSITU, "up", "--detach"], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, f"insitu up failed:\n{out.stdout}\n{out.stderr}"
-    match = re.search(r"with password (\S+)", out.stdout)
-    assert match, out.stdout
-    p = Platform(
-        base=f"http://127.0.0.1:{env['INSITU_HUB__PORT']}",
-        env=env,
-        data_dir=platform_dir,
-        admin=admin,
-        admin_password=match.group(1),
-        up_output=out.stdout,
-    )
-    p.passwords[admin] = p.admin_password
-    for name in (f"alice-{suffix}", f"bob-{suffix}"):
-        p.add_user(name)
-    try:
+    env["INSITU_HUB__ADMIN"] = f"adm-{suffix}"
+    with running_platform(env, platform_dir) as p:
+        for name in (f"alice-{suffix}", f"bob-{suffix}"):
+            p.add_user(name)
         yield p
-    finally:
-        p.cli("down", ok=False)
-        for name in list(p.passwords):
-            p.cli("user", "remove", name, "--delete-home", ok=False)
 
 
 @pytest.fixture(scope="session")

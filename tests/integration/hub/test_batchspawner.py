@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import pwd
-import re
 import secrets
 import shutil
 import subprocess
@@ -24,8 +23,8 @@ import pytest
 
 from tests.integration.hub.client import execute
 from tests.integration.hub.conftest import (
-    INSITU,
     Platform,
+    running_platform,
     second_platform,
 )
 
@@ -59,7 +58,7 @@ def _diagnose(platform: Platform, user: str) -> str:
 def slurm_platform(platform_dir: Path, slurm_partition: str) -> Iterator[Platform]:
     """A platform whose users' servers are SLURM jobs, with one user."""
     assert shutil.which("sudo"), "batchspawner submits as the user with sudo: install 'sudo'"
-    data, env, first = second_platform(platform_dir, "batch")
+    data, env, _ = second_platform(platform_dir, "batch")
     suffix = secrets.token_hex(2)
     spawner = {
         "req_partition": slurm_partition,
@@ -77,28 +76,9 @@ def slurm_platform(platform_dir: Path, slurm_partition: str) -> Iterator[Platfor
         "INSITU_HUB__SPAWNER": "slurm",
         "INSITU_HUB__SPAWNER_CONFIG": json.dumps(spawner),
     }
-    out = subprocess.run(
-        [*INSITU, "up", "--detach"], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, f"insitu up failed:\n{out.stdout}\n{out.stderr}"
-    match = re.search(r"with password (\S+)", out.stdout)
-    assert match, out.stdout
-    p = Platform(
-        base=f"http://127.0.0.1:{first}",
-        env=env,
-        data_dir=data,
-        admin=env["INSITU_HUB__ADMIN"],
-        admin_password=match.group(1),
-        up_output=out.stdout,
-    )
-    p.passwords[p.admin] = p.admin_password
-    p.add_user(f"carol-{suffix}")
-    try:
+    with running_platform(env, data) as p:
+        p.add_user(f"carol-{suffix}")
         yield p
-    finally:
-        p.cli("down", ok=False)
-        for name in list(p.passwords):
-            p.cli("user", "remove", name, "--delete-home", ok=False)
 
 
 def test_server_runs_as_a_slurm_job_of_the_user_and_analysis_on_slurm_workers(

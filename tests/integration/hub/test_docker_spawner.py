@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import re
 import secrets
 import subprocess
 import time
@@ -27,7 +26,7 @@ import pytest
 from insitu.hub.spawner import USER_LABEL
 from tests.conftest import REQUIRE_SERVICES
 from tests.integration.hub.client import execute
-from tests.integration.hub.conftest import INSITU, Platform, _worker_index, platform_env
+from tests.integration.hub.conftest import Platform, _worker_index, platform_env, running_platform
 
 ROOT = Path(__file__).parents[3]
 EXAMPLE = ROOT / "docs" / "hub-examples" / "docker.toml"
@@ -87,26 +86,9 @@ def container_platform(
         "INSITU_HUB__SPAWNER": "docker",
         "INSITU_HUB__SPAWNER_CONFIG": json.dumps(options),
     }
-    out = subprocess.run(
-        [*INSITU, "up", "--detach"], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, f"insitu up failed:\n{out.stdout}\n{out.stderr}"
-    match = re.search(r"with password (\S+)", out.stdout)
-    assert match, out.stdout
-    p = Platform(
-        base=f"http://127.0.0.1:{first}",
-        env=env,
-        data_dir=data,
-        admin=env["INSITU_HUB__ADMIN"],
-        admin_password=match.group(1),
-    )
-    p.add_user(f"box-{suffix}")
-    try:
+    with running_platform(env, data) as p:
+        p.add_user(f"box-{suffix}")
         yield p, options
-    finally:
-        p.cli("down", ok=False)
-        for name in p.passwords:
-            p.cli("user", "remove", name, "--delete-home", ok=False)
 
 
 def _containers(engine: docker.APIClient, user: str) -> list[dict[str, Any]]:
