@@ -50,11 +50,14 @@ __all__ = [
     "MapQuery",
     "PngCache",
     "SeriesQuery",
+    "SignalLine",
     "parse_map_query",
     "parse_series_query",
     "read_map_field",
     "render_map",
     "render_series",
+    "render_signal",
+    "signal_line",
     "time_ticks",
 ]
 
@@ -126,16 +129,17 @@ def parse_series_query(
     level: str | None,
     time: str | None,
 ) -> SeriesQuery:
-    """Check the series parameters' form: a point (lat and lon) or mean=field, not both."""
+    """Check the series parameters' form: a point (lat and lon) or mean=field, not both;
+    neither for a signal (a variable of one dimension, drawn as it is)."""
     if mean is not None and mean.strip().lower() != "field":
         raise InvalidQuery(f"mean={mean!r}: the one mean offered is mean=field.")
     y, x = parse_point("lat", lat), parse_point("lon", lon)
     if mean is not None and (y is not None or x is not None):
         raise InvalidQuery("Give either lat=Y&lon=X (a grid point) or mean=field, not both.")
-    if mean is None and (y is None or x is None):
+    if mean is None and (y is None) != (x is None):
         raise InvalidQuery(
-            "A series needs a place: lat=Y&lon=X (the nearest grid point) or mean=field "
-            "(the area-weighted mean over the grid)."
+            "A series at a point needs both coordinates, lat=Y&lon=X (the nearest grid "
+            "point); or give mean=field (the area-weighted mean over the grid)."
         )
     return SeriesQuery(
         _one_variable(variable),
@@ -311,9 +315,10 @@ def _figure(size: tuple[float, float]) -> Any:
     return fig
 
 
-def _png(fig: Any) -> bytes:
+def _png(fig: Any, description: str | None = None) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    metadata = {"Software": None, **({"Description": description} if description else {})}
+    fig.savefig(buf, format="png", dpi=_DPI, metadata=metadata)
     return buf.getvalue()
 
 
@@ -447,10 +452,21 @@ def render_series(
     max_bytes: int,
     read_factor: int = READ_FACTOR,
 ) -> bytes:
-    """A PNG time series at the nearest grid point, or of the area-weighted field mean."""
+    """A PNG time series at the nearest grid point, or of the area-weighted field mean;
+    without a place, a signal (see :func:`render_signal`)."""
     ds = open_for_time(catalog, record, query.time)
     var = _variable(ds, record, query.variable)
     ax = dataset_axes(ds, [var])
+    if query.lat is None and not query.field_mean:
+        if ax.lat is not None or ax.lon is not None or ds[var].ndim != 1:
+            raise InvalidQuery(
+                f"variable={var!r} has dimensions {', '.join(map(str, ds[var].dims))}: a "
+                "series of it needs a place, lat=Y&lon=X (the nearest grid point) or "
+                "mean=field (the area-weighted mean over the grid)."
+            )
+        if query.level is not None:
+            raise InvalidQuery(f"level={query.level:g}: variable {var!r} has no levels.")
+        return render_signal(ds, record, var, max_bytes=max_bytes * read_factor)
     if ax.time is None:
         raise InvalidQuery(
             f"variable={var!r} has no time dimension (it has "
@@ -495,3 +511,127 @@ def render_series(
     plot.set_xlabel(f"time ({ds[ax.time].encoding.get('calendar', 'standard')} calendar)")
     _title(fig, record, "  ·  ".join(p for p in (f"{name} ({var}) {where}", level) if p))
     return _png(fig)
+
+
+# A signal longer than twice this many samples is drawn as the minimum and maximum of each
+# of this many bins: every spike stays visible, and the picture costs the same for 10^5 or
+# 10^9 samples (about one bin per pixel of the 800-pixel plot).
+SIGNAL_BINS = 1000
+_SIGNAL_BLOCK = 1 << 20  # samples read at a time: memory does not grow with the signal
+
+
+@dataclass(frozen=True)
+class SignalLine:
+    """What a signal quicklook draws: per bin, its time (s) and the least and greatest value
+    (the same, one bin per sample, when the signal is short)."""
+
+    x: np.ndarray[Any, Any]
+    lo: np.ndarray[Any, Any]
+    hi: np.ndarray[Any, Any]
+    samples: int
+    per_bin: int
+    time_label: str
+
+
+def _signal_times(ds: xr.Dataset, da: xr.DataArray) -> tuple[Any, str]:
+    """How sample ``i`` of ``da`` maps to a time: ``time_offset + i * sample_interval``
+    (uniform sampling, as ingest stores it), an explicit time variable along its dimension
+    (irregular sampling, seconds), or the sample number."""
+    interval = da.attrs.get("sample_interval")
+    if interval is not None:
+        offset = float(da.attrs.get("time_offset", 0.0))
+        return (offset, float(interval)), "time since acquisition start [s]"
+    dim = da.dims[0]
+    for name in ("time", dim):
+        if name in ds.variables and ds[name].dims == da.dims and ds[name].dtype.kind in "fiu":
+            units = ds[name].attrs.get("units", "")
+            return ds[name], f"{name} [{units}]" if units else str(name)
+    return None, "sample"
+
+
+def signal_line(ds: xr.Dataset, name: str, bins: int = SIGNAL_BINS) -> SignalLine:
+    """The line of a one-dimensional variable of ``ds``, read a block at a time; binned
+    (minimum and maximum per bin) when longer than ``2 * bins`` samples."""
+    da = ds[name]
+    n = int(da.size)
+    per_bin = math.ceil(n / bins) if n > 2 * bins else 1
+    block = max(per_bin, _SIGNAL_BLOCK // per_bin * per_bin)
+    times, label = _signal_times(ds, da)
+    dim = da.dims[0]
+    xs, los, his = [], [], []
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        part = {dim: slice(lo, hi)}
+        values = np.asarray(da.isel(part).load(scheduler="synchronous").values, dtype="float64")
+        starts = np.arange(0, hi - lo, per_bin)
+        if per_bin == 1:
+            los.append(values)
+            his.append(values)
+        else:  # fmin/fmax skip NaN (masked samples) unless a whole bin is NaN
+            los.append(np.fmin.reduceat(values, starts))
+            his.append(np.fmax.reduceat(values, starts))
+        if isinstance(times, tuple):  # a bin's centre
+            offset, interval = times
+            xs.append(offset + (lo + starts + (min(per_bin, hi - lo) - 1) / 2) * interval)
+        elif times is not None:  # a bin's first sample time
+            t = np.asarray(times.isel(part).load(scheduler="synchronous").values, "float64")
+            xs.append(t[starts])
+        else:
+            xs.append((lo + starts).astype("float64"))
+    empty = np.empty(0)
+    return SignalLine(
+        np.concatenate(xs) if xs else empty,
+        np.concatenate(los) if los else empty,
+        np.concatenate(his) if his else empty,
+        n,
+        per_bin,
+        label,
+    )
+
+
+def render_signal(ds: xr.Dataset, record: DatasetRecord, name: str, *, max_bytes: int) -> bytes:
+    """A PNG line plot of the one-dimensional variable ``name`` (a shot's calibrated signal)
+    on its time axis; a long one as the band between each bin's minimum and maximum.
+
+    The PNG's ``Description`` says what was drawn: samples, bins, and the least and greatest
+    value. A signal over ``max_bytes`` gets :class:`TooLarge` (it is read whole).
+    """
+    da = ds[name]
+    size = int(da.size) * da.dtype.itemsize
+    if size > max_bytes:
+        raise TooLarge(
+            f"Signal {name!r} of dataset {record.dataset_id!r} is {size / 2**20:.0f} MiB, more "
+            f"than the {max_bytes / 2**20:.0f} MiB a quicklook reads; open it in a notebook "
+            "(insitu.open_dataset) and plot a slice."
+        )
+    line = signal_line(ds, name)
+    long_name, label = _labels(da)
+    fig = _figure(_SERIES_SIZE)
+    plot = fig.add_subplot()
+    finite = np.isfinite(line.lo)
+    if not finite.any():
+        plot.text(0.5, 0.5, "no valid values", ha="center", va="center", transform=plot.transAxes)
+        low = high = math.nan
+    else:
+        low, high = float(np.nanmin(line.lo)), float(np.nanmax(line.hi))
+        if line.per_bin == 1:
+            plot.plot(line.x, line.lo, color="C0", lw=1.2 if line.samples < 500 else 0.6)
+            if line.samples <= 60:
+                plot.plot(line.x, line.lo, "o", color="C0", ms=3)
+        else:  # min then max of each bin, in time order: the band the samples fill
+            x = np.repeat(line.x, 2)
+            y = np.column_stack([line.lo, line.hi]).ravel()
+            plot.plot(x, y, color="C0", lw=0.6)
+    plot.margins(x=0.01)
+    plot.grid(True, alpha=0.3)
+    plot.set_ylabel(label)
+    plot.set_xlabel(line.time_label)
+    plot.yaxis.get_major_formatter().set_useOffset(False)
+    how = (
+        f"{line.samples} samples"
+        if line.per_bin == 1
+        else f"{line.samples} samples, min/max of {line.x.size} bins of {line.per_bin}"
+    )
+    _title(fig, record, f"{long_name} ({name})  ·  {how}")
+    description = f"{name}: {how}; min {low!r}, max {high!r}"
+    return _png(fig, description)

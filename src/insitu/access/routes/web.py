@@ -400,6 +400,8 @@ def dataset_page(
 ) -> Response:
     """Metadata, files, quicklooks and notebook snippets of one dataset."""
     record = readable_dataset(services, principal, dataset_id)
+    if "shot_id" in record.facets:  # an ingest product: its page shows signals, provenance
+        return RedirectResponse(f"{_root(request)}/shots/{quote(dataset_id, safe='')}", 303)
     meta = dataset_metadata(services, record)
     data_vars = _data_variables(record)
     chosen = data_vars[0] if data_vars else None
