@@ -461,12 +461,25 @@ class PipelineSettings(BaseModel):
         "('raw-only'), or the file is quarantined (E_UNMAPPED_CHANNEL).",
     )
     calibrations: str | None = Field(
-        default=None, description="YAML file of calibration definitions (one document each)."
+        default=None,
+        description="YAML file of calibration definitions (one document each), imported "
+        "into the catalog database each run; definitions are also added with 'insitu "
+        "ingest calibration add'.",
     )
     configurations: str | None = Field(
         default=None,
         description="JSON file: a list of configuration snapshots, each with valid_from, "
-        "valid_to (UTC, half-open) and its tree.",
+        "valid_to (UTC, half-open) or shots 'A-B', and its tree; imported into the catalog "
+        "database each run ('insitu ingest configuration add' adds them too).",
+    )
+    testbed: str | None = Field(
+        default=None,
+        description="Use only the configuration snapshots of this testbed (default: all).",
+    )
+    nan: dict[str, Literal["allow", "reject"]] = Field(
+        default_factory=dict,
+        description="NaN policy per signal (or raw channel); '*' for the others (default "
+        "allow). A signal holding NaN whose policy is 'reject' quarantines the file (E_NAN).",
     )
     shot_property: str = Field(default="shot_id", description="Root property: the shot id.")
     start_property: str = Field(
@@ -481,7 +494,7 @@ class PipelineSettings(BaseModel):
     )
     store: str | None = Field(
         default=None,
-        description="Folder of the raw store, quarantine and ledger "
+        description="Folder of the raw store and quarantine "
         "(default DATA_DIR/ingest/<pipeline>).",
     )
     output: str | None = Field(

@@ -1,5 +1,5 @@
 """The database schema: an older database is upgraded in place by any command, and the
-newest migration makes exactly the tables the stores define."""
+newest migration makes exactly the tables the stores define (ingest's included)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -20,6 +21,7 @@ from alembic.script import ScriptDirectory
 from insitu import db
 from insitu.access import JobStore, TokenStore
 from insitu.catalog import Catalog
+from insitu.ingest import Item, Registry, find_shots  # its tables are on db.metadata too
 
 # The tables as 'metadata.create_all' made them before migrations (release 23841c3):
 # every store created its own, and the token table had no 'expires' or 'last_used'.
@@ -217,3 +219,45 @@ def test_commands_opening_a_new_database_at_once_migrate_it_once(
         assert p.returncode == 0, err
         assert "No collections yet" in out
     assert _revision(store_uri) == db.HEAD
+
+
+def test_a_catalog_of_the_first_revision_gets_the_ingest_tables_in_place(
+    store_uri: str, tmp_path: Path
+) -> None:
+    """A catalog made by revision 0001 (before ingest's tables) keeps its collections and
+    gets empty ingest tables from any command."""
+    engine = sa.create_engine(store_uri)
+    try:
+        with engine.connect() as conn:
+            config = Config()
+            config.set_main_option("script_location", "insitu.db:migrations")
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0001")
+            conn.execute(
+                sa.text("INSERT INTO collections VALUES ('old', :root, 'cmip6', :f)"),
+                {"root": str(tmp_path), "f": False},
+            )
+            conn.commit()
+    finally:
+        engine.dispose()
+    assert _revision(store_uri) == "0001"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSITU_")}
+    env |= {"INSITU_DATA_DIR": str(tmp_path / "data"), "INSITU_CATALOG__URI": store_uri}
+    out = subprocess.run(
+        [sys.executable, "-m", "insitu.cli", "catalog", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert [c["name"] for c in json.loads(out.stdout)] == ["old"]
+    assert _revision(store_uri) == db.HEAD
+    registry = Registry(store_uri, "lab")
+    try:
+        assert registry.items() == [] and find_shots(store_uri).total == 0
+        registry.record(Item("ab" * 32, "s.tdms", "quarantined", None, "E_FORMAT", None, None, "t"))
+        assert [i.code for i in registry.items("quarantined")] == ["E_FORMAT"]
+    finally:
+        registry.close()

@@ -1,5 +1,6 @@
 """``insitu ingest ...``: run or watch a pipeline, reprocess after a calibration change, see
-its state, look at and retry its quarantine, and the lab demo.
+its state, look at and retry its quarantine, the lab demo, and the calibration definitions
+and configuration snapshots of the catalog database (``calibration``, ``configuration``).
 
 Exit codes: 0 when every file was ingested (or was a duplicate), 1 when something was
 quarantined (the other files are ingested all the same) or could not be reprocessed, 2 for
@@ -20,7 +21,7 @@ import click
 from insitu.settings import Settings
 
 if TYPE_CHECKING:
-    from insitu.ingest import Outcome, Pipeline
+    from insitu.ingest import Outcome, Pipeline, Registry
 
 __all__ = ["ingest_group"]
 
@@ -221,3 +222,199 @@ settings file, then:
 """)
     if not report.ok:
         sys.exit(1)
+
+
+def _registry(settings: Settings) -> Registry:
+    from insitu.ingest import Registry
+
+    return Registry(settings.catalog_uri, "")
+
+
+@ingest_group.group("calibration")
+def calibration_group() -> None:
+    """Calibration definitions in the catalog database (versioned, checked when added)."""
+
+
+@calibration_group.command("add")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.pass_obj
+def calibration_add(settings: Settings, file: str) -> None:
+    """Store the definitions of FILE (YAML, one document each), all or none.
+
+    Each is checked (kind, finite coefficients, a lookup table's x strictly increasing,
+    units that parse and convert), then with what is stored: the active definitions of a
+    signal may neither overlap nor leave a gap, a stored version never changes, versions
+    increase. A refused file stores nothing.
+    """
+    from insitu.ingest import add_calibrations
+
+    registry = _registry(settings)
+    try:
+        done = add_calibrations(registry, file)
+    finally:
+        registry.close()
+    for c, state in done:
+        click.echo(f"{state:9}  {c.id}@{c.version}  {c.sha256[:12]}")
+
+
+@calibration_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON, one object per definition.")
+@click.pass_obj
+def calibration_list(settings: Settings, as_json: bool) -> None:
+    """Stored definitions: id@version, signal, kind, validity, superseded or active."""
+    from insitu.ingest import calibration_rows
+
+    registry = _registry(settings)
+    try:
+        rows = calibration_rows(registry)
+    finally:
+        registry.close()
+    superseded = {(r["id"], r["supersedes"]) for r in rows if r["supersedes"] is not None}
+    out = [
+        {
+            "id": r["id"],
+            "version": r["version"],
+            "signal": r["signal"],
+            "kind": r["kind"],
+            "valid_from": r["valid_from"],
+            "valid_to": r["valid_to"],
+            "active": (r["id"], r["version"]) not in superseded,
+            "sha256": r["sha256"],
+            "author": r["author"],
+            "source": r["source"] or "cli",
+        }
+        for r in rows
+    ]
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    if not out:
+        click.echo("No calibrations yet: 'insitu ingest calibration add FILE.yaml' adds them.")
+    for r in out:
+        state = "active" if r["active"] else "superseded"
+        click.echo(
+            f"{r['id']}@{r['version']}  {r['kind']:10}  [{r['valid_from']}, "
+            f"{r['valid_to'] or 'open'})  {state}  {r['sha256'][:12]}  {r['source']}"
+        )
+
+
+@calibration_group.command("show")
+@click.argument("ref", metavar="ID[@VERSION]")
+@click.pass_obj
+def calibration_show(settings: Settings, ref: str) -> None:
+    """The stored document of definition ID at VERSION (default: its newest), as JSON."""
+    from insitu.errors import InvalidRequest, NotFound
+    from insitu.ingest import calibration_rows
+
+    cal_id, _, version = ref.partition("@") if "@" in ref else (ref, "", "")
+    if version and not version.isdigit():
+        raise InvalidRequest(f"{ref!r}: the version after '@' is not a whole number (ID@3).")
+    registry = _registry(settings)
+    try:
+        rows = calibration_rows(registry, cal_id)
+    finally:
+        registry.close()
+    if version:
+        rows = [r for r in rows if r["version"] == int(version)]
+    if not rows:
+        raise NotFound(
+            f"No calibration {ref!r} in the catalog database; 'insitu ingest calibration "
+            "list' shows them."
+        )
+    r = rows[-1]
+    meta = {k: r[k] for k in ("sha256", "author", "source")}
+    meta["created"] = r["created"].isoformat() if r["created"] else None
+    click.echo(json.dumps({**json.loads(r["document"]), "_stored": meta}, indent=2))
+
+
+@ingest_group.group("configuration")
+def configuration_group() -> None:
+    """Configuration snapshots in the catalog database (identified by their hash)."""
+
+
+@configuration_group.command("add")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--valid-from", default=None, metavar="TIME", help="UTC, ISO 8601.")
+@click.option("--valid-to", default=None, metavar="TIME", help="UTC (default: open-ended).")
+@click.option("--shots", default=None, metavar="A-B", help="Instead: shots A to B.")
+@click.option("--testbed", default=None, help="Default: the tree's 'testbed' value.")
+@click.option("--author", default=None)
+@click.pass_obj
+def configuration_add(
+    settings: Settings,
+    file: str,
+    valid_from: str | None,
+    valid_to: str | None,
+    shots: str | None,
+    testbed: str | None,
+    author: str | None,
+) -> None:
+    """Store the snapshot tree of FILE (JSON or YAML: testbed -> subsystems ->
+    diagnostics), valid in [--valid-from, --valid-to) or for --shots A-B. Its id is the
+    sha256 of its canonical JSON. An open-ended snapshot of the same testbed that starts
+    earlier is ended where this one starts; another overlap is refused."""
+    from insitu.ingest import add_configuration
+
+    registry = _registry(settings)
+    try:
+        snap, state, ended = add_configuration(
+            registry,
+            file,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            shots=shots,
+            testbed=testbed,
+            author=author,
+        )
+    finally:
+        registry.close()
+    for other in ended:
+        click.echo(f"ended      {other.configuration_id[:12]} at {valid_from}")
+    click.echo(f"{state:9}  {snap.configuration_id}  {snap.validity()}")
+
+
+@configuration_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON, one object per validity.")
+@click.pass_obj
+def configuration_list(settings: Settings, as_json: bool) -> None:
+    """Stored snapshots: id, testbed, validity, components present."""
+    from insitu.ingest import snapshots
+
+    registry = _registry(settings)
+    try:
+        found = snapshots(registry)
+    finally:
+        registry.close()
+    if as_json:
+        out = [s.to_json() for s in found]
+        for o in out:
+            del o["tree"]
+        click.echo(json.dumps(out, indent=2))
+        return
+    if not found:
+        click.echo("No configuration snapshots yet: 'insitu ingest configuration add' adds them.")
+    for s in found:
+        parts = ", ".join(s.to_json()["components"])
+        click.echo(f"{s.configuration_id[:12]}  {s.testbed or '-'}  {s.validity()}  {parts}")
+
+
+@configuration_group.command("show")
+@click.argument("ref", metavar="ID")
+@click.pass_obj
+def configuration_show(settings: Settings, ref: str) -> None:
+    """Snapshot ID (or a unique prefix): its tree and validities, as JSON."""
+    from insitu.ingest import one_snapshot
+
+    registry = _registry(settings)
+    try:
+        found = one_snapshot(registry, ref)
+    finally:
+        registry.close()
+    out = found[0].to_json()
+    out["validity"] = [
+        {k: v for k, v in s.to_json().items() if k in ("valid_from", "valid_to", "shots")}
+        for s in found
+    ]
+    for key in ("valid_from", "valid_to", "shots"):
+        del out[key]
+    click.echo(json.dumps(out, indent=2))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +35,17 @@ import numpy as np
 
 from insitu.errors import ConfigError, IngestError
 
-__all__ = ["Calibration", "Calibrations", "load_calibrations", "parse_time", "unit_factor"]
+__all__ = [
+    "Calibration",
+    "Calibrations",
+    "canonical_json",
+    "check_coverage",
+    "load_calibrations",
+    "parse_definition",
+    "parse_time",
+    "read_yaml",
+    "unit_factor",
+]
 
 Array = np.ndarray[Any, Any]
 
@@ -132,44 +143,103 @@ class Calibration:
         return {"id": self.id, "version": self.version, "sha256": self.sha256}
 
 
-def _definition(doc: dict[str, Any], where: str) -> Calibration:
+def canonical_json(doc: Any) -> str:
+    """The canonical JSON of a document (sorted keys, no spaces; times as ISO strings): its
+    sha256 is a definition's identity, and it is what the catalog database stores."""
+    return json.dumps(doc, sort_keys=True, default=_iso, separators=(",", ":"))
+
+
+def _iso(value: Any) -> str:
+    return str(value)
+
+
+def parse_definition(doc: Any, where: str) -> Calibration:
+    """One definition of ``doc`` (a mapping, as YAML or JSON gives it), checked:
+    :class:`~insitu.errors.ConfigError` naming the bad value and the fix."""
+    if not isinstance(doc, dict):
+        raise ConfigError(
+            f"Calibration in {where} is {type(doc).__name__} {doc!r}, not a mapping: write "
+            "one mapping per YAML document (id, version, valid_from, kind, ...)."
+        )
+
     def bad(what: str) -> ConfigError:
         return ConfigError(f"Calibration {doc.get('id', '?')!r} in {where}: {what}.")
 
     for key in ("id", "version", "valid_from", "kind"):
         if key not in doc:
-            raise bad(f"no {key!r}")
+            raise bad(f"no {key!r}; add it (see docs/ingest.md, Calibrations)")
+    if not str(doc["id"]).strip():
+        raise bad("the id is empty; write 'SIGNAL/INSTRUMENT', e.g. 'langmuir_current/probe-A'")
+    try:
+        version = int(doc["version"])
+    except (TypeError, ValueError):
+        version = 0
+    if version < 1 or str(version) != str(doc["version"]).strip():
+        raise bad(f"version {doc['version']!r} is not a whole number >= 1; write e.g. 'version: 1'")
     kind = str(doc["kind"])
     if kind not in ("polynomial", "lut", "identity"):
         raise bad(f"kind {kind!r} is not polynomial, lut or identity")
-    coefficients = tuple(float(c) for c in doc.get("coefficients") or ())
-    x = tuple(float(v) for v in doc.get("x") or ())
-    y = tuple(float(v) for v in doc.get("y") or ())
+    try:
+        coefficients = tuple(float(c) for c in doc.get("coefficients") or ())
+        x = tuple(float(v) for v in doc.get("x") or ())
+        y = tuple(float(v) for v in doc.get("y") or ())
+    except (TypeError, ValueError) as exc:
+        raise bad(f"coefficients, x and y must be lists of numbers ({exc})") from exc
     if kind == "polynomial" and (not coefficients or not np.all(np.isfinite(coefficients))):
-        raise bad("a polynomial needs finite coefficients")
+        raise bad(
+            f"coefficients {list(coefficients)} are not a non-empty list of finite numbers; "
+            "write e.g. 'coefficients: [0.0, 0.02]' (y = c0 + c1*x + ...)"
+        )
     if kind == "lut":
         if len(x) < 2 or len(x) != len(y) or not np.all(np.isfinite(x + y)):
-            raise bad("a lookup table needs finite x and y of the same length, at least 2")
-        if not np.all(np.diff(x) > 0):
-            raise bad("the lookup table's x must be strictly increasing")
+            raise bad(
+                f"a lookup table needs finite x and y of the same length, at least 2 (x has "
+                f"{len(x)} values, y {len(y)})"
+            )
+        steps = np.diff(x)
+        if not np.all(steps > 0):
+            i = int(np.argmax(steps <= 0))
+            raise bad(
+                f"the lookup table's x must be strictly increasing, but x[{i}] = {x[i]} is "
+                f"followed by x[{i + 1}] = {x[i + 1]}; sort the table (x with its y) and drop "
+                "repeated x"
+            )
     extrapolation = str(doc.get("extrapolation", "error"))
     if extrapolation not in ("error", "clip", "linear"):
         raise bad(f"extrapolation {extrapolation!r} is not error, clip or linear")
-    valid_from = parse_time(doc["valid_from"])
-    valid_to = parse_time(doc["valid_to"]) if doc.get("valid_to") else None
+    try:
+        valid_from = parse_time(doc["valid_from"])
+        valid_to = parse_time(doc["valid_to"]) if doc.get("valid_to") else None
+    except (TypeError, ValueError) as exc:
+        raise bad(
+            f"a validity time is not ISO 8601 ({exc}); write e.g. 2026-01-12T00:00:00Z"
+        ) from exc
     if valid_to is not None and valid_to <= valid_from:
-        raise bad("valid_to is not after valid_from")
+        raise bad(
+            f"valid_to {valid_to.isoformat()} is not after valid_from {valid_from.isoformat()}; "
+            "the validity is half-open [valid_from, valid_to), valid_to null for open-ended"
+        )
     inp, out = doc.get("input") or {}, doc.get("output") or {}
     for units in (inp.get("units"), out.get("units")):
         if units:
             try:
                 check_units(str(units))
             except ValueError as exc:
-                raise bad(str(exc)) from exc
-    canonical = json.dumps(doc, sort_keys=True, default=str, separators=(",", ":"))
+                raise bad(f"{exc}; write a unit pint/UDUNITS knows (e.g. V, mA, Pa)") from exc
+    if kind == "identity" and inp.get("units") and out.get("units"):
+        try:
+            unit_factor(str(inp["units"]), str(out["units"]))
+        except ValueError as exc:
+            raise bad(
+                f"input units {inp['units']!r} cannot be converted to output units "
+                f"{out['units']!r} by an identity; use convertible units or a polynomial"
+            ) from exc
+    supersedes = doc.get("supersedes")
+    if supersedes is not None and (not str(supersedes).isdigit() or int(supersedes) >= version):
+        raise bad(f"supersedes {supersedes!r} is not an earlier version (below {version})")
     return Calibration(
         id=str(doc["id"]),
-        version=int(doc["version"]),
+        version=version,
         valid_from=valid_from,
         valid_to=valid_to,
         kind=kind,
@@ -181,8 +251,8 @@ def _definition(doc: dict[str, Any], where: str) -> Calibration:
         output_units=out.get("units"),
         long_name=out.get("long_name"),
         standard_name=out.get("standard_name"),
-        supersedes=int(doc["supersedes"]) if doc.get("supersedes") is not None else None,
-        sha256=hashlib.sha256(canonical.encode()).hexdigest(),
+        supersedes=int(supersedes) if supersedes is not None else None,
+        sha256=hashlib.sha256(canonical_json(doc).encode()).hexdigest(),
     )
 
 
@@ -230,11 +300,45 @@ def load_calibrations(path: str | Path | None) -> Calibrations:
     """The definitions of the YAML file at ``path`` (none if ``None``), checked."""
     if path is None:
         return Calibrations([])
+    return Calibrations([parse_definition(d, str(path)) for d in read_yaml(path)])
+
+
+def _span(c: Calibration) -> str:
+    end = c.valid_to.isoformat() if c.valid_to else "open-ended"
+    return f"{c.id} v{c.version} [{c.valid_from.isoformat()}, {end})"
+
+
+def check_coverage(definitions: list[Calibration], signals: set[str]) -> None:
+    """:class:`~insitu.errors.ConfigError` when, for one of ``signals``, the active (not
+    superseded) definitions overlap (a shot would be ``E_CAL_AMBIGUOUS``) or leave a gap
+    between two of them (``E_CAL_MISSING``), naming both and what to change."""
+    active = Calibrations(definitions).active
+    for signal in sorted(signals):
+        spans = sorted((c for c in active if c.signal == signal), key=lambda c: c.valid_from)
+        for a, b in itertools.pairwise(spans):
+            if a.valid_to is None or a.valid_to > b.valid_from:
+                raise ConfigError(
+                    f"Calibrations {_span(a)} and {_span(b)} of signal {signal!r} overlap "
+                    f"from {b.valid_from.isoformat()}: a shot then would have two. End "
+                    f"{a.id} v{a.version} at {b.valid_from.isoformat()} (a new version of "
+                    f"it with 'supersedes: {a.version}' and that valid_to), or give "
+                    f"{b.id} v{b.version} 'supersedes: {a.version}' if it replaces it."
+                )
+            if a.valid_to < b.valid_from:
+                raise ConfigError(
+                    f"Calibrations of signal {signal!r} leave a gap from "
+                    f"{a.valid_to.isoformat()} to {b.valid_from.isoformat()} ({_span(a)}, "
+                    f"then {_span(b)}): shots then would have none. Start {b.id} "
+                    f"v{b.version} at {a.valid_to.isoformat()}, or cover the gap."
+                )
+
+
+def read_yaml(path: str | Path) -> list[Any]:
+    """The documents of a YAML (or JSON) file, empty ones left out."""
     import yaml  # type: ignore[import-untyped]
 
     try:
         with open(path, encoding="utf-8") as fh:
-            docs = [d for d in yaml.safe_load_all(fh) if d]
+            return [d for d in yaml.safe_load_all(fh) if d is not None]
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"Cannot read calibrations {path}: {exc}") from exc
-    return Calibrations([_definition(d, str(path)) for d in docs])
+        raise ConfigError(f"Cannot read {path}: {exc}. Check the path and its YAML.") from exc

@@ -1,6 +1,7 @@
 """A pipeline: take what is complete in the inbox, secure it, make products, register them.
 
-Every raw file ends in one of three states, recorded in the ledger: ``ingested``,
+Every raw file ends in one of three states, recorded in the catalog database (with the
+shot record of its product, in one transaction): ``ingested``,
 ``duplicate-ignored`` (these bytes were ingested before: nothing is written) or
 ``quarantined`` (a report says why and what to do; other files go on). One run of a
 pipeline at a time (a lock file); each run first removes what a killed run left in ``tmp``.
@@ -12,6 +13,7 @@ pipeline at a time (a lock file); each run first removes what a killed run left 
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import logging
 import shutil
 import threading
@@ -22,7 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from insitu.errors import ConfigError, IngestError, InvalidRequest, NotFound, ScanInProgress
-from insitu.ingest.calibration import Calibration, Calibrations, load_calibrations
+from insitu.ingest.calibration import Calibration, Calibrations, parse_time
+from insitu.ingest.definitions import (
+    Snapshot,
+    components,
+    load_calibrations_db,
+    resolve_snapshot,
+    snapshots,
+    sync_calibrations,
+    sync_configurations,
+)
 from insitu.ingest.product import (
     ProductHeader,
     latest_product,
@@ -30,11 +41,11 @@ from insitu.ingest.product import (
     read_header,
     write_product,
 )
-from insitu.ingest.shot import open_shot, resolve_configuration
+from insitu.ingest.registry import Item, Registry, ShotRecord
+from insitu.ingest.shot import Shot, open_shot, summarize
 from insitu.ingest.store import (
     Candidate,
     FileChanged,
-    Item,
     RawStore,
     candidates,
     check_manifest,
@@ -45,6 +56,7 @@ from insitu.settings import PipelineSettings, Settings
 __all__ = ["Outcome", "Pipeline", "RunReport"]
 
 log = logging.getLogger(__name__)
+_VERSION = importlib.metadata.version("insitu")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +110,15 @@ class Pipeline:
         self.settings = settings
         self.spec: PipelineSettings = settings.ingest.pipelines[name]
         root = Path(self.spec.store) if self.spec.store else settings.data_dir / "ingest" / name
-        self.store = RawStore(root.expanduser())
+        self.registry = Registry(settings.catalog_uri, name)
+        try:
+            self.store = RawStore(root.expanduser(), self.registry)
+            self._setup(name)
+        except BaseException:
+            self.registry.close()
+            raise
+
+    def _setup(self, name: str) -> None:
         self.output = (
             Path(self.spec.output).expanduser()
             if self.spec.output
@@ -107,12 +127,24 @@ class Pipeline:
         self.output.mkdir(parents=True, exist_ok=True)
         self.inbox = Path(self.spec.source).expanduser()
         self.collection = self.spec.collection or name
-        # Checked before any shot: a bad definition stops the run here.
-        self.calibrations: Calibrations = load_calibrations(self.spec.calibrations)
+        self.calibrations = Calibrations([])
+        self.snapshots: list[Snapshot] = []
+        self.load_definitions()
+
+    def load_definitions(self) -> None:
+        """Import the pipeline's calibrations and configurations files (if set) into the
+        catalog database, then read the definitions and snapshots from it. Done when the
+        pipeline opens and before each run: a bad definition stops it before any shot."""
+        if self.spec.calibrations:
+            sync_calibrations(self.registry, self.spec.calibrations)
+        if self.spec.configurations:
+            sync_configurations(self.registry, self.spec.configurations)
+        self.calibrations = load_calibrations_db(self.registry)
+        self.snapshots = snapshots(self.registry, self.spec.testbed)
 
     def close(self) -> None:
-        """Close the ledger."""
-        self.store.close()
+        """Give back the catalog database's engine."""
+        self.registry.close()
 
     def __enter__(self) -> Pipeline:
         return self
@@ -148,6 +180,7 @@ class Pipeline:
         being processed is finished and the rest are left for the next run."""
         report = RunReport(self.name)
         with self._running():
+            self.load_definitions()
             for item in self.store.items("secured"):  # a killed run's
                 if stop is not None and stop.is_set():
                     break
@@ -226,6 +259,7 @@ class Pipeline:
         new one the latest. A shot that cannot be reprocessed (say ``E_CAL_MISSING``) is
         ``failed`` and keeps its products.
         """
+        self.load_definitions()
         target = self.calibration(calibration) if calibration else None
         report = RunReport(self.name)
         with self._running():
@@ -257,7 +291,8 @@ class Pipeline:
                 return c
         known = ", ".join(sorted(f"{c.id}@{c.version}" for c in self.calibrations.all))
         raise NotFound(
-            f"No calibration {ref} in {self.spec.calibrations} (defined: {known or 'none'})."
+            f"No calibration {ref} in the catalog database (defined: {known or 'none'}); "
+            "'insitu ingest calibration list' shows them."
         )
 
     def retry(self, sha: str, *, register: bool = True) -> Outcome:
@@ -270,6 +305,7 @@ class Pipeline:
             )
         raw = self.store.raw_path(sha, item.name)
         with self._running():
+            self.load_definitions()
             manifest = self.store.manifest(sha, item.name)
             outcome = self._process(sha, item.name, raw, manifest)
         retry = {"at": now_iso(), "outcome": outcome.state, "code": outcome.code}
@@ -316,6 +352,12 @@ class Pipeline:
         return self._process(sha, name, raw, cand.manifest)
 
     def _reprocess(self, item: Item, target: Calibration | None, ref: str | None) -> Outcome | None:
+        record = self.registry.shot(item.shot or "")
+        if target is not None and record is not None:  # chosen from the catalog database
+            used = {c["id"].split("/", 1)[0] for c in record.calibrations.values()}
+            acquired = parse_time(record.acquired_at.replace("Z", "+00:00"))
+            if not (target.covers(acquired) and target.signal in used):
+                return None
         found = latest_product(self.output, item.shot or "")
         if found is None:
             return Outcome(item.name, item.sha256, "failed", "E_NO_PRODUCT", "no product")
@@ -337,11 +379,16 @@ class Pipeline:
         manifest = self.store.manifest(item.sha256, item.name)
         started = now_iso()
         with open_shot(raw, self.spec, self.calibrations, manifest) as shot:
-            resolve_configuration(self.spec.configurations, shot)
+            self._configure(shot)
             if product_id(item.sha256, shot) == header.product_id:
-                if (item.product, item.version) != (header.product_id, header.version):
-                    self._record(item, header.product_id, header.version)  # a killed run's
+                if (item.product, item.version) != (
+                    header.product_id,
+                    header.version,
+                ) or self.registry.shot(shot.shot_id, header.version) is None:
+                    # a killed run's, or a product of a version before the shot records
+                    self._record(item, shot, header.path, header.product_id, header.version)
                 return Outcome(item.name, item.sha256, "unchanged", product=header.product_id)
+            summary = summarize(shot, self.spec.nan)
             info = write_product(
                 shot,
                 output=self.output,
@@ -354,22 +401,63 @@ class Pipeline:
                 started=started,
                 previous_history=header.history,
             )
-        self._record(item, info.product_id, info.version)
+            self._record(item, shot, info.path, info.product_id, info.version, summary)
         log.info("%s: %s -> %s", self.name, item.name, info.path)
         return Outcome(item.name, item.sha256, "reprocessed", product=info.product_id)
 
-    def _record(self, item: Item, pid: str, version: int) -> None:
-        self.store.record(
-            Item(item.sha256, item.name, "ingested", item.shot, None, pid, version, now_iso())
+    def _configure(self, shot: Shot) -> None:
+        """Attach the configuration snapshot of ``shot`` (none when there are none)."""
+        snap = resolve_snapshot(self.snapshots, shot.shot_id, shot.acquired_at)
+        if snap is not None:
+            shot.configuration = snap.tree
+            shot.configuration_id = snap.configuration_id
+
+    def _record(
+        self,
+        item: Item,
+        shot: Shot,
+        path: Path,
+        pid: str,
+        version: int,
+        summary: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Record the product of ``shot`` and ``item``'s state in one transaction."""
+        if summary is None:
+            summary = summarize(shot, {})
+        root = shot.root
+        campaign = root.get("campaign") or root.get("experiment_id")
+        record = ShotRecord(
+            pipeline=self.name,
+            collection=self.collection,
+            shot=shot.shot_id,
+            version=version,
+            latest=True,
+            state="ingested",
+            product_id=pid,
+            raw_sha256=item.sha256,
+            campaign=str(campaign) if campaign not in (None, "") else None,
+            operator=shot.operator,
+            acquired_at=shot.acquired_at.isoformat().replace("+00:00", "Z"),
+            ingested_at=now_iso(),
+            configuration_id=shot.configuration_id,
+            calibrations={s.name: s.calibration.record() for s in shot.signals if s.calibration},
+            signals=[s.name for s in shot.signals],
+            components=components(shot.configuration) if shot.configuration else [],
+            summary=summary,
+            pipeline_version=_VERSION,
+            path=str(path),
         )
+        done = Item(item.sha256, item.name, "ingested", shot.shot_id, None, pid, version, now_iso())
+        self.registry.record_shot(record, done)
 
     def _process(self, sha: str, name: str, raw: Path, manifest: dict[str, Any] | None) -> Outcome:
         started = now_iso()
         try:
             check_manifest(name, sha, raw.stat().st_size, manifest)
             with open_shot(raw, self.spec, self.calibrations, manifest) as shot:
-                resolve_configuration(self.spec.configurations, shot)
+                self._configure(shot)
                 self._check_conflict(sha, shot.shot_id)
+                summary = summarize(shot, self.spec.nan)
                 info = write_product(
                     shot,
                     output=self.output,
@@ -383,12 +471,10 @@ class Pipeline:
                 )
                 for warning in shot.warnings:
                     log.warning("%s: %s: %s", self.name, name, warning)
-                shot_id = shot.shot_id
+                item = Item(sha, name, "secured", shot.shot_id, None, None, None, now_iso())
+                self._record(item, shot, info.path, info.product_id, info.version, summary)
         except IngestError as exc:
             return self._quarantine(sha, name, raw, exc)
-        self.store.record(
-            Item(sha, name, "ingested", shot_id, None, info.product_id, info.version, now_iso())
-        )
         log.info("%s: %s -> %s", self.name, name, info.path)
         return Outcome(name, sha, "ingested", product=info.product_id)
 

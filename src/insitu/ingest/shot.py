@@ -4,10 +4,8 @@ with the code of the specification's bad-input table."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +19,7 @@ from insitu.formats import Channel, ChannelFile, ChannelReader, CsvDialect, CsvR
 from insitu.ingest.calibration import Calibration, Calibrations, check_units, parse_time
 from insitu.settings import PipelineSettings
 
-__all__ = ["Shot", "Signal", "open_shot"]
+__all__ = ["Shot", "Signal", "open_shot", "summarize"]
 
 _UNIT_KEYS = ("units", "unit_string", "NI_UnitDescription")
 
@@ -261,28 +259,49 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in name)
 
 
-def configuration_id(tree: dict[str, Any]) -> str:
-    """The sha256 of a configuration snapshot's canonical JSON."""
-    canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def resolve_configuration(path: str | None, shot: Shot) -> None:
-    """Attach the configuration snapshot valid at the shot's time (``E_CONFIG_MISSING``
-    when a file of snapshots is configured but none is valid)."""
-    if path is None:
-        return
-    snapshots = json.loads(Path(path).read_text())
-    for snap in snapshots:
-        start = parse_time(snap["valid_from"])
-        end = parse_time(snap["valid_to"]) if snap.get("valid_to") else None
-        if start <= shot.acquired_at and (end is None or shot.acquired_at < end):
-            shot.configuration = snap["tree"]
-            shot.configuration_id = configuration_id(snap["tree"])
-            return
-    raise _fail(
-        "E_CONFIG_MISSING",
-        "resolve",
-        f"no configuration snapshot is valid at {shot.acquired_at.isoformat()}.",
-        "Add the snapshot of the testbed at that time, then 'insitu ingest retry' the file.",
-    )
+def summarize(
+    shot: Shot, nan: Mapping[str, str], block: int = 1 << 20
+) -> dict[str, dict[str, Any]]:
+    """Summary scalars of each signal's calibrated values (min, max, mean, count, NaNs),
+    read in blocks, for the shot search; ``E_NAN`` for a signal holding NaN whose policy
+    (``nan[signal]``, else ``nan["*"]``, else allow) is ``reject`` (spec 5.1 step 4)."""
+    out: dict[str, dict[str, Any]] = {}
+    default = nan.get("*", "allow")
+    for s in shot.signals:
+        n = int(np.prod(s.channel.shape, dtype=np.int64))
+        lo_v, hi_v, total, count, nans = np.inf, -np.inf, 0.0, 0, 0
+        floating = s.calibration is not None or np.dtype(s.channel.dtype).kind in "fc"
+        for lo in range(0, n, block):
+            raw = s.channel.read_flat(lo, min(lo + block, n))
+            scaled = raw * s.factor if s.factor != 1.0 else raw
+            values = s.calibration.apply(scaled) if s.calibration else raw
+            if floating:
+                bad = np.isnan(values)
+                k = int(bad.sum())
+                if k:
+                    nans += k
+                    values = values[~bad]
+            if values.size:
+                lo_v = min(lo_v, float(values.min()))
+                hi_v = max(hi_v, float(values.max()))
+                total += float(values.sum(dtype=np.float64))
+                count += int(values.size)
+        policy = nan.get(s.name, nan.get(s.channel.source, default))
+        if nans and policy == "reject":
+            raise _fail(
+                "E_NAN",
+                "validate",
+                f"signal {s.name!r} (channel {s.channel.source!r}) holds {nans} NaN of {n} "
+                "samples, and its NaN policy is 'reject'.",
+                f"Fix the acquisition of {s.channel.source!r}, or allow NaN for it "
+                f"([ingest.pipelines.NAME.nan] {s.name} = 'allow'), then 'insitu ingest "
+                "retry' the file.",
+            )
+        out[s.name] = {
+            "min": lo_v if count else None,
+            "max": hi_v if count else None,
+            "mean": total / count if count else None,
+            "n": n,
+            "nan": nans,
+        }
+    return out

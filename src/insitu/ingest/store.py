@@ -1,12 +1,16 @@
-"""A pipeline's store: the inbox it watches, the raw store, the quarantine and the ledger.
+"""A pipeline's store: the inbox it watches, the raw store and the quarantine.
 
 Layout under the store folder::
 
     raw/<sha256[:2]>/<sha256>.<ext>            content-addressed, read-only, never removed
     quarantine/<code>/<sha256>/report.json    what went wrong and what to do
     quarantine/resolved/<sha256>/report.json  items a retry ingested, with their retries
-    ledger.db                                 one row per raw file (SQLite)
     tmp/                                      products being written (emptied by each run)
+
+The state of each raw file is a row of the catalog database (``ingest_items``, through
+:class:`~insitu.ingest.registry.Registry`), where the shot records are too, so one
+transaction records a product and its raw file's state. The ``ledger.db`` an older version
+kept here is taken into it once (then renamed ``ledger.db.imported``).
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import shutil
 import sqlite3
 import stat
 import time
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from insitu.errors import IngestError, NotFound
+from insitu.ingest.registry import Item, Registry
 
 __all__ = [
     "Candidate",
@@ -96,36 +101,27 @@ def candidates(
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """The ledger's row of one raw file."""
-
-    sha256: str
-    name: str
-    state: str  # secured (being processed) | ingested | quarantined
-    shot: str | None
-    code: str | None
-    product: str | None
-    version: int | None
-    updated: str
-
-
 class RawStore:
     """The store of one pipeline (see the module docstring)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, registry: Registry) -> None:
         self.root = root
+        self.registry = registry
         for sub in ("raw", "quarantine", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(root / "ledger.db", isolation_level=None, timeout=30)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS items (sha256 TEXT PRIMARY KEY, name TEXT, "
-            "state TEXT, shot TEXT, code TEXT, product TEXT, version INTEGER, updated TEXT)"
-        )
-
-    def close(self) -> None:
-        """Close the ledger."""
-        self._db.close()
+        ledger = root / "ledger.db"
+        if ledger.exists():  # an older version's: its rows go to the catalog database
+            con = sqlite3.connect(ledger)
+            try:
+                rows = con.execute(
+                    "SELECT sha256, name, state, shot, code, product, version, updated FROM items"
+                ).fetchall()
+            except sqlite3.OperationalError:
+                rows = []
+            finally:
+                con.close()
+            registry.import_ledger(rows)
+            ledger.replace(root / "ledger.db.imported")
 
     # -- raw bytes -------------------------------------------------------------------------
 
@@ -174,30 +170,23 @@ class RawStore:
         found: dict[str, Any] = json.loads(kept.read_text())
         return found
 
-    # -- ledger ----------------------------------------------------------------------------
+    # -- item states (rows of the catalog database) ---------------------------------------
 
     def item(self, sha: str) -> Item | None:
-        """The ledger's row for ``sha``."""
-        row = self._db.execute("SELECT * FROM items WHERE sha256 = ?", (sha,)).fetchone()
-        return Item(*row) if row else None
+        """The state of raw file ``sha``."""
+        return self.registry.item(sha)
 
     def items(self, state: str | None = None) -> list[Item]:
-        """Rows, oldest change first (of one state if given)."""
-        sql, args = "SELECT * FROM items", cast(tuple[str, ...], ())
-        if state:
-            sql, args = sql + " WHERE state = ?", (state,)
-        return [Item(*r) for r in self._db.execute(sql + " ORDER BY updated", args)]
+        """Raw files, oldest change first (of one state if given)."""
+        return self.registry.items(state)
 
     def ingested_shot(self, shot: str) -> Item | None:
-        """The ingested row of shot ``shot``, if any."""
-        row = self._db.execute(
-            "SELECT * FROM items WHERE shot = ? AND state = 'ingested'", (shot,)
-        ).fetchone()
-        return Item(*row) if row else None
+        """The ingested raw file of shot ``shot``, if any."""
+        return self.registry.ingested_shot(shot)
 
     def record(self, item: Item) -> None:
-        """Insert or replace a row."""
-        self._db.execute("INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?)", astuple(item))
+        """Insert or replace the state of a raw file."""
+        self.registry.record(item)
 
     # -- quarantine ------------------------------------------------------------------------
 
