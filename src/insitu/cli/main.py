@@ -80,6 +80,7 @@ def _register() -> None:
     from insitu.cli._hub import down_command, project_group, up_command, user_group
     from insitu.cli._ingest import ingest_group
     from insitu.cli._lab import lab_command, tunnel_command
+    from insitu.cli._workflows import cells_group
 
     cli.add_command(catalog_group)
     cli.add_command(demo_command)
@@ -95,6 +96,7 @@ def _register() -> None:
     cli.add_command(lab_command)
     cli.add_command(tunnel_command)
     cli.add_command(ingest_group)
+    cli.add_command(cells_group)
 
 
 _register()

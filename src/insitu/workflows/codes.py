@@ -1,0 +1,130 @@
+"""Every warning and error the workflows subsystem reports, each with a stable code.
+
+A code never changes meaning once released: tests, the ``--json`` output and the web pages
+match on it. ``E-`` codes stop a cell (or a run) from being used as it is; ``W-`` codes say
+that something was changed, guessed or may go wrong at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "CODES",
+    "E_OUTPUT_NOT_SERIALIZABLE",
+    "E_OUTPUT_UNDEFINED",
+    "E_STAR_IMPORT",
+    "E_SYNTAX",
+    "E_UNRESOLVED",
+    "W_DEP_GUESS",
+    "W_DYNAMIC",
+    "W_HIDDEN_MUTATION",
+    "W_IPY_HISTORY",
+    "W_LOCAL_MODULE",
+    "W_MAGIC_DROPPED",
+    "W_MAGIC_UNSUPPORTED",
+    "W_MAYBE_UNBOUND",
+    "W_OUTPUT_NOT_SERIALIZABLE",
+    "W_OUT_OF_ORDER",
+    "Code",
+    "Diagnostic",
+]
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Code:
+    """One kind of finding: its stable ``code`` and what it means (``summary``)."""
+
+    code: str
+    summary: str
+
+    @property
+    def severity(self) -> Severity:
+        """``error`` for ``E-`` codes, ``warning`` for ``W-`` codes."""
+        return "error" if self.code.startswith("E-") else "warning"
+
+    def at(
+        self,
+        message: str,
+        *,
+        cell: str | None = None,
+        line: int | None = None,
+        name: str | None = None,
+    ) -> Diagnostic:
+        """This code found at a place: ``message`` names the value and what to do."""
+        return Diagnostic(self.code, self.severity, message, cell, line, name)
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    """A finding in one cell (``cell`` is its id), at a line of that cell when known."""
+
+    code: str
+    severity: Severity
+    message: str
+    cell: str | None = None
+    line: int | None = None
+    name: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain JSON form, keys in a fixed order."""
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "cell": self.cell,
+            "line": self.line,
+            "name": self.name,
+            "message": self.message,
+        }
+
+
+E_SYNTAX = Code(
+    "E-SYNTAX", "the cell is not valid Python even after IPython syntax is turned into calls"
+)
+E_STAR_IMPORT = Code("E-STAR-IMPORT", "'from m import *' hides which names the cell defines")
+E_UNRESOLVED = Code("E-UNRESOLVED", "a name is read that no earlier cell defines")
+E_OUTPUT_UNDEFINED = Code("E-OUTPUT-UNDEFINED", "an output was not bound when the task ended")
+E_OUTPUT_NOT_SERIALIZABLE = Code(
+    "E-OUTPUT-NOT-SERIALIZABLE", "an output could not be written by any serializer"
+)
+W_MAGIC_DROPPED = Code("W-MAGIC-DROPPED", "an IPython magic with no effect on data was left out")
+W_MAGIC_UNSUPPORTED = Code(
+    "W-MAGIC-UNSUPPORTED", "an IPython magic whose effect a component cannot reproduce"
+)
+W_DYNAMIC = Code("W-DYNAMIC", "exec, eval, globals() and the like defeat static analysis")
+W_IPY_HISTORY = Code("W-IPY-HISTORY", "the cell reads IPython's output history (_, __, _i3, Out)")
+W_OUT_OF_ORDER = Code("W-OUT-OF-ORDER", "a name is read before the cell that defines it")
+W_MAYBE_UNBOUND = Code("W-MAYBE-UNBOUND", "a name read here is bound on some paths only")
+W_LOCAL_MODULE = Code("W-LOCAL-MODULE", "an import of a module kept next to the notebook")
+W_DEP_GUESS = Code("W-DEP-GUESS", "an import whose distribution was guessed from its name")
+W_OUTPUT_NOT_SERIALIZABLE = Code(
+    "W-OUTPUT-NOT-SERIALIZABLE", "an output looks like an open file, lock or connection"
+)
+W_HIDDEN_MUTATION = Code(
+    "W-HIDDEN-MUTATION", "an input changed during the task without a visible mutation"
+)
+
+CODES: dict[str, Code] = {
+    c.code: c
+    for c in (
+        E_SYNTAX,
+        E_STAR_IMPORT,
+        E_UNRESOLVED,
+        E_OUTPUT_UNDEFINED,
+        E_OUTPUT_NOT_SERIALIZABLE,
+        W_MAGIC_DROPPED,
+        W_MAGIC_UNSUPPORTED,
+        W_DYNAMIC,
+        W_IPY_HISTORY,
+        W_OUT_OF_ORDER,
+        W_MAYBE_UNBOUND,
+        W_LOCAL_MODULE,
+        W_DEP_GUESS,
+        W_OUTPUT_NOT_SERIALIZABLE,
+        W_HIDDEN_MUTATION,
+    )
+}
+"""Every code by its name, for documentation and for matching in the web pages."""

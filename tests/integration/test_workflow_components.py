@@ -1,0 +1,314 @@
+"""Generated components actually run: each notebook is run top to bottom in one IPython
+namespace, recording every output of every cell right after the cell ran; then each
+cell's task.py runs in its own process (inputs.json → OUT/outputs.json, inputs taken from
+the producers' outputs) and must give the same values. The start of the differential test
+of the workflows specification; the executors (local, Dask) will replace the small chain
+runner here. Also the runtime halves of T12 (E-OUTPUT-UNDEFINED), T27
+(E-OUTPUT-NOT-SERIALIZABLE) and T28 (a 50 MB DataFrame goes to parquet, not inline)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from insitu.workflows import Extraction, extract, notebook_from_sources, read_outputs
+
+
+def run_in_one_namespace(
+    sources: list[str], outputs: list[tuple[str, ...]]
+) -> list[dict[str, Any]]:
+    """Run the cells in one IPython shell; each cell's outputs as they were after it ran."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance()
+    seen = []
+    try:
+        for source, names in zip(sources, outputs, strict=True):
+            result = shell.run_cell(source, store_history=True)
+            result.raise_error()
+            seen.append({n: _snapshot(shell.user_ns[n]) for n in names})
+    finally:
+        InteractiveShell.clear_instance()
+    return seen
+
+
+def _snapshot(value: Any) -> Any:
+    if hasattr(value, "stdout") and hasattr(value, "stderr"):  # %%capture's object
+        return {"stdout": value.stdout}
+    if type(value).__name__ == "SList":  # '!cmd' output: a component gives a plain list
+        return list(value)
+    if isinstance(value, xr.DataArray | xr.Dataset):
+        return value.load().copy(deep=True)
+    return copy.deepcopy(value)
+
+
+def assert_same(name: str, expected: Any, got: Any) -> None:
+    if isinstance(expected, dict) and set(expected) == {"stdout"}:
+        assert got.stdout == expected["stdout"], name
+    elif isinstance(expected, pd.DataFrame):
+        pd.testing.assert_frame_equal(got, expected)
+    elif isinstance(expected, np.ndarray):
+        np.testing.assert_array_equal(got, expected)
+    elif callable(expected) and hasattr(expected, "__code__"):  # a lambda, by value
+        assert got.__code__.co_code == expected.__code__.co_code, name
+    elif isinstance(expected, xr.DataArray):
+        # Values and dimensions; a time axis may come back as datetime64 instead of cftime.
+        assert got.dims == expected.dims, name
+        np.testing.assert_allclose(got.values, expected.values)
+    else:
+        assert type(got) is type(expected), (name, type(got), type(expected))
+        assert got == expected, name
+
+
+def run_chain(result: Extraction, work: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run every component in notebook order, feeding each the outputs it reads; return the
+    outputs of every cell by cell id."""
+    outdirs: dict[str, Path] = {}
+    values: dict[str, Any] = {}
+    for comp in result.components:
+        assert comp.directory is not None
+        node = result.graph.cell(comp.cell)
+        inputs = {}
+        for edge in node.inputs:
+            entry = json.loads((outdirs[edge.producer] / "outputs.json").read_text())[edge.name]
+            if entry["kind"] == "file":
+                entry["path"] = str(outdirs[edge.producer] / entry["path"])
+            inputs[edge.name] = entry
+        run = work / comp.cell
+        run.mkdir(parents=True)
+        (run / "inputs.json").write_text(json.dumps(inputs))
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(comp.directory / "task.py"),
+                "--inputs",
+                str(run / "inputs.json"),
+                "--outdir",
+                str(run / "out"),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=run,
+        )
+        assert done.returncode == 0, (comp.cell, done.stderr)
+        outdirs[comp.cell] = run / "out"
+        values[comp.cell] = read_outputs(run / "out")
+    return values
+
+
+def differential(
+    tmp_path: Path, sources: list[str], env: dict[str, str] | None = None
+) -> Extraction:
+    nb = notebook_from_sources(sources)
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    result = extract(tmp_path / "nb.ipynb", tmp_path / "components", python=sys.executable)
+    assert result.ok, [d for c in result.graph.cells for d in c.errors]
+    cells = result.graph.cells
+    old = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        expected = run_in_one_namespace(sources, [c.outputs for c in cells])
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    got = run_chain(result, tmp_path / "runs", env)
+    for cell, want in zip(cells, expected, strict=True):
+        if cell.parameter_cell:
+            continue
+        assert set(got[cell.id]) == set(cell.outputs)
+        for name, value in want.items():
+            assert_same(f"{name}@{cell.id}", value, got[cell.id][name])
+    return result
+
+
+def test_functions_mutation_and_parameters(tmp_path: Path) -> None:
+    result = differential(
+        tmp_path,
+        [
+            "param_scale = 3",
+            "import math\nbase = [1, 2, 3]",
+            "def norm(v):\n    return math.sqrt(sum(x * x for x in v)) * param_scale",
+            "base.append(4)\ntotal = 0",
+            "for v in base:\n    total += v",
+            "n = norm(base)\nstats = {'total': total, 'n': n, 'pair': (1, 2)}",
+            "labels = [f'{k}={v}' for k, v in sorted(stats.items())]\nsquare = lambda x: x * x",
+            "last = square(len(labels))",
+        ],
+    )
+    assert [e.label for e in result.graph.cell("c3").inputs] == ["base@c1"]
+    assert result.graph.cell("c5").params == ("param_scale",)
+
+
+def test_numpy_and_pandas(tmp_path: Path) -> None:
+    differential(
+        tmp_path,
+        [
+            "import numpy as np\nimport pandas as pd",
+            "param_n = 50",
+            "rng = np.random.default_rng(0)\nx = rng.normal(size=param_n)",
+            "df = pd.DataFrame({'x': x, 'y': 2 * x})",
+            "df['z'] = df.x + df.y",
+            "summary = df.describe()\nbig = np.arange(20000.0)",
+            "total = float(big.sum()) + float(summary.loc['mean', 'z'])",
+        ],
+    )
+
+
+def test_magics_and_shell(tmp_path: Path) -> None:
+    result = differential(
+        tmp_path,
+        [
+            "%load_ext autoreload\nimport numpy as np",
+            "a = np.zeros(3)",
+            "!echo hello",
+            "files = !printf 'x\\ny\\n'",
+            "%%capture out\nprint(1)",
+            "%time b = a + 1",
+            "n = len(files) + len(out.stdout) + int(b.sum())",
+        ],
+    )
+    codes = [d.code for d in result.graph.diagnostics]
+    assert codes.count("W-MAGIC-DROPPED") == 2  # %load_ext, and %time kept its statement
+
+
+@pytest.fixture(scope="module")
+def demo_catalog(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> str:
+    from insitu.catalog import Catalog
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('wfcat') / 'catalog.db'}"
+    with Catalog(uri) as cat:
+        cat.add_collection("demo", demo_root, template="cmip6")
+        cat.scan(workers=1)
+    return uri
+
+
+def test_demo_archive_through_open_dataset(tmp_path: Path, demo_catalog: str) -> None:
+    dataset = "CMIP6.CMIP.AS-RCEC.TaiESM1.historical.r1i1p1f1.Amon.ta.gn.v20200623"
+    result = differential(
+        tmp_path,
+        [
+            "import insitu",
+            f"param_dataset = {dataset!r}",
+            "ds = insitu.open_dataset(param_dataset)\nta = ds['ta'].isel(plev=0)",
+            "clim = ta.mean('time')",
+            "global_mean = float(clim.mean())",
+        ],
+        env={"INSITU_CATALOG__URI": demo_catalog},
+    )
+    c2 = result.graph.cell("c2")
+    assert c2.outputs == ("ta",) and c2.params == ("param_dataset",)
+    (comp,) = [c for c in result.components if c.cell == "c2"]
+    assert json.loads((comp.directory / "component.json").read_text())["params"] == [  # type: ignore[operator]
+        {"name": "param_dataset", "type": "str", "default": dataset}
+    ]
+
+
+def _one(
+    tmp_path: Path, sources: list[str], cell: str, inputs: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    result = extract(notebook_from_sources(sources), tmp_path / "c", python=sys.executable)
+    (comp,) = [c for c in result.components if c.cell == cell]
+    assert comp.directory is not None
+    (tmp_path / "inputs.json").write_text(json.dumps(inputs))
+    return subprocess.run(
+        [
+            sys.executable,
+            str(comp.directory / "task.py"),
+            "--inputs",
+            str(tmp_path / "inputs.json"),
+            "--outdir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_t12_maybe_written_output_not_bound_fails(tmp_path: Path) -> None:
+    done = _one(
+        tmp_path,
+        ["flag = True", "if flag:\n    z = 1", "print(z)"],
+        "c1",
+        {"flag": {"kind": "json", "value": False}},
+    )
+    assert done.returncode == 3
+    assert "E-OUTPUT-UNDEFINED" in done.stderr and "'z'" in done.stderr
+
+
+def test_t27_open_file_output_fails_with_its_name(tmp_path: Path) -> None:
+    (tmp_path / "x.txt").write_text("hi")
+    done = _one(
+        tmp_path,
+        [
+            f"p = {str(tmp_path / 'x.txt')!r}",
+            "with open(p) as fh:\n    text = fh.read()",
+            "print(fh, text)",
+        ],
+        "c1",
+        {"p": {"kind": "json", "value": str(tmp_path / "x.txt")}},
+    )
+    assert done.returncode == 4
+    assert "E-OUTPUT-NOT-SERIALIZABLE" in done.stderr and "'fh'" in done.stderr
+
+
+def test_t28_large_dataframe_goes_to_parquet(tmp_path: Path) -> None:
+    done = _one(
+        tmp_path,
+        [
+            "import numpy as np\nimport pandas as pd",
+            "df = pd.DataFrame(np.arange(6_553_600, dtype='float64').reshape(-1, 8))",
+            "print(df.shape)",
+        ],
+        "c1",
+        {},
+    )
+    assert done.returncode == 0, done.stderr
+    entry = json.loads((tmp_path / "out" / "outputs.json").read_text())["df"]
+    assert (entry["kind"], entry["format"], entry["path"]) == ("file", "parquet", "df.parquet")
+    assert "value" not in entry
+    assert read_outputs(tmp_path / "out")["df"].shape == (819_200, 8)  # 50 MiB of float64
+
+
+def test_secret_comes_from_the_environment_only(tmp_path: Path) -> None:
+    sources = ["secret_token = 'never-stored'", "n = len(secret_token)", "print(n)"]
+    result = extract(notebook_from_sources(sources), tmp_path / "c", python=sys.executable)
+    (comp,) = [c for c in result.components if c.cell == "c1"]
+    assert "never-stored" not in comp.task
+    assert comp.directory is not None
+    (tmp_path / "inputs.json").write_text("{}")
+    cmd = [
+        sys.executable,
+        str(comp.directory / "task.py"),
+        "--inputs",
+        str(tmp_path / "inputs.json"),
+        "--outdir",
+        str(tmp_path / "out"),
+    ]
+    missing = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "secret_token"},
+    )
+    assert missing.returncode == 2 and "secret_token" in missing.stderr
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "secret_token": "abc"}
+    )
+    assert done.returncode == 0, done.stderr
+    assert read_outputs(tmp_path / "out") == {"n": 3}
