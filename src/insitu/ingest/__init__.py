@@ -30,10 +30,11 @@ from insitu.ingest.demo import DemoReport, run_demo
 from insitu.ingest.pipeline import Outcome, Pipeline, RunReport, poll_interval
 from insitu.ingest.product import product_id
 from insitu.ingest.registry import Item, Registry, ShotRecord
-from insitu.ingest.search import Condition, ShotPage, find_shots, parse_where
+from insitu.ingest.search import MAX_SHOTS, Condition, ShotPage, find_shots, parse_where
 from insitu.ingest.store import Candidate, RawStore, candidates, sha256_of
 
 __all__ = [
+    "MAX_SHOTS",
     "Calibration",
     "Calibrations",
     "Candidate",

@@ -26,9 +26,9 @@ from insitu.ingest.registry import (
 )
 from insitu.settings import Settings
 
-__all__ = ["MAX_LIMIT", "Condition", "ShotPage", "find_shots", "parse_where"]
+__all__ = ["MAX_SHOTS", "Condition", "ShotPage", "find_shots", "parse_where"]
 
-MAX_LIMIT = 1000
+MAX_SHOTS = 1000
 _STATS = ("min", "max", "mean")
 _OPS = {
     ">=": lambda c, v: c >= v,
@@ -157,8 +157,8 @@ def find_shots(
     caller may read); ``latest``: only the latest version of each shot. Bad values raise
     :class:`~insitu.errors.InvalidRequest` naming them.
     """
-    if not 0 <= limit <= MAX_LIMIT:
-        raise InvalidRequest(f"limit {limit} is not between 0 and {MAX_LIMIT}.")
+    if not 0 <= limit <= MAX_SHOTS:
+        raise InvalidRequest(f"limit {limit} is not between 0 and {MAX_SHOTS}.")
     if offset < 0:
         raise InvalidRequest(f"offset {offset} is negative; give 0 or more.")
     conditions = parse_where(where) if isinstance(where, str) else list(where or ())
