@@ -98,7 +98,8 @@ def _pipeline_view(services: Services, name: str, *, details: bool) -> PipelineV
             view.waiting = int(status["waiting"])
             view.last = max((i.updated for i in items), default=None)
             if details:
-                view.items = sorted(items, key=lambda i: i.updated, reverse=True)
+                # Newest first; of items changed in the same second, the later one.
+                view.items = sorted(reversed(items), key=lambda i: i.updated, reverse=True)
                 for q in status["quarantined"]:
                     try:
                         report = pipeline.store.report(q["sha256"])
