@@ -500,6 +500,11 @@ class PipelineSettings(BaseModel):
     output: str | None = Field(
         default=None, description="Folder of the products (default <store>/products)."
     )
+    product_format: Literal["zarr", "netcdf4"] = Field(
+        default="zarr",
+        description="Products as Zarr stores (format 3, <shot>_v<k>.zarr) or NetCDF-4 files "
+        "(<shot>_v<k>.nc); both carry the same attributes and open alike.",
+    )
     collection: str | None = Field(
         default=None,
         description="Catalog collection of the products (default: the pipeline's name).",

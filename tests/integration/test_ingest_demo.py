@@ -63,13 +63,14 @@ def test_ingest_demo(data_dir: Path) -> None:
     assert np.allclose(ds["neutral_pressure"].values, 13.332 * millivolts / 1000)  # mV -> V
     assert ds.attrs["configuration_id"] and ds.attrs["operator"] == "alice"
 
-    products = sorted(data_dir.glob("lab-demo/products/*/*/*.nc"))
+    products = sorted(data_dir.glob("lab-demo/products/*/*/*_v*"))  # Zarr stores
+    assert products
     before = {p: p.stat().st_mtime_ns for p in products}
     second, took_again = demo()
     print(f"{took_again:.1f} s")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "(0 new)" in second.stdout
-    assert {p: p.stat().st_mtime_ns for p in data_dir.glob("lab-demo/products/*/*/*.nc")} == (
+    assert {p: p.stat().st_mtime_ns for p in data_dir.glob("lab-demo/products/*/*/*_v*")} == (
         before
     )
     assert not any((data_dir / "lab-demo/inbox").iterdir())

@@ -105,6 +105,7 @@ def make_settings(lab: dict[str, Path], **pipeline: Any) -> Settings:
         "calibrations": str(lab["calibrations"]),
         "stable_seconds": 0,
         "attributes": {"institution": "Test lab"},
+        "product_format": "netcdf4",  # these tests read NetCDF-4; Zarr: test_zarr_products
         **pipeline,
     }
     return Settings(
@@ -330,6 +331,7 @@ def _env(lab: dict[str, Path], settings: Settings) -> dict[str, str]:
         f'source = "{spec.source}"',
         f'calibrations = "{spec.calibrations}"',
         f"stable_seconds = {spec.stable_seconds}",
+        f'product_format = "{spec.product_format}"',
         "[ingest.pipelines.lab.channels]",
         *(f'"{k}" = "{v}"' for k, v in spec.channels.items()),
     ]

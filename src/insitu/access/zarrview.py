@@ -37,7 +37,6 @@ import bisect
 import json
 import logging
 import math
-import os
 import struct
 import zlib
 from collections.abc import Sequence
@@ -65,6 +64,7 @@ from insitu.formats import (
     SupportsStoredChunks,
     WouldBlock,
     reencode_time,
+    stat_dataset,
     with_time_units,
 )
 from insitu.formats import OpenFiles as _Cache
@@ -788,8 +788,8 @@ class OpenFiles:
     @staticmethod
     def _identity(src: Source) -> tuple[int, int, int]:
         """The file of ``src`` checked to be the one the catalog scanned: its identity."""
-        try:
-            st = os.stat(src.path)
+        try:  # a Zarr store: its files' total size and newest mtime, as the scan saw them
+            st = stat_dataset(src.path, cache_seconds=1.0)
         except OSError as exc:
             raise DataError(
                 f"Cannot read {src.record.path}: {exc.strerror or type(exc).__name__}. The "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -186,6 +187,8 @@ def _denied_reason(exc: OSError) -> str:
 
 
 def _unreadable_reason(path: str, exc: BaseException) -> str:
+    if os.path.isdir(path):  # a *.zarr directory (the reader's message says what is wrong)
+        return f"Zarr store that cannot be read: {_error_text(exc)}"
     try:
         with open(path, "rb") as fh:
             magic = fh.read(8)

@@ -285,9 +285,12 @@ BUILTIN_TEMPLATES: dict[str, Template] = {
         dataset_facets=("product", "variable"),
         version_facet=None,
     ),
-    # Products of an ingest pipeline: one file per shot and version (insitu.ingest).
+    # Products of an ingest pipeline: one Zarr store (or NetCDF-4 file) per shot and
+    # version (insitu.ingest); the format facet is the suffix.
     "shots": Template(
-        name="shots", directory="{shot_id}/{version}", filename="{shot_id}_{version}.nc"
+        name="shots",
+        directory="{shot_id}/{version}",
+        filename="{shot_id}_{version}.{format:zarr|nc}",
     ),
 }
 

@@ -1,5 +1,9 @@
 """Walking an archive: every regular file with its size, mtime and identity.
 
+A directory named ``*.zarr`` is a Zarr store: one dataset file, not descended into, whose
+size is its files' total and whose mtime is the newest of theirs
+(:func:`insitu.formats.stat_dataset`), so a rescan sees a store change like a file's.
+
 Symbolic links to directories are followed (sites link parts of an archive in), but a link
 back into its own ancestry is a loop and is reported, not followed. Files reached by
 several paths (ESGF ``latest`` links, ``files/`` trees) share one identity (device, inode),
@@ -16,6 +20,7 @@ import stat
 from dataclasses import dataclass
 
 from insitu.catalog.models import FileStatus
+from insitu.formats import ZARR_SUFFIX, stat_dataset
 
 __all__ = ["Entry", "WalkProblem", "display_name", "walk_archive"]
 
@@ -169,7 +174,20 @@ def walk_archive(root: str) -> tuple[list[Entry], list[WalkProblem]]:
             except OSError as exc:
                 problems.add(_stat_problem(rel, child, is_link, exc), _own_identity(child), linked)
                 continue
-            if stat.S_ISDIR(st.st_mode):
+            if stat.S_ISDIR(st.st_mode) and name.endswith(ZARR_SUFFIX):
+                # A Zarr store is one dataset file: its size is its files', its mtime
+                # the newest of theirs; never descended into.
+                try:
+                    zs = stat_dataset(child.path)
+                except OSError as exc:
+                    problems.add(
+                        _stat_problem(rel, child, is_link, exc), _own_identity(child), linked
+                    )
+                    continue
+                entries.append(
+                    Entry(rel, zs.st_size, zs.st_mtime_ns, (st.st_dev, st.st_ino), via_link)
+                )
+            elif stat.S_ISDIR(st.st_mode):
                 ident = (st.st_dev, st.st_ino)
                 if ident in ancestors:
                     problems.add(

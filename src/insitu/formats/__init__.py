@@ -43,6 +43,15 @@ from insitu.formats.reader import (
     SupportsStoredChunks,
 )
 from insitu.formats.tdms import TDMS_SIGNATURE, TdmsReader
+from insitu.formats.zarr import (
+    ZARR_SUFFIX,
+    DatasetStat,
+    ZarrArrayWriter,
+    ZarrReader,
+    ZarrWriter,
+    is_zarr_store,
+    stat_dataset,
+)
 
 __all__ = [
     "FILL_ATTRS",
@@ -51,12 +60,14 @@ __all__ = [
     "HDF5_SIGNATURE",
     "READERS",
     "TDMS_SIGNATURE",
+    "ZARR_SUFFIX",
     "Axes",
     "Channel",
     "ChannelFile",
     "ChannelReader",
     "CsvDialect",
     "CsvReader",
+    "DatasetStat",
     "DirectVariable",
     "Encoded",
     "EncodedVariable",
@@ -78,9 +89,13 @@ __all__ = [
     "TdmsReader",
     "TimeAxis",
     "WouldBlock",
+    "ZarrArrayWriter",
+    "ZarrReader",
+    "ZarrWriter",
     "axes",
     "default_fill",
     "fill_values",
+    "is_zarr_store",
     "jsonable",
     "mask_default_fill",
     "read",
@@ -88,6 +103,7 @@ __all__ = [
     "reader_for",
     "record_sum",
     "reencode_time",
+    "stat_dataset",
     "time_axis",
     "truncation",
     "with_time_units",

@@ -31,6 +31,7 @@ from insitu.formats.reader import (
     SupportsFusedSums,
 )
 from insitu.formats.tdms import TDMS_SIGNATURE, TdmsReader
+from insitu.formats.zarr import ZarrReader, is_zarr_store
 
 __all__ = ["READERS", "read", "read_slabs", "reader_for"]
 
@@ -41,6 +42,7 @@ READERS: dict[str, FormatReader] = {
     "tdms": TdmsReader(),
     "csv": CsvReader(),
     "grib": GribReader(),
+    "zarr": ZarrReader(),
 }
 _MAGIC = (
     (HDF5_SIGNATURE, "netcdf4"),
@@ -54,11 +56,19 @@ _SUFFIXES = {".csv": "csv"}  # formats without a signature
 
 
 def reader_for(path: str) -> FormatReader:
-    """The reader of the file at ``path``, from its first bytes.
+    """The reader of the file at ``path``, from its first bytes (a Zarr store: a directory
+    holding a group's metadata).
 
     Raises ``OSError`` when the file cannot be opened and :class:`insitu.errors.DataError`
     when it is no format insitu reads.
     """
+    if os.path.isdir(path):
+        if is_zarr_store(path):
+            return READERS["zarr"]
+        raise DataError(
+            f"{path} is a directory, not a Zarr store (no zarr.json, .zgroup or .zmetadata "
+            "in it); remove it or move it out of the archive."
+        )
     with open(path, "rb") as fh:
         magic = fh.read(8)
     for start, name in _MAGIC:
@@ -72,7 +82,7 @@ def reader_for(path: str) -> FormatReader:
     what = "it is empty" if not magic else f"it starts with {magic[:4]!r}"
     raise DataError(
         f"{path} is not a file insitu reads ({what}); formats: NetCDF-4/HDF5, classic "
-        "NetCDF, GRIB, TDMS and .csv. Remove it or move it out of the archive."
+        "NetCDF, GRIB, TDMS, .csv and Zarr stores. Remove it or move it out of the archive."
     )
 
 

@@ -400,6 +400,7 @@ class Pipeline:
                 args=f"ingest reprocess {self.name}" + (f" --calibration {ref}" if ref else ""),
                 started=started,
                 previous_history=header.history,
+                product_format=self.spec.product_format,
             )
             self._record(item, shot, info.path, info.product_id, info.version, summary)
         log.info("%s: %s -> %s", self.name, item.name, info.path)
@@ -468,6 +469,7 @@ class Pipeline:
                     attributes=self.spec.attributes,
                     args=f"ingest run {self.name} {name}",
                     started=started,
+                    product_format=self.spec.product_format,
                 )
                 for warning in shot.warnings:
                     log.warning("%s: %s: %s", self.name, name, warning)

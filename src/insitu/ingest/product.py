@@ -1,11 +1,14 @@
 """Write a shot's product: calibrated signals, stamped with who, when, what and how.
 
-One NetCDF-4 file per shot and version, ``<output>/<shot>/v<k>/<shot>_v<k>.nc`` (the
-catalog's ``shots`` template), chunked along samples, shuffled and deflated. Uniformly
-sampled signals carry ``time_offset`` and ``sample_interval`` instead of a time axis. The
-file is written under a temporary name in another folder and renamed into place, so a
-reader (or the catalog's scan) never sees part of one; a kill leaves only the temporary
-file, which the next run removes.
+One product per shot and version, ``<output>/<shot>/v<k>/<shot>_v<k>.zarr`` (the catalog's
+``shots`` template): a Zarr store (format 3, consolidated metadata, chunks of about 1 MB
+compressed, shuffle + zstd; :mod:`insitu.ingest.zarrproduct`), or with the pipeline's
+``product_format = "netcdf4"`` a NetCDF-4 file ``<shot>_v<k>.nc`` chunked along samples,
+shuffled and deflated. Both carry the same attributes. Uniformly sampled signals carry
+``time_offset`` and ``sample_interval`` instead of a time axis. The product is written
+under a temporary name in another folder and renamed into place, so a reader (or the
+catalog's scan) never sees part of one; a kill leaves only the temporary store or file,
+which the next run removes.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,10 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from insitu.ingest.layout import TIME_ATTRS, calibrated, signal_attrs, signal_dims, signal_dtype
 from insitu.ingest.shot import Shot
 
 __all__ = [
     "PIPELINE_MAJOR",
+    "PRODUCT_FORMATS",
     "ProductHeader",
     "ProductInfo",
     "latest_product",
@@ -40,7 +46,8 @@ __all__ = [
 __version__ = importlib.metadata.version("insitu")
 PIPELINE_MAJOR = __version__.split(".")[0]
 _BLOCK = 1 << 20  # samples per block: memory does not grow with the file
-_CHUNK = 1 << 18  # samples per stored chunk
+_CHUNK = 1 << 18  # samples per stored chunk (NetCDF-4)
+PRODUCT_FORMATS = {"zarr": ".zarr", "netcdf4": ".nc"}  # product_format: its suffix
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,40 +79,43 @@ _VERSION_DIR = re.compile(r"v(\d+)")
 
 
 def latest_product(output: Path, shot: str) -> Path | None:
-    """The product file of the highest version of ``shot`` under ``output``, if any."""
-    versions = [
-        int(m.group(1))
-        for d in (output / shot).glob("v*")
-        if (m := _VERSION_DIR.fullmatch(d.name)) and (d / f"{shot}_{d.name}.nc").is_file()
-    ]
-    if not versions:
-        return None
-    k = max(versions)
-    return output / shot / f"v{k}" / f"{shot}_v{k}.nc"
+    """The product (Zarr store or NetCDF-4 file) of the highest version of ``shot`` under
+    ``output``, if any."""
+    found: dict[int, Path] = {}
+    for d in (output / shot).glob("v*"):
+        m = _VERSION_DIR.fullmatch(d.name)
+        if m is None:
+            continue
+        for suffix in PRODUCT_FORMATS.values():
+            path = d / f"{shot}_{d.name}{suffix}"
+            if path.is_file() or (path / "zarr.json").is_file():
+                found[int(m.group(1))] = path
+    return found[max(found)] if found else None
 
 
 def read_header(path: Path) -> ProductHeader:
-    """The identity, time, history and calibrations of the product at ``path``."""
-    import netCDF4
-
+    """The identity, time, history and calibrations of the product at ``path`` (read
+    through its format reader: a Zarr store's consolidated metadata, a NetCDF-4 header)."""
+    from insitu.formats import reader_for
     from insitu.ingest.calibration import parse_time
 
-    with netCDF4.Dataset(path) as nc:
+    with reader_for(str(path)).header(str(path)) as header:
         cals = {
-            name: (
-                str(var.getncattr("calibration_id")),
-                int(var.getncattr("calibration_version")),
-                str(var.getncattr("calibration_sha256")),
+            var.name: (
+                str(var.attrs["calibration_id"]),
+                int(var.attrs["calibration_version"]),
+                str(var.attrs["calibration_sha256"]),
             )
-            for name, var in nc.variables.items()
-            if "calibration_id" in var.ncattrs()
+            for var in header.variables
+            if "calibration_id" in var.attrs
         }
+        attrs = header.global_attrs
         return ProductHeader(
             path=path,
-            product_id=str(nc.getncattr("product_id")),
-            version=int(nc.getncattr("product_version")),
-            acquired_at=parse_time(str(nc.getncattr("acquired_at")).replace("Z", "+00:00")),
-            history=str(nc.getncattr("history")),
+            product_id=str(attrs["product_id"]),
+            version=int(attrs["product_version"]),
+            acquired_at=parse_time(str(attrs["acquired_at"]).replace("Z", "+00:00")),
+            history=str(attrs["history"]),
             calibrations=cals,
         )
 
@@ -139,118 +149,118 @@ def write_product(
     args: str,
     started: str,
     previous_history: str | None = None,
+    product_format: str = "zarr",
 ) -> ProductInfo:
-    """Write ``shot`` as version ``version`` under ``output`` (temporary file in ``tmp``)."""
-    import netCDF4
-
+    """Write ``shot`` as version ``version`` under ``output`` (a Zarr store, or a NetCDF-4
+    file with ``product_format="netcdf4"``), made in ``tmp`` and renamed into place."""
     from insitu.ingest.store import now_iso
 
+    if product_format not in PRODUCT_FORMATS:
+        raise ValueError(f"product_format {product_format!r}: one of {', '.join(PRODUCT_FORMATS)}")
+    suffix = PRODUCT_FORMATS[product_format]
     pid = product_id(raw_sha256, shot)
-    final = output / shot.shot_id / f"v{version}" / f"{shot.shot_id}_v{version}.nc"
-    part = tmp / f"{shot.shot_id}_v{version}.{uuid.uuid4().hex}.nc"
-    ingested_at = now_iso()
+    name = f"{shot.shot_id}_v{version}"
+    final = output / shot.shot_id / f"v{version}" / f"{name}{suffix}"
+    part = tmp / f"{name}.{uuid.uuid4().hex}{suffix}"
+    attrs = _global_attrs(
+        shot, raw_sha256, pid, version, pipeline, attributes, _history(args, previous_history)
+    )
+
+    def provenance() -> dict[str, str]:  # the run's end: called once the data is written
+        prov = _provenance(shot, raw_sha256, pid, pipeline, started, now_iso())
+        return {"provenance": json.dumps(prov, sort_keys=True)}
+
     try:
-        with netCDF4.Dataset(part, "w", format="NETCDF4") as nc:
-            nc.setncatts(
-                {
-                    "Conventions": "CF-1.11",
-                    "title": attributes.get("title", f"{pipeline} shot {shot.shot_id}"),
-                    "institution": attributes.get("institution", ""),
-                    "source": attributes.get("source", f"{shot.raw_format} acquisition"),
-                    "references": attributes.get("references", ""),
-                    "comment": attributes.get("comment", ""),
-                    **{k: v for k, v in attributes.items() if k not in _CF_GLOBAL},
-                    "history": _history(args, previous_history),
-                    "shot_id": shot.shot_id,
-                    "experiment_id": str(shot.root.get("experiment_id", "")),
-                    "operator": shot.operator,
-                    "acquired_at": shot.acquired_at.isoformat().replace("+00:00", "Z"),
-                    "ingested_at": ingested_at,
-                    "raw_sha256": raw_sha256,
-                    "raw_format": shot.raw_format,
-                    "configuration_id": shot.configuration_id or "",
-                    "configuration": json.dumps(shot.configuration, sort_keys=True)
-                    if shot.configuration is not None
-                    else "",
-                    "pipeline": pipeline,
-                    "pipeline_version": __version__,
-                    "product_version": np.int32(version),
-                    "product_id": pid,
-                    "raw_properties": json.dumps(shot.root, sort_keys=True, default=str),
-                    "ingest_warnings": json.dumps(shot.warnings),
-                }
-            )
-            _write_signals(nc, shot)
-            nc.setncattr(
-                "provenance",
-                json.dumps(
-                    _provenance(shot, raw_sha256, pid, pipeline, started, now_iso()),
-                    sort_keys=True,
-                ),
-            )
+        if product_format == "zarr":
+            from insitu.ingest.zarrproduct import write_zarr
+
+            write_zarr(part, shot, attrs, provenance)
+        else:
+            _write_netcdf(part, shot, attrs, provenance)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, final)
     finally:
-        part.unlink(missing_ok=True)
+        if part.is_dir():
+            shutil.rmtree(part, ignore_errors=True)
+        else:
+            part.unlink(missing_ok=True)
     return ProductInfo(final, pid, version)
 
 
 _CF_GLOBAL = ("title", "institution", "source", "references", "comment", "history")
 
 
-def _write_signals(nc: Any, shot: Shot) -> None:
-    sizes: dict[str, int] = {}
-    for s in shot.signals:
-        n = int(np.prod(s.channel.shape, dtype=np.int64))
-        if sizes.setdefault(s.dim, n) != n:  # same group name, other length: own dim
-            sizes[s.name + "_sample"] = n
-    for dim, n in sizes.items():
-        nc.createDimension(dim, n)
-    if shot.time_values is not None:
-        dim = shot.signals[0].dim if shot.signals else "row"
-        t = nc.createVariable("time", "f8", (dim,))
-        t.setncatts({"units": "s", "long_name": "time since acquisition start"})
-        t[:] = shot.time_values
-    for s in shot.signals:
-        n = int(np.prod(s.channel.shape, dtype=np.int64))
-        dim = s.dim if sizes[s.dim] == n else s.name + "_sample"
-        cal = s.calibration
-        dtype = "f8" if cal is not None else s.channel.dtype
-        var = nc.createVariable(
-            s.name,
-            dtype,
-            (dim,),
-            zlib=True,
-            complevel=1,
-            shuffle=True,
-            chunksizes=(max(1, min(n, _CHUNK)),),
-        )
-        attrs: dict[str, Any] = {
-            "raw_channel": s.channel.source,
-            "raw_units": s.raw_units or "",
-            "time_offset": s.time_offset,
-        }
-        if s.sample_interval is not None:
-            attrs["sample_interval"] = s.sample_interval
-        if cal is not None:
-            attrs.update(
-                units=cal.output_units or "1",
-                long_name=cal.long_name or s.name,
-                calibration_id=cal.id,
-                calibration_version=np.int32(cal.version),
-                calibration_sha256=cal.sha256,
+def _global_attrs(
+    shot: Shot,
+    raw_sha256: str,
+    pid: str,
+    version: int,
+    pipeline: str,
+    attributes: dict[str, str],
+    history: str,
+) -> dict[str, Any]:
+    """CF, NUG and platform global attributes (spec 5.4), ``provenance`` apart."""
+    from insitu.ingest.store import now_iso
+
+    return {
+        "Conventions": "CF-1.11",
+        "title": attributes.get("title", f"{pipeline} shot {shot.shot_id}"),
+        "institution": attributes.get("institution", ""),
+        "source": attributes.get("source", f"{shot.raw_format} acquisition"),
+        "references": attributes.get("references", ""),
+        "comment": attributes.get("comment", ""),
+        **{k: v for k, v in attributes.items() if k not in _CF_GLOBAL},
+        "history": history,
+        "shot_id": shot.shot_id,
+        "experiment_id": str(shot.root.get("experiment_id", "")),
+        "operator": shot.operator,
+        "acquired_at": shot.acquired_at.isoformat().replace("+00:00", "Z"),
+        "ingested_at": now_iso(),
+        "raw_sha256": raw_sha256,
+        "raw_format": shot.raw_format,
+        "configuration_id": shot.configuration_id or "",
+        "configuration": json.dumps(shot.configuration, sort_keys=True)
+        if shot.configuration is not None
+        else "",
+        "pipeline": pipeline,
+        "pipeline_version": __version__,
+        "product_version": np.int32(version),
+        "product_id": pid,
+        "raw_properties": json.dumps(shot.root, sort_keys=True, default=str),
+        "ingest_warnings": json.dumps(shot.warnings),
+    }
+
+
+def _write_netcdf(part: Path, shot: Shot, attrs: dict[str, Any], finish: Any) -> None:
+    """One NetCDF-4 file: chunked along samples, shuffled and deflated (level 1)."""
+    import netCDF4
+
+    with netCDF4.Dataset(part, "w", format="NETCDF4") as nc:
+        nc.setncatts(attrs)
+        sizes, dims = signal_dims(shot)
+        for dim, n in sizes.items():
+            nc.createDimension(dim, n)
+        if shot.time_values is not None:
+            dim = shot.signals[0].dim if shot.signals else "row"
+            t = nc.createVariable("time", "f8", (dim,))
+            t.setncatts(TIME_ATTRS)
+            t[:] = shot.time_values
+        for s in shot.signals:
+            n = int(np.prod(s.channel.shape, dtype=np.int64))
+            var = nc.createVariable(
+                s.name,
+                signal_dtype(s),
+                (dims[s.name],),
+                zlib=True,
+                complevel=1,
+                shuffle=True,
+                chunksizes=(max(1, min(n, _CHUNK)),),
             )
-            if cal.standard_name:
-                attrs["standard_name"] = cal.standard_name
-        else:
-            attrs.update(long_name=f"{s.channel.source} (uncalibrated)", comment="raw only")
-            if s.raw_units:
-                attrs["units"] = s.raw_units
-        var.setncatts(attrs)
-        for lo in range(0, n, _BLOCK):
-            hi = min(lo + _BLOCK, n)
-            raw = s.channel.read_flat(lo, hi)
-            var[lo:hi] = cal.apply(raw * s.factor if s.factor != 1.0 else raw) if cal else raw
+            var.setncatts(signal_attrs(s))
+            for lo in range(0, n, _BLOCK):
+                hi = min(lo + _BLOCK, n)
+                var[lo:hi] = calibrated(s, s.channel.read_flat(lo, hi))
+        nc.setncatts(finish())
 
 
 def _provenance(
