@@ -130,10 +130,17 @@ def test_ingest_page_lists_the_pipelines_the_caller_may_see(lab: Lab) -> None:
 def test_pipeline_page_lists_recent_shots_and_the_quarantine_with_reasons(lab: Lab) -> None:
     page = lab.client.get("/ingest/lab-demo")
     assert page.status_code == 200
-    for shot in ("3001", "3002", "3003"):
-        assert f'href="/shots/{shot}.v1"' in page.text
+    shots = page.text.split('id="shots"', 1)[1].split("</table>", 1)[0]
+    # Newest acquisition first, each linked to its shot page.
+    assert re.findall(r'href="/shots/([^"]+)"', shots) == ["3003.v1", "3002.v1", "3001.v1"]
+    for shot, operator, acquired in (
+        ("3001", "alice", "09:00"),
+        ("3002", "alice", "10:30"),
+        ("3003", "bob", "14:00"),
+    ):
         assert re.fullmatch(
-            rf" {shot} v1 latest shot_{shot}.tdms \S+Z ", row(page.text, "shots", shot)
+            rf" {shot} v1 latest {operator} 2026-03-02T{acquired}:00Z shot_{shot}.tdms \S+Z ",
+            row(page.text, "shots", shot),
         )
     quarantined = row(page.text, "quarantine", QUARANTINED)
     assert "E_SCHEMA" in quarantined and "at validate" in quarantined

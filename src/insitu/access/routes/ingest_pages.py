@@ -5,7 +5,8 @@ A pipeline's products belong to its catalog collection, and so do its items and 
 reports: a page shows a pipeline only to a caller who may read that collection, under the
 rules of every other page (``Principal.can``; to an anonymous caller a restricted pipeline
 is as missing as an unknown one). The state comes from the public ``insitu.ingest`` API
-(:meth:`~insitu.ingest.Pipeline.status` and the raw store's ledger and reports); the
+(:meth:`~insitu.ingest.Pipeline.status`, the raw store's items and quarantine reports,
+:func:`~insitu.ingest.find_shots`); the
 shot's metadata from the product opened through the catalog, whatever its format. The
 signal plots are the quicklook route's series of a one-dimensional variable
 (``series.png?variable=NAME``), with its cache, ETag and signed links.
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 SHOT_FACET = "shot_id"  # a dataset with this facet is a shot: its page is /shots/ID
-RECENT = 50  # shots a pipeline page lists
+RECENT = 50  # shots a pipeline page lists (their latest versions)
 _SERIES_SIZE = (800, 380)  # the signal quicklook's size in pixels (quicklook.py)
 # Global attributes the shot page shows in its own sections rather than in the list.
 _SHOWN_APART = frozenset(
@@ -98,8 +99,7 @@ def _pipeline_view(services: Services, name: str, *, details: bool) -> PipelineV
             view.waiting = int(status["waiting"])
             view.last = max((i.updated for i in items), default=None)
             if details:
-                # Newest first; of items changed in the same second, the later one.
-                view.items = sorted(reversed(items), key=lambda i: i.updated, reverse=True)
+                view.items = items
                 for q in status["quarantined"]:
                     try:
                         report = pipeline.store.report(q["sha256"])
@@ -129,28 +129,30 @@ def ingest_page(
     )
 
 
-def _shot_links(
-    services: Services, collection: str, items: list[Any]
-) -> dict[tuple[str, str], Any]:
-    """The catalog's records of the items' shots, by (shot id, version), from one search."""
-    shots = sorted({i.shot for i in items if i.shot})
-    if not shots:
-        return {}
-    try:
-        found = services.catalog.search(
-            None,
-            collection=[collection],
-            latest=False,
-            limit=10 * len(shots),
-            shot_id=shots,  # SHOT_FACET
-        )
-    except NotFound:  # not registered yet
-        return {}
-    out = {}
-    for record in found.results:
-        for shot in record.facets.get(SHOT_FACET, []):
-            out[(shot, record.version)] = record
-    return out
+def _recent_shots(services: Services, name: str, view: PipelineView) -> tuple[list[Any], int]:
+    """The pipeline's latest products, newest acquisition first (the shot search of
+    :func:`insitu.ingest.find_shots`), each with its raw file's name and its dataset id
+    once the catalog has it; and how many there are in all."""
+    from insitu.ingest import find_shots
+
+    page = find_shots(services.settings, pipeline=name, limit=RECENT)
+    files = {i.sha256: i.name for i in view.items}
+    ids = [s.dataset_id for s in page.shots]
+    registered = {r.dataset_id for r in services.catalog.store.datasets(dataset_ids=ids)}
+    shots = [
+        {
+            "shot": s.shot,
+            "version": s.version,
+            "latest": s.latest,
+            "operator": s.operator,
+            "acquired_at": s.acquired_at,
+            "ingested_at": s.ingested_at,
+            "file": files.get(s.raw_sha256, ""),
+            "dataset_id": s.dataset_id if s.dataset_id in registered else None,
+        }
+        for s in page.shots
+    ]
+    return shots, page.total
 
 
 @router.get("/ingest/{name}", response_class=HTMLResponse)
@@ -158,30 +160,16 @@ def pipeline_page(
     request: Request, name: str, services: CurrentServices, principal: CurrentPrincipal
 ) -> Response:
     """One pipeline: its counts, recent shots (newest first) and quarantine."""
-    collection = _readable_pipeline(services, principal, name)
+    _readable_pipeline(services, principal, name)
     view = _pipeline_view(services, name, details=True)
-    ingested = [i for i in view.items if i.state == "ingested"][:RECENT]
-    records = _shot_links(services, collection, ingested)
-    shots = []
-    for item in ingested:
-        record = records.get((item.shot, f"v{item.version}"))
-        shots.append(
-            {
-                "shot": item.shot,
-                "version": item.version,
-                "file": item.name,
-                "at": item.updated,
-                "dataset_id": record.dataset_id if record else None,
-                "latest": record.latest if record else None,
-            }
-        )
+    shots, total = _recent_shots(services, name, view) if view.error is None else ([], 0)
     return render(
         request,
         "ingest_pipeline.html",
         principal=principal,
         view=view,
         shots=shots,
-        more=max(0, view.states.get("ingested", 0) - len(shots)),
+        more=max(0, total - len(shots)),
         spec=services.settings.ingest.pipelines[name],
     )
 
