@@ -15,7 +15,8 @@ From a notebook::
 
 from __future__ import annotations
 
-from insitu.workflows.analysis import MUTATORS, CellAnalysis, CodeDef, Import, analyse_cell
+from insitu.workflows.analysis import MUTATORS, analyse_cell
+from insitu.workflows.cell import CellAnalysis, CodeDef, Import
 from insitu.workflows.codes import CODES, Code, Diagnostic
 from insitu.workflows.component import (
     ENTRYPOINT,

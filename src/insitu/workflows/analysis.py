@@ -28,21 +28,15 @@ import ast
 import hashlib
 import re
 import symtable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Literal
 
+from insitu.workflows.cell import Binding, CellAnalysis, CodeDef, Import, Kind
 from insitu.workflows.codes import E_STAR_IMPORT, E_SYNTAX, W_DYNAMIC, W_IPY_HISTORY, Diagnostic
 from insitu.workflows.magics import HELPERS, ipython_to_python, normalize_ipython
 
-__all__ = [
-    "MUTATORS",
-    "Binding",
-    "CellAnalysis",
-    "CodeDef",
-    "Import",
-    "analyse_cell",
-]
+__all__ = ["MUTATORS", "analyse_cell", "cell_tree"]
 
 MUTATORS = frozenset(
     {
@@ -80,125 +74,6 @@ MUTATORS = frozenset(
 _DYNAMIC = frozenset({"exec", "eval", "globals", "locals", "vars", "__import__"})
 _HISTORY = re.compile(r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_oh|_ih|Out|In)$")
 
-Kind = Literal["value", "function", "class", "import"]
-
-
-@dataclass(frozen=True)
-class Import:
-    """One imported name: ``import a.b as c`` binds ``c``; ``import a.b`` binds ``a``."""
-
-    module: str
-    name: str | None
-    asname: str | None
-    level: int
-    lineno: int
-    optional: bool
-    bound: str
-
-    @property
-    def top(self) -> str:
-        """The top-level module a distribution must provide (``''`` for relative imports)."""
-        return "" if self.level else self.module.split(".")[0]
-
-
-@dataclass(frozen=True)
-class CodeDef:
-    """A function or class the cell defines."""
-
-    name: str
-    kind: Literal["function", "class"]
-    stmt: int
-    lineno: int
-    end_lineno: int
-    def_reads: tuple[str, ...]
-    free_vars: tuple[str, ...]
-    global_writes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Binding:
-    """How the cell leaves a name: a value, code, or an import, and which top-level
-    statement (index into the cell's module body) bound it last."""
-
-    name: str
-    kind: Kind
-    stmt: int
-
-
-@dataclass(frozen=True)
-class CellAnalysis:
-    """What one cell reads, writes and needs. Depends on the source text only."""
-
-    source_hash: str
-    ok: bool
-    reads: tuple[str, ...] = ()
-    writes: tuple[str, ...] = ()
-    mutates: tuple[str, ...] = ()
-    maybe_writes: tuple[str, ...] = ()
-    deletes: tuple[str, ...] = ()
-    bindings: tuple[Binding, ...] = ()
-    code_defs: tuple[CodeDef, ...] = ()
-    imports: tuple[Import, ...] = ()
-    star_imports: tuple[tuple[str, int, int], ...] = ()
-    stmt_uses: tuple[tuple[str, ...], ...] = ()
-    stmt_binds: tuple[tuple[tuple[str, Kind], ...], ...] = ()
-    with_targets: tuple[str, ...] = ()
-    diagnostics: tuple[Diagnostic, ...] = ()
-    pip_hints: tuple[str, ...] = ()
-    read_lines: tuple[tuple[str, int], ...] = ()
-    tree: ast.Module | None = field(default=None, compare=False, repr=False)
-
-    def binding(self, name: str) -> Binding | None:
-        """How this cell binds ``name``, or None."""
-        for b in self.bindings:
-            if b.name == name:
-                return b
-        return None
-
-    def code_def(self, name: str) -> CodeDef | None:
-        """The function or class ``name`` this cell defines last, or None."""
-        found = None
-        for d in self.code_defs:
-            if d.name == name:
-                found = d
-        return found
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON form (no AST), deterministic for a given source."""
-        return {
-            "source_hash": self.source_hash,
-            "ok": self.ok,
-            "reads": list(self.reads),
-            "writes": list(self.writes),
-            "mutates": list(self.mutates),
-            "maybe_writes": list(self.maybe_writes),
-            "deletes": list(self.deletes),
-            "code_defs": [
-                {
-                    "name": d.name,
-                    "kind": d.kind,
-                    "line": d.lineno,
-                    "def_reads": list(d.def_reads),
-                    "free_vars": list(d.free_vars),
-                    "global_writes": list(d.global_writes),
-                }
-                for d in self.code_defs
-            ],
-            "imports": [
-                {
-                    "module": i.module,
-                    "name": i.name,
-                    "asname": i.asname,
-                    "level": i.level,
-                    "line": i.lineno,
-                    "optional": i.optional,
-                }
-                for i in self.imports
-            ],
-            "diagnostics": [d.as_dict() for d in self.diagnostics],
-            "pip_hints": list(self.pip_hints),
-        }
-
 
 def analyse_cell(source: str, mutators: frozenset[str] = MUTATORS) -> CellAnalysis:
     """Analyse one code cell's source (IPython syntax allowed); cached by the source text.
@@ -208,27 +83,38 @@ def analyse_cell(source: str, mutators: frozenset[str] = MUTATORS) -> CellAnalys
     return _analyse(source, mutators)
 
 
-@lru_cache(maxsize=8192)
-def _analyse(source: str, mutators: frozenset[str]) -> CellAnalysis:
-    digest = hashlib.sha256(source.encode()).hexdigest()
-    diagnostics: list[Diagnostic] = []
-    pip_hints: list[str] = []
-    table_source: str | None = source
+def _parse(source: str) -> tuple[ast.Module, bool, list[Diagnostic], list[str]]:
+    """(module, plain Python?, findings of the IPython rewriting, pip hints); raises
+    SyntaxError when the cell is not valid even as IPython."""
     try:
-        tree = ast.parse(source)
+        return ast.parse(source), True, [], []
     except SyntaxError:
         # Only IPython syntax makes valid cells fail here, so plain cells skip the
         # (much slower) IPython transformer.
-        try:
-            tree = ast.parse(ipython_to_python(source))
-        except SyntaxError as exc:
-            msg = f"line {exc.lineno}: {exc.msg}. Fix the cell; the other cells are analysed."
-            return CellAnalysis(digest, False, diagnostics=(E_SYNTAX.at(msg, line=exc.lineno),))
-        norm = normalize_ipython(tree)
-        diagnostics.extend(norm.diagnostics)
-        pip_hints.extend(norm.pip_hints)
-        table_source = None
-    walker = _Walker(table_source, mutators)
+        tree = ast.parse(ipython_to_python(source))
+    norm = normalize_ipython(tree)
+    return tree, False, norm.diagnostics, norm.pip_hints
+
+
+def cell_tree(source: str) -> ast.Module:
+    """The cell as plain Python (IPython syntax rewritten), a new tree on every call.
+
+    Not kept with the analysis: thousands of cached syntax trees would make every garbage
+    collection walk them (analysis of 1,000 cells went superlinear that way).
+    Raises SyntaxError for a cell whose analysis says ``ok=False``.
+    """
+    return _parse(source)[0]
+
+
+@lru_cache(maxsize=8192)
+def _analyse(source: str, mutators: frozenset[str]) -> CellAnalysis:
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    try:
+        tree, plain, diagnostics, pip_hints = _parse(source)
+    except SyntaxError as exc:
+        msg = f"line {exc.lineno}: {exc.msg}. Fix the cell; the other cells are analysed."
+        return CellAnalysis(digest, False, diagnostics=(E_SYNTAX.at(msg, line=exc.lineno),))
+    walker = _Walker(source if plain else None, mutators)
     walker.module(tree)
     diagnostics.extend(walker.diagnostics)
     bound = walker.bound
@@ -250,7 +136,8 @@ def _analyse(source: str, mutators: frozenset[str]) -> CellAnalysis:
         diagnostics=tuple(sorted(diagnostics, key=lambda d: (d.line or 0, d.code))),
         pip_hints=tuple(pip_hints),
         read_lines=tuple(walker.reads.items()),
-        tree=tree,
+        stmt_lines=tuple((s.lineno, s.end_lineno or s.lineno) for s in tree.body),
+        plain=plain,
     )
 
 

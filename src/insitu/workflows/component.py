@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from insitu.workflows.analysis import cell_tree
 from insitu.workflows.deps import Dependency, Environment, resolve_dependencies
 from insitu.workflows.resolve import CellNode, NotebookGraph
 
@@ -103,18 +104,9 @@ def _naming(node: CellNode) -> tuple[str, str, str]:
     return name, title, " ".join(comments)
 
 
-def _is_plain(source: str) -> bool:
-    try:
-        ast.parse(source)
-    except SyntaxError:
-        return False
-    return True
-
-
 def _cell_code(graph: NotebookGraph, node: CellNode) -> str:
     """The Python the task runs: inputs loaded, inlined definitions, the cell, the outputs."""
     a = node.analysis
-    assert a.tree is not None
     lines: list[str] = ["_insitu = _InsituTask.from_argv()"]
     for p in node.params:
         default = graph.param(p).default
@@ -127,11 +119,10 @@ def _cell_code(graph: NotebookGraph, node: CellNode) -> str:
         lines += ["", "# --- definitions this cell uses, from the cells that made them"]
     for j, stmt_index in node.prelude:
         producer = graph.cells[j]
-        assert producer.analysis.tree is not None
-        stmt = producer.analysis.tree.body[stmt_index]
+        stmt = cell_tree(producer.source).body[stmt_index]
         lines += [f"# from cell {producer.id}", ast.unparse(stmt)]
     lines += ["", f"# --- cell {node.id}"]
-    body = node.source if _is_plain(node.source) else ast.unparse(a.tree)
+    body = node.source if a.plain else ast.unparse(cell_tree(node.source))
     lines.append(body.rstrip("\n"))
     lines += ["", "# --- outputs", f"_insitu.finish(globals(), {list(node.outputs)!r})", ""]
     return "\n".join(lines)

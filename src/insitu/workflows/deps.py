@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from insitu.workflows.analysis import Import
+from insitu.workflows.cell import Import
 from insitu.workflows.codes import W_DEP_GUESS, W_LOCAL_MODULE, Diagnostic
 
 __all__ = ["FALLBACK", "Dependency", "Environment", "kernel_python", "resolve_dependencies"]

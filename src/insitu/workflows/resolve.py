@@ -22,9 +22,10 @@ from __future__ import annotations
 import ast
 import builtins
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from insitu.workflows.analysis import CellAnalysis, Import, analyse_cell
+from insitu.workflows.analysis import analyse_cell, cell_tree
+from insitu.workflows.cell import CellAnalysis, Import
 from insitu.workflows.codes import (
     E_UNRESOLVED,
     W_MAYBE_UNBOUND,
@@ -177,8 +178,7 @@ class NotebookGraph:
         }
 
 
-@dataclass(frozen=True)
-class _Target:
+class _Target(NamedTuple):  # a tuple: made for every binding of every cell, so cheap
     kind: TargetKind
     cell: int
     stmt: int = -1
@@ -226,6 +226,7 @@ class _Resolver:
         self.star: list[tuple[int, int, str]] = []
         self.resolved: list[dict[str, _Target | None]] = []
         self.params: dict[str, Param] = {}
+        self.parameter_cells: list[bool | None] = [None] * len(sources)
         self.writers: dict[str, list[int]] = {}
         for i, a in enumerate(self.analyses):
             for n in (*a.writes, *a.maybe_writes, *a.mutates):
@@ -362,6 +363,11 @@ class _Resolver:
         return uses
 
     def is_parameter_cell(self, i: int) -> bool:
+        if self.parameter_cells[i] is None:
+            self.parameter_cells[i] = self._is_parameter_cell(i)
+        return bool(self.parameter_cells[i])
+
+    def _is_parameter_cell(self, i: int) -> bool:
         a = self.analyses[i]
         if "parameters" in self.tags[i]:
             return True
@@ -370,13 +376,13 @@ class _Resolver:
 
     def register_params(self, i: int) -> None:
         a = self.analyses[i]
-        assert a.tree is not None
+        tree = cell_tree(self.sources[i])
         for b in a.bindings:
             if b.kind != "value":
                 self.last[b.name] = _Target(_edge_kind(b.kind), i, b.stmt)
                 continue
             kind = _prefix_kind(b.name) or "param"
-            stmt = a.tree.body[b.stmt]
+            stmt = tree.body[b.stmt]
             value_node = stmt.value if isinstance(stmt, ast.Assign | ast.AnnAssign) else None
             default: Any = None
             literal = False
@@ -425,11 +431,8 @@ def _imports(
     """The cell's own imports and those of the statements it re-emits."""
     found = list(analyses[i].imports)
     for j, s in prelude:
-        tree = analyses[j].tree
-        assert tree is not None
-        stmt = tree.body[s]
-        end = stmt.end_lineno or stmt.lineno
-        found += [imp for imp in analyses[j].imports if stmt.lineno <= imp.lineno <= end]
+        start, end = analyses[j].stmt_lines[s]
+        found += [imp for imp in analyses[j].imports if start <= imp.lineno <= end]
     return tuple(found)
 
 
