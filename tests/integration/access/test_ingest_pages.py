@@ -300,3 +300,40 @@ def test_a_series_of_a_grid_still_needs_a_place(lab: Lab, tmp_path: Path) -> Non
     half = lab.client.get("/api/v1/datasets/g.v1/quicklook/series.png?variable=tas&lat=3")
     assert half.status_code == 400
     assert "needs both coordinates, lat=Y&lon=X" in half.json()["error"]["message"]
+
+
+def shot_results(html: str) -> list[str]:
+    """The shots a shot search page lists, in its order."""
+    if 'id="shot-results"' not in html:
+        return []
+    table = html.split('id="shot-results"', 1)[1].split("</table>", 1)[0]
+    return re.findall(r'<th scope="row"><a href="/shots/([^"]+)"', table)
+
+
+def test_shot_search_page_finds_shots_by_campaign_time_and_summary_values(lab: Lab) -> None:
+    everything = lab.client.get("/shots")
+    assert everything.status_code == 200
+    lab_demo = ["3003.v1", "3002.v1", "3001.v1", "vacuum-20260302.v1"]  # newest first
+    assert shot_results(everything.text) == lab_demo  # not the restricted 4001
+    assert "4001.v1" in shot_results(lab.client.get("/shots", headers=lab.admin).text)
+    assert shot_results(lab.client.get("/shots?campaign=demo-campaign").text) == lab_demo
+    after = lab.client.get("/shots", params={"from": "2026-03-02T10:00:00Z", "to": ""})
+    assert shot_results(after.text) == ["3003.v1", "3002.v1"]
+    # The demo's coil peaks at 6, 8 and 9.5 V: 0.258, 0.354 and 0.426 T through its table.
+    strong = lab.client.get("/shots", params={"where": "coil_field_max>0.3"})
+    assert shot_results(strong.text) == ["3003.v1", "3002.v1"]
+    assert 'value="coil_field_max&gt;0.3"' in strong.text  # the form keeps what was asked
+    row_text = row(strong.text, "shot-results", "3003")
+    assert re.fullmatch(
+        r" 3003 v1 latest lab-demo demo-campaign bob 2026-03-02T14:00:00Z "
+        r"langmuir_current, coil_field, neutral_pressure ",
+        row_text,
+    ), row_text
+    log = lab.client.get("/shots", params={"pipeline": "lab-demo-log"})
+    assert shot_results(log.text) == ["vacuum-20260302.v1"]
+    bad = lab.client.get("/shots", params={"where": "coil_field_max>>1"})
+    assert bad.status_code == 400
+    assert "'coil_field_max>>1' is not SIGNAL_STAT OP NUMBER" in text(bad.text)
+    unknown = lab.client.get("/shots", params={"operator": "alice"})
+    assert unknown.status_code == 400 and "Unknown field 'operator'" in text(unknown.text)
+    assert 'href="/shots"' in lab.client.get("/ingest").text

@@ -18,7 +18,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -34,7 +34,7 @@ from insitu.access.routes import API_PREFIX
 from insitu.access.routes.catalog import dataset_metadata
 from insitu.access.routes.links import page_link
 from insitu.access.routes.web import PageRoute, render
-from insitu.errors import InsituError, NotFound
+from insitu.errors import InsituError, InvalidRequest, NotFound
 
 __all__ = ["SHOT_FACET", "router"]
 
@@ -171,6 +171,100 @@ def pipeline_page(
         shots=shots,
         more=max(0, total - len(shots)),
         spec=services.settings.ingest.pipelines[name],
+    )
+
+
+# -- shot search -------------------------------------------------------------------------
+
+# The form's fields, named as the API's parameters (GET /api/v1/shots), and their labels.
+SHOT_FIELDS = {
+    "campaign": "Campaign",
+    "from": "Acquired from",
+    "to": "Acquired before",
+    "has_signal": "Has signals",
+    "config.component": "Configuration components",
+    "where": "Summary values",
+    "pipeline": "Pipeline",
+}
+SHOTS_PER_PAGE = 50
+
+
+def _shots_url(root: str, pairs: list[tuple[str, str]]) -> str:
+    return f"{root}/shots?{urlencode(pairs)}" if pairs else f"{root}/shots"
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _shot_offset(given: list[tuple[str, str]]) -> int:
+    """The page's offset, once every field is known (400 naming an unknown one)."""
+    unknown = sorted({k for k, _ in given} - {*SHOT_FIELDS, "offset"})
+    if unknown:
+        raise InvalidRequest(
+            f"Unknown field {unknown[0]!r}; the shot search takes "
+            f"{', '.join(SHOT_FIELDS)} and offset."
+        )
+    text = dict(given).get("offset", "0")
+    if not text.isdigit():
+        raise InvalidRequest(f"offset={text!r} is not a whole number of 0 or more.")
+    return int(text)
+
+
+@router.get("/shots", response_class=HTMLResponse)
+def shots_page(
+    request: Request, services: CurrentServices, principal: CurrentPrincipal
+) -> Response:
+    """The shot search (:func:`insitu.ingest.find_shots`) as a form and a table of results:
+    by campaign, acquisition time, signals, configuration components and summary values;
+    only shots of collections the caller may read. Bad input shows its message (400)."""
+    from insitu.ingest import find_shots
+
+    given = [(k, v.strip()) for k, v in request.query_params.multi_items() if v.strip()]
+    values = dict(given)
+    error, page, offset = None, None, 0
+    try:
+        offset = _shot_offset(given)
+        page = find_shots(
+            services.settings,
+            campaign=values.get("campaign"),
+            start=values.get("from"),
+            end=values.get("to"),
+            signal=_names(values.get("has_signal")),
+            component=_names(values.get("config.component")),
+            where=values.get("where"),
+            pipeline=values.get("pipeline"),
+            collections=principal.readable(services.snapshot.names),
+            limit=SHOTS_PER_PAGE,
+            offset=offset,
+        )
+    except InvalidRequest as exc:
+        error = str(exc)
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    kept = [(k, v) for k, v in given if k != "offset"]
+    pages = {
+        "prev": _shots_url(root, [*kept, ("offset", str(max(0, offset - SHOTS_PER_PAGE)))])
+        if page is not None and offset > 0
+        else None,
+        "next": _shots_url(root, [*kept, ("offset", str(offset + SHOTS_PER_PAGE))])
+        if page is not None and offset + SHOTS_PER_PAGE < page.total
+        else None,
+    }
+    pipelines = {
+        n for n in services.settings.ingest.pipelines if principal.can(_collection(services, n))
+    }
+    return render(
+        request,
+        "ingest_shots.html",
+        principal=principal,
+        status=400 if error else 200,
+        error=error,
+        fields=SHOT_FIELDS,
+        values=values,
+        page=page,
+        first=offset + 1,
+        pages=pages,
+        pipelines=pipelines,
     )
 
 
