@@ -127,14 +127,15 @@ class Pipeline:
         self.output.mkdir(parents=True, exist_ok=True)
         self.inbox = Path(self.spec.source).expanduser()
         self.collection = self.spec.collection or name
+        # Read by load_definitions() before each run, retry and reprocess (not to show a
+        # pipeline's state, which needs none of them).
         self.calibrations = Calibrations([])
         self.snapshots: list[Snapshot] = []
-        self.load_definitions()
 
     def load_definitions(self) -> None:
         """Import the pipeline's calibrations and configurations files (if set) into the
-        catalog database, then read the definitions and snapshots from it. Done when the
-        pipeline opens and before each run: a bad definition stops it before any shot."""
+        catalog database, then read the definitions and snapshots from it. Done before each
+        run, retry and reprocess: a bad definition stops it before any shot."""
         if self.spec.calibrations:
             sync_calibrations(self.registry, self.spec.calibrations)
         if self.spec.configurations:
@@ -275,7 +276,8 @@ class Pipeline:
         return report
 
     def calibration(self, ref: str) -> Calibration:
-        """The calibration definition ``ID@VERSION`` (in force, not superseded)."""
+        """The calibration definition ``ID@VERSION`` (in force, not superseded), as
+        :meth:`load_definitions` read them."""
         cal_id, _, version = ref.rpartition("@")
         if not cal_id or not version.isdigit():
             raise InvalidRequest(
