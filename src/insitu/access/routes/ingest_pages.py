@@ -332,11 +332,33 @@ def provenance_view(doc: Any) -> dict[str, Any] | None:
     }
 
 
+def _summary(services: Services, record: Any, attrs: dict[str, Any]) -> dict[str, Any]:
+    """Each signal's summary values (min, max, mean, n, nan) as the shot search knows them
+    (the shot record of this product in the catalog database; empty if there is none)."""
+    from insitu.ingest import find_shots
+
+    shot, pipeline = attrs.get("shot_id"), attrs.get("pipeline")
+    if not isinstance(shot, str) or not isinstance(pipeline, str):
+        return {}
+    found = find_shots(
+        services.settings,
+        shot=shot,
+        pipeline=pipeline,
+        collections=[record.collection],
+        latest=False,
+        limit=1000,
+    )
+    for s in found.shots:
+        if s.dataset_id == record.dataset_id:
+            return dict(s.summary)
+    return {}
+
+
 def _signals(
-    services: Services, principal: Principal, dataset_id: str, ds: Any
+    services: Services, principal: Principal, dataset_id: str, ds: Any, summary: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """The shot's signals (one-dimensional data variables) with their calibration, time
-    base and a link to their quicklook."""
+    base, summary values and a link to their quicklook."""
     out = []
     base = f"{API_PREFIX}/datasets/{dataset_id}/quicklook/series.png"
     for name in ds.data_vars:
@@ -350,6 +372,7 @@ def _signals(
                 "long_name": attrs.get("long_name", ""),
                 "units": attrs.get("units", ""),
                 "samples": int(da.size),
+                "summary": summary.get(str(name)) or {},
                 "attrs": attrs,
                 "quicklook": page_link(services, principal, base, [("variable", str(name))]),
             }
@@ -390,7 +413,7 @@ def shot_page(
         other_attrs={k: v for k, v in sorted(attrs.items()) if k not in _SHOWN_APART},
         public=services.catalog.collection(record.collection).public,
         pipeline=pipeline if pipeline_link else None,
-        signals=_signals(services, principal, dataset_id, ds),
+        signals=_signals(services, principal, dataset_id, ds, _summary(services, record, attrs)),
         provenance=provenance_view(prov_doc),
         provenance_json=json.dumps(prov_doc, indent=2, sort_keys=True)
         if prov_doc is not None
