@@ -187,6 +187,63 @@ def test_magics_and_shell(tmp_path: Path) -> None:
     assert codes.count("W-MAGIC-DROPPED") == 2  # %load_ext, and %time kept its statement
 
 
+def test_classes_closures_and_globals(tmp_path: Path) -> None:
+    result = differential(
+        tmp_path,
+        [
+            "scale = 2",
+            "class Scaler:\n    factor = scale\n"
+            "    def apply(self, v):\n        return v * self.factor * offset",
+            "offset = 10\ncount = 0",
+            "def bump():\n    global count\n    count += 1",
+            "bump()\nbump()",
+            "def make_adder(n):\n    def add(x):\n        return x + n + offset\n    return add",
+            "values = [Scaler().apply(v) for v in range(4)]\nplus3 = make_adder(3)(1)",
+            "summary = (count, sum(values), plus3)",
+        ],
+    )
+    assert "count" in result.graph.cell("c4").outputs
+    assert {e.name for e in result.graph.cell("c6").code} >= {"Scaler", "make_adder"}
+
+
+def test_control_flow_imports_and_walrus(tmp_path: Path) -> None:
+    differential(
+        tmp_path,
+        [
+            "try:\n    import ujson as json\nexcept ImportError:\n    import json",
+            "records = [{'k': i, 'v': i * i} for i in range(6)]",
+            "text = json.dumps(records)\nbig = [r for r in records if (sq := r['v']) > 4]",
+            "kind = 'few'\nmatch len(big):\n    case 0:\n        kind = 'none'\n"
+            "    case n if n > 2:\n        kind = f'many:{n}'",
+            "total = 0\nfor r in big:\n    total += r['v']\nelse:\n    done = True",
+            "from collections import Counter\nc = dict(Counter(r['k'] % 2 for r in records))",
+            "report = {'kind': kind, 'total': total, 'sq': sq, 'c': c, 'n': len(text)}",
+        ],
+    )
+
+
+def test_papermill_parameters_cell(tmp_path: Path) -> None:
+    nb = notebook_from_sources(
+        [
+            "import os\nyears = [1990, 2000]\nlabel = 'run a'\nroot = os.path.join('/tmp', 'x')",
+            "span = years[1] - years[0]\nname = label.upper() + ':' + root",
+            "out = {'span': span, 'name': name}",
+        ]
+    )
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    result = extract(tmp_path / "nb.ipynb", tmp_path / "components", python=sys.executable)
+    params = {p.name: (p.kind, p.default) for p in result.graph.params}
+    assert params == {
+        "years": ("param", [1990, 2000]),
+        "label": ("param", "run a"),
+        "root": ("conf", None),
+    }
+    assert "c0" in result.skipped
+    got = run_chain(result, tmp_path / "runs")
+    assert got["c2"] == {} and got["c1"] == {"span": 10, "name": "RUN A:/tmp/x"}
+
+
 @pytest.fixture(scope="module")
 def demo_catalog(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> str:
     from insitu.catalog import Catalog

@@ -130,6 +130,14 @@ def test_t11_global_statement() -> None:
     assert "c1→c2:cnt" in edges(g)
 
 
+def test_t11_global_aug_assign_reads_the_earlier_value() -> None:
+    g = graph(
+        "count = 0", "def bump():\n    global count\n    count += 1", "bump()", "print(count)"
+    )
+    assert reads_of(g, "c2") == {"bump@c1", "count@c0"}
+    assert "c2→c3:count" in edges(g)
+
+
 def test_t12_if_without_else() -> None:
     g = graph("flag=True", "if flag:\n z = 1", "print(z)")
     assert set(g.cell("c1").analysis.maybe_writes) == {"z"}

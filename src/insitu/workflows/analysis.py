@@ -558,6 +558,14 @@ class _Walker:
                     if sym.is_declared_global() and sym.is_assigned():
                         gwrites.setdefault(sym.get_name())
             todo.extend(t.get_children())
+        if gwrites:  # symtable records 'count += 1' as a store only; it reads count too
+            for n in ast.walk(node):
+                if (
+                    isinstance(n, ast.AugAssign)
+                    and isinstance(n.target, ast.Name)
+                    and n.target.id in gwrites
+                ):
+                    free.setdefault(n.target.id)
         return tuple(free), tuple(gwrites)
 
     def table(

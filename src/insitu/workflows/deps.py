@@ -119,6 +119,8 @@ def kernel_python(kernel_name: str | None = None) -> str:
 
             argv = KernelSpecManager().get_kernel_spec(kernel_name).argv
             exe = argv[0] if argv else ""
+            if exe in ("python", f"python{sys.version_info[0]}"):
+                return sys.executable  # what jupyter_client itself runs for these
             if exe and "{" not in exe:
                 found = exe if Path(exe).is_absolute() else shutil.which(exe)
                 if found:
