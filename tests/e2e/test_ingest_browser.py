@@ -8,21 +8,16 @@ Set ``INSITU_TEST_SCREENSHOTS=DIR`` to keep a PNG of each page visited.
 from __future__ import annotations
 
 import os
-import threading
-import time
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Page, expect
 
 from insitu.access import TokenStore, build_app
 from insitu.catalog import Catalog
-from insitu.ingest import run_demo
-from insitu.settings import Settings
-from tests.integration.access.conftest import free_port
+from tests.integration.access.conftest import serving
+from tests.integration.access.ingest_lab import ingest_lab
 
 pytestmark = pytest.mark.e2e
 
@@ -30,29 +25,12 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def lab_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """The lab demo's pipelines served on loopback; its URL and a token that reads all."""
-    tmp = tmp_path_factory.mktemp("ingest-browser")
-    base = Settings(data_dir=tmp / "data", catalog={"uri": f"sqlite:///{tmp / 'catalog.db'}"})
-    demo = run_demo(base)
-    pipelines = tomllib.loads((demo.lab / "pipelines.toml").read_text())["ingest"]["pipelines"]
-    settings = Settings(
-        data_dir=base.data_dir, catalog={"uri": base.catalog.uri}, ingest={"pipelines": pipelines}
-    )
+    settings = ingest_lab(tmp_path_factory.mktemp("ingest-browser")).settings
     catalog = Catalog(settings)
     tokens = TokenStore.from_uri(settings.catalog_uri)
     secret = tokens.create("lab-admin", scopes=["read"])[1]
-    app = build_app(settings, catalog=catalog, tokens=tokens)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the lab's data service did not start within 30 s")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", secret
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(build_app(settings, catalog=catalog, tokens=tokens)) as url:
+        yield url, secret
     tokens.close()
     catalog.close()
 

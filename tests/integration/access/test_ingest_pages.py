@@ -10,12 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -25,9 +23,10 @@ from PIL import Image
 
 from insitu.access import TokenStore, build_app
 from insitu.catalog import Catalog
-from insitu.ingest import Pipeline, run_demo
+from insitu.ingest import Pipeline
 from insitu.settings import Settings
 from tests.integration.access.conftest import bearer
+from tests.integration.access.ingest_lab import ingest_lab
 from tests.integration.test_ingest_pipeline import write_shot
 
 QUARANTINED = "shot_3999.tdms"
@@ -45,27 +44,11 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    tmp = tmp_path_factory.mktemp("ingest-pages")
-    catalog_uri = f"sqlite:///{tmp / 'catalog.db'}"
-    demo = run_demo(Settings(data_dir=tmp / "data", catalog={"uri": catalog_uri}))
-    assert demo.ok and demo.new == 4
-    # The demo's pipelines as an operator adds them to the settings, and a restricted one.
-    pipelines: dict[str, Any] = tomllib.loads((demo.lab / "pipelines.toml").read_text())["ingest"][
-        "pipelines"
-    ]
-    secret_inbox = tmp / "secret-inbox"
-    secret_inbox.mkdir()
-    pipelines["secret"] = {
-        **pipelines["lab-demo"],
-        "source": str(secret_inbox),
-        "output": str(tmp / "secret-products"),
-        "collection": "secret",
-    }
-    settings = Settings(
-        data_dir=tmp / "data", catalog={"uri": catalog_uri}, ingest={"pipelines": pipelines}
-    )
+    made = ingest_lab(tmp_path_factory.mktemp("ingest-pages"))
+    assert made.demo.new == 4
+    settings, lab_folder, secret_inbox = made.settings, made.demo.lab, made.secret_inbox
     # A shot without its operator, in each: quarantined with E_SCHEMA naming the property.
-    write_shot(demo.lab / "inbox" / QUARANTINED, "3999", root={"operator": None}, manifest=True)
+    write_shot(lab_folder / "inbox" / QUARANTINED, "3999", root={"operator": None}, manifest=True)
     write_shot(secret_inbox / "shot_4001.tdms", "4001", manifest=True)
     write_shot(secret_inbox / "shot_4999.tdms", "4999", root={"operator": None}, manifest=True)
     secret_sha = hashlib.sha256((secret_inbox / "shot_4999.tdms").read_bytes()).hexdigest()
