@@ -222,6 +222,19 @@ def test_control_flow_imports_and_walrus(tmp_path: Path) -> None:
     )
 
 
+def test_top_level_await_and_future_imports(tmp_path: Path) -> None:
+    differential(
+        tmp_path,
+        [
+            "import asyncio",
+            "async def twice(x):\n    await asyncio.sleep(0)\n    return 2 * x",
+            "y = await twice(21)",
+            "from __future__ import annotations\ndef f(a: Undefined) -> int:\n    return a + y\n"
+            "z = f(1)",
+        ],
+    )
+
+
 def test_papermill_parameters_cell(tmp_path: Path) -> None:
     nb = notebook_from_sources(
         [

@@ -362,6 +362,15 @@ def test_dynamic_and_history_are_flagged() -> None:
     ]
 
 
+def test_future_annotations_are_not_read_and_open_the_task() -> None:
+    source = "from __future__ import annotations\ndef f(a: Foo) -> Bar:\n    return a\nx: Baz = 1"
+    assert analyse_cell(source).reads == ()
+    comp = build_component(graph(source), "c0", env())
+    tree = ast.parse(comp.task)
+    assert isinstance(tree.body[1], ast.ImportFrom) and tree.body[1].module == "__future__"
+    compile(comp.task, "task.py", "exec")
+
+
 def test_out_of_order_read() -> None:
     g = graph("y = x + 1", "x = 1")
     assert ("W-OUT-OF-ORDER", "x") in codes(g, "c0")

@@ -213,6 +213,17 @@ class _InsituTask:
             _insitu_json.dump(outputs, fh, indent=1, sort_keys=True)
 
 
+def _insitu_run_async(source: str, namespace: dict[str, _InsituAny]) -> None:
+    """A cell with top-level ``await``, run in an event loop as IPython does."""
+    import ast
+    import asyncio
+
+    code = compile(source, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    result = eval(code, namespace)
+    if asyncio.iscoroutine(result):
+        asyncio.run(result)
+
+
 def _insitu_expand(cmd: str, values: dict[str, _InsituAny]) -> str:
     for text, value in values.items():
         cmd = cmd.replace("{" + text + "}", str(value)).replace("$" + text, str(value))

@@ -193,6 +193,7 @@ class _Walker:
         self.diagnostics: list[Diagnostic] = []
         self.scopes: list[set[str]] = []
         self.nesting = 0
+        self.lazy_annotations = False
         self.stmt = 0
         self._tables: dict[tuple[str, int], symtable.SymbolTable] | None = None
         self._expanding: set[str] = set()
@@ -287,7 +288,8 @@ class _Walker:
             else:
                 self.target(node.target)
         elif isinstance(node, ast.AnnAssign):
-            self.expr(node.annotation)
+            if not self.lazy_annotations:
+                self.expr(node.annotation)
             if node.value is not None:
                 self.expr(node.value)
                 self.target(node.target)
@@ -456,6 +458,8 @@ class _Walker:
                 self.write(bound, "import")
             return
         module = node.module or ""
+        if module == "__future__" and any(a.name == "annotations" for a in node.names):
+            self.lazy_annotations = True  # PEP 563: annotations are not evaluated
         for a in node.names:
             if a.name == "*":
                 self.star_imports.append(("." * node.level + module, self.stmt, node.lineno))
@@ -483,9 +487,9 @@ class _Walker:
             if default is not None:
                 self.expr(default)
         for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
-            if a is not None and a.annotation is not None:
+            if a is not None and a.annotation is not None and not self.lazy_annotations:
                 self.expr(a.annotation)
-        if node.returns is not None:
+        if node.returns is not None and not self.lazy_annotations:
             self.expr(node.returns)
         self.define(node, "function")
 
