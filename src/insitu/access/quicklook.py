@@ -600,8 +600,8 @@ def render_signal(ds: xr.Dataset, record: DatasetRecord, name: str, *, max_bytes
     size = int(da.size) * da.dtype.itemsize
     if size > max_bytes:
         raise TooLarge(
-            f"Signal {name!r} of dataset {record.dataset_id!r} is {size / 2**20:.0f} MiB, more "
-            f"than the {max_bytes / 2**20:.0f} MiB a quicklook reads; open it in a notebook "
+            f"Signal {name!r} of dataset {record.dataset_id!r} is {size / 2**20:.1f} MiB, more "
+            f"than the {max_bytes / 2**20:.1f} MiB a quicklook reads; open it in a notebook "
             "(insitu.open_dataset) and plot a slice."
         )
     line = signal_line(ds, name)

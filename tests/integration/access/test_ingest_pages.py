@@ -321,3 +321,19 @@ def test_shot_search_page_finds_shots_by_campaign_time_and_summary_values(lab: L
     unknown = lab.client.get("/shots", params={"operator": "alice"})
     assert unknown.status_code == 400 and "Unknown field 'operator'" in text(unknown.text)
     assert 'href="/shots"' in lab.client.get("/ingest").text
+
+
+def test_a_signal_over_the_read_limit_gets_413(lab: Lab) -> None:
+    access = lab.settings.access.model_copy(
+        update={"max_slice_bytes": 100_000, "subset_read_factor": 2}
+    )
+    settings = lab.settings.model_copy(update={"access": access})
+    with TestClient(build_app(settings)) as client:
+        answer = client.get(
+            "/api/v1/datasets/3001.v1/quicklook/series.png?variable=langmuir_current"
+        )
+    assert answer.status_code == 413
+    assert (
+        "Signal 'langmuir_current' of dataset '3001.v1' is 0.8 MiB, more than the 0.2 MiB"
+        in (answer.json()["error"]["message"])
+    )
