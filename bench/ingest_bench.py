@@ -1,11 +1,13 @@
 """Ingest benchmarks (issue 15): throughput raw TDMS -> calibrated product beside a plain
 copy and a sha256 of the same bytes, peak memory against input size, detection latency of
-``insitu ingest watch``, and catalog search over many shot products.
+``insitu ingest watch``, and catalog search over many shot products. Products are Zarr
+stores unless ``--format netcdf4``.
 
 Usage (``make bench-ingest`` runs the defaults)::
 
     python bench/ingest_bench.py all [--shots 4 --shot-mb 256 --rounds 2]
         [--big-gb 5 --small-gb 0.5] [--latency 5] [--catalog 50000 --queries 200]
+        [--format zarr|netcdf4]
     python bench/ingest_bench.py throughput|memory|latency|search [...]
 
 Shots are written with npTDMS's TdmsWriter (a float64 and an int16 channel, both with a
@@ -101,6 +103,9 @@ def write_shot(path: Path, shot: str, nbytes: int, operator: str = "alice") -> i
     return size
 
 
+FORMAT = "zarr"  # the products' format (--format): "zarr" or "netcdf4"
+
+
 def lab_config(lab: Path, inbox: Path, stable: float = 0.0, name: str = "lab") -> dict[str, str]:
     """A fresh data dir (store, products, catalog) under ``lab`` and its settings file; the
     environment that makes ``insitu`` read it."""
@@ -116,6 +121,7 @@ def lab_config(lab: Path, inbox: Path, stable: float = 0.0, name: str = "lab") -
         f'calibrations = "{lab / "calibrations.yaml"}"',
         f"stable_seconds = {stable}",
         f'output = "{lab / "products"}"',
+        f'product_format = "{FORMAT}"',
         f"[ingest.pipelines.{name}.channels]",
         *(f'"{k}" = "{v}"' for k, v in CHANNELS.items()),
     ]
@@ -144,6 +150,18 @@ def child(cmd: list[str], env: dict[str, str] | None = None, **kw: Any) -> dict[
 INSITU = [sys.executable, "-m", "insitu.cli"]
 
 
+def products(folder: Path) -> list[Path]:
+    """The products under ``folder`` (Zarr stores or NetCDF-4 files, by the shots template)."""
+    return sorted(folder.glob("*/v*/*_v*"))
+
+
+def size_of(path: Path) -> int:
+    """Bytes of a file, or of every file of a Zarr store."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
 def read_all(paths: list[Path]) -> None:
     for p in paths:
         with open(p, "rb") as fh:
@@ -168,9 +186,9 @@ def throughput(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             os.link(p, inbox / p.name)
         env = lab_config(lab, inbox)
         out = child([*INSITU, "ingest", "run", "lab", "--no-progress"], env)
-        made = list((lab / "products").rglob("*.nc"))
+        made = products(lab / "products")
         assert len(made) == len(shots), made
-        out["product_mb"] = sum(p.stat().st_size for p in made) / MB
+        out["product_mb"] = sum(size_of(p) for p in made) / MB
         shutil.rmtree(lab)
         shutil.rmtree(inbox)
         return out
@@ -330,16 +348,19 @@ def search(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         write_shot(inbox / f"t{k}.tdms", str(k), 10_000, operator=op)
     with Pipeline("lab", settings) as p:
         assert p.run(register=False).ok
-    templates = sorted((lab / "products").rglob("*.nc"))
+    templates = products(lab / "products")
     many = lab / "many"
     t0 = time.perf_counter()
     for i in range(args.catalog):
         shot = f"{100000 + i}"
         d = many / shot / "v1"
         d.mkdir(parents=True)
-        shutil.copyfile(
-            templates[i % len(templates)], d / f"{shot}_v1.nc"
-        )  # no links: one inode is one file to the scan
+        source = templates[i % len(templates)]
+        target = d / f"{shot}_v1{source.suffix}"  # no links: one inode is one file to the scan
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copyfile(source, target)
     made_s = time.perf_counter() - t0
     with Catalog(settings) as cat:
         cat.add_collection("many", many, template="shots")
@@ -424,8 +445,13 @@ def main() -> None:
     ap.add_argument("--latency-mb", type=float, default=4, help="latency: MB a file")
     ap.add_argument("--catalog", type=int, default=50_000, help="search: shots")
     ap.add_argument("--queries", type=int, default=200, help="search: queries of each kind")
+    ap.add_argument(
+        "--format", choices=["zarr", "netcdf4"], default="zarr", help="the products' format"
+    )
     ap.add_argument("--keep", action="store_true", help="keep --data-dir afterwards")
     args = ap.parse_args()
+    global FORMAT
+    FORMAT = args.format
     root = args.data_dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}

@@ -247,3 +247,51 @@ def test_kill_9_while_writing_a_store_leaves_nothing_partial(lab: dict[str, Path
     group = zarr.open_group(store(settings, "1001"), mode="r")
     assert group["langmuir_current"].shape == (4_000_000,)
     assert np.isfinite(group["langmuir_current"][-5:]).all()
+
+
+@pytest.mark.parametrize("product_format", ["zarr", "netcdf4"])
+def test_the_summary_made_while_writing_is_summarize_s_and_a_failed_check_publishes_nothing(
+    lab: dict[str, Path], tmp_path: Path, product_format: str
+) -> None:
+    from insitu.errors import IngestError
+    from insitu.ingest.calibration import load_calibrations
+    from insitu.ingest.product import write_product
+    from insitu.ingest.shot import open_shot, summarize
+
+    spec = zarr_settings(lab).ingest.pipelines["lab"]
+    raw = write_shot(lab["inbox"] / "s.tdms", "1001", n=300_000)
+    output, work = tmp_path / "products", tmp_path / "tmp"
+    work.mkdir()
+    common: dict[str, Any] = dict(
+        output=output,
+        tmp=work,
+        raw_sha256="0" * 64,
+        pipeline="lab",
+        attributes={},
+        args="test",
+        started="2026-03-02T10:00:00Z",
+        product_format=product_format,
+    )
+    with open_shot(lab["inbox"] / "s.tdms", spec, load_calibrations(spec.calibrations)) as shot:
+        want = summarize(shot, {})
+        plain = write_product(shot, version=1, **common)
+        assert plain.summary == {}  # not asked for: not computed
+        info = write_product(shot, version=2, summarize=True, **common)
+        assert set(info.summary) == set(want) == {"langmuir_current", "coil_field"}
+        for name, got in info.summary.items():
+            assert (got["n"], got["nan"]) == (want[name]["n"], want[name]["nan"]) == (300_000, 0)
+            assert (got["min"], got["max"]) == (want[name]["min"], want[name]["max"])
+            assert got["mean"] == pytest.approx(want[name]["mean"], rel=1e-12)
+        assert info.summary["coil_field"]["max"] == _want(raw)["coil_field"].max()
+
+        seen: list[dict[str, Any]] = []
+
+        def refuse(summary: dict[str, dict[str, Any]]) -> None:
+            seen.append(summary)
+            raise IngestError("E_NAN", "validate", "refused", "fix it")
+
+        with pytest.raises(IngestError):
+            write_product(shot, version=3, check=refuse, **common)
+    assert seen and seen[0]["langmuir_current"]["n"] == 300_000
+    assert not (output / "1001" / "v3").exists() or not any((output / "1001" / "v3").iterdir())
+    assert not any(work.iterdir())  # the temporary product is gone

@@ -3,13 +3,21 @@ attributes, and its values as stored (the NetCDF-4 and Zarr writers share these)
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
 
 from insitu.ingest.shot import Shot, Signal
 
-__all__ = ["TIME_ATTRS", "calibrated", "signal_attrs", "signal_dims", "signal_dtype"]
+__all__ = [
+    "TIME_ATTRS",
+    "Summary",
+    "calibrated",
+    "signal_attrs",
+    "signal_dims",
+    "signal_dtype",
+]
 
 
 def signal_dims(shot: Shot) -> tuple[dict[str, int], dict[str, str]]:
@@ -69,3 +77,55 @@ def calibrated(s: Signal, raw: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     if cal is None:
         return raw
     return cal.apply(raw * s.factor if s.factor != 1.0 else raw)
+
+
+class Summary:
+    """Summary scalars of each signal's stored values, added up chunk by chunk as the
+    writers store them (from any thread): what :func:`insitu.ingest.shot.summarize`
+    computes (min, max and mean of the values that are not NaN, their number ``n``, the
+    NaN count), without reading the raw file a second time."""
+
+    def __init__(self, shot: Shot, *, enabled: bool = True) -> None:
+        self.enabled = enabled  # False: add() does nothing (no one asked)
+        self._lock = threading.Lock()
+        self._n = {s.name: int(np.prod(s.channel.shape, dtype=np.int64)) for s in shot.signals}
+        self._acc: dict[str, list[Any]] = {
+            name: [np.inf, -np.inf, 0.0, 0, 0] for name in self._n
+        }  # min, max, sum, count, NaN
+
+    def add(self, name: str, values: np.ndarray[Any, Any]) -> None:
+        """Count ``values`` (stored values of signal ``name``, in any order)."""
+        if not self.enabled:
+            return
+        nans = 0
+        if values.dtype.kind in "fc":
+            bad = np.isnan(values)
+            nans = int(np.count_nonzero(bad))
+            if nans:
+                values = values[~bad]
+        if values.size:
+            lo, hi = float(values.min()), float(values.max())
+            total = float(values.sum(dtype=np.float64))
+        with self._lock:
+            acc = self._acc[name]
+            acc[4] += nans
+            if values.size:
+                acc[0], acc[1] = min(acc[0], lo), max(acc[1], hi)
+                acc[2] += total
+                acc[3] += int(values.size)
+
+    def result(self) -> dict[str, dict[str, Any]]:
+        """Per signal: ``min``, ``max``, ``mean`` (None without values), ``n``, ``nan``
+        (nothing when not enabled)."""
+        out: dict[str, dict[str, Any]] = {}
+        if not self.enabled:
+            return out
+        for name, (lo, hi, total, count, nans) in self._acc.items():
+            out[name] = {
+                "min": lo if count else None,
+                "max": hi if count else None,
+                "mean": total / count if count else None,
+                "n": self._n[name],
+                "nan": nans,
+            }
+        return out

@@ -42,7 +42,7 @@ from insitu.ingest.product import (
     write_product,
 )
 from insitu.ingest.registry import Item, Registry, ShotRecord
-from insitu.ingest.shot import Shot, open_shot, summarize
+from insitu.ingest.shot import Shot, check_nan, open_shot, summarize
 from insitu.ingest.store import (
     Candidate,
     FileChanged,
@@ -390,7 +390,6 @@ class Pipeline:
                     # a killed run's, or a product of a version before the shot records
                     self._record(item, shot, header.path, header.product_id, header.version)
                 return Outcome(item.name, item.sha256, "unchanged", product=header.product_id)
-            summary = summarize(shot, self.spec.nan)
             info = write_product(
                 shot,
                 output=self.output,
@@ -403,8 +402,9 @@ class Pipeline:
                 started=started,
                 previous_history=header.history,
                 product_format=self.spec.product_format,
+                check=lambda summary: check_nan(shot, summary, self.spec.nan),
             )
-            self._record(item, shot, info.path, info.product_id, info.version, summary)
+            self._record(item, shot, info.path, info.product_id, info.version, info.summary)
         log.info("%s: %s -> %s", self.name, item.name, info.path)
         return Outcome(item.name, item.sha256, "reprocessed", product=info.product_id)
 
@@ -460,7 +460,6 @@ class Pipeline:
             with open_shot(raw, self.spec, self.calibrations, manifest) as shot:
                 self._configure(shot)
                 self._check_conflict(sha, shot.shot_id)
-                summary = summarize(shot, self.spec.nan)
                 info = write_product(
                     shot,
                     output=self.output,
@@ -472,11 +471,12 @@ class Pipeline:
                     args=f"ingest run {self.name} {name}",
                     started=started,
                     product_format=self.spec.product_format,
+                    check=lambda summary: check_nan(shot, summary, self.spec.nan),
                 )
                 for warning in shot.warnings:
                     log.warning("%s: %s: %s", self.name, name, warning)
                 item = Item(sha, name, "secured", shot.shot_id, None, None, None, now_iso())
-                self._record(item, shot, info.path, info.product_id, info.version, summary)
+                self._record(item, shot, info.path, info.product_id, info.version, info.summary)
         except IngestError as exc:
             return self._quarantine(sha, name, raw, exc)
         log.info("%s: %s -> %s", self.name, name, info.path)

@@ -21,14 +21,22 @@ import platform
 import re
 import shutil
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from insitu.ingest.layout import TIME_ATTRS, calibrated, signal_attrs, signal_dims, signal_dtype
+from insitu.ingest.layout import (
+    TIME_ATTRS,
+    Summary,
+    calibrated,
+    signal_attrs,
+    signal_dims,
+    signal_dtype,
+)
 from insitu.ingest.shot import Shot
 
 __all__ = [
@@ -57,6 +65,8 @@ class ProductInfo:
     path: Path
     product_id: str
     version: int
+    # per signal: min, max, mean (NaN left out), n, nan, of the values as stored
+    summary: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +160,17 @@ def write_product(
     started: str,
     previous_history: str | None = None,
     product_format: str = "zarr",
+    summarize: bool = False,
+    check: Callable[[dict[str, dict[str, Any]]], None] | None = None,
 ) -> ProductInfo:
     """Write ``shot`` as version ``version`` under ``output`` (a Zarr store, or a NetCDF-4
-    file with ``product_format="netcdf4"``), made in ``tmp`` and renamed into place."""
+    file with ``product_format="netcdf4"``), made in ``tmp`` and renamed into place.
+
+    With ``summarize`` (or a ``check``) the values are summed up on the way
+    (:attr:`ProductInfo.summary`: what :func:`insitu.ingest.shot.summarize` gives, without
+    a second pass over the raw file); ``check(summary)`` runs once they are all written and
+    before the rename: if it raises (a NaN policy, say), nothing is published and the
+    temporary product is removed."""
     from insitu.ingest.store import now_iso
 
     if product_format not in PRODUCT_FORMATS:
@@ -170,13 +188,16 @@ def write_product(
         prov = _provenance(shot, raw_sha256, pid, pipeline, started, now_iso())
         return {"provenance": json.dumps(prov, sort_keys=True)}
 
+    summary = Summary(shot, enabled=summarize or check is not None)
     try:
         if product_format == "zarr":
             from insitu.ingest.zarrproduct import write_zarr
 
-            write_zarr(part, shot, attrs, provenance)
+            write_zarr(part, shot, attrs, provenance, summary)
         else:
-            _write_netcdf(part, shot, attrs, provenance)
+            _write_netcdf(part, shot, attrs, provenance, summary)
+        if check is not None:
+            check(summary.result())
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, final)
     finally:
@@ -184,7 +205,7 @@ def write_product(
             shutil.rmtree(part, ignore_errors=True)
         else:
             part.unlink(missing_ok=True)
-    return ProductInfo(final, pid, version)
+    return ProductInfo(final, pid, version, summary.result())
 
 
 _CF_GLOBAL = ("title", "institution", "source", "references", "comment", "history")
@@ -231,7 +252,9 @@ def _global_attrs(
     }
 
 
-def _write_netcdf(part: Path, shot: Shot, attrs: dict[str, Any], finish: Any) -> None:
+def _write_netcdf(
+    part: Path, shot: Shot, attrs: dict[str, Any], finish: Any, summary: Summary
+) -> None:
     """One NetCDF-4 file: chunked along samples, shuffled and deflated (level 1)."""
     import netCDF4
 
@@ -259,7 +282,9 @@ def _write_netcdf(part: Path, shot: Shot, attrs: dict[str, Any], finish: Any) ->
             var.setncatts(signal_attrs(s))
             for lo in range(0, n, _BLOCK):
                 hi = min(lo + _BLOCK, n)
-                var[lo:hi] = calibrated(s, s.channel.read_flat(lo, hi))
+                values = calibrated(s, s.channel.read_flat(lo, hi))
+                summary.add(s.name, values)
+                var[lo:hi] = values
         nc.setncatts(finish())
 
 

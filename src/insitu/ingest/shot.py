@@ -19,7 +19,7 @@ from insitu.formats import Channel, ChannelFile, ChannelReader, CsvDialect, CsvR
 from insitu.ingest.calibration import Calibration, Calibrations, check_units, parse_time
 from insitu.settings import PipelineSettings
 
-__all__ = ["Shot", "Signal", "open_shot", "summarize"]
+__all__ = ["Shot", "Signal", "check_nan", "open_shot", "summarize"]
 
 _UNIT_KEYS = ("units", "unit_string", "NI_UnitDescription")
 
@@ -266,7 +266,6 @@ def summarize(
     read in blocks, for the shot search; ``E_NAN`` for a signal holding NaN whose policy
     (``nan[signal]``, else ``nan["*"]``, else allow) is ``reject`` (spec 5.1 step 4)."""
     out: dict[str, dict[str, Any]] = {}
-    default = nan.get("*", "allow")
     for s in shot.signals:
         n = int(np.prod(s.channel.shape, dtype=np.int64))
         lo_v, hi_v, total, count, nans = np.inf, -np.inf, 0.0, 0, 0
@@ -286,17 +285,6 @@ def summarize(
                 hi_v = max(hi_v, float(values.max()))
                 total += float(values.sum(dtype=np.float64))
                 count += int(values.size)
-        policy = nan.get(s.name, nan.get(s.channel.source, default))
-        if nans and policy == "reject":
-            raise _fail(
-                "E_NAN",
-                "validate",
-                f"signal {s.name!r} (channel {s.channel.source!r}) holds {nans} NaN of {n} "
-                "samples, and its NaN policy is 'reject'.",
-                f"Fix the acquisition of {s.channel.source!r}, or allow NaN for it "
-                f"([ingest.pipelines.NAME.nan] {s.name} = 'allow'), then 'insitu ingest "
-                "retry' the file.",
-            )
         out[s.name] = {
             "min": lo_v if count else None,
             "max": hi_v if count else None,
@@ -304,4 +292,26 @@ def summarize(
             "n": n,
             "nan": nans,
         }
+    check_nan(shot, out, nan)
     return out
+
+
+def check_nan(shot: Shot, summary: Mapping[str, Mapping[str, Any]], nan: Mapping[str, str]) -> None:
+    """``E_NAN`` for the first signal of ``summary`` (as :func:`summarize` gives it, or as
+    the product writer counts it while storing the values) holding NaN whose policy
+    (``nan[signal]``, else ``nan["*"]``, else allow) is ``reject``."""
+    default = nan.get("*", "allow")
+    for s in shot.signals:
+        found = summary.get(s.name)
+        if not found or not found["nan"]:
+            continue
+        if nan.get(s.name, nan.get(s.channel.source, default)) == "reject":
+            raise _fail(
+                "E_NAN",
+                "validate",
+                f"signal {s.name!r} (channel {s.channel.source!r}) holds {found['nan']} NaN "
+                f"of {found['n']} samples, and its NaN policy is 'reject'.",
+                f"Fix the acquisition of {s.channel.source!r}, or allow NaN for it "
+                f"([ingest.pipelines.NAME.nan] {s.name} = 'allow'), then 'insitu ingest "
+                "retry' the file.",
+            )

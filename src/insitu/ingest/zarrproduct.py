@@ -21,19 +21,31 @@ from typing import Any
 import numpy as np
 
 from insitu.formats import ZarrWriter
-from insitu.ingest.layout import TIME_ATTRS, calibrated, signal_attrs, signal_dims, signal_dtype
+from insitu.ingest.layout import (
+    TIME_ATTRS,
+    Summary,
+    calibrated,
+    signal_attrs,
+    signal_dims,
+    signal_dtype,
+)
 from insitu.ingest.shot import Shot, Signal
 
 __all__ = ["write_zarr"]
 
-_READ = 1 << 20  # values read from the raw file at a time (rounded to whole chunks)
+_READ = 1 << 22  # values read from the raw file at a time (rounded to whole chunks)
 
 
 def write_zarr(
-    part: Path, shot: Shot, attrs: dict[str, Any], finish: Callable[[], dict[str, Any]]
+    part: Path,
+    shot: Shot,
+    attrs: dict[str, Any],
+    finish: Callable[[], dict[str, Any]],
+    summary: Summary,
 ) -> None:
     """Write ``shot`` as a new Zarr store at ``part`` with global attributes ``attrs``,
-    then those ``finish()`` gives (once every chunk is written)."""
+    then those ``finish()`` gives (once every chunk is written); every stored value is
+    counted in ``summary``."""
     with ZarrWriter(str(part), attrs) as writer:
         sizes, dims = signal_dims(shot)
         if shot.time_values is not None:
@@ -42,12 +54,12 @@ def write_zarr(
             t = writer.create("time", (dim,), (n,), "f8", TIME_ATTRS, max(1, n))
             t.set(shot.time_values)
         for s in shot.signals:
-            _write_signal(writer, s, dims[s.name], sizes[dims[s.name]])
+            _write_signal(writer, s, dims[s.name], sizes[dims[s.name]], summary)
         writer.update_attrs(finish())
         writer.close()
 
 
-def _write_signal(writer: ZarrWriter, s: Signal, dim: str, n: int) -> None:
+def _write_signal(writer: ZarrWriter, s: Signal, dim: str, n: int, summary: Summary) -> None:
     dtype = signal_dtype(s)
     first = s.channel.read_flat(0, min(n, _READ))
     sample = np.asarray(calibrated(s, first[: max(1, (1 << 20) // dtype.itemsize)]), dtype)
@@ -58,8 +70,15 @@ def _write_signal(writer: ZarrWriter, s: Signal, dim: str, n: int) -> None:
         hi = min(lo + step, n)
         raw = first if lo == 0 and len(first) >= hi else s.channel.read_flat(lo, hi)
         for c in range(0, hi - lo, chunk):
-            arr.submit(lo + c, _job(s, raw[c : c + chunk]))
+            arr.submit(lo + c, _job(s, raw[c : c + chunk], summary))
 
 
-def _job(s: Signal, raw: np.ndarray[Any, Any]) -> Callable[[], np.ndarray[Any, Any]]:
-    return lambda: calibrated(s, raw)
+def _job(
+    s: Signal, raw: np.ndarray[Any, Any], summary: Summary
+) -> Callable[[], np.ndarray[Any, Any]]:
+    def job() -> np.ndarray[Any, Any]:
+        values = calibrated(s, raw)
+        summary.add(s.name, values)
+        return values
+
+    return job
