@@ -4,12 +4,12 @@ per shot product with its metadata, provenance and a quicklook of each signal.
 A pipeline's products belong to its catalog collection, and so do its items and quarantine
 reports: a page shows a pipeline only to a caller who may read that collection, under the
 rules of every other page (``Principal.can``; to an anonymous caller a restricted pipeline
-is as missing as an unknown one). The state comes from the public ``insitu.ingest`` API
-(:meth:`~insitu.ingest.Pipeline.status`, the raw store's items and quarantine reports,
-:func:`~insitu.ingest.find_shots`); the
-shot's metadata from the product opened through the catalog, whatever its format. The
-signal plots are the quicklook route's series of a one-dimensional variable
-(``series.png?variable=NAME``), with its cache, ETag and signed links.
+is as missing as an unknown one, and so is how many there are). The state comes from the
+public ``insitu.ingest`` API (:meth:`~insitu.ingest.Pipeline.status`, the raw store's items
+and quarantine reports, :func:`~insitu.ingest.find_shots`); a shot's metadata from its
+product opened through the catalog, whatever its format. The signal plots are the
+quicklook route's series of a one-dimensional variable (``series.png?variable=NAME``), with
+its cache, ETag and signed links.
 """
 
 from __future__ import annotations
@@ -125,7 +125,6 @@ def ingest_page(
         "ingest.html",
         principal=principal,
         pipelines=[_pipeline_view(services, n, details=False) for n in visible],
-        hidden=len(names) - len(visible),
     )
 
 
