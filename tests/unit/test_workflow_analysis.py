@@ -144,6 +144,13 @@ def test_t12_if_without_else() -> None:
     assert ("W-MAYBE-UNBOUND", "z") in codes(g, "c2")
 
 
+def test_t12_read_after_a_maybe_write_of_the_same_cell() -> None:
+    g = graph("for i in range(2):\n    a = i\nb = a", "a = 5")
+    c0 = g.cell("c0")
+    assert codes(g, "c0") == [("W-MAYBE-UNBOUND", "a")]
+    assert (c0.inputs, c0.unresolved) == ((), ())
+
+
 def test_t13_if_with_else_both_bind() -> None:
     a = analyse_cell("if f: z=1\nelse: z=2")
     assert "z" in a.writes

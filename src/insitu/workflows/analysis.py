@@ -136,6 +136,7 @@ def _analyse(source: str, mutators: frozenset[str]) -> CellAnalysis:
         diagnostics=tuple(sorted(diagnostics, key=lambda d: (d.line or 0, d.code))),
         pip_hints=tuple(pip_hints),
         read_lines=tuple(walker.reads.items()),
+        maybe_reads=tuple(walker.maybe_reads),
         stmt_lines=tuple((s.lineno, s.end_lineno or s.lineno) for s in tree.body),
         plain=plain,
     )
@@ -194,6 +195,7 @@ class _Walker:
         self.scopes: list[set[str]] = []
         self.nesting = 0
         self.lazy_annotations = False
+        self.maybe_reads: dict[str, None] = {}
         self.stmt = 0
         self._tables: dict[tuple[str, int], symtable.SymbolTable] | None = None
         self._expanding: set[str] = set()
@@ -229,6 +231,8 @@ class _Walker:
             return
         if name not in self.reads:
             self.reads[name] = line
+            if name in self.st.maybe:  # bound earlier in this cell, on some paths
+                self.maybe_reads.setdefault(name)
             if _HISTORY.match(name):
                 self.diagnostics.append(
                     W_IPY_HISTORY.at(

@@ -76,6 +76,7 @@ class CellAnalysis:
     pip_hints: tuple[str, ...] = ()
     read_lines: tuple[tuple[str, int], ...] = ()
     stmt_lines: tuple[tuple[int, int], ...] = ()
+    maybe_reads: tuple[str, ...] = ()
     plain: bool = True
 
     def binding(self, name: str) -> Binding | None:

@@ -349,6 +349,19 @@ class _Resolver:
                 continue
             lines = dict(a.read_lines)
             for name in a.reads:
+                if name in a.maybe_reads and name not in self.last:
+                    # bound on some paths of this very cell, and by no cell before it
+                    use.diagnostics.append(
+                        W_MAYBE_UNBOUND.at(
+                            f"{name!r} is read after this cell binds it on some paths only; "
+                            "bind it on every path (an else branch, or a value before the "
+                            "if/loop/try).",
+                            cell=self.ids[i],
+                            line=lines.get(name),
+                            name=name,
+                        )
+                    )
+                    continue
                 t = self.lookup(name, i, use, lines.get(name))
                 self.resolved[i][name] = t
                 self.use(name, t, use, i)
