@@ -240,11 +240,13 @@ def _load_wrk(
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: run scripts/tools.sh (or use --client aiohttp)")
-    searchers = max(1, min(clients - 1, round(clients * share)))
+    # --search-share 0: chunk reads only (the server's CPU per request is then per chunk GET).
+    searchers = 0 if share <= 0 else max(1, min(clients - 1, round(clients * share)))
     kinds = {
         "search": (searchers, [f"/api/v1/search?{q}" for q in queries]),
         "chunk": (clients - searchers, [f"/api/v1/zarr/{k}" for k in keys]),
     }
+    kinds = {kind: spec for kind, spec in kinds.items() if spec[0]}
     procs = {}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     for seed, (kind, (conns, paths)) in enumerate(kinds.items(), 1):
@@ -319,7 +321,15 @@ def main() -> None:
     parser.add_argument("--server-workers", type=int, default=1)
     parser.add_argument("--big-files", type=int, default=40, help="files of the big dataset")
     parser.add_argument("--grid", default="180x360", help="grid of the big dataset, LATxLON")
-    parser.add_argument("--repeat", type=int, default=3, help="remote/local read repeats")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="remote/local read repeats (0: skip that read)"
+    )
+    parser.add_argument(
+        "--work",
+        default="",
+        help="suffix of the work folder (bench/data/service[-zlib]-WORK): archives of other "
+        "sizes side by side, e.g. one much larger than every server-side cache",
+    )
     parser.add_argument("--client", choices=("wrk", "aiohttp"), default="wrk")
     parser.add_argument(
         "--compressed",
@@ -337,6 +347,8 @@ def main() -> None:
 
     nlat, nlon = (int(x) for x in args.grid.split("x"))
     work = DATA_DIR / ("service-zlib" if args.compressed else "service")
+    if args.work:
+        work = work.with_name(f"{work.name}-{args.work}")
     work.mkdir(parents=True, exist_ok=True)
     say(f"preparing the catalog in {work} ...")
     env = _prepare(work, args.big_files, nlat, nlon, args.compressed)
@@ -374,9 +386,11 @@ def main() -> None:
         loaded["load_avg_before"] = load_before
         loaded["load_avg_after"] = load_avg()
         say(json.dumps(loaded, indent=1))
-        say("remote (Zarr view) vs local read of one variable ...")
-        ratio = _remote_vs_local(base, env, args.repeat)
-        say(json.dumps(ratio, indent=1))
+        ratio: dict[str, Any] = {}
+        if args.repeat:
+            say("remote (Zarr view) vs local read of one variable ...")
+            ratio = _remote_vs_local(base, env, args.repeat)
+            say(json.dumps(ratio, indent=1))
     finally:
         proc.terminate()
         proc.wait(timeout=30)

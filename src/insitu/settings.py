@@ -251,6 +251,13 @@ class AccessSettings(BaseModel):
         ge=4096,
         description="Target size of one chunk of the Zarr view (uncompressed bytes).",
     )
+    chunk_cache_bytes: int = Field(
+        default=256 * 2**20,
+        ge=0,
+        description="Decoded data each server process keeps for chunk requests that come "
+        "again (bytes; 0: none). Size it to the data read most, e.g. a dataset many users "
+        "open: repeated chunk GETs then cost no decoding (BENCHMARKS.md, Zarr view).",
+    )
     job_workers: int = Field(
         default=2, ge=1, description="Server-side operations that run at the same time."
     )

@@ -741,13 +741,21 @@ class OpenFiles:
     (:class:`insitu.formats.OpenFiles`), each checked to be the file the catalog scanned.
 
     ``direct=False`` reads every chunk through the format library (as before direct reads;
-    for comparisons).
+    for comparisons). ``cache_bytes``: decoded slabs kept for requests that come again.
     """
 
-    def __init__(self, size: int = 256, *, direct: bool = True) -> None:
+    def __init__(
+        self, size: int = 256, *, direct: bool = True, cache_bytes: int = 64 * 2**20
+    ) -> None:
         self.size = size
         self.direct = direct
-        self._cache = _Cache(size, direct=direct)
+        self.cache_bytes = cache_bytes
+        self._cache = _Cache(size, direct=direct, cache_bytes=cache_bytes)
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes of decoded slabs kept now for requests that come again."""
+        return self._cache.cached_bytes
 
     def read(
         self, plan: ArrayPlan, src: Source, index: tuple[slice, ...], *, wait: bool = True
@@ -818,10 +826,11 @@ class ZarrViews:
         compressor: dict[str, Any] | None = COMPRESSOR,
         size: int = 256,
         direct: bool = True,
+        cache_bytes: int = 64 * 2**20,
     ) -> None:
         self.chunk_bytes = chunk_bytes
         self.compressor = compressor
-        self.handles = OpenFiles(direct=direct)
+        self.handles = OpenFiles(direct=direct, cache_bytes=cache_bytes)
         self.size = size
         self._views: LRU[tuple[str, int], ZarrView] = LRU(size)
 

@@ -123,6 +123,11 @@ class OpenFiles:
             raise
         return var if isinstance(var, SupportsStoredChunks) else None
 
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes of decoded slabs kept now (at most ``cache_bytes``)."""
+        return self._cached
+
     def _keep(self, key: tuple[Any, ...], values: Array) -> Array:
         if values.nbytes > self.cache_bytes // 8:
             return values  # a slab that big would push out most others

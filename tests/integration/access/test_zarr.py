@@ -585,3 +585,25 @@ def test_a_chunk_waiting_for_the_hdf5_lock_leaves_the_event_loop_free(
         first = http.get(url)
     assert answers["chunk"].status_code == 200
     assert answers["chunk"].content == first.content
+
+
+# -- decoded slabs kept for chunks that come again ------------------------------------------
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 16 * 2**20])
+def test_decoded_slabs_are_kept_up_to_the_setting(access_env: AccessEnv, cache_bytes: int) -> None:
+    """``access.chunk_cache_bytes`` reaches the service's views; a chunk read twice is
+    decoded once when it fits (0 keeps nothing)."""
+    access = access_env.settings.access.model_copy(
+        update={"chunk_cache_bytes": cache_bytes, "zarr_chunk_bytes": SMALL_CHUNKS}
+    )
+    settings = access_env.settings.model_copy(update={"access": access})
+    app = build_app(settings, catalog=access_env.catalog, tokens=access_env.tokens)
+    with TestClient(app) as client:
+        first = _chunk(client, MIROC_AMON_TA, "ta", "0.0.0.0")
+        views = zarr_route.zarr_views(app.state.services)
+        assert views.handles.cache_bytes == cache_bytes
+        kept = views.handles.cached_bytes
+        assert kept == (first.nbytes if cache_bytes else 0)
+        assert np.array_equal(_chunk(client, MIROC_AMON_TA, "ta", "0.0.0.0"), first)
+        assert views.handles.cached_bytes == kept  # the second read decoded nothing new

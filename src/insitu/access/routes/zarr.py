@@ -42,8 +42,9 @@ def zarr_views(services: Services) -> ZarrViews:
     """The views of this app's datasets, cached per (dataset id, catalog generation)."""
     views = services.extras.get(_EXTRA)
     if views is None:
+        access = services.settings.access
         views = services.extras.setdefault(
-            _EXTRA, ZarrViews(services.settings.access.zarr_chunk_bytes)
+            _EXTRA, ZarrViews(access.zarr_chunk_bytes, cache_bytes=access.chunk_cache_bytes)
         )
     assert isinstance(views, ZarrViews)
     return views
