@@ -1,6 +1,7 @@
 """Small generated programs (hypothesis, from a grammar of the constructs the analysis must
 get right: assignment, aug-assign, in-place mutation, if with and without else, loops,
-del, functions with free variables, comprehensions) split into cells: the cells run in
+try, del, functions with free variables and globals, classes, lambdas, the walrus,
+comprehensions) split into cells: the cells run in
 one namespace, then each cell's generated task.py runs on its own with the inputs its
 edges name; every output must equal the value the name had after that cell ran, and a
 task may fail with E-OUTPUT-UNDEFINED only for a name the program left unbound. Tasks run
@@ -47,13 +48,27 @@ def statement(draw: st.DrawFn) -> str:
                 f"{n} = fn({k})",
                 f"{n} = len(lst) + {k}",
                 f"{n} = sum([{m}] * 2) if isinstance({m}, int) else {k}",
+                f"d['k{k}'] = {m}",
+                f"d.update(x={m})",
+                f"{n} = len(d)",
+                f"while {n} < 5:\n    {n} += 2",
+                f"try:\n    {n} = lst[{k}]\nexcept IndexError:\n    {n} = -1",
+                f"{n} = (w := {m} + 1) * 2",
+                f"def bump():\n    global {n}\n    {n} = {k}",
+                "bump()",
+                f"{n} = (lambda y: y + {m})({k})",
+                f"class K:\n    base = {m}\n    def get(self):\n        return self.base + a",
+                f"{n} = K().get()",
+                f"{n}, {m} = {m}, {n}",
+                f"lst += [{k}]",
+                f"{n} = [w for w in lst if w]",
             ]
         )
     )
 
 
 cell = st.lists(statement(), min_size=1, max_size=3).map("\n".join)
-PRELUDE = "a = 1\nb = 2\nc = 3\nlst = []\ndef fn(x):\n    return x + a"
+PRELUDE = "a = 1\nb = 2\nc = 3\nlst = []\nd = {}\ndef fn(x):\n    return x + a"
 program = st.lists(cell, min_size=1, max_size=6).map(lambda cells: [PRELUDE, *cells])
 
 
@@ -64,7 +79,7 @@ def run_reference(cells: list[str], outputs: list[tuple[str, ...]]) -> list[dict
     for source, names in zip(cells, outputs, strict=True):
         try:
             exec(compile(source, "<cell>", "exec"), ns)
-        except (NameError, TypeError, AttributeError):
+        except (NameError, TypeError, AttributeError, KeyError):
             return None
         seen.append({n: copy.deepcopy(ns[n]) for n in names if n in ns})
     return seen
@@ -95,6 +110,8 @@ def test_generated_programs_give_the_same_values(cells: list[str]) -> None:
     assert expected is not None
     # A read in a branch that did not run is still E-UNRESOLVED: right, but not runnable.
     assume(not [d for d in graph.diagnostics if d.code == "E-UNRESOLVED"])
+    # Two versions of one name in one component: reported, not yet handled (docs).
+    assume(not [d for d in graph.diagnostics if d.code == "W-DEF-VALUE-CHANGED"])
     env = Environment(sys.executable, "3.11", {})
     produced: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -378,6 +378,13 @@ def test_future_annotations_are_not_read_and_open_the_task() -> None:
     compile(comp.task, "task.py", "exec")
 
 
+def test_definition_made_with_a_value_rebound_later_is_reported() -> None:
+    g = graph("a = 0\nclass K:\n    base = a\na = 2", "x = K().base")
+    assert ("W-DEF-VALUE-CHANGED", "a") in codes(g, "c1")
+    g = graph("a = 0", "def f(x=a):\n    return x\na = 5", "y = f() + a")
+    assert ("W-DEF-VALUE-CHANGED", "a") in codes(g, "c2")
+
+
 def test_out_of_order_read() -> None:
     g = graph("y = x + 1", "x = 1")
     assert ("W-OUT-OF-ORDER", "x") in codes(g, "c0")

@@ -17,6 +17,7 @@ __all__ = [
     "E_STAR_IMPORT",
     "E_SYNTAX",
     "E_UNRESOLVED",
+    "W_DEF_VALUE_CHANGED",
     "W_DEP_GUESS",
     "W_DYNAMIC",
     "W_HIDDEN_MUTATION",
@@ -103,6 +104,10 @@ W_DEP_GUESS = Code("W-DEP-GUESS", "an import whose distribution was guessed from
 W_OUTPUT_NOT_SERIALIZABLE = Code(
     "W-OUTPUT-NOT-SERIALIZABLE", "an output looks like an open file, lock or connection"
 )
+W_DEF_VALUE_CHANGED = Code(
+    "W-DEF-VALUE-CHANGED",
+    "a component needs two versions of one name (a definition made with an earlier value)",
+)
 W_HIDDEN_MUTATION = Code(
     "W-HIDDEN-MUTATION", "an input changed during the task without a visible mutation"
 )
@@ -125,6 +130,7 @@ CODES: dict[str, Code] = {
         W_DEP_GUESS,
         W_OUTPUT_NOT_SERIALIZABLE,
         W_HIDDEN_MUTATION,
+        W_DEF_VALUE_CHANGED,
     )
 }
 """Every code by its name, for documentation and for matching in the web pages."""

@@ -28,6 +28,7 @@ from insitu.workflows.analysis import analyse_cell, cell_tree
 from insitu.workflows.cell import CellAnalysis, Import
 from insitu.workflows.codes import (
     E_UNRESOLVED,
+    W_DEF_VALUE_CHANGED,
     W_MAYBE_UNBOUND,
     W_OUT_OF_ORDER,
     W_OUTPUT_NOT_SERIALIZABLE,
@@ -300,7 +301,18 @@ class _Resolver:
         if t is None:
             return
         if t.kind == "value":
-            use.inputs.setdefault(name, t.cell)
+            prev = use.inputs.setdefault(name, t.cell)
+            if prev != t.cell:
+                use.diagnostics.append(
+                    W_DEF_VALUE_CHANGED.at(
+                        f"this cell needs {name}@{self.ids[prev]} and {name}@"
+                        f"{self.ids[t.cell]} (a definition it re-creates was made with the "
+                        f"other); the component has {name}@{self.ids[prev]} only. Give one "
+                        "of them another name.",
+                        cell=self.ids[i],
+                        name=name,
+                    )
+                )
         elif t.kind == "param":
             use.params.setdefault(name)
         elif t.kind == "secret":
@@ -317,6 +329,17 @@ class _Resolver:
         a = self.analyses[j]
         for u in a.stmt_uses[stmt]:
             t = self.bound_before(j, stmt, u)
+            later = any(u in dict(b) for b in a.stmt_binds[stmt + 1 :])
+            if t is not None and t.kind == "value" and t.cell == j and later:
+                use.diagnostics.append(
+                    W_DEF_VALUE_CHANGED.at(
+                        f"cell {self.ids[j]} binds {u!r} again after a definition made with "
+                        f"it; this cell re-creates that definition with the value the cell "
+                        f"ends with ({u}@{self.ids[j]}). Give the two values different names.",
+                        cell=self.ids[i],
+                        name=u,
+                    )
+                )
             self.use(u, t, use, i)
         for d in a.code_defs:
             if d.stmt != stmt:
