@@ -382,3 +382,35 @@ def test_secret_comes_from_the_environment_only(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert read_outputs(tmp_path / "out") == {"n": 3}
+
+
+def test_cli_extract_json_and_exit_status(tmp_path: Path) -> None:
+    nb = notebook_from_sources(
+        ["%matplotlib inline\nimport numpy as np", "a = np.ones(2)", "b = a.sum() + missing"]
+    )
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSITU_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    cmd = [sys.executable, "-m", "insitu.cli", "cells", "extract", str(tmp_path / "nb.ipynb")]
+    done = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "c"), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr  # c2 reads a name no cell defines
+    cells = {c["cell"]: c for c in json.loads(done.stdout)}
+    assert cells["c1"]["inputs"] == [] and cells["c1"]["imports"] == ["numpy"]
+    assert cells["c1"]["outputs"] == ["a"]
+    assert [w["code"] for w in cells["c0"]["warnings"]] == ["W-MAGIC-DROPPED"]
+    assert [(w["code"], w["name"]) for w in cells["c2"]["warnings"]] == [
+        ("E-UNRESOLVED", "missing")
+    ]
+    made = sorted(p.name for p in (tmp_path / "c").iterdir())
+    assert len(made) == 3 and all((tmp_path / "c" / m / "task.py").exists() for m in made)
+    one = subprocess.run(
+        [*cmd, "--cells", "1"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.startswith("cell c1: in -; out a -> a")
