@@ -418,3 +418,25 @@ def test_unknown_cell_names_the_cells() -> None:
 
     with pytest.raises(InvalidRequest, match="0=c0"):
         extract(notebook_from_sources(["a = 1"]), cells=["c9"], python=sys.executable)
+
+
+def test_a_changed_cell_is_a_new_version_of_its_component(tmp_path: Path) -> None:
+    import nbformat
+
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(notebook_from_sources(["a = 1", "b = a + 1"]), path)
+    (first,) = [
+        c
+        for c in extract(path, tmp_path / "out", python=sys.executable).components
+        if c.cell == "c1"
+    ]
+    nbformat.write(notebook_from_sources(["a = 1", "b = a + 2"]), path)
+    (second,) = [
+        c
+        for c in extract(path, tmp_path / "out", python=sys.executable).components
+        if c.cell == "c1"
+    ]
+    assert first.hash != second.hash
+    assert second.metadata["previous_version"] == first.hash
+    again = extract(path, tmp_path / "out", python=sys.executable).components
+    assert [c.metadata["previous_version"] for c in again if c.cell == "c1"] == [first.hash]
