@@ -440,3 +440,38 @@ def test_a_changed_cell_is_a_new_version_of_its_component(tmp_path: Path) -> Non
     assert second.metadata["previous_version"] == first.hash
     again = extract(path, tmp_path / "out", python=sys.executable).components
     assert [c.metadata["previous_version"] for c in again if c.cell == "c1"] == [first.hash]
+
+
+def test_old_notebook_without_cell_ids_uses_indexes(tmp_path: Path) -> None:
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# Load\n"]},
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "execution_count": 1,
+            "outputs": [],
+            "source": ["x = 1\n"],
+        },
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "execution_count": 2,
+            "outputs": [],
+            "source": ["y = x + 1"],
+        },
+    ]
+    nb = {"nbformat": 4, "nbformat_minor": 0, "metadata": {}, "cells": cells}
+    (tmp_path / "old.ipynb").write_text(json.dumps(nb))
+    g = analyse_notebook(tmp_path / "old.ipynb")
+    assert [(c.id, c.index, c.title) for c in g.cells] == [("1", 1, "Load"), ("2", 2, "Load")]
+    assert edges(g) == {"1→2:x"}
+
+
+def test_not_a_notebook_says_so(tmp_path: Path) -> None:
+    from insitu.errors import InvalidRequest, NotFound
+
+    (tmp_path / "bad.ipynb").write_text("{not json")
+    with pytest.raises(InvalidRequest, match=r"bad\.ipynb"):
+        analyse_notebook(tmp_path / "bad.ipynb")
+    with pytest.raises(NotFound, match=r"nope\.ipynb"):
+        analyse_notebook(tmp_path / "nope.ipynb")
