@@ -501,8 +501,7 @@ class PipelineSettings(BaseModel):
     )
     store: str | None = Field(
         default=None,
-        description="Folder of the raw store and quarantine "
-        "(default DATA_DIR/ingest/<pipeline>).",
+        description="Folder of the raw store and quarantine (default DATA_DIR/ingest/<pipeline>).",
     )
     output: str | None = Field(
         default=None, description="Folder of the products (default <store>/products)."

@@ -24,9 +24,11 @@ catalog's change detection and the data service's file checks use like a file's.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import stat as stat_module
+import sys
 import threading
 import time
 import warnings
@@ -363,6 +365,31 @@ class ZarrReader:
 
 # -- writing ---------------------------------------------------------------------------------
 
+_RETAINED = False
+
+
+def retain_freed_memory() -> None:
+    """Have glibc keep freed blocks of up to 64 MiB for reuse (no ``munmap``, heap trimmed
+    above 256 MiB only), once per process.
+
+    A writer's threads allocate and free a few MiB per chunk while the reading thread
+    allocates blocks of 32 MiB: with glibc's defaults those are fresh ``mmap`` s, and each
+    ``munmap`` of one thread stalls the page faults of the others. Measured on 512 MB of
+    TDMS on 2 cores: system CPU time 1.1-2.3 s instead of 3.6-4.6 s, 25-35% less wall
+    time. Memory stays bounded by the largest working set (peak RSS unchanged, see
+    BENCHMARKS.md "Ingest"). Nothing happens off glibc.
+    """
+    global _RETAINED
+    if _RETAINED or not sys.platform.startswith("linux"):
+        return
+    _RETAINED = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # another C library
+        pass
+
 
 class ZarrArrayWriter:
     """One array being written: chunks along its first axis, filled by :meth:`submit`."""
@@ -438,6 +465,7 @@ class ZarrWriter:
         queued: int | None = None,
     ) -> None:
         zarr = _zarr()
+        retain_freed_memory()
         self.path = path
         self.threads = threads or max(1, min(4, os.cpu_count() or 1))
         self._group = zarr.open_group(path, mode="w-", zarr_format=3, attributes=_json_attrs(attrs))
