@@ -72,6 +72,28 @@ def assert_same(name: str, expected: Any, got: Any) -> None:
         assert got == expected, name
 
 
+def run_task(
+    task_py: Path, inputs: dict[str, Any], work: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python task.py --inputs work/inputs.json --outdir work/out``, as every backend runs it."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "inputs.json").write_text(json.dumps(inputs))
+    return subprocess.run(
+        [
+            sys.executable,
+            str(task_py),
+            "--inputs",
+            str(work / "inputs.json"),
+            "--outdir",
+            str(work / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=work,
+    )
+
+
 def run_chain(result: Extraction, work: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run every component in notebook order, feeding each the outputs it reads; return the
     outputs of every cell by cell id."""
@@ -87,22 +109,7 @@ def run_chain(result: Extraction, work: Path, env: dict[str, str] | None = None)
                 entry["path"] = str(outdirs[edge.producer] / entry["path"])
             inputs[edge.name] = entry
         run = work / comp.cell
-        run.mkdir(parents=True)
-        (run / "inputs.json").write_text(json.dumps(inputs))
-        done = subprocess.run(
-            [
-                sys.executable,
-                str(comp.directory / "task.py"),
-                "--inputs",
-                str(run / "inputs.json"),
-                "--outdir",
-                str(run / "out"),
-            ],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **(env or {})},
-            cwd=run,
-        )
+        done = run_task(comp.directory / "task.py", inputs, run, env)
         assert done.returncode == 0, (comp.cell, done.stderr)
         outdirs[comp.cell] = run / "out"
         values[comp.cell] = read_outputs(run / "out")
@@ -295,19 +302,7 @@ def _one(
     result = extract(notebook_from_sources(sources), tmp_path / "c", python=sys.executable)
     (comp,) = [c for c in result.components if c.cell == cell]
     assert comp.directory is not None
-    (tmp_path / "inputs.json").write_text(json.dumps(inputs))
-    return subprocess.run(
-        [
-            sys.executable,
-            str(comp.directory / "task.py"),
-            "--inputs",
-            str(tmp_path / "inputs.json"),
-            "--outdir",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    return run_task(comp.directory / "task.py", inputs, tmp_path)
 
 
 def test_t12_maybe_written_output_not_bound_fails(tmp_path: Path) -> None:
@@ -355,31 +350,18 @@ def test_t28_large_dataframe_goes_to_parquet(tmp_path: Path) -> None:
     assert read_outputs(tmp_path / "out")["df"].shape == (819_200, 8)  # 50 MiB of float64
 
 
-def test_secret_comes_from_the_environment_only(tmp_path: Path) -> None:
+def test_secret_comes_from_the_environment_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sources = ["secret_token = 'never-stored'", "n = len(secret_token)", "print(n)"]
     result = extract(notebook_from_sources(sources), tmp_path / "c", python=sys.executable)
     (comp,) = [c for c in result.components if c.cell == "c1"]
     assert "never-stored" not in comp.task
     assert comp.directory is not None
-    (tmp_path / "inputs.json").write_text("{}")
-    cmd = [
-        sys.executable,
-        str(comp.directory / "task.py"),
-        "--inputs",
-        str(tmp_path / "inputs.json"),
-        "--outdir",
-        str(tmp_path / "out"),
-    ]
-    missing = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "secret_token"},
-    )
+    monkeypatch.delenv("secret_token", raising=False)
+    missing = run_task(comp.directory / "task.py", {}, tmp_path)
     assert missing.returncode == 2 and "secret_token" in missing.stderr
-    done = subprocess.run(
-        cmd, capture_output=True, text=True, env={**os.environ, "secret_token": "abc"}
-    )
+    done = run_task(comp.directory / "task.py", {}, tmp_path, {"secret_token": "abc"})
     assert done.returncode == 0, done.stderr
     assert read_outputs(tmp_path / "out") == {"n": 3}
 

@@ -32,6 +32,7 @@ from insitu.workflows.codes import (
     W_MAYBE_UNBOUND,
     W_OUT_OF_ORDER,
     W_OUTPUT_NOT_SERIALIZABLE,
+    Code,
     Diagnostic,
 )
 
@@ -235,34 +236,38 @@ class _Resolver:
 
     # -- lookup --------------------------------------------------------------------------
 
+    def say(self, use: _Use, code: Code, i: int, name: str, line: int | None, msg: str) -> None:
+        """Report ``code`` about ``name`` in cell ``i``."""
+        use.diagnostics.append(code.at(msg, cell=self.ids[i], line=line, name=name))
+
     def lookup(
         self, name: str, i: int, use: _Use, line: int | None, why: str = ""
     ) -> _Target | None:
         t = self.last.get(name)
         if t is not None:
             if t.maybe:
-                use.diagnostics.append(
-                    W_MAYBE_UNBOUND.at(
-                        f"{name!r} is bound by cell {self.ids[t.cell]} on some paths only; bind it "
-                        "on every path (an else branch, or a value before the if/loop/try).",
-                        cell=self.ids[i],
-                        line=line,
-                        name=name,
-                    )
+                self.say(
+                    use,
+                    W_MAYBE_UNBOUND,
+                    i,
+                    name,
+                    line,
+                    f"{name!r} is bound by cell {self.ids[t.cell]} on some paths only; bind it "
+                    "on every path (an else branch, or a value before the if/loop/try).",
                 )
             return t
         if name in _BUILTINS:
             return None
         if name in self.deleted_in:
             use.unresolved.setdefault(name)
-            use.diagnostics.append(
-                E_UNRESOLVED.at(
-                    f"{name!r}{why} was deleted in cell {self.ids[self.deleted_in[name]]}; read it "
-                    "before the del, or define it again.",
-                    cell=self.ids[i],
-                    line=line,
-                    name=name,
-                )
+            self.say(
+                use,
+                E_UNRESOLVED,
+                i,
+                name,
+                line,
+                f"{name!r}{why} was deleted in cell {self.ids[self.deleted_in[name]]}; read it "
+                "before the del, or define it again.",
             )
             return None
         if self.star and self.allow_star:
@@ -271,14 +276,14 @@ class _Resolver:
         later = [j for j in self.writers.get(name, []) if j > i]
         use.unresolved.setdefault(name)
         if later:
-            use.diagnostics.append(
-                W_OUT_OF_ORDER.at(
-                    f"{name!r}{why} is read here but first defined by a later cell "
-                    f"{self.ids[later[0]]}; move that cell up.",
-                    cell=self.ids[i],
-                    line=line,
-                    name=name,
-                )
+            self.say(
+                use,
+                W_OUT_OF_ORDER,
+                i,
+                name,
+                line,
+                f"{name!r}{why} is read here but first defined by a later cell "
+                f"{self.ids[later[0]]}; move that cell up.",
             )
         else:
             star = (
@@ -286,14 +291,14 @@ class _Resolver:
                 if self.star
                 else ""
             )
-            use.diagnostics.append(
-                E_UNRESOLVED.at(
-                    f"{name!r}{why} is read but no earlier cell defines it; define it in an "
-                    f"earlier cell or make it a parameter (param_{name} = ...).{star}",
-                    cell=self.ids[i],
-                    line=line,
-                    name=name,
-                )
+            self.say(
+                use,
+                E_UNRESOLVED,
+                i,
+                name,
+                line,
+                f"{name!r}{why} is read but no earlier cell defines it; define it in an "
+                f"earlier cell or make it a parameter (param_{name} = ...).{star}",
             )
         return None
 
@@ -303,15 +308,15 @@ class _Resolver:
         if t.kind == "value":
             prev = use.inputs.setdefault(name, t.cell)
             if prev != t.cell:
-                use.diagnostics.append(
-                    W_DEF_VALUE_CHANGED.at(
-                        f"this cell needs {name}@{self.ids[prev]} and {name}@"
-                        f"{self.ids[t.cell]} (a definition it re-creates was made with the "
-                        f"other); the component has {name}@{self.ids[prev]} only. Give one "
-                        "of them another name.",
-                        cell=self.ids[i],
-                        name=name,
-                    )
+                self.say(
+                    use,
+                    W_DEF_VALUE_CHANGED,
+                    i,
+                    name,
+                    None,
+                    f"this cell needs {name}@{self.ids[prev]} and {name}@{self.ids[t.cell]} "
+                    f"(a definition it re-creates was made with the other); the component "
+                    f"has {name}@{self.ids[prev]} only. Give one of them another name.",
                 )
         elif t.kind == "param":
             use.params.setdefault(name)
@@ -331,14 +336,15 @@ class _Resolver:
             t = self.bound_before(j, stmt, u)
             later = any(u in dict(b) for b in a.stmt_binds[stmt + 1 :])
             if t is not None and t.kind == "value" and t.cell == j and later:
-                use.diagnostics.append(
-                    W_DEF_VALUE_CHANGED.at(
-                        f"cell {self.ids[j]} binds {u!r} again after a definition made with "
-                        f"it; this cell re-creates that definition with the value the cell "
-                        f"ends with ({u}@{self.ids[j]}). Give the two values different names.",
-                        cell=self.ids[i],
-                        name=u,
-                    )
+                self.say(
+                    use,
+                    W_DEF_VALUE_CHANGED,
+                    i,
+                    u,
+                    None,
+                    f"cell {self.ids[j]} binds {u!r} again after a definition made with it; "
+                    f"this cell re-creates that definition with the value the cell ends with "
+                    f"({u}@{self.ids[j]}). Give the two values different names.",
                 )
             self.use(u, t, use, i)
         for d in a.code_defs:
@@ -374,15 +380,15 @@ class _Resolver:
             for name in a.reads:
                 if name in a.maybe_reads and name not in self.last:
                     # bound on some paths of this very cell, and by no cell before it
-                    use.diagnostics.append(
-                        W_MAYBE_UNBOUND.at(
-                            f"{name!r} is read after this cell binds it on some paths only; "
-                            "bind it on every path (an else branch, or a value before the "
-                            "if/loop/try).",
-                            cell=self.ids[i],
-                            line=lines.get(name),
-                            name=name,
-                        )
+                    self.say(
+                        use,
+                        W_MAYBE_UNBOUND,
+                        i,
+                        name,
+                        lines.get(name),
+                        f"{name!r} is read after this cell binds it on some paths only; "
+                        "bind it on every path (an else branch, or a value before the "
+                        "if/loop/try).",
                     )
                     continue
                 t = self.lookup(name, i, use, lines.get(name))
