@@ -10,6 +10,7 @@ Build it once at an entry point with :meth:`Settings.load` and pass it down.
 from __future__ import annotations
 
 import os
+import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -529,6 +530,13 @@ class IngestSettings(BaseModel):
     pipelines: dict[str, PipelineSettings] = Field(
         default_factory=dict, description="Pipelines ([ingest.pipelines.NAME] tables)."
     )
+    pipelines_dir: Path | None = Field(
+        default=None,
+        description="A folder of TOML files (*.toml), each holding [ingest.pipelines.NAME] "
+        "tables: pipelines one file each, added to those of the settings file (default: "
+        "DATA_DIR/pipelines; the lab demo puts its own there). A name defined twice is an "
+        "error.",
+    )
 
 
 class Settings(BaseSettings):
@@ -581,7 +589,7 @@ class Settings(BaseSettings):
             raise ConfigError(f"Config file {path} does not exist. Create it or drop --config.")
         token = _toml_file.set(path if path.is_file() else None)
         try:
-            return cls(**overrides)
+            return _with_pipeline_files(cls(**overrides))
         except ValidationError as exc:
             where = (
                 f"{path} or INSITU_* environment variables"
@@ -637,3 +645,42 @@ class Settings(BaseSettings):
             creds, host = rest.split("@", 1)
             data["catalog"]["uri"] = f"{scheme}//{creds.split(':', 1)[0]}:***@{host}"
         return data
+
+
+def _with_pipeline_files(settings: Settings) -> Settings:
+    """``settings`` with the pipelines of the files in ``ingest.pipelines_dir`` added."""
+    folder = settings.ingest.pipelines_dir or settings.data_dir / "pipelines"
+    if not folder.is_dir():
+        return settings
+    pipelines = dict(settings.ingest.pipelines)
+    where = dict.fromkeys(pipelines, "the settings")
+    for path in sorted(folder.glob("*.toml")):
+        try:
+            doc = tomllib.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(
+                f"Cannot read pipeline file {path}: {exc}. Fix or remove it."
+            ) from exc
+        ingest = doc.pop("ingest", {})
+        tables = ingest.pop("pipelines", None) if isinstance(ingest, dict) else None
+        if doc or ingest or not isinstance(tables, dict):
+            raise ConfigError(
+                f"Pipeline file {path} must hold [ingest.pipelines.NAME] tables and nothing "
+                "else (other settings belong in the settings file)."
+            )
+        for name, table in tables.items():
+            if name in pipelines:
+                raise ConfigError(
+                    f"Pipeline {name!r} is defined in {path} and in {where[name]}: "
+                    "rename or remove one of them."
+                )
+            try:
+                pipelines[name] = PipelineSettings.model_validate(table)
+            except ValidationError as exc:
+                bad = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+                )
+                raise ConfigError(f"Pipeline {name!r} in {path}: {bad}. Fix these keys.") from exc
+            where[name] = str(path)
+    merged = settings.ingest.model_copy(update={"pipelines": pipelines})
+    return settings.model_copy(update={"ingest": merged})

@@ -63,6 +63,11 @@ def test_ingest_demo(data_dir: Path) -> None:
     assert np.allclose(ds["neutral_pressure"].values, 13.332 * millivolts / 1000)  # mV -> V
     assert ds.attrs["configuration_id"] and ds.attrs["operator"] == "alice"
 
+    # Its pipelines are in the pipelines folder: every command knows them, with no settings.
+    assert (data_dir / "pipelines" / "lab-demo.toml").is_file()
+    status = CliRunner().invoke(cli, ["ingest", "status", "lab-demo"])
+    assert status.exit_code == 0, status.output
+
     products = sorted(data_dir.glob("lab-demo/products/*/*/*_v*"))  # Zarr stores
     assert products
     before = {p: p.stat().st_mtime_ns for p in products}

@@ -77,3 +77,51 @@ def test_a_caller_share_bigger_than_the_queue_is_refused(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match=r"jobs_per_caller_per_worker \(3\)") as err:
         Settings.load(cfg)
     assert "jobs_per_worker (2)" in str(err.value)
+
+
+PIPELINE = """
+[ingest.pipelines.{name}]
+source = "/lab/inbox"
+parser = "tdms"
+output = "/lab/products"
+collection = "lab"
+"""
+
+
+def test_pipelines_one_file_each_in_the_pipelines_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "data" / "pipelines"
+    folder.mkdir(parents=True)
+    (folder / "a.toml").write_text(PIPELINE.format(name="shots"))
+    (folder / "b.toml").write_text(PIPELINE.format(name="logs"))
+    config = tmp_path / "insitu.toml"
+    config.write_text(PIPELINE.format(name="main"))
+    s = Settings.load(config, data_dir=tmp_path / "data")
+    assert sorted(s.ingest.pipelines) == ["logs", "main", "shots"]
+    assert s.ingest.pipelines["shots"].source == "/lab/inbox"
+
+    # A folder named in the settings instead of DATA_DIR/pipelines.
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "c.toml").write_text(PIPELINE.format(name="third"))
+    s = Settings.load(data_dir=tmp_path / "data", ingest={"pipelines_dir": other})
+    assert sorted(s.ingest.pipelines) == ["third"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (PIPELINE.format(name="main"), "is defined in"),  # also in the settings file
+        ('[catalog]\nuri = "sqlite://"\n', "must hold [ingest.pipelines.NAME] tables"),
+        ("[ingest.pipelines.x]\nsource = 3\n", "Pipeline 'x' in"),
+        ("[ingest.pipelines.x\n", "Cannot read pipeline file"),
+    ],
+)
+def test_a_bad_pipeline_file_is_named(tmp_path: Path, text: str, message: str) -> None:
+    folder = tmp_path / "data" / "pipelines"
+    folder.mkdir(parents=True)
+    (folder / "bad.toml").write_text(text)
+    config = tmp_path / "insitu.toml"
+    config.write_text(PIPELINE.format(name="main"))
+    with pytest.raises(ConfigError, match=r"bad\.toml") as err:
+        Settings.load(config, data_dir=tmp_path / "data")
+    assert message in str(err.value)

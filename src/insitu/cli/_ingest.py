@@ -215,8 +215,8 @@ Try:
   insitu catalog search --collection lab-demo shot_id=3002
   python -c "import insitu; print(insitu.open_dataset('3002.v1'))"
 
-To run its pipelines yourself, add the tables of {report.lab / "pipelines.toml"} to your
-settings file, then:
+Its pipelines are defined in the pipelines folder (ingest.pipelines_dir, by default
+DATA_DIR/pipelines) or your settings file; to run them yourself:
   insitu ingest watch lab-demo      # drop .tdms files (with a manifest) into the inbox
   insitu ingest reprocess lab-demo  # after editing calibrations.yaml
 """)

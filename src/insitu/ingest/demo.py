@@ -8,8 +8,10 @@
     pipelines.toml         the two pipelines' settings tables, to copy into a settings file
     products/              the products: the catalog collection ``lab-demo``
 
-writes three TDMS shots (written with npTDMS, each with its manifest, as LabVIEW would)
-and a CSV vacuum log into the inbox, runs the pipelines ``lab-demo`` (TDMS) and
+and puts ``pipelines.toml`` in the pipelines folder (``DATA_DIR/pipelines/lab-demo.toml``)
+unless the settings define these pipelines, so that every command and the data service
+know them. It then writes three TDMS shots (written with npTDMS, each with its manifest,
+as LabVIEW would) and a CSV vacuum log into the inbox, runs the pipelines ``lab-demo`` (TDMS) and
 ``lab-demo-log`` (CSV) on them and registers the products as the collection ``lab-demo``.
 The raw files are made the same, byte for byte, every time: a file whose bytes were
 ingested already is not written again, so a second run does nothing.
@@ -256,6 +258,18 @@ def _pipelines_toml(specs: dict[str, PipelineSettings]) -> str:
     return "\n".join(lines)
 
 
+def _install_pipelines(settings: Settings, lab: Path) -> None:
+    """The demo's pipelines in the pipelines folder (``ingest.pipelines_dir``), so that every
+    command and the data service's pages know them; not where the settings name them."""
+    if set(demo_pipelines(lab)) & set(settings.ingest.pipelines):
+        return
+    folder = settings.ingest.pipelines_dir or settings.data_dir / "pipelines"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{COLLECTION}.toml"
+    if not target.exists():
+        target.write_text((lab / "pipelines.toml").read_text())
+
+
 def run_demo(settings: Settings) -> DemoReport:
     """Set up the lab demo under ``settings.data_dir`` and ingest it (see the module
     docstring); does nothing new when run again."""
@@ -270,6 +284,7 @@ def run_demo(settings: Settings) -> DemoReport:
     ):
         if not (lab / name).exists():  # an operator may edit them, then reprocess
             (lab / name).write_text(text)
+    _install_pipelines(settings, lab)
     full = demo_settings(settings)
     report = DemoReport(lab)
     files = {
