@@ -73,7 +73,11 @@ def assert_same(name: str, expected: Any, got: Any) -> None:
 
 
 def run_task(
-    task_py: Path, inputs: dict[str, Any], work: Path, env: dict[str, str] | None = None
+    task_py: Path,
+    inputs: dict[str, Any],
+    work: Path,
+    env: dict[str, str] | None = None,
+    flags: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """``python task.py --inputs work/inputs.json --outdir work/out``, as every backend runs it."""
     work.mkdir(parents=True, exist_ok=True)
@@ -86,6 +90,7 @@ def run_task(
             str(work / "inputs.json"),
             "--outdir",
             str(work / "out"),
+            *flags,
         ],
         capture_output=True,
         text=True,
@@ -396,3 +401,20 @@ def test_cli_extract_json_and_exit_status(tmp_path: Path) -> None:
     )
     assert one.returncode == 0, one.stderr
     assert one.stdout.startswith("cell c1: in -; out a -> a")
+
+
+def test_t06_hidden_mutation_is_reported_with_check_mutation(tmp_path: Path) -> None:
+    sources = ["l = []", "def add(v):\n    v.append(1)", "add(l)", "print(l)", "l.append(2)"]
+    result = extract(notebook_from_sources(sources), tmp_path / "c", python=sys.executable)
+    tasks = {c.cell: c.directory / "task.py" for c in result.components if c.directory}
+    lst = {"l": {"kind": "json", "value": []}}
+    for cell, check, hidden in (("c2", True, ["l"]), ("c4", True, []), ("c2", False, None)):
+        work = tmp_path / f"{cell}-{check}"
+        done = run_task(tasks[cell], lst, work, flags=("--check-mutation",) if check else ())
+        assert done.returncode == 0, done.stderr
+        checks = work / "out" / "checks.json"
+        if hidden is None:
+            assert not checks.exists() and "W-HIDDEN-MUTATION" not in done.stderr
+        else:
+            assert json.loads(checks.read_text()) == {"W-HIDDEN-MUTATION": hidden}
+            assert ("W-HIDDEN-MUTATION" in done.stderr) == bool(hidden)

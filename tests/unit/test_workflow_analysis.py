@@ -1,8 +1,8 @@
 """Cell analysis, notebook resolution and components: one test per edge case T01-T30 of the
 workflows specification (section 8) that concerns them, each asserting the expected result
-stated there. Runtime halves (T12's E-OUTPUT-UNDEFINED, T27's E-OUTPUT-NOT-SERIALIZABLE,
-T28's parquet) are in tests/integration/test_workflow_components.py; T06's runtime check and
-T30's workflow-level case wait for the executor and workflow.yaml (docs/workflows.md)."""
+stated there. Runtime halves (T06's W-HIDDEN-MUTATION, T12's E-OUTPUT-UNDEFINED, T27's
+E-OUTPUT-NOT-SERIALIZABLE, T28's parquet) are in tests/integration/test_workflow_components.py;
+T30's workflow-level case waits for workflow.yaml (docs/workflows.md)."""
 
 from __future__ import annotations
 

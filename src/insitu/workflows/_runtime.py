@@ -6,8 +6,10 @@
 same name only. The task writes ``OUT/<name>.<ext>`` for each output too big for JSON or not
 JSON (numpy → npy, pandas DataFrame → parquet when pyarrow is installed, xarray → netCDF,
 anything else → pickle) and ``OUT/outputs.json`` (``name → kind, value|path, format, sha256,
-bytes``; paths relative to OUT). Exit status: 0 done, 1 the cell's code raised, 2 bad inputs
-or a missing secret, 3 E-OUTPUT-UNDEFINED, 4 E-OUTPUT-NOT-SERIALIZABLE.
+bytes``; paths relative to OUT). With ``--check-mutation`` an input that changed although
+the cell does not visibly change it is reported (W-HIDDEN-MUTATION, OUT/checks.json).
+Exit status: 0 done, 1 the cell's code raised, 2 bad inputs or a missing secret,
+3 E-OUTPUT-UNDEFINED, 4 E-OUTPUT-NOT-SERIALIZABLE.
 
 This file is copied into every generated task.py and imports nothing of insitu.
 """
@@ -28,6 +30,15 @@ _INSITU_INLINE_LIMIT = 64 * 1024
 def _insitu_fail(code: int, message: str) -> None:
     print(f"insitu task: {message}", file=_insitu_sys.stderr)
     raise SystemExit(code)
+
+
+def _insitu_digest(value: _InsituAny) -> str:
+    """A hash of a value's pickle ('' when it cannot be pickled)."""
+    try:
+        data = _insitu_pickle.dumps(value, protocol=5)
+    except Exception:
+        return ""
+    return _insitu_hashlib.sha256(data).hexdigest()
 
 
 def _insitu_is_json(value: _InsituAny) -> bool:
@@ -157,7 +168,9 @@ def _insitu_read(name: str, spec: dict[str, _InsituAny], base: str) -> _InsituAn
 class _InsituTask:
     """Inputs in, outputs out: the one contract of every backend."""
 
-    def __init__(self, inputs: str, outdir: str) -> None:
+    def __init__(self, inputs: str, outdir: str, check_mutation: bool = False) -> None:
+        self.check_mutation = check_mutation
+        self.input_digests: dict[str, str] = {}
         self.base = _insitu_os.path.dirname(_insitu_os.path.abspath(inputs))
         try:
             with open(inputs, encoding="utf-8") as fh:
@@ -172,8 +185,14 @@ class _InsituTask:
         parser = _insitu_argparse.ArgumentParser(description=__doc__.splitlines()[0])
         parser.add_argument("--inputs", required=True, help="inputs.json")
         parser.add_argument("--outdir", required=True, help="directory for the outputs")
+        parser.add_argument(
+            "--check-mutation",
+            action="store_true",
+            help="warn W-HIDDEN-MUTATION when an input changes that the cell does not "
+            "visibly change (hashes every input twice)",
+        )
         args = parser.parse_args()
-        return cls(args.inputs, args.outdir)
+        return cls(args.inputs, args.outdir, args.check_mutation)
 
     def input(self, name: str) -> _InsituAny:
         if name not in self.inputs:
@@ -182,7 +201,10 @@ class _InsituTask:
                 f"input {name!r} is not in the inputs file; add it as "
                 '{"kind": "json", "value": ...} or {"kind": "file", ...}',
             )
-        return _insitu_read(name, self.inputs[name], self.base)
+        value = _insitu_read(name, self.inputs[name], self.base)
+        if self.check_mutation:
+            self.input_digests[name] = _insitu_digest(value)
+        return value
 
     def param(self, name: str, default: _InsituAny) -> _InsituAny:
         if name not in self.inputs:
@@ -199,7 +221,26 @@ class _InsituTask:
             )
         return str(value)
 
-    def finish(self, namespace: dict[str, _InsituAny], names: list[str]) -> None:
+    def finish(
+        self, namespace: dict[str, _InsituAny], names: list[str], changes: tuple[str, ...] = ()
+    ) -> None:
+        """Write the outputs ``names``; with --check-mutation, also report inputs that
+        changed although the cell changes only ``changes`` (OUT/checks.json, stderr)."""
+        hidden = [
+            n
+            for n, digest in self.input_digests.items()
+            if n not in changes and n in namespace and _insitu_digest(namespace[n]) != digest
+        ]
+        if self.check_mutation:
+            for n in hidden:
+                print(
+                    f"insitu task: W-HIDDEN-MUTATION: input {n!r} changed although the cell "
+                    "does not visibly change it (a function it called?); cells after it that "
+                    "read it get the unchanged value.",
+                    file=_insitu_sys.stderr,
+                )
+            with open(_insitu_os.path.join(self.outdir, "checks.json"), "w") as fh:
+                _insitu_json.dump({"W-HIDDEN-MUTATION": hidden}, fh)
         outputs = {}
         for name in names:
             if name not in namespace:

@@ -145,7 +145,10 @@ def _cell_code(graph: NotebookGraph, node: CellNode) -> tuple[str, list[str]]:
         lines.append(f"_insitu_run_async({body!r}, globals())")
     else:
         lines.append(body.rstrip("\n"))
-    lines += ["", "# --- outputs", f"_insitu.finish(globals(), {list(node.outputs)!r})", ""]
+    inputs = {e.name for e in node.inputs} | set(node.unresolved)
+    changes = tuple(sorted(inputs & {*node.writes, *a.maybe_writes}))
+    finish = f"{list(node.outputs)!r}" + (f", {changes!r}" if changes else "")
+    lines += ["", "# --- outputs", f"_insitu.finish(globals(), {finish})", ""]
     return "\n".join(lines), [ast.unparse(s) for s in futures]
 
 
