@@ -61,6 +61,10 @@ def assert_same(name: str, expected: Any, got: Any) -> None:
         pd.testing.assert_frame_equal(got, expected)
     elif isinstance(expected, np.ndarray):
         np.testing.assert_array_equal(got, expected)
+    elif isinstance(expected, dict) and any(isinstance(v, np.ndarray) for v in expected.values()):
+        assert type(got) is dict and list(got) == list(expected), name
+        for k, v in expected.items():
+            assert_same(f"{name}[{k!r}]", v, got[k])
     elif callable(expected) and hasattr(expected, "__code__"):  # a lambda, by value
         assert got.__code__.co_code == expected.__code__.co_code, name
     elif isinstance(expected, xr.DataArray):
@@ -299,6 +303,47 @@ def test_demo_archive_through_open_dataset(tmp_path: Path, demo_catalog: str) ->
     assert json.loads((comp.directory / "component.json").read_text())["params"] == [  # type: ignore[operator]
         {"name": "param_dataset", "type": "str", "default": dataset}
     ]
+
+
+def test_demo_archive_multi_model_anomaly(tmp_path: Path, demo_catalog: str) -> None:
+    models = [
+        "CMIP6.CMIP.AWI.AWI-CM-1-1-MR.historical.r1i1p1f1.Amon.ta.gn.v20181218",
+        "CMIP6.CMIP.BCC.BCC-ESM1.historical.r1i1p1f1.Amon.ta.gn.v20181217",
+        "CMIP6.CMIP.CCCma.CanESM5.historical.r1i1p1f1.Amon.ta.gn.v20190429",
+    ]
+    differential(
+        tmp_path,
+        [
+            "import numpy as np\nimport xarray as xr\nfrom insitu import open_dataset",
+            f"param_models = {models!r}\nparam_level = 0",
+            "def field_mean(da):\n    w = np.cos(np.deg2rad(da['lat']))\n"
+            "    return da.weighted(w).mean(('lat', 'lon'))",
+            "series = {}\nfor m in param_models:\n"
+            "    ds = open_dataset(m, time=slice('1990', '1999'))\n"
+            "    series[m.split('.')[3]] = field_mean(ds['ta'].isel(plev=param_level))"
+            ".groupby('time.year').mean().values",
+            "names = sorted(series)\nstack = np.stack([series[n] for n in names])\n"
+            "ensemble = stack.mean(axis=0)",
+            "anomaly = {n: float((series[n] - ensemble).mean()) for n in names}\n"
+            "spread = float(stack.std(axis=0).mean())",
+        ],
+        env={"INSITU_CATALOG__URI": demo_catalog},
+    )
+
+
+def test_pandas_groupby_and_strings(tmp_path: Path) -> None:
+    differential(
+        tmp_path,
+        [
+            "import pandas as pd",
+            "rows = [('alpha', 3, 1.5), ('beta', 1, 2.0), ('alpha', 4, 0.5), ('gamma', 9, 1.0)]",
+            "df = pd.DataFrame(rows, columns=['site', 'n', 'w'])\ndf['site'] = df.site.str.upper()",
+            "df.insert(0, 'id', range(len(df)))\ndf.loc[df.n > 5, 'w'] = 0.0",
+            "by_site = df.groupby('site', as_index=False).agg(total=('n', 'sum'), w=('w', 'mean'))",
+            "best = by_site.loc[by_site.total.idxmax(), 'site']\nlabels = list(by_site.site)",
+            "report = f'{best}: ' + ', '.join(labels)",
+        ],
+    )
 
 
 def _one(
