@@ -290,6 +290,15 @@ def test_t25_params_conf_secrets() -> None:
     assert {p["name"]: p["default"] for p in comp.metadata["params"]} == {"param_n": 10}
 
 
+def test_secret_computed_in_an_ordinary_cell_is_never_an_output() -> None:
+    g = graph("import os\nsecret_key = os.environ.get('KEY', '')\nn = 1", "m = len(secret_key) + n")
+    assert g.cell("c0").outputs == ("n",)
+    assert (g.cell("c1").secrets, [e.label for e in g.cell("c1").inputs]) == (
+        ("secret_key",),
+        ["n@c0"],
+    )
+
+
 def test_t26_unpacking_and_annotations() -> None:
     a = analyse_cell(
         "a, (b, *c) = f()\n"

@@ -451,6 +451,11 @@ class _Resolver:
 
     def update(self, i: int, a: CellAnalysis, use: _Use) -> None:
         for b in a.bindings:
+            if b.kind == "value" and _prefix_kind(b.name) == "secret":
+                # a secret is never data passed on: later cells take it from the environment
+                self.params.setdefault(b.name, Param(b.name, "secret", self.ids[i], "any"))
+                self.last[b.name] = _Target("secret", i, b.stmt)
+                continue
             maybe = b.name in a.maybe_writes and b.name not in use.inputs
             prev = self.last.get(b.name)
             if maybe and prev is not None and prev.kind != "value":
