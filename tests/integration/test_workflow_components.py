@@ -463,3 +463,20 @@ def test_t06_hidden_mutation_is_reported_with_check_mutation(tmp_path: Path) -> 
         else:
             assert json.loads(checks.read_text()) == {"W-HIDDEN-MUTATION": hidden}
             assert ("W-HIDDEN-MUTATION" in done.stderr) == bool(hidden)
+
+
+def test_shipped_example_notebooks_extract_cleanly() -> None:
+    notebooks = sorted((Path(insitu_pkg_dir()) / "hub" / "notebooks").glob("*.ipynb"))
+    assert notebooks
+    for nb in notebooks:
+        result = extract(nb, python=sys.executable)
+        assert result.ok, (nb.name, [d for d in result.graph.diagnostics])
+        assert len(result.components) >= 4, nb.name
+        for comp in result.components:
+            compile(comp.task, f"{nb.name}:{comp.dirname}", "exec")
+
+
+def insitu_pkg_dir() -> str:
+    import insitu
+
+    return str(Path(insitu.__file__).parent)
