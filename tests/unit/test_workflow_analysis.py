@@ -258,6 +258,9 @@ def test_t24_import_forms() -> None:
         ("", 1, "x"),
         ("pkg", 1, "z"),
     ]
+    rel = build_component(graph("from . import x\nfrom .pkg import y as z\nw = x + z"), "c0", env())
+    assert rel.metadata["dependencies"] == []
+    assert [w["code"] for w in rel.metadata["warnings"]] == ["W-LOCAL-MODULE", "W-LOCAL-MODULE"]
     g = graph("import numpy as np", "x = 1", "y = 2", "z = np.arange(x + y)")
     comp = build_component(g, "c3", env())
     assert "import numpy as np" in comp.task

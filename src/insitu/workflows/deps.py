@@ -180,22 +180,23 @@ def resolve_dependencies(
     for top, optional in sorted(tops.items()):
         if top in sys.stdlib_module_names or top in ("__future__", ""):
             continue
+        relative = top.startswith(".")
+        hit = None
         if notebook_dir is not None:
-            candidates = [notebook_dir / f"{top}.py", notebook_dir / top / "__init__.py"]
-            if top.startswith("."):
-                candidates = [notebook_dir / top.lstrip(".")] if top.strip(".") else []
-            hit = next((c for c in candidates if c.exists()), None)
-            if hit is not None or top.startswith("."):
-                if hit is not None:
-                    local[hit if hit.name != "__init__.py" else hit.parent] = None
-                diagnostics.append(
-                    W_LOCAL_MODULE.at(
-                        f"{top!r} is a module next to the notebook; it is copied into the build "
-                        "context. Make it an installable package to version it.",
-                        name=top,
-                    )
+            name = top.lstrip(".").split(".")[0]
+            candidates = [notebook_dir / f"{name}.py", notebook_dir / name / "__init__.py"]
+            hit = next((c for c in candidates if name and c.exists()), None)
+        if hit is not None or relative:  # a relative import is local by definition
+            if hit is not None:
+                local[hit if hit.name != "__init__.py" else hit.parent] = None
+            diagnostics.append(
+                W_LOCAL_MODULE.at(
+                    f"{top!r} is a module next to the notebook; it is copied into the build "
+                    "context (when found there). Make it an installable package to version it.",
+                    name=top,
                 )
-                continue
+            )
+            continue
         found = env.found.get(top, ())
         if found:
             for dist, version in found:
