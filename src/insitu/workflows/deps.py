@@ -24,7 +24,14 @@ from typing import Literal
 from insitu.workflows.cell import Import
 from insitu.workflows.codes import W_DEP_GUESS, W_LOCAL_MODULE, Diagnostic
 
-__all__ = ["FALLBACK", "Dependency", "Environment", "kernel_python", "resolve_dependencies"]
+__all__ = [
+    "FALLBACK",
+    "Dependency",
+    "Environment",
+    "kernel_python",
+    "probe",
+    "resolve_dependencies",
+]
 
 FALLBACK = {
     "sklearn": "scikit-learn",
