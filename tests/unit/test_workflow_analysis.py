@@ -345,6 +345,14 @@ def test_t29_determinism(tmp_path: Path) -> None:
     assert hashes[0] == hashes[1] == hashes[2]
 
 
+def test_comments_and_layout_do_not_make_a_new_version() -> None:
+    def digest(cell: str) -> str:
+        return build_component(graph("a = 1", cell), "c1", env()).hash
+
+    assert digest("b = a + 1") == digest("# add one\nb = a+1  # here")
+    assert digest("b = a + 1") != digest("b = a + 2")
+
+
 def test_t30_same_type_ports_keep_their_names() -> None:
     # The workflow-level half (one component used twice) waits for workflow.yaml.
     g = graph("a = 1\nb = 2", "c = a - b")

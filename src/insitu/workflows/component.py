@@ -7,9 +7,10 @@ by the statements it inlines from earlier cells (functions, classes, imports, ``
 assignments) and followed by the outputs. The runtime of the entrypoint contract
 (:mod:`insitu.workflows._runtime`) is copied in, so a task needs nothing of insitu.
 
-A component is content-addressed: ``hash`` is the sha256 of the canonical JSON of its code,
-interface, pinned requirements, base image and runtime version, so the same cell gives the
-same hash whatever the notebook's outputs, execution counts or metadata.
+A component is content-addressed: ``hash`` is the sha256 of the canonical JSON of its code
+(as a syntax tree: comments and layout do not count), interface, pinned requirements, base
+image and runtime version, so the same cell gives the same hash whatever the notebook's
+outputs, execution counts or metadata.
 """
 
 from __future__ import annotations
@@ -215,7 +216,8 @@ def build_component(
         "secrets": [{"name": s} for s in node.secrets],
     }
     content = {
-        "code": code,
+        # the syntax tree, not the text: comments and layout do not make a new version
+        "code": ast.dump(ast.parse("\n".join([*futures, code]))),
         "interface": interface,
         "dependencies": [d.requirement for d in deps if not (d.optional and not d.version)],
         "base_image": base_image,
