@@ -295,3 +295,31 @@ def test_the_summary_made_while_writing_is_summarize_s_and_a_failed_check_publis
     assert seen and seen[0]["langmuir_current"]["n"] == 300_000
     assert not (output / "1001" / "v3").exists() or not any((output / "1001" / "v3").iterdir())
     assert not any(work.iterdir())  # the temporary product is gone
+
+
+def test_a_store_left_by_a_run_killed_after_its_rename_is_replaced(
+    lab: dict[str, Path], tmp_path: Path
+) -> None:
+    from insitu.ingest.calibration import load_calibrations
+    from insitu.ingest.product import write_product
+    from insitu.ingest.shot import open_shot
+
+    spec = zarr_settings(lab).ingest.pipelines["lab"]
+    write_shot(lab["inbox"] / "s.tdms", "1001", n=1000)
+    output, work = tmp_path / "products", tmp_path / "tmp"
+    work.mkdir()
+    common: dict[str, Any] = dict(
+        output=output,
+        tmp=work,
+        version=1,
+        raw_sha256="0" * 64,
+        pipeline="lab",
+        attributes={},
+        started="2026-03-02T10:00:00Z",
+    )
+    with open_shot(lab["inbox"] / "s.tdms", spec, load_calibrations(spec.calibrations)) as shot:
+        first = write_product(shot, args="first", **common)
+        again = write_product(shot, args="again", **common)  # the same version, once more
+    assert first.path == again.path
+    assert str(zarr.open_group(again.path, mode="r").attrs["history"]).endswith("again")
+    assert not any(work.iterdir())

@@ -199,13 +199,27 @@ def write_product(
         if check is not None:
             check(summary.result())
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(part, final)
+        _publish(part, final)
     finally:
         if part.is_dir():
             shutil.rmtree(part, ignore_errors=True)
         else:
             part.unlink(missing_ok=True)
     return ProductInfo(final, pid, version, summary.result())
+
+
+def _publish(part: Path, final: Path) -> None:
+    """Rename ``part`` to ``final``. A store left at ``final`` by a run killed before it
+    recorded it (a directory: a rename does not replace it) is first moved aside beside
+    ``part``, then removed: readers see the old store or the new one, or for a moment none,
+    never part of one."""
+    if final.is_dir():
+        old = part.with_name(part.name + ".old")
+        os.replace(final, old)
+        os.replace(part, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(part, final)
 
 
 _CF_GLOBAL = ("title", "institution", "source", "references", "comment", "history")
