@@ -2,13 +2,13 @@
 namespace, recording every output of every cell right after the cell ran; then each
 cell's task.py runs in its own process (inputs.json → OUT/outputs.json, inputs taken from
 the producers' outputs) and must give the same values. The start of the differential test
-of the workflows specification; the executors (local, Dask) will replace the small chain
-runner here. Also the runtime halves of T12 (E-OUTPUT-UNDEFINED), T27
-(E-OUTPUT-NOT-SERIALIZABLE) and T28 (a 50 MB DataFrame goes to parquet, not inline)."""
+of the workflows specification; test_workflow_run.py runs the same corpus
+(workflow_corpus.py) as workflows with the local and Dask executors. Also the runtime
+halves of T12 (E-OUTPUT-UNDEFINED), T27 (E-OUTPUT-NOT-SERIALIZABLE) and T28 (a 50 MB
+DataFrame goes to parquet, not inline)."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -17,63 +17,24 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-import numpy as np
-import pandas as pd
 import pytest
-import xarray as xr
 
 from insitu.workflows import Extraction, extract, notebook_from_sources, read_outputs
-
-
-def run_in_one_namespace(
-    sources: list[str], outputs: list[tuple[str, ...]]
-) -> list[dict[str, Any]]:
-    """Run the cells in one IPython shell; each cell's outputs as they were after it ran."""
-    from IPython.core.interactiveshell import InteractiveShell
-
-    InteractiveShell.clear_instance()
-    shell = InteractiveShell.instance()
-    seen = []
-    try:
-        for source, names in zip(sources, outputs, strict=True):
-            result = shell.run_cell(source, store_history=True)
-            result.raise_error()
-            seen.append({n: _snapshot(shell.user_ns[n]) for n in names})
-    finally:
-        InteractiveShell.clear_instance()
-    return seen
-
-
-def _snapshot(value: Any) -> Any:
-    if hasattr(value, "stdout") and hasattr(value, "stderr"):  # %%capture's object
-        return {"stdout": value.stdout}
-    if type(value).__name__ == "SList":  # '!cmd' output: a component gives a plain list
-        return list(value)
-    if isinstance(value, xr.DataArray | xr.Dataset):
-        return value.load().copy(deep=True)
-    return copy.deepcopy(value)
-
-
-def assert_same(name: str, expected: Any, got: Any) -> None:
-    if isinstance(expected, dict) and set(expected) == {"stdout"}:
-        assert got.stdout == expected["stdout"], name
-    elif isinstance(expected, pd.DataFrame):
-        pd.testing.assert_frame_equal(got, expected)
-    elif isinstance(expected, np.ndarray):
-        np.testing.assert_array_equal(got, expected)
-    elif isinstance(expected, dict) and any(isinstance(v, np.ndarray) for v in expected.values()):
-        assert type(got) is dict and list(got) == list(expected), name
-        for k, v in expected.items():
-            assert_same(f"{name}[{k!r}]", v, got[k])
-    elif callable(expected) and hasattr(expected, "__code__"):  # a lambda, by value
-        assert got.__code__.co_code == expected.__code__.co_code, name
-    elif isinstance(expected, xr.DataArray):
-        # Values and dimensions; a time axis may come back as datetime64 instead of cftime.
-        assert got.dims == expected.dims, name
-        np.testing.assert_allclose(got.values, expected.values)
-    else:
-        assert type(got) is type(expected), (name, type(got), type(expected))
-        assert got == expected, name
+from tests.integration.workflow_corpus import (
+    AWAIT_FUTURE,
+    CLASSES,
+    CONTROL_FLOW,
+    DEMO_ANOMALY,
+    DEMO_DATASET,
+    DEMO_OPEN,
+    FUNCTIONS,
+    GROUPBY,
+    MAGICS,
+    NUMPY_PANDAS,
+    PAPERMILL,
+    assert_same,
+    run_in_one_namespace,
+)
 
 
 def run_task(
@@ -156,16 +117,7 @@ def differential(
 def test_functions_mutation_and_parameters(tmp_path: Path) -> None:
     result = differential(
         tmp_path,
-        [
-            "param_scale = 3",
-            "import math\nbase = [1, 2, 3]",
-            "def norm(v):\n    return math.sqrt(sum(x * x for x in v)) * param_scale",
-            "base.append(4)\ntotal = 0",
-            "for v in base:\n    total += v",
-            "n = norm(base)\nstats = {'total': total, 'n': n, 'pair': (1, 2)}",
-            "labels = [f'{k}={v}' for k, v in sorted(stats.items())]\nsquare = lambda x: x * x",
-            "last = square(len(labels))",
-        ],
+        FUNCTIONS,
     )
     assert [e.label for e in result.graph.cell("c3").inputs] == ["base@c1"]
     assert result.graph.cell("c5").params == ("param_scale",)
@@ -174,30 +126,14 @@ def test_functions_mutation_and_parameters(tmp_path: Path) -> None:
 def test_numpy_and_pandas(tmp_path: Path) -> None:
     differential(
         tmp_path,
-        [
-            "import numpy as np\nimport pandas as pd",
-            "param_n = 50",
-            "rng = np.random.default_rng(0)\nx = rng.normal(size=param_n)",
-            "df = pd.DataFrame({'x': x, 'y': 2 * x})",
-            "df['z'] = df.x + df.y",
-            "summary = df.describe()\nbig = np.arange(20000.0)",
-            "total = float(big.sum()) + float(summary.loc['mean', 'z'])",
-        ],
+        NUMPY_PANDAS,
     )
 
 
 def test_magics_and_shell(tmp_path: Path) -> None:
     result = differential(
         tmp_path,
-        [
-            "%load_ext autoreload\nimport numpy as np",
-            "a = np.zeros(3)",
-            "!echo hello",
-            "files = !printf 'x\\ny\\n'",
-            "%%capture out\nprint(1)",
-            "%time b = a + 1",
-            "n = len(files) + len(out.stdout) + int(b.sum())",
-        ],
+        MAGICS,
     )
     codes = [d.code for d in result.graph.diagnostics]
     assert codes.count("W-MAGIC-DROPPED") == 2  # %load_ext, and %time kept its statement
@@ -206,17 +142,7 @@ def test_magics_and_shell(tmp_path: Path) -> None:
 def test_classes_closures_and_globals(tmp_path: Path) -> None:
     result = differential(
         tmp_path,
-        [
-            "scale = 2",
-            "class Scaler:\n    factor = scale\n"
-            "    def apply(self, v):\n        return v * self.factor * offset",
-            "offset = 10\ncount = 0",
-            "def bump():\n    global count\n    count += 1",
-            "bump()\nbump()",
-            "def make_adder(n):\n    def add(x):\n        return x + n + offset\n    return add",
-            "values = [Scaler().apply(v) for v in range(4)]\nplus3 = make_adder(3)(1)",
-            "summary = (count, sum(values), plus3)",
-        ],
+        CLASSES,
     )
     assert "count" in result.graph.cell("c4").outputs
     assert {e.name for e in result.graph.cell("c6").code} >= {"Scaler", "make_adder"}
@@ -225,40 +151,19 @@ def test_classes_closures_and_globals(tmp_path: Path) -> None:
 def test_control_flow_imports_and_walrus(tmp_path: Path) -> None:
     differential(
         tmp_path,
-        [
-            "try:\n    import ujson as json\nexcept ImportError:\n    import json",
-            "records = [{'k': i, 'v': i * i} for i in range(6)]",
-            "text = json.dumps(records)\nbig = [r for r in records if (sq := r['v']) > 4]",
-            "kind = 'few'\nmatch len(big):\n    case 0:\n        kind = 'none'\n"
-            "    case n if n > 2:\n        kind = f'many:{n}'",
-            "total = 0\nfor r in big:\n    total += r['v']\nelse:\n    done = True",
-            "from collections import Counter\nc = dict(Counter(r['k'] % 2 for r in records))",
-            "report = {'kind': kind, 'total': total, 'sq': sq, 'c': c, 'n': len(text)}",
-        ],
+        CONTROL_FLOW,
     )
 
 
 def test_top_level_await_and_future_imports(tmp_path: Path) -> None:
     differential(
         tmp_path,
-        [
-            "import asyncio",
-            "async def twice(x):\n    await asyncio.sleep(0)\n    return 2 * x",
-            "y = await twice(21)",
-            "from __future__ import annotations\ndef f(a: Undefined) -> int:\n    return a + y\n"
-            "z = f(1)",
-        ],
+        AWAIT_FUTURE,
     )
 
 
 def test_papermill_parameters_cell(tmp_path: Path) -> None:
-    nb = notebook_from_sources(
-        [
-            "import os\nyears = [1990, 2000]\nlabel = 'run a'\nroot = os.path.join('/tmp', 'x')",
-            "span = years[1] - years[0]\nname = label.upper() + ':' + root",
-            "out = {'span': span, 'name': name}",
-        ]
-    )
+    nb = notebook_from_sources(PAPERMILL)
     nb.cells[0].metadata["tags"] = ["parameters"]
     nbformat.write(nb, tmp_path / "nb.ipynb")
     result = extract(tmp_path / "nb.ipynb", tmp_path / "components", python=sys.executable)
@@ -285,16 +190,10 @@ def demo_catalog(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> s
 
 
 def test_demo_archive_through_open_dataset(tmp_path: Path, demo_catalog: str) -> None:
-    dataset = "CMIP6.CMIP.AS-RCEC.TaiESM1.historical.r1i1p1f1.Amon.ta.gn.v20200623"
+    dataset = DEMO_DATASET
     result = differential(
         tmp_path,
-        [
-            "import insitu",
-            f"param_dataset = {dataset!r}",
-            "ds = insitu.open_dataset(param_dataset)\nta = ds['ta'].isel(plev=0)",
-            "clim = ta.mean('time')",
-            "global_mean = float(clim.mean())",
-        ],
+        DEMO_OPEN,
         env={"INSITU_CATALOG__URI": demo_catalog},
     )
     c2 = result.graph.cell("c2")
@@ -306,27 +205,9 @@ def test_demo_archive_through_open_dataset(tmp_path: Path, demo_catalog: str) ->
 
 
 def test_demo_archive_multi_model_anomaly(tmp_path: Path, demo_catalog: str) -> None:
-    models = [
-        "CMIP6.CMIP.AWI.AWI-CM-1-1-MR.historical.r1i1p1f1.Amon.ta.gn.v20181218",
-        "CMIP6.CMIP.BCC.BCC-ESM1.historical.r1i1p1f1.Amon.ta.gn.v20181217",
-        "CMIP6.CMIP.CCCma.CanESM5.historical.r1i1p1f1.Amon.ta.gn.v20190429",
-    ]
     differential(
         tmp_path,
-        [
-            "import numpy as np\nimport xarray as xr\nfrom insitu import open_dataset",
-            f"param_models = {models!r}\nparam_level = 0",
-            "def field_mean(da):\n    w = np.cos(np.deg2rad(da['lat']))\n"
-            "    return da.weighted(w).mean(('lat', 'lon'))",
-            "series = {}\nfor m in param_models:\n"
-            "    ds = open_dataset(m, time=slice('1990', '1999'))\n"
-            "    series[m.split('.')[3]] = field_mean(ds['ta'].isel(plev=param_level))"
-            ".groupby('time.year').mean().values",
-            "names = sorted(series)\nstack = np.stack([series[n] for n in names])\n"
-            "ensemble = stack.mean(axis=0)",
-            "anomaly = {n: float((series[n] - ensemble).mean()) for n in names}\n"
-            "spread = float(stack.std(axis=0).mean())",
-        ],
+        DEMO_ANOMALY,
         env={"INSITU_CATALOG__URI": demo_catalog},
     )
 
@@ -334,15 +215,7 @@ def test_demo_archive_multi_model_anomaly(tmp_path: Path, demo_catalog: str) -> 
 def test_pandas_groupby_and_strings(tmp_path: Path) -> None:
     differential(
         tmp_path,
-        [
-            "import pandas as pd",
-            "rows = [('alpha', 3, 1.5), ('beta', 1, 2.0), ('alpha', 4, 0.5), ('gamma', 9, 1.0)]",
-            "df = pd.DataFrame(rows, columns=['site', 'n', 'w'])\ndf['site'] = df.site.str.upper()",
-            "df.insert(0, 'id', range(len(df)))\ndf.loc[df.n > 5, 'w'] = 0.0",
-            "by_site = df.groupby('site', as_index=False).agg(total=('n', 'sum'), w=('w', 'mean'))",
-            "best = by_site.loc[by_site.total.idxmax(), 'site']\nlabels = list(by_site.site)",
-            "report = f'{best}: ' + ', '.join(labels)",
-        ],
+        GROUPBY,
     )
 
 

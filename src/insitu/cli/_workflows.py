@@ -1,8 +1,10 @@
-"""``insitu cells ...``: notebook cells to components.
+"""``insitu cells ...``: notebook cells to components; ``insitu workflow ...``: components
+composed into a workflow.yaml and run.
 
-Exit codes: 0 when no selected cell has an ``E-`` finding, 1 when some cell has one (the
-other components are written all the same) or the notebook or a cell cannot be found, 2 for
-a usage or settings error.
+Exit codes of ``cells extract``: 0 when no selected cell has an ``E-`` finding, 1 when some
+cell has one (the other components are written all the same) or the notebook or a cell
+cannot be found, 2 for a usage or settings error. ``workflow run``: 0 done, 1 a node failed
+or the workflow does not validate.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["cells_group"]
+__all__ = ["cells_group", "workflow_group"]
 
 
 @click.group("cells")
@@ -107,3 +109,127 @@ def extract_command(
             err=True,
         )
         sys.exit(1)
+
+
+@click.group("workflow")
+def workflow_group() -> None:
+    """Workflows of components: built from a notebook, validated and run with a cache."""
+
+
+@workflow_group.command("from-notebook")
+@click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for components/ and workflow.yaml.",
+)
+@click.option("--allow-star-imports", is_flag=True, help="As for 'insitu cells extract'.")
+@click.option("--export-all", is_flag=True, help="As for 'insitu cells extract'.")
+@click.option("--python", "python", default=None, help="As for 'insitu cells extract'.")
+def from_notebook_command(
+    notebook: Path, out: Path, allow_star_imports: bool, export_all: bool, python: str | None
+) -> None:
+    """Turn NOTEBOOK into components and a workflow.yaml under --out."""
+    from insitu.workflows import workflow_from_notebook
+
+    wf, _ = workflow_from_notebook(
+        notebook,
+        out,
+        allow_star_imports=allow_star_imports,
+        export_all=export_all,
+        python=python,
+    )
+    click.echo(
+        f"{out / 'workflow.yaml'}: {len(wf.nodes)} nodes, {len(wf.edges)} edges, "
+        f"params {', '.join(sorted(wf.params)) or '-'}"
+    )
+    for w in wf.warnings:
+        click.echo(f"  {w.code}: {w.message}")
+
+
+def _param(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise click.BadParameter(f"{text!r}: write it as NAME=VALUE (VALUE as JSON, or text)")
+    name, raw = text.split("=", 1)
+    try:
+        value: object = json.loads(raw)
+    except ValueError:
+        value = raw
+    return name.strip(), value
+
+
+@workflow_group.command("run")
+@click.argument("workflow", type=click.Path(path_type=Path))
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="local: a process pool here; dask: the compute cluster (insitu cluster up, or one "
+    "started for the run).",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel nodes.")
+@click.option(
+    "--param", "params", multiple=True, help="NAME=VALUE (VALUE as JSON, else text); repeat."
+)
+@click.option("--no-cache", is_flag=True, help="Neither use nor fill the cache.")
+@click.option("--force", is_flag=True, help="Run every node, then refresh the cache.")
+@click.option(
+    "--check-mutation",
+    is_flag=True,
+    help="Report inputs a node changes without a visible mutation (W-HIDDEN-MUTATION).",
+)
+def run_command(
+    workflow: Path,
+    executor: str,
+    workers: int | None,
+    params: tuple[str, ...],
+    no_cache: bool,
+    force: bool,
+    check_mutation: bool,
+) -> None:
+    """Run WORKFLOW (a workflow.yaml or its directory); the record goes to
+    runs/<run_id>/run.json beside it. Exit status 1 when a node fails."""
+    from insitu.workflows import (
+        DaskBackend,
+        LocalBackend,
+        NodeRecord,
+        WorkflowFailed,
+        load_workflow,
+        run_workflow,
+    )
+
+    wf = load_workflow(workflow)
+    for w in wf.warnings:
+        click.echo(f"{w.code}: {w.message}", err=True)
+
+    def show(done: int, total: int, rec: NodeRecord) -> None:
+        took = f" {rec.seconds:.2f} s" if rec.seconds else ""
+        extra = f" ({'; '.join(rec.warnings)})" if rec.warnings else ""
+        click.echo(f"[{done}/{total}] {rec.node}: {rec.status}{took}{extra}", err=True)
+
+    options = dict(
+        params=dict(_param(p) for p in params),
+        use_cache=not no_cache,
+        force=force,
+        check_mutation=check_mutation,
+        progress=show,
+    )
+    try:
+        if executor == "dask":
+            from insitu.compute import cluster
+
+            with cluster(workers=workers) as client:
+                record = run_workflow(wf, DaskBackend(client), **options)  # type: ignore[arg-type]
+        else:
+            record = run_workflow(wf, LocalBackend(workers), **options)  # type: ignore[arg-type]
+    except WorkflowFailed as exc:
+        click.secho(str(exc), fg="red", err=True)
+        sys.exit(1)
+    hits = len(record.cache_hits)
+    click.echo(
+        f"run {record.run_id}: {len(record.nodes)} nodes done ({hits} from the cache) in "
+        f"{(record.finished or record.started) - record.started:.2f} s; "
+        f"record {record.directory}/run.json"
+    )

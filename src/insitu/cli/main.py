@@ -80,7 +80,7 @@ def _register() -> None:
     from insitu.cli._hub import down_command, project_group, up_command, user_group
     from insitu.cli._ingest import ingest_group
     from insitu.cli._lab import lab_command, tunnel_command
-    from insitu.cli._workflows import cells_group
+    from insitu.cli._workflows import cells_group, workflow_group
 
     cli.add_command(catalog_group)
     cli.add_command(demo_command)
@@ -97,6 +97,7 @@ def _register() -> None:
     cli.add_command(tunnel_command)
     cli.add_command(ingest_group)
     cli.add_command(cells_group)
+    cli.add_command(workflow_group)
 
 
 _register()

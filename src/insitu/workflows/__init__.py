@@ -11,11 +11,18 @@ From a notebook::
     from insitu.workflows import extract
     result = extract("analysis.ipynb", out="components")
     result.report()        # per cell: inputs, outputs, parameters, imports, warnings
+
+Composed into a workflow and run (``insitu workflow from-notebook`` / ``workflow run``)::
+
+    from insitu.workflows import load_workflow, run_workflow, workflow_from_notebook
+    workflow_from_notebook("analysis.ipynb", "wf")
+    record = run_workflow(load_workflow("wf/workflow.yaml"))   # record.nodes, run.json
 """
 
 from __future__ import annotations
 
 from insitu.workflows.analysis import MUTATORS, analyse_cell
+from insitu.workflows.cache import NodeCache, cache_key
 from insitu.workflows.cell import CellAnalysis, CodeDef, Import
 from insitu.workflows.codes import CODES, Code, Diagnostic
 from insitu.workflows.component import (
@@ -25,10 +32,20 @@ from insitu.workflows.component import (
     read_outputs,
     write_component,
 )
+from insitu.workflows.compose import workflow_from_extraction, workflow_from_notebook
 from insitu.workflows.deps import Dependency, Environment, kernel_python, probe
+from insitu.workflows.executor import (
+    DaskBackend,
+    LocalBackend,
+    WorkflowFailed,
+    run_workflow,
+)
 from insitu.workflows.extraction import Extraction, extract
+from insitu.workflows.noderun import NodeJob, run_node
 from insitu.workflows.notebook import analyse_notebook, load_notebook, notebook_from_sources
+from insitu.workflows.provenance import NodeRecord, RunRecord
 from insitu.workflows.resolve import PREFIXES, CellNode, Edge, NotebookGraph, Param, resolve_cells
+from insitu.workflows.workflow import MapSpec, Node, Workflow, WorkflowInvalid, load_workflow
 
 __all__ = [
     "CODES",
@@ -40,23 +57,40 @@ __all__ = [
     "Code",
     "CodeDef",
     "Component",
+    "DaskBackend",
     "Dependency",
     "Diagnostic",
     "Edge",
     "Environment",
     "Extraction",
     "Import",
+    "LocalBackend",
+    "MapSpec",
+    "Node",
+    "NodeCache",
+    "NodeJob",
+    "NodeRecord",
     "NotebookGraph",
     "Param",
+    "RunRecord",
+    "Workflow",
+    "WorkflowFailed",
+    "WorkflowInvalid",
     "analyse_cell",
     "analyse_notebook",
     "build_component",
+    "cache_key",
     "extract",
     "kernel_python",
     "load_notebook",
+    "load_workflow",
     "notebook_from_sources",
     "probe",
     "read_outputs",
     "resolve_cells",
+    "run_node",
+    "run_workflow",
+    "workflow_from_extraction",
+    "workflow_from_notebook",
     "write_component",
 ]

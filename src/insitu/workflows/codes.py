@@ -17,6 +17,14 @@ __all__ = [
     "E_STAR_IMPORT",
     "E_SYNTAX",
     "E_UNRESOLVED",
+    "E_WF_BOUND_TWICE",
+    "E_WF_COMPONENT",
+    "E_WF_CYCLE",
+    "E_WF_MAP",
+    "E_WF_NODE_FAILED",
+    "E_WF_PORT",
+    "E_WF_TYPE",
+    "E_WF_UNBOUND",
     "W_DEF_VALUE_CHANGED",
     "W_DEP_GUESS",
     "W_DYNAMIC",
@@ -28,6 +36,7 @@ __all__ = [
     "W_MAYBE_UNBOUND",
     "W_OUTPUT_NOT_SERIALIZABLE",
     "W_OUT_OF_ORDER",
+    "W_WF_UNCONNECTED",
     "Code",
     "Diagnostic",
 ]
@@ -112,6 +121,18 @@ W_HIDDEN_MUTATION = Code(
     "W-HIDDEN-MUTATION", "an input changed during the task without a visible mutation"
 )
 
+E_WF_COMPONENT = Code(
+    "E-WF-COMPONENT", "a workflow node's component folder is missing or holds another hash"
+)
+E_WF_PORT = Code("E-WF-PORT", "a workflow edge names a node or port that does not exist")
+E_WF_UNBOUND = Code("E-WF-UNBOUND", "a required input of a workflow node is bound by no edge")
+E_WF_BOUND_TWICE = Code("E-WF-BOUND-TWICE", "an input of a workflow node is bound by two edges")
+E_WF_TYPE = Code("E-WF-TYPE", "an edge joins an output and an input of different types")
+E_WF_CYCLE = Code("E-WF-CYCLE", "the workflow's edges form a cycle")
+E_WF_MAP = Code("E-WF-MAP", "a node's map names no input of it, or its value is not a list")
+E_WF_NODE_FAILED = Code("E-WF-NODE-FAILED", "a workflow node's task exited with an error")
+W_WF_UNCONNECTED = Code("W-WF-UNCONNECTED", "a workflow node has no edge (it runs on its own)")
+
 CODES: dict[str, Code] = {
     c.code: c
     for c in (
@@ -131,6 +152,15 @@ CODES: dict[str, Code] = {
         W_OUTPUT_NOT_SERIALIZABLE,
         W_HIDDEN_MUTATION,
         W_DEF_VALUE_CHANGED,
+        E_WF_BOUND_TWICE,
+        E_WF_COMPONENT,
+        E_WF_CYCLE,
+        E_WF_MAP,
+        E_WF_NODE_FAILED,
+        E_WF_PORT,
+        E_WF_TYPE,
+        E_WF_UNBOUND,
+        W_WF_UNCONNECTED,
     )
 }
 """Every code by its name, for documentation and for matching in the web pages."""
