@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ __all__ = [
     "epoch_us",
     "items_t",
     "shot_components_t",
+    "shot_rows",
     "shot_signals_t",
     "shots_t",
 ]
@@ -84,8 +85,12 @@ shots_t = sa.Table(
     sa.Column("pipeline_version", sa.String(40), nullable=False),
     sa.Column("path", sa.Text, nullable=False),
     sa.UniqueConstraint("pipeline", "shot", "version", name="uq_ingest_shots_version"),
-    sa.Index("ix_ingest_shots_time", "latest", "acquired_us"),
-    sa.Index("ix_ingest_shots_campaign", "campaign", "latest", "acquired_us"),
+    # The search's indexes cover its filters and order (migration 0003): a count over
+    # thousands of matches reads them, not the wide rows.
+    sa.Index("ix_ingest_shots_latest", "latest", "acquired_us", "id", "collection"),
+    sa.Index(
+        "ix_ingest_shots_campaign_latest", "campaign", "latest", "acquired_us", "id", "collection"
+    ),
     sa.Index("ix_ingest_shots_shot", "shot"),
 )
 
@@ -97,9 +102,9 @@ shot_signals_t = sa.Table(
     sa.Column("min", sa.Float),
     sa.Column("max", sa.Float),
     sa.Column("mean", sa.Float),
-    sa.Index("ix_ingest_shot_signals_max", "signal", "max"),
-    sa.Index("ix_ingest_shot_signals_min", "signal", "min"),
-    sa.Index("ix_ingest_shot_signals_mean", "signal", "mean"),
+    sa.Index("ix_ingest_shot_signals_max_row", "signal", "max", "shot_row"),
+    sa.Index("ix_ingest_shot_signals_min_row", "signal", "min", "shot_row"),
+    sa.Index("ix_ingest_shot_signals_mean_row", "signal", "mean", "shot_row"),
 )
 
 shot_components_t = sa.Table(
@@ -332,50 +337,87 @@ class Registry:
         """Record product ``record`` as the latest version of its shot, and raw file
         ``item``'s new state, in one transaction (an earlier row of the same version is
         replaced: a killed run's)."""
-        values = record.to_json()
-        del values["dataset_id"]
-        for key in ("calibrations", "signals", "components", "summary"):
-            values[key] = json.dumps(values[key], sort_keys=True)
-        values["acquired_us"] = epoch_us(parse_time(record.acquired_at.replace("Z", "+00:00")))
-        values.update(latest=True, state="ingested")
-        same_shot = (shots_t.c.pipeline == record.pipeline) & (shots_t.c.shot == record.shot)
+        self.record_shots([(record, item)])
+
+    def record_shots(self, records: Sequence[tuple[ShotRecord, Item]]) -> None:
+        """:meth:`record_shot` for each pair, all in one transaction (a bulk import: shots
+        new to the table are inserted a batch at a time)."""
         with self.begin() as conn:
-            old = conn.execute(
-                sa.select(shots_t.c.id).where(same_shot, shots_t.c.version == record.version)
-            ).scalar()
-            if old is not None:
-                self._delete_shot_rows(conn, [old])
-            conn.execute(
-                shots_t.update()
-                .where(same_shot, shots_t.c.latest.is_(True))
-                .values(latest=False, state="superseded")
-            )
-            inserted = conn.execute(shots_t.insert().values(**values)).inserted_primary_key
-            assert inserted is not None
-            row_id = inserted[0]
-            stats = [
-                {
-                    "shot_row": row_id,
-                    "signal": name,
-                    "min": _finite(s.get("min")),
-                    "max": _finite(s.get("max")),
-                    "mean": _finite(s.get("mean")),
+            fresh: list[tuple[ShotRecord, Item]] = []
+            for chunk in _chunks(records, 500):
+                known = {
+                    (r.pipeline, r.shot)
+                    for r in conn.execute(
+                        sa.select(shots_t.c.pipeline, shots_t.c.shot).where(
+                            sa.tuple_(shots_t.c.pipeline, shots_t.c.shot).in_(
+                                [(rec.pipeline, rec.shot) for rec, _ in chunk]
+                            )
+                        )
+                    )
                 }
-                for name, s in record.summary.items()
-            ]
-            stats += [
-                {"shot_row": row_id, "signal": name, "min": None, "max": None, "mean": None}
-                for name in record.signals
-                if name not in record.summary
-            ]
-            if stats:
-                conn.execute(shot_signals_t.insert(), stats)
-            if record.components:
+                for record, item in chunk:
+                    if (record.pipeline, record.shot) in known:
+                        self._record_shot(conn, record)
+                        self.record(item, conn)
+                    else:
+                        fresh.append((record, item))
+            rows = [shot_rows(record) for record, _ in fresh]
+            if rows:
+                ids = conn.execute(
+                    shots_t.insert().returning(shots_t.c.id, sort_by_parameter_order=True),
+                    [values for values, _, _ in rows],
+                ).scalars()
+                stats, parts = [], []
+                for row_id, (_, s, p) in zip(ids, rows, strict=True):
+                    stats += [{**r, "shot_row": row_id} for r in s]
+                    parts += [{**r, "shot_row": row_id} for r in p]
+                if stats:
+                    conn.execute(shot_signals_t.insert(), stats)
+                if parts:
+                    conn.execute(shot_components_t.insert(), parts)
+            self._record_items(conn, [item for _, item in fresh])
+
+    def _record_items(self, conn: Connection, items: Sequence[Item]) -> None:
+        """:meth:`record` of each, the new ones inserted a batch at a time."""
+        new = []
+        for chunk in _chunks(items, 500):
+            known = set(
                 conn.execute(
-                    shot_components_t.insert(),
-                    [{"shot_row": row_id, "component": c} for c in sorted(set(record.components))],
-                )
-            self.record(item, conn)
+                    sa.select(items_t.c.sha256).where(
+                        items_t.c.pipeline == self.pipeline,
+                        items_t.c.sha256.in_([i.sha256 for i in chunk]),
+                    )
+                ).scalars()
+            )
+            for item in chunk:
+                if item.sha256 in known:
+                    self.record(item, conn)
+                else:
+                    new.append({"pipeline": self.pipeline, **asdict(item)})
+        if new:
+            conn.execute(items_t.insert(), new)
+
+    def _record_shot(self, conn: Connection, record: ShotRecord) -> None:
+        same_shot = (shots_t.c.pipeline == record.pipeline) & (shots_t.c.shot == record.shot)
+        old = conn.execute(
+            sa.select(shots_t.c.id).where(same_shot, shots_t.c.version == record.version)
+        ).scalar()
+        if old is not None:
+            self._delete_shot_rows(conn, [old])
+        conn.execute(
+            shots_t.update()
+            .where(same_shot, shots_t.c.latest.is_(True))
+            .values(latest=False, state="superseded")
+        )
+        values, stats, parts = shot_rows(record)
+        inserted = conn.execute(shots_t.insert().values(**values)).inserted_primary_key
+        assert inserted is not None
+        for row in (*stats, *parts):
+            row["shot_row"] = inserted[0]
+        if stats:
+            conn.execute(shot_signals_t.insert(), stats)
+        if parts:
+            conn.execute(shot_components_t.insert(), parts)
 
     @staticmethod
     def _delete_shot_rows(conn: Connection, ids: list[int]) -> None:
@@ -394,6 +436,40 @@ class Registry:
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
         return ShotRecord.from_row(row) if row else None
+
+
+def _chunks(seq: Sequence[Any], n: int) -> list[Sequence[Any]]:
+    return [seq[i : i + n] for i in range(0, len(seq), n)]
+
+
+def shot_rows(
+    record: ShotRecord,
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of ``record`` (the latest version) in ``ingest_shots``,
+    ``ingest_shot_signals`` and ``ingest_shot_components``; the last two without their
+    ``shot_row``."""
+    values = record.to_json()
+    del values["dataset_id"]
+    for key in ("calibrations", "signals", "components", "summary"):
+        values[key] = json.dumps(values[key], sort_keys=True)
+    values["acquired_us"] = epoch_us(parse_time(record.acquired_at.replace("Z", "+00:00")))
+    values.update(latest=True, state="ingested")
+    stats = [
+        {
+            "signal": name,
+            "min": _finite(s.get("min")),
+            "max": _finite(s.get("max")),
+            "mean": _finite(s.get("mean")),
+        }
+        for name, s in record.summary.items()
+    ]
+    stats += [
+        {"signal": name, "min": None, "max": None, "mean": None}
+        for name in record.signals
+        if name not in record.summary
+    ]
+    parts = [{"component": c} for c in sorted(set(record.components))]
+    return values, stats, parts
 
 
 def _finite(value: Any) -> float | None:

@@ -84,7 +84,9 @@ async def search_shots(
     params = _params(request)
     readable = principal.readable(services.snapshot.names)
     find = functools.partial(find_shots, services.settings, collections=readable, **params)
-    page = await run_here_or_in_thread(services.db_local, find)
+    # Always in a thread: counting thousands of matches takes 10-30 ms even on SQLite
+    # (bench/bench_shot_search.py), too long to hold the event loop.
+    page = await run_here_or_in_thread(False, find)
     shots = []
     for record in page.shots:
         body = record.to_json()
