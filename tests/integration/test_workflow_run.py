@@ -181,6 +181,8 @@ def test_params_override_and_invalidate(tmp_path: Path) -> None:
     assert got["c1"] == {"x": 10}
     with pytest.raises(ValueError, match=r"unknown parameter 'param_m'.*param_n"):
         run_workflow(wf, params={"param_m": 1})
+    with pytest.raises(ValueError, match=r"parameter 'param_n' is str '5x', but node .* int"):
+        run_workflow(wf, params={"param_n": "5x"})
 
 
 def test_validation_errors_name_the_node_and_port(tmp_path: Path) -> None:

@@ -166,8 +166,8 @@ def _param(text: str) -> tuple[str, object]:
     type=click.Choice(["local", "dask"]),
     default="local",
     show_default=True,
-    help="local: a process pool here; dask: the compute cluster (insitu cluster up, or one "
-    "started for the run).",
+    help="local: N task processes at a time here; dask: the compute cluster (insitu "
+    "cluster up, or one started for the run).",
 )
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel nodes.")
 @click.option(

@@ -7,8 +7,9 @@ looked up in the content-hash cache, and otherwise is handed to the backend, whi
 :func:`run_node` — ``python task.py --inputs inputs.json --outdir out/`` in
 ``runs/<run_id>/<node>/`` with its output in ``log``. Both backends run that same function:
 
-* ``local``: a :class:`concurrent.futures.ProcessPoolExecutor` of ``workers`` processes
-  (started only when some node is not in the cache);
+* ``local``: ``workers`` task processes at a time on this machine, started and awaited by a
+  :class:`concurrent.futures.ThreadPoolExecutor` (see :class:`LocalBackend` for why not a
+  process pool; started only when some node is not in the cache);
 * ``dask``: one task per node on a Dask cluster (a ``distributed.Client``; by default the
   compute subsystem's, :func:`insitu.compute.cluster`), submitted as its producers finish.
 
@@ -23,7 +24,7 @@ import os
 import secrets as _secrets
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -78,21 +79,25 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """A process pool on this machine, started on the first node that must run."""
+    """Nodes run on this machine, ``workers`` at a time (default: the CPU count).
+
+    Each node is its own process (``python task.py``, the isolation the run contract
+    needs); the ``concurrent.futures`` pool that starts and waits for them is a pool of
+    threads, not of processes: a process pool would add a second process per node, and its
+    ``forkserver``/``spawn`` workers re-import the caller's ``__main__`` (a script without an
+    ``if __name__ == "__main__"`` guard breaks, and a heavy one costs seconds per worker:
+    2.5 s measured), while ``fork`` is unsafe in a process with threads (a Dask client).
+    """
 
     name = "local"
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers: int | None = workers or os.cpu_count() or 1
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def submit(self, job: NodeJob) -> Future[dict[str, Any]]:
         if self._pool is None:
-            import multiprocessing
-
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("forkserver")
-            )
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="insitu-node")
         return self._pool.submit(run_node, job)
 
     def wait_any(self, futures: list[Any]) -> list[Any]:
@@ -101,6 +106,7 @@ class LocalBackend:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
+            self._pool = None
 
 
 class DaskBackend:
@@ -148,6 +154,24 @@ def _node_params(wf: Workflow, node: str, params: dict[str, Any]) -> dict[str, A
     return {p: params[p] for p in sorted(declared) if p in params}
 
 
+_JSON_TYPES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}
+
+
+def _check_param_types(wf: Workflow, given: dict[str, Any]) -> None:
+    """A parameter given for the run must have the type the components declare (an int
+    fits a float)."""
+    for nid in sorted(wf.nodes):
+        for name, port in wf.nodes[nid].ports("params").items():
+            if name not in given:
+                continue
+            want, got = str(port.get("type") or "any"), _JSON_TYPES.get(type(given[name]), "any")
+            if want not in ("any", got) and not (want == "float" and got == "int"):
+                raise InvalidRequest(
+                    f"parameter {name!r} is {got} {given[name]!r}, but node {nid!r} takes a "
+                    f"{want} (default {port.get('default')!r}); give a {want}"
+                )
+
+
 def run_workflow(
     wf: Workflow,
     backend: Backend | None = None,
@@ -175,6 +199,7 @@ def run_workflow(
             f"are {', '.join(sorted(wf.params)) or 'none'}"
         )
     values = {**wf.params, **(params or {})}
+    _check_param_types(wf, params or {})
     run: Backend = backend or LocalBackend()
     run_id = _run_id()
     rundir = Path(runs_dir or wf.directory / "runs") / run_id
