@@ -22,6 +22,8 @@ from insitu import db
 from insitu.access import JobStore, TokenStore
 from insitu.catalog import Catalog
 from insitu.ingest import Item, Registry, find_shots  # its tables are on db.metadata too
+from insitu.workflows import ComponentCatalog  # the component catalog's tables likewise
+from insitu.workflows.registry import FTS_INDEX, FTS_TABLE
 
 # The tables as 'metadata.create_all' made them before migrations (release 23841c3):
 # every store created its own, and the token table had no 'expires' or 'last_used'.
@@ -177,6 +179,12 @@ def test_a_database_of_the_release_before_migrations_is_upgraded_by_any_command(
         jobs.close()
 
 
+def _not_text_index(name: str | None, type_: str, parents: dict[str, str | None]) -> bool:
+    """The component catalog's full-text index is made by its migration only: SQLite's FTS5
+    table (and its shadow tables), PostgreSQL's GIN index on an expression."""
+    return not (name or "").startswith((FTS_TABLE, FTS_INDEX))
+
+
 def test_the_newest_revision_makes_the_tables_the_stores_define(store_uri: str) -> None:
     """A change to a store's tables without a migration fails here (as 'alembic check')."""
     engine = db.engine(store_uri)
@@ -184,7 +192,8 @@ def test_the_newest_revision_makes_the_tables_the_stores_define(store_uri: str) 
         db.upgrade(engine)
         with engine.connect() as conn:
             assert db.revision(conn) == db.HEAD
-            differences = compare_metadata(MigrationContext.configure(conn), db.metadata)
+            context = MigrationContext.configure(conn, opts={"include_name": _not_text_index})
+            differences = compare_metadata(context, db.metadata)
     finally:
         db.release(engine)
     assert differences == []
@@ -261,3 +270,66 @@ def test_a_catalog_of_the_first_revision_gets_the_ingest_tables_in_place(
         assert [i.code for i in registry.items("quarantined")] == ["E_FORMAT"]
     finally:
         registry.close()
+
+
+def test_a_catalog_of_revision_0003_gets_the_component_catalog_in_place(
+    store_uri: str, tmp_path: Path
+) -> None:
+    """A catalog of revision 0003 (before the component catalog) keeps its collections,
+    gets the component tables and their text index from any command, and then registers
+    and finds a component by a word of its code."""
+    engine = sa.create_engine(store_uri)
+    try:
+        with engine.connect() as conn:
+            config = Config()
+            config.set_main_option("script_location", "insitu.db:migrations")
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0003")
+            conn.execute(
+                sa.text("INSERT INTO collections VALUES ('old', :root, 'cmip6', :f)"),
+                {"root": str(tmp_path), "f": False},
+            )
+            conn.commit()
+    finally:
+        engine.dispose()
+    assert _revision(store_uri) == "0003"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSITU_")}
+    env |= {"INSITU_DATA_DIR": str(tmp_path / "data"), "INSITU_CATALOG__URI": store_uri}
+    out = subprocess.run(
+        [sys.executable, "-m", "insitu.cli", "catalog", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert [c["name"] for c in json.loads(out.stdout)] == ["old"]
+    assert _revision(store_uri) == db.HEAD
+    engine = sa.create_engine(store_uri)
+    try:
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            if conn.dialect.name == "postgresql":
+                indexes = {i["name"] for i in sa.inspect(conn).get_indexes("workflow_components")}
+                assert FTS_INDEX in indexes
+            else:
+                assert FTS_TABLE in tables  # this SQLite has FTS5
+    finally:
+        engine.dispose()
+    assert {"workflow_components", "workflow_component_ports", "workflow_component_deps"} <= tables
+    folder = tmp_path / "comp" / "norm-0123abcd"
+    folder.mkdir(parents=True)
+    meta = {
+        "schema": "insitu.component/1",
+        "name": "norm",
+        "hash": "0123abcd" * 8,
+        "inputs": [{"name": "field", "type": "any", "kind": "value", "required": True}],
+        "outputs": [{"name": "normed", "type": "any", "kind": "value"}],
+    }
+    (folder / "component.json").write_text(json.dumps(meta))
+    (folder / "task.py").write_text("normed = (field - field.mean()) / field.std()\n")
+    with ComponentCatalog(store_uri) as catalog:
+        (entry,) = catalog.register(folder)
+        assert entry.new
+        assert [e.name for e in catalog.search("mean")] == ["norm"]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import click
 
+from insitu.settings import Settings
+
 __all__ = ["cells_group", "workflow_group"]
 
 
@@ -65,7 +67,14 @@ def cells_group() -> None:
     default=None,
     help="Container base image (default python:<kernel version>-slim).",
 )
+@click.option(
+    "--register",
+    is_flag=True,
+    help="Register the written components in the component catalog (needs --out).",
+)
+@click.pass_obj
 def extract_command(
+    settings: Settings,
     notebook: Path,
     out: Path | None,
     cells: tuple[str, ...],
@@ -74,11 +83,14 @@ def extract_command(
     export_all: bool,
     python: str | None,
     base_image: str | None,
+    register: bool,
 ) -> None:
     """Turn NOTEBOOK's code cells into components (component.json, task.py,
     requirements.txt, Dockerfile), one folder each under --out."""
     from insitu.workflows import extract
 
+    if register and out is None:
+        raise click.UsageError("--register needs --out DIR: the catalog keeps the folders.")
     chosen = [c.strip() for part in cells for c in part.split(",") if c.strip()]
     result = extract(
         notebook,
@@ -102,6 +114,8 @@ def extract_command(
             for w in entry["warnings"]:
                 line = f" line {w['line']}" if w["line"] else ""
                 click.echo(f"  {w['code']}{line}: {w['message']}")
+    if register:
+        _register(settings, [c.directory for c in result.components if c.directory], err=as_json)
     if not result.ok:
         click.secho(
             "Some cells have errors (E- codes above); their components may not run.",
@@ -109,6 +123,92 @@ def extract_command(
             err=True,
         )
         sys.exit(1)
+
+
+def _register(settings: Settings, paths: list[Path | str], *, err: bool = False) -> None:
+    from insitu.workflows import ComponentCatalog
+
+    with ComponentCatalog.from_settings(settings) as catalog:
+        for path in paths:
+            for e in catalog.register(path):
+                state = "registered" if e.new else "already registered"
+                click.echo(f"{e.name} {e.short}: {state} ({e.directory})", err=err)
+
+
+@cells_group.command("register")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_obj
+def register_command(settings: Settings, paths: tuple[Path, ...]) -> None:
+    """Register components in the component catalog (the catalog database): each PATH a
+    component folder, its component.json, or a folder of component folders."""
+    _register(settings, list(paths))
+
+
+def _port_text(ports: list[dict[str, object]]) -> str:
+    return ", ".join(f"{p['name']}: {p.get('type') or 'any'}" for p in ports) or "-"
+
+
+@cells_group.command("search")
+@click.argument("text", required=False)
+@click.option("--port", default=None, help="A port (input, output, parameter) of this name.")
+@click.option("--type", "type_", default=None, help="A port of this type (with --port: that one).")
+@click.option("--uses", default=None, help="Depends on this distribution (e.g. numpy).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the components as JSON.")
+@click.pass_obj
+def search_command(
+    settings: Settings,
+    text: str | None,
+    port: str | None,
+    type_: str | None,
+    uses: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Search the component catalog: TEXT in name, title, description, notebook or code
+    (words or their beginnings), and/or by port name, port type and dependency."""
+    from insitu.workflows import ComponentCatalog
+
+    with ComponentCatalog.from_settings(settings) as catalog:
+        found = catalog.search(text, port=port, type=type_, uses=uses, limit=limit)
+    if as_json:
+        click.echo(json.dumps([e.to_json() for e in found], indent=2))
+        return
+    if not found:
+        click.echo("No component matches.", err=True)
+        return
+    for e in found:
+        deps = ", ".join(str(d["distribution"]) for d in e.dependencies) or "-"
+        click.echo(f"{e.short}  {e.name}  ({e.source_notebook or '?'} cell {e.cell_id})")
+        click.echo(f"    in {_port_text(e.inputs + e.params)}; out {_port_text(e.outputs)}")
+        click.echo(f"    uses {deps}")
+
+
+@cells_group.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print the component as JSON.")
+@click.pass_obj
+def show_command(settings: Settings, ref: str, as_json: bool) -> None:
+    """Show component REF (its hash, or the hash's first digits) of the component catalog."""
+    from insitu.workflows import ComponentCatalog
+
+    with ComponentCatalog.from_settings(settings) as catalog:
+        entry = catalog.get(ref)
+        versions = catalog.versions(entry)
+    if as_json:
+        doc = entry.to_json() | {"versions": [v.hash for v in versions]}
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(f"{entry.name} ({entry.hash})\n{entry.title}")
+    if entry.description:
+        click.echo(entry.description)
+    click.echo(f"notebook {entry.source_notebook or '?'}, cell {entry.cell_id}; {entry.directory}")
+    click.echo(f"inputs  {_port_text(entry.inputs)}\nparams  {_port_text(entry.params)}")
+    click.echo(f"outputs {_port_text(entry.outputs)}")
+    deps = [f"{d['distribution']}=={d.get('version') or '?'}" for d in entry.dependencies]
+    click.echo(f"uses    {', '.join(deps) or '-'}")
+    click.echo("versions " + " <- ".join(v.short for v in reversed(versions)))
+    click.echo("\n" + entry.source)
 
 
 @click.group("workflow")
@@ -232,4 +332,38 @@ def run_command(
         f"run {record.run_id}: {len(record.nodes)} nodes done ({hits} from the cache) in "
         f"{(record.finished or record.started) - record.started:.2f} s; "
         f"record {record.directory}/run.json"
+    )
+
+
+@workflow_group.command("export")
+@click.argument("workflow", type=click.Path(path_type=Path))
+@click.option(
+    "--to",
+    "target",
+    type=click.Choice(["cwl"]),
+    required=True,
+    help="cwl: workflow.cwl + a tool.cwl per component (CWL v1.2).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory to write (default: export-<to>/ beside the workflow.yaml).",
+)
+@click.option(
+    "--image-prefix",
+    default="localhost/insitu",
+    show_default=True,
+    help="Component images are PREFIX/<name>:<hash12> (as 'insitu workflow build' tags them).",
+)
+def export_command(workflow: Path, target: str, out: Path | None, image_prefix: str) -> None:
+    """Export WORKFLOW (a workflow.yaml or its directory) for another workflow engine."""
+    from insitu.workflows import export_cwl, load_workflow
+
+    wf = load_workflow(workflow)
+    out = out or wf.directory / f"export-{target}"
+    path = export_cwl(wf, out, image_prefix=image_prefix)
+    click.echo(
+        f"{path}: {len(wf.nodes)} steps; check it with 'cwltool --validate {path}', run it "
+        f"with 'cwltool {path}' (--no-container: here, with this Python's packages)"
     )

@@ -44,6 +44,7 @@ from insitu.workflows.extraction import Extraction, extract
 from insitu.workflows.noderun import NodeJob, run_node
 from insitu.workflows.notebook import analyse_notebook, load_notebook, notebook_from_sources
 from insitu.workflows.provenance import NodeRecord, RunRecord
+from insitu.workflows.registry import ComponentCatalog, ComponentEntry
 from insitu.workflows.resolve import PREFIXES, CellNode, Edge, NotebookGraph, Param, resolve_cells
 from insitu.workflows.workflow import MapSpec, Node, Workflow, WorkflowInvalid, load_workflow
 
@@ -57,6 +58,8 @@ __all__ = [
     "Code",
     "CodeDef",
     "Component",
+    "ComponentCatalog",
+    "ComponentEntry",
     "DaskBackend",
     "Dependency",
     "Diagnostic",
