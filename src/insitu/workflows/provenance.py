@@ -5,7 +5,9 @@ outputs, its cache key and whether it came from the cache."""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import platform
 import sys
 from dataclasses import asdict, dataclass, field
@@ -77,17 +79,29 @@ class RunRecord:
 
 
 def environment(python: str = sys.executable) -> dict[str, Any]:
-    """Interpreter, platform and installed distributions (``pip freeze`` without pip)."""
-    from importlib.metadata import distributions
+    """Interpreter, platform and installed distributions (``pip freeze`` without pip).
 
-    packages = sorted(
-        {f"{d.metadata['Name']}=={d.version}" for d in distributions() if d.metadata["Name"]},
-        key=str.lower,
-    )
+    Listing the distributions takes about 150 ms, so the list is kept while no folder of
+    ``sys.path`` changes (installing or removing a package changes its folder's mtime).
+    """
+    stamps = []
+    for entry in sys.path:
+        try:
+            stamps.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            continue
     return {
         "python": python,
         "python_version": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
-        "packages": packages,
+        "packages": list(_packages(tuple(stamps))),
     }
+
+
+@functools.lru_cache(maxsize=4)
+def _packages(stamps: tuple[tuple[str, int], ...]) -> tuple[str, ...]:
+    from importlib.metadata import distributions
+
+    names = {f"{d.metadata['Name']}=={d.version}" for d in distributions() if d.metadata["Name"]}
+    return tuple(sorted(names, key=str.lower))
