@@ -283,3 +283,35 @@ def test_map_fans_out_over_a_list(tmp_path: Path, dask_client: Any) -> None:
     _edit(path, lambda d: d["nodes"][nodes["c3"]].update(map={"over": "total"}))
     with pytest.raises(WorkflowFailed, match=r"E-WF-MAP.*'total', which is a int, not a list"):
         run_workflow(load_workflow(path), LocalBackend(2), use_cache=False)
+
+
+def test_cli_from_notebook_and_run_local_and_dask(tmp_path: Path) -> None:
+    nbformat.write(
+        notebook_from_sources(["param_n = 3", "x = param_n * 2", "y = x + 1\nprint(y)"]),
+        tmp_path / "nb.ipynb",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSITU_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    cli = [sys.executable, "-m", "insitu.cli", "workflow"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*cli, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+
+    made = run("from-notebook", str(tmp_path / "nb.ipynb"), "--out", str(tmp_path / "wf"))
+    assert made.returncode == 0, made.stderr
+    assert "2 nodes, 1 edges, params param_n" in made.stdout
+    local = run("run", str(tmp_path / "wf"), "--param", "param_n=5", "--workers", "2")
+    assert local.returncode == 0, local.stderr
+    assert "[2/2]" in local.stderr and "2 nodes done (0 from the cache)" in local.stdout
+    dask = run("run", str(tmp_path / "wf"), "--executor", "dask", "--workers", "1", "--no-cache")
+    assert dask.returncode == 0, dask.stderr
+    runs = sorted((tmp_path / "wf" / "runs").glob("*/run.json"))
+    records = [json.loads(p.read_text()) for p in runs]
+    assert sorted(r["executor"] for r in records) == ["dask", "local"]
+    for r in records:
+        x = next(n for n in r["nodes"].values() if "x" in n["outputs"])
+        assert x["outputs"]["x"]["value"] == (10 if r["executor"] == "local" else 6)
+    bad = run("run", str(tmp_path / "wf"), "--param", "param_m=1")
+    assert bad.returncode != 0 and "unknown parameter 'param_m'" in bad.stderr
