@@ -33,6 +33,7 @@ from insitu.workflows.component import (
     write_component,
 )
 from insitu.workflows.compose import workflow_from_extraction, workflow_from_notebook
+from insitu.workflows.cwl import export_cwl
 from insitu.workflows.deps import Dependency, Environment, kernel_python, probe
 from insitu.workflows.executor import (
     DaskBackend,
@@ -83,6 +84,7 @@ __all__ = [
     "analyse_notebook",
     "build_component",
     "cache_key",
+    "export_cwl",
     "extract",
     "kernel_python",
     "load_notebook",
