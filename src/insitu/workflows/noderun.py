@@ -27,7 +27,7 @@ class NodeJob:
     inputs: tuple[dict[str, Any], ...]
     flags: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
-    python: str = sys.executable
+    python: str = ""  # '' = the interpreter of the process running the job (a Dask worker's)
 
 
 def _last_lines(path: Path, n: int = 5) -> str:
@@ -53,7 +53,7 @@ def run_node(job: NodeJob) -> dict[str, Any]:
         with open(log, "wb") as fh:
             code = subprocess.run(
                 [
-                    job.python,
+                    job.python or sys.executable,
                     job.task,
                     "--inputs",
                     str(work / "inputs.json"),
