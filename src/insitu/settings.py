@@ -565,6 +565,11 @@ class Settings(BaseSettings):
     )
     hub: HubSettings = Field(default_factory=HubSettings, description="Multi-user platform.")
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="Ingest pipelines.")
+    workflows_dir: Path | None = Field(
+        default=None,
+        description="Folder the web pages find workflows in (each a folder with workflow.yaml "
+        "and its runs/, up to 3 levels down); default DATA_DIR/workflows.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -35,6 +35,7 @@ from insitu.workflows.component import (
 from insitu.workflows.compose import workflow_from_extraction, workflow_from_notebook
 from insitu.workflows.cwl import export_cwl
 from insitu.workflows.deps import Dependency, Environment, kernel_python, probe
+from insitu.workflows.drawing import workflow_svg
 from insitu.workflows.executor import (
     DaskBackend,
     LocalBackend,
@@ -47,6 +48,13 @@ from insitu.workflows.notebook import analyse_notebook, load_notebook, notebook_
 from insitu.workflows.provenance import NodeRecord, RunRecord
 from insitu.workflows.registry import ComponentCatalog, ComponentEntry
 from insitu.workflows.resolve import PREFIXES, CellNode, Edge, NotebookGraph, Param, resolve_cells
+from insitu.workflows.runs import (
+    RunView,
+    WorkflowView,
+    find_workflows,
+    open_workflow,
+    workflows_root,
+)
 from insitu.workflows.workflow import MapSpec, Node, Workflow, WorkflowInvalid, load_workflow
 
 __all__ = [
@@ -77,19 +85,23 @@ __all__ = [
     "NotebookGraph",
     "Param",
     "RunRecord",
+    "RunView",
     "Workflow",
     "WorkflowFailed",
     "WorkflowInvalid",
+    "WorkflowView",
     "analyse_cell",
     "analyse_notebook",
     "build_component",
     "cache_key",
     "export_cwl",
     "extract",
+    "find_workflows",
     "kernel_python",
     "load_notebook",
     "load_workflow",
     "notebook_from_sources",
+    "open_workflow",
     "probe",
     "read_outputs",
     "resolve_cells",
@@ -97,5 +109,7 @@ __all__ = [
     "run_workflow",
     "workflow_from_extraction",
     "workflow_from_notebook",
+    "workflow_svg",
+    "workflows_root",
     "write_component",
 ]

@@ -442,6 +442,15 @@ class ComponentCatalog:
             if r.hash not in seen:
                 yield ComponentEntry.from_row(r)
 
+    def known(self, hashes: Sequence[str]) -> set[str]:
+        """Which of ``hashes`` are registered."""
+        if not hashes:
+            return set()
+        c = components_t.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(c.hash).where(c.hash.in_(sorted(set(hashes)))))
+            return {r.hash for r in rows}
+
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(
