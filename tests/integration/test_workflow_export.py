@@ -1,7 +1,10 @@
 """Workflow export: CWL v1.2 checked by the real cwltool (``--validate`` on every tool and
 workflow, and tiny workflows run with ``--no-container`` giving the outputs the local
 executor gives: a chain with parameters and numpy/pandas/xarray values, a map fan-out, and
-T30, one component used twice)."""
+T30, one component used twice); Argo manifests checked offline against Hera's models of the
+Argo API (there is no cluster here), their pods' script run here as Argo would run it (T28:
+a large output goes as an artifact, the parameters of a pod stay under the budget, a map
+with withParam merged like the executors' merge)."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from insitu.workflows import (
 )
 from insitu.workflows._adapter import format_of
 from insitu.workflows._runtime import _insitu_read
+from insitu.workflows.argo import argo_workflow, export_argo, validate_argo
 from insitu.workflows.cwl import export_cwl
 from tests.integration.workflow_corpus import assert_same
 
@@ -206,3 +210,178 @@ def test_cli_export_cwl(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert (wf.directory / "export-cwl" / "workflow.cwl").is_file()
     assert "cwltool --validate" in done.stdout
+
+
+# --------------------------------------------------------------------------- Argo
+def argo_task(doc: dict[str, Any], task: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A DAG task of the manifest and its template."""
+    templates = {t["name"]: t for t in doc["spec"]["templates"]}
+    tasks = {t["name"]: t for t in templates["main"]["dag"]["tasks"]}
+    return tasks[task], templates[tasks[task]["template"]]
+
+
+def run_pod(
+    wf: Workflow, doc: dict[str, Any], node: str, root: Path, **values: str
+) -> dict[str, Any]:
+    """What a pod of ``node`` does, here: the template's own ``python -c`` script, its spec
+    (task.py from the component folder instead of the image's /component), the values Argo
+    would substitute; the output parameters it leaves for Argo, parsed."""
+    task, template = argo_task(doc, node)
+    args = {p["name"]: p["value"] for p in task["arguments"]["parameters"]}
+    spec = json.loads(args["spec"])
+    spec["task"] = str(wf.component_dir(node) / "task.py")
+    script = template["container"]["command"][2]
+    argv = [f"{k}={v}" for k, v in values.items()]
+    done = subprocess.run(
+        [sys.executable, "-c", script, "argo", json.dumps(spec), *argv],
+        env={**os.environ, "INSITU_ARGO_ROOT": str(root)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {p.name: json.loads(p.read_text()) for p in (root / "params").iterdir()}
+
+
+def test_argo_manifest_validates_offline_and_has_the_dag(tmp_path: Path) -> None:
+    cells = ["param_n = 3\nsecret_k = 'x'", "items = list(range(param_n))\nk = len(secret_k)"]
+    wf = make_workflow(tmp_path, [*cells, *FANOUT[1:]], export_all=True)
+    by_cell = {wf.nodes[n].cell: n for n in wf.nodes}
+    doc = argo_workflow(wf)
+    validate_argo(doc)
+    assert doc["spec"]["arguments"]["parameters"] == [{"name": "param_n", "value": "3"}]
+    task, template = argo_task(doc, by_cell["c1"])
+    assert {"name": "param_n", "value": "{{workflow.parameters.param_n}}"} in task["arguments"][
+        "parameters"
+    ]
+    env = template["container"]["env"]
+    assert env == [
+        {
+            "name": "secret_k",
+            "valueFrom": {"secretKeyRef": {"name": "nb-secrets", "key": "secret_k"}},
+        }
+    ]
+    for storage in ("artifacts", "pvc"):
+        path = export_argo(wf, tmp_path / storage, storage=storage, artifact_repository="s3-main")
+        validate_argo(yaml.safe_load(path.read_text()))
+    pvc = yaml.safe_load((tmp_path / "pvc" / "workflow.yaml").read_text())["spec"]
+    assert pvc["volumeClaimTemplates"][0]["spec"]["accessModes"] == ["ReadWriteMany"]
+    art = yaml.safe_load((tmp_path / "artifacts" / "workflow.yaml").read_text())["spec"]
+    assert art["artifactRepositoryRef"] == {"configMap": "artifact-repositories", "key": "s3-main"}
+
+
+def test_argo_validation_rejects_what_the_api_does_not_have(tmp_path: Path) -> None:
+    wf = make_workflow(tmp_path, ["a = 1", "b = a + 1"])
+    doc = argo_workflow(wf)
+    doc["spec"]["templates"][1]["container"]["imagePulPolicy"] = "Always"
+    with pytest.raises(ValueError, match=r"\.container\.imagePulPolicy"):
+        validate_argo(doc)
+    doc = argo_workflow(wf)
+    doc["spec"]["templates"][0]["dag"]["tasks"][1]["dependencies"] = ["nope"]
+    with pytest.raises(ValueError, match=r"depends on unknown tasks \['nope'\]"):
+        validate_argo(doc)
+    doc = argo_workflow(wf)
+    doc["spec"]["entrypoint"] = 3
+    with pytest.raises(ValueError, match="not a valid Argo Workflow"):
+        validate_argo(doc)
+
+
+def test_t28_argo_a_large_output_goes_as_an_artifact_not_a_parameter(tmp_path: Path) -> None:
+    cells = [
+        "import numpy as np\nimport pandas as pd\n"
+        "df = pd.DataFrame({'x': np.random.default_rng(0).random(6_600_000)})",  # ~50 MB
+        "n = len(df)",
+        "print(n)",
+    ]
+    wf = make_workflow(tmp_path, cells)
+    by_cell = {wf.nodes[n].cell: n for n in wf.nodes}
+    doc = yaml.safe_load(export_argo(wf, tmp_path / "argo").read_text())
+    _, producer = argo_task(doc, by_cell["c0"])
+    assert {"name": "df", "path": "/insitu/ports/df"} in producer["outputs"]["artifacts"]
+    consumer, _ = argo_task(doc, by_cell["c1"])
+    assert consumer["arguments"]["artifacts"] == [
+        {"name": "in-df", "from": f"{{{{tasks.{by_cell['c0']}.outputs.artifacts.df}}}}"}
+    ]
+    out = run_pod(wf, doc, by_cell["c0"], tmp_path / "pod0")
+    assert out["df"] == {"kind": "file", "format": "parquet", "path": "df.parquet"}
+    data = tmp_path / "pod0" / "ports" / "df" / "df.parquet"
+    assert data.stat().st_size > 40_000_000
+    # what Argo does with the artifact: the consumer pod finds it under /insitu/in/df
+    (tmp_path / "pod1" / "in").mkdir(parents=True)
+    (tmp_path / "pod0" / "ports" / "df").rename(tmp_path / "pod1" / "in" / "df")
+    out = run_pod(wf, doc, by_cell["c1"], tmp_path / "pod1", **{"in-df": json.dumps(out["df"])})
+    assert out["n"]["kind"] == "json" and out["n"]["value"] == 6_600_000
+
+
+def test_argo_parameters_of_one_pod_stay_under_the_budget(tmp_path: Path) -> None:
+    cell = "\n".join(f"{v} = '{v}' * 60_000" for v in "abcde")  # five inline values, 300 kB
+    wf = make_workflow(tmp_path, [cell], export_all=True)
+    doc = argo_workflow(wf)
+    out = run_pod(wf, doc, next(iter(wf.nodes)), tmp_path / "pod")
+    sizes = {n: len(json.dumps(v)) for n, v in out.items() if not n.endswith("-items")}
+    assert sum(sizes.values()) < 256 * 1024
+    by_ref = [n for n, v in out.items() if v.get("kind") == "file"]
+    assert len(by_ref) == 1 and out[by_ref[0]]["path"] == f"{by_ref[0]}.json"
+    assert (tmp_path / "pod" / "ports" / by_ref[0] / f"{by_ref[0]}.json").is_file()
+
+
+def test_argo_map_is_with_param_and_merges_like_the_executor(tmp_path: Path) -> None:
+    wf = make_workflow(tmp_path, FANOUT, export_all=True)
+    node = {wf.nodes[n].cell: n for n in wf.nodes}
+    wf = edit(wf, lambda d: d["nodes"][node["c1"]].update(map={"over": "items"}))
+    doc = argo_workflow(wf)
+    validate_argo(doc)
+    mapped, _ = argo_task(doc, node["c1"])
+    assert mapped["withParam"] == f"{{{{tasks.{node['c0']}.outputs.parameters.items-items}}}}"
+    items = run_pod(wf, doc, node["c0"], tmp_path / "p0")["items-items"]
+    assert [e["value"] for e in items] == [1, 2, 3, 4, 5]
+    branches = [  # Argo runs one pod per element, {{item}} its JSON
+        run_pod(wf, doc, node["c1"], tmp_path / f"b{k}", **{"in-items": json.dumps(item)})["sq"]
+        for k, item in enumerate(items)
+    ]
+    # a later task reads the branches' parameter as one JSON list of their values
+    gathered = json.dumps([json.dumps(b) for b in branches])
+    out = run_pod(wf, doc, node["c2"], tmp_path / "p2", **{"in-sq": gathered})
+    assert out["total"]["value"] == 150
+
+
+def test_t30_argo_one_template_two_tasks(tmp_path: Path) -> None:
+    wf = make_workflow(tmp_path, ["a = 1", "b = a + 1", "d = a * 10 + b"], export_all=True)
+    node = {n.cell: n.id for n in wf.nodes.values()}
+
+    def twice(doc: dict[str, Any]) -> None:
+        inc = doc["nodes"].pop(node["c1"])
+        doc["nodes"]["inc1"], doc["nodes"]["inc2"] = inc, dict(inc)
+        doc["edges"] = [
+            {"from": f"{node['c0']}.a", "to": "inc1.a"},
+            {"from": "inc1.b", "to": "inc2.a"},
+            {"from": f"{node['c0']}.a", "to": f"{node['c2']}.a"},
+            {"from": "inc2.b", "to": f"{node['c2']}.b"},
+        ]
+
+    wf = edit(wf, twice)
+    doc = argo_workflow(wf)
+    validate_argo(doc)
+    (_, tpl1), (t2, tpl2) = argo_task(doc, "inc1"), argo_task(doc, "inc2")
+    assert tpl1 is tpl2 and len(doc["spec"]["templates"]) == 4  # main + 3 components
+    assert t2["dependencies"] == ["inc1"]
+    comb, _ = argo_task(doc, node["c2"])
+    values = {p["name"]: p["value"] for p in comb["arguments"]["parameters"]}
+    assert values["in-b"] == "{{tasks.inc2.outputs.parameters.b}}"
+    assert values["in-a"] == f"{{{{tasks.{node['c0']}.outputs.parameters.a}}}}"
+
+
+def test_cli_export_argo(tmp_path: Path) -> None:
+    wf = make_workflow(tmp_path, ["a = 1", "b = a + 1"])
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "insitu.cli", "workflow", "export", str(wf.directory)),
+            *("--to", "argo", "--storage", "pvc", "--out", str(tmp_path / "argo")),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no cluster used" in done.stdout
+    validate_argo(yaml.safe_load((tmp_path / "argo" / "workflow.yaml").read_text()))

@@ -340,9 +340,10 @@ def run_command(
 @click.option(
     "--to",
     "target",
-    type=click.Choice(["cwl"]),
+    type=click.Choice(["cwl", "argo"]),
     required=True,
-    help="cwl: workflow.cwl + a tool.cwl per component (CWL v1.2).",
+    help="cwl: workflow.cwl + a tool.cwl per component (CWL v1.2); argo: an Argo "
+    "Workflow manifest (workflow.yaml).",
 )
 @click.option(
     "--out",
@@ -356,14 +357,57 @@ def run_command(
     show_default=True,
     help="Component images are PREFIX/<name>:<hash12> (as 'insitu workflow build' tags them).",
 )
-def export_command(workflow: Path, target: str, out: Path | None, image_prefix: str) -> None:
+@click.option(
+    "--storage",
+    type=click.Choice(["artifacts", "pvc"]),
+    default="artifacts",
+    show_default=True,
+    help="argo: files as artifacts, or on a ReadWriteMany volume made for the run.",
+)
+@click.option(
+    "--artifact-repository",
+    default=None,
+    help="argo: [CONFIGMAP#]KEY of the artifact repository (default: the namespace's).",
+)
+@click.option("--volume-size", default="10Gi", show_default=True, help="argo --storage pvc.")
+@click.option("--storage-class", default=None, help="argo --storage pvc: its storage class.")
+@click.option(
+    "--secret-name", default=None, help="argo: the Secret with the secrets (<workflow>-secrets)."
+)
+def export_command(
+    workflow: Path,
+    target: str,
+    out: Path | None,
+    image_prefix: str,
+    storage: str,
+    artifact_repository: str | None,
+    volume_size: str,
+    storage_class: str | None,
+    secret_name: str | None,
+) -> None:
     """Export WORKFLOW (a workflow.yaml or its directory) for another workflow engine."""
-    from insitu.workflows import export_cwl, load_workflow
+    from insitu.workflows import export_argo, export_cwl, load_workflow
 
     wf = load_workflow(workflow)
     out = out or wf.directory / f"export-{target}"
-    path = export_cwl(wf, out, image_prefix=image_prefix)
+    if target == "cwl":
+        path = export_cwl(wf, out, image_prefix=image_prefix)
+        click.echo(
+            f"{path}: {len(wf.nodes)} steps; check it with 'cwltool --validate {path}', run it "
+            f"with 'cwltool {path}' (--no-container: here, with this Python's packages)"
+        )
+        return
+    path = export_argo(
+        wf,
+        out,
+        storage=storage,
+        artifact_repository=artifact_repository,
+        volume_size=volume_size,
+        storage_class=storage_class,
+        secret_name=secret_name,
+        image_prefix=image_prefix,
+    )
     click.echo(
-        f"{path}: {len(wf.nodes)} steps; check it with 'cwltool --validate {path}', run it "
-        f"with 'cwltool {path}' (--no-container: here, with this Python's packages)"
+        f"{path}: {len(wf.nodes)} tasks, files as {storage}; checked offline against the Argo "
+        f"API's models (no cluster used); submit it with 'argo submit {path}'"
     )

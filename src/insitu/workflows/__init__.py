@@ -22,6 +22,7 @@ Composed into a workflow and run (``insitu workflow from-notebook`` / ``workflow
 from __future__ import annotations
 
 from insitu.workflows.analysis import MUTATORS, analyse_cell
+from insitu.workflows.argo import export_argo, validate_argo
 from insitu.workflows.cache import NodeCache, cache_key
 from insitu.workflows.cell import CellAnalysis, CodeDef, Import
 from insitu.workflows.codes import CODES, Code, Diagnostic
@@ -94,6 +95,7 @@ __all__ = [
     "analyse_notebook",
     "build_component",
     "cache_key",
+    "export_argo",
     "export_cwl",
     "extract",
     "find_workflows",
@@ -107,6 +109,7 @@ __all__ = [
     "resolve_cells",
     "run_node",
     "run_workflow",
+    "validate_argo",
     "workflow_from_extraction",
     "workflow_from_notebook",
     "workflow_svg",

@@ -2,6 +2,7 @@
 workflow engine that passes files and small values, not ``outputs.json`` entries.
 
     python insitu_adapter.py cwl                 # in a CWL tool's output directory
+    python insitu_adapter.py argo SPEC NAME=...  # in an Argo pod (see argo.py)
 
 Before the task: the engine's values become ``inputs.json`` (a file is
 ``{"kind": "file", ...}`` with its format read from its name, a list of files, a scattered
@@ -121,9 +122,108 @@ def cwl_main() -> None:
     publish(run_task(inputs), "task_out", split)
 
 
+def _fail(message: str) -> None:
+    print(f"insitu adapter: {message}", file=_sys.stderr)
+    raise SystemExit(5)
+
+
+def _argo_input(port: str, text: str, merge: bool, root: str) -> dict[str, _Any]:
+    """One input of an Argo pod: its producer's parameter (an outputs.json entry; a file
+    entry names the artifact at ``root/in/<port>/`` or a path on the shared volume), or
+    for a mapped producer the list of its branches' entries, merged into one list."""
+    got = _json.loads(text)
+    if not merge:
+        if got.get("kind") == "file" and not _os.path.isabs(got["path"]):
+            got = {**got, "path": _os.path.join(root, "in", port, got["path"])}
+        return dict(got)
+    entries = [_json.loads(e) if isinstance(e, str) else e for e in got]
+    if all(e.get("kind") == "json" for e in entries):
+        return {"kind": "json", "value": [e["value"] for e in entries]}
+    if not all(_os.path.isabs(e.get("path", "")) for e in entries if e.get("kind") == "file"):
+        _fail(
+            f"input {port!r}: the branches of a map gave files, which Argo cannot gather as "
+            "artifacts; export with --storage pvc"
+        )
+    merged = [_insitu_read(port, e, "/") for e in entries]
+    _os.makedirs("merged", exist_ok=True)
+    return absolute(_insitu_write(port, merged, "merged"), "merged")
+
+
+def argo_main(argv: list[str]) -> None:
+    """``argo SPEC NAME=TEXT ...`` in a pod: SPEC (JSON) says which inputs are ports (and
+    which of them merge a map's branches), which are parameters, which outputs to split,
+    the storage (``artifacts``: files in ``ROOT/ports/<name>/``; ``pvc``: in the work dir
+    on the shared volume, named by absolute path) and the parameter budget in bytes."""
+    spec = _json.loads(argv[0])
+    values = dict(a.split("=", 1) for a in argv[1:])
+    root = _os.environ.get("INSITU_ARGO_ROOT", "/insitu")
+    work = values.pop("work", "") or _os.path.join(root, "work")
+    _os.makedirs(work, exist_ok=True)
+    _os.chdir(work)
+    inputs = {
+        port: _argo_input(port, values[f"in-{port}"], merge, root)
+        for port, merge in spec["inputs"].items()
+    }
+    for name in spec["params"]:
+        if values.get(name, "") != "":
+            inputs[name] = {"kind": "json", "value": _json.loads(values[name])}
+    outputs = run_task(inputs, spec["task"], "task_out")
+    pvc = spec["storage"] == "pvc"
+    params: dict[str, _Any] = {}
+    refs: dict[str, dict[str, _Any]] = {}
+    for name, entry in outputs.items():
+        folder = _os.path.join(work if pvc else root, "ports", name)
+        path = _place(entry, "task_out", _os.path.join(folder, name))
+        fmt = entry.get("format", "json")
+        refs[name] = {
+            "kind": "file",
+            "format": fmt,
+            "path": path if pvc else _os.path.basename(path),
+        }
+        params[name] = entry if entry["kind"] == "json" else refs[name]
+    for name in spec["split"]:
+        value = _insitu_read(name, outputs[name], "task_out")
+        if not isinstance(value, list | tuple):
+            _fail(f"E-WF-MAP: output {name!r} is a {type(value).__name__}, not a list")
+        items = []
+        for k, item in enumerate(value):
+            e = _insitu_write(f"{k:05d}", item, _os.path.join(work, "items", name))
+            if e["kind"] == "file" and not pvc:
+                _fail(
+                    f"output {name!r}: element {k} is a file; a map over files needs "
+                    "--storage pvc (Argo passes a withParam list as a parameter)"
+                )
+            items.append(absolute(e, _os.path.join(work, "items", name)))
+        params[f"{name}-items"] = items
+
+    def size(v: _Any) -> int:
+        return len(_json.dumps(v))
+
+    # Argo keeps a pod's output parameters in one annotation: below the budget, the largest
+    # inline values go by reference (their file is written already) until the rest fits
+    inline = sorted(
+        (n for n in outputs if params[n] is not refs[n]), key=lambda n: -size(params[n])
+    )
+    while inline and sum(size(v) for v in params.values()) >= spec["budget"]:
+        name = inline.pop(0)
+        params[name] = refs[name]
+    if sum(size(v) for v in params.values()) >= spec["budget"]:
+        _fail(
+            f"the map lists alone are {sum(size(v) for v in params.values())} bytes, over the "
+            f"{spec['budget']}-byte parameter budget of a pod; make the lists shorter"
+        )
+    folder = _os.path.join(root, "params")
+    _os.makedirs(folder, exist_ok=True)
+    for name, value in params.items():
+        with open(_os.path.join(folder, name), "w", encoding="utf-8") as fh:
+            _json.dump(value, fh)
+
+
 if __name__ == "__main__":
     if _sys.argv[1:2] == ["cwl"]:
         cwl_main()
+    elif _sys.argv[1:2] == ["argo"]:
+        argo_main(_sys.argv[2:])
     else:
-        print("usage: python insitu_adapter.py cwl", file=_sys.stderr)
+        print("usage: python insitu_adapter.py cwl | argo SPEC NAME=VALUE...", file=_sys.stderr)
         raise SystemExit(2)
