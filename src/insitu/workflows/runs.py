@@ -89,13 +89,19 @@ class WorkflowView:
 
 
 def read_runs(directory: Path, limit: int | None = None) -> list[RunView]:
-    """The runs of the workflow in ``directory``, newest first (run ids sort by time)."""
+    """The runs of the workflow in ``directory``, newest start first (``limit``: the
+    newest ones only; a run id begins with its start time, to the second)."""
     runs_dir = directory / "runs"
     if not runs_dir.is_dir():
         return []
     found = sorted((p for p in runs_dir.iterdir() if p.is_dir()), key=lambda p: p.name)[::-1]
+    if limit is not None and len(found) > limit:
+        # run ids start with the second they began: read every run of the last second kept
+        second = found[limit - 1].name.split("-")[0] if limit > 0 else None
+        extra = [p for p in found[limit:] if p.name.split("-")[0] == second]
+        found = found[:limit] + extra
     out = []
-    for path in found[:limit]:
+    for path in found:
         run = RunView(path.name, path / "run.json")
         try:
             doc = json.loads(run.path.read_text(encoding="utf-8"))
@@ -109,7 +115,8 @@ def read_runs(directory: Path, limit: int | None = None) -> list[RunView]:
             else:
                 run.error = "run.json cannot be read: not a JSON object"
         out.append(run)
-    return out
+    out.sort(key=lambda r: (r.started, r.run_id), reverse=True)
+    return out[:limit]
 
 
 def _open(root: Path, folder: Path, runs: int | None) -> WorkflowView:
