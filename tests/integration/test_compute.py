@@ -179,3 +179,26 @@ def test_workers_import_the_libraries_before_their_first_task(tmp_path: Path) ->
         client.wait_for_workers(2, timeout=60)
         for imported in client.run(_imported).values():
             assert imported == ["insitu.compute", "netCDF4", "xarray"]
+
+
+def test_a_cached_result_needs_no_cluster(demo: Catalog, tmp_path: Path) -> None:
+    """`insitu compute run` answers a cached result without starting a cluster (which costs
+    seconds): the second run prints no dashboard line and writes the same bytes."""
+    from click.testing import CliRunner
+
+    from insitu.cli.main import cli
+
+    dataset_id = demo.search(limit=1).all_ids[0]
+    env = {
+        "INSITU_DATA_DIR": str(demo.settings.data_dir),
+        "INSITU_CATALOG__URI": demo.settings.catalog_uri,
+        "INSITU_COMPUTE__BACKEND": "local",
+    }
+    args = ["compute", "run", "time_mean", "--dataset", dataset_id, "--workers", "1"]
+    first = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a.nc")], env=env)
+    assert first.exit_code == 0, first.output
+    assert "Dask dashboard" in first.output and "(in " in first.output
+    again = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "b.nc")], env=env)
+    assert again.exit_code == 0, again.output
+    assert "from the cache" in again.output and "Dask dashboard" not in again.output
+    assert (tmp_path / "a.nc").read_bytes() == (tmp_path / "b.nc").read_bytes()

@@ -252,7 +252,7 @@ def run_cmd(
 ) -> None:
     """Run OPERATION on the datasets a search (or --dataset) names."""
     from insitu.catalog import Catalog
-    from insitu.compute import cluster, get_operation, run
+    from insitu.compute import cached_result, cluster, get_operation, run
 
     get_operation(operation)
     constraints: dict[str, list[str]] = {}
@@ -270,19 +270,29 @@ def run_cmd(
         if not ids:
             raise InvalidRequest("No datasets: give --search FACET=VALUE or --dataset ID.")
         click.echo(f"{operation} on {len(ids)} dataset(s)...", err=True)
-        with cluster(settings, backend=backend, workers=workers) as client:
-            click.echo(f"Dask dashboard: {client.dashboard_link}", err=True)
-            result = run(
-                cat,
-                operation,
-                ids,
-                variable=variable,
-                params=_params(params),
-                time=time_slice,
-                out=out,
-                client=client,
-                cache=not no_cache,
-                progress=sys.stderr.isatty(),
+        given = _params(params)
+        # A cached result needs no cluster: starting one would cost seconds.
+        result = (
+            None
+            if no_cache
+            else cached_result(
+                cat, operation, ids, variable=variable, params=given, time=time_slice, out=out
             )
+        )
+        if result is None:
+            with cluster(settings, backend=backend, workers=workers) as client:
+                click.echo(f"Dask dashboard: {client.dashboard_link}", err=True)
+                result = run(
+                    cat,
+                    operation,
+                    ids,
+                    variable=variable,
+                    params=given,
+                    time=time_slice,
+                    out=out,
+                    client=client,
+                    cache=not no_cache,
+                    progress=sys.stderr.isatty(),
+                )
     how = "from the cache" if result.cached else f"in {result.seconds:.1f} s"
     click.echo(f"Wrote {result.path} ({how}).")

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from insitu.catalog import Catalog, DatasetRecord
 
-__all__ = ["ComputeResult", "result_key", "run"]
+__all__ = ["ComputeResult", "cached_result", "result_key", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,64 @@ def result_key(
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+def cached_result(
+    catalog: Catalog,
+    operation: str,
+    dataset_ids: Sequence[str],
+    *,
+    variable: str | None = None,
+    params: dict[str, Any] | None = None,
+    time: slice | None = None,
+    out: str | os.PathLike[str] | None = None,
+    engine: str = "stream",
+) -> ComputeResult | None:
+    """What :func:`run` with the same arguments would return from the results cache (the
+    result delivered to ``out`` if given), or None if it would compute: look here before
+    starting a cluster, which costs seconds a cached result does not need."""
+    _, op, _, _, key = _request(catalog, operation, dataset_ids, variable, params, time, engine)
+    return _cached(catalog.settings.data_dir / "results" / f"{op.name}-{key}.nc", key, out)
+
+
+def _cached(path: Path, key: str, out: str | os.PathLike[str] | None) -> ComputeResult | None:
+    if not path.is_file():
+        return None
+    log.info("result %s from the cache", key)
+    return ComputeResult(_deliver(path, out), key, True, 0.0, _read_provenance(path))
+
+
+def _time_range(time: slice | None) -> tuple[str | None, str | None] | None:
+    if time is None:
+        return None
+    return (str(time.start) if time.start else None, str(time.stop) if time.stop else None)
+
+
+def _request(
+    catalog: Catalog,
+    operation: str,
+    dataset_ids: Sequence[str],
+    variable: str | None,
+    params: dict[str, Any] | None,
+    time: slice | None,
+    engine: str,
+) -> tuple[list[DatasetRecord], Any, Any, str, str]:
+    """The records, operation, checked parameters, variable and result key of a request."""
+    if engine not in ("stream", "xarray"):
+        raise InvalidRequest(f"Unknown engine {engine!r}; use 'stream' or 'xarray'.")
+    if not dataset_ids:
+        raise InvalidRequest("No dataset to compute on: the search matched nothing.")
+    op = get_operation(operation)
+    p = op.validate(params)
+    records = [catalog.dataset(d) for d in dataset_ids]
+    var = variable or _main_variable(records[0])
+    inputs = [
+        (r.dataset_id, [(f.path, f.size, f.mtime_ns) for f in catalog.files(r.dataset_id)])
+        for r in records
+    ]
+    key = result_key(op.name, p.model_dump(), var, inputs, _time_range(time))
+    key = result_key(engine, {}, key, [], None) if engine != "stream" else key
+    return records, op, p, var, key
+
+
 def run(
     catalog: Catalog,
     operation: str,
@@ -122,31 +180,15 @@ def run(
     ``engine="stream"`` computes time means with the streaming engine
     (:mod:`insitu.compute.engine`); ``"xarray"`` uses xarray throughout.
     """
-    if engine not in ("stream", "xarray"):
-        raise InvalidRequest(f"Unknown engine {engine!r}; use 'stream' or 'xarray'.")
-    if not dataset_ids:
-        raise InvalidRequest("No dataset to compute on: the search matched nothing.")
-    op = get_operation(operation)
-    p = op.validate(params)
-    records = [catalog.dataset(d) for d in dataset_ids]
-    var = variable or _main_variable(records[0])
-    inputs = [
-        (r.dataset_id, [(f.path, f.size, f.mtime_ns) for f in catalog.files(r.dataset_id)])
-        for r in records
-    ]
-    trange = (
-        (str(time.start) if time.start else None, str(time.stop) if time.stop else None)
-        if time
-        else None
+    records, op, p, var, key = _request(
+        catalog, operation, dataset_ids, variable, params, time, engine
     )
-    key = result_key(op.name, p.model_dump(), var, inputs, trange)
-    key = result_key(engine, {}, key, [], None) if engine != "stream" else key
+    trange = _time_range(time)
     cache_dir = catalog.settings.data_dir / "results"
     cached_path = cache_dir / f"{op.name}-{key}.nc"
-    if cache and cached_path.is_file():
-        log.info("result %s from the cache", key)
-        path = _deliver(cached_path, out)
-        return ComputeResult(path, key, True, 0.0, _read_provenance(cached_path))
+    hit = _cached(cached_path, key, out) if cache else None
+    if hit is not None:
+        return hit
 
     t0 = perf_counter()
     results: dict[str, xr.Dataset] = {}
