@@ -146,3 +146,18 @@ def test_bad_input_is_refused_naming_it(
         assert catalog.count() == 0
         with pytest.raises(InvalidRequest, match="no word to look for"):
             catalog.search("--")
+
+
+def test_a_workflow_from_a_notebook_registers_its_components(
+    env: dict[str, str], store_uri: str, tmp_path: Path
+) -> None:
+    nb = write_notebook(tmp_path / "analysis.ipynb", CELLS)
+    wf = tmp_path / "wf"
+    done = CliRunner().invoke(
+        cli, ["workflow", "from-notebook", str(nb), "--out", str(wf), "--register"], env=env
+    )
+    assert done.exit_code == 0, done.output
+    assert done.output.count(": registered (") == 4
+    with ComponentCatalog(store_uri) as catalog:
+        (found,) = catalog.search("temperature")
+        assert Path(found.directory).parent == (wf / "components").resolve()

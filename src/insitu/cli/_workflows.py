@@ -227,8 +227,16 @@ def workflow_group() -> None:
 @click.option("--allow-star-imports", is_flag=True, help="As for 'insitu cells extract'.")
 @click.option("--export-all", is_flag=True, help="As for 'insitu cells extract'.")
 @click.option("--python", "python", default=None, help="As for 'insitu cells extract'.")
+@click.option("--register", is_flag=True, help="Register the components in the catalog.")
+@click.pass_obj
 def from_notebook_command(
-    notebook: Path, out: Path, allow_star_imports: bool, export_all: bool, python: str | None
+    settings: Settings,
+    notebook: Path,
+    out: Path,
+    allow_star_imports: bool,
+    export_all: bool,
+    python: str | None,
+    register: bool,
 ) -> None:
     """Turn NOTEBOOK into components and a workflow.yaml under --out."""
     from insitu.workflows import workflow_from_notebook
@@ -246,6 +254,8 @@ def from_notebook_command(
     )
     for w in wf.warnings:
         click.echo(f"  {w.code}: {w.message}")
+    if register:
+        _register(settings, sorted({wf.component_dir(n) for n in wf.nodes}))
 
 
 def _param(text: str) -> tuple[str, object]:
