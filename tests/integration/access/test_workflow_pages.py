@@ -74,6 +74,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         run_workflow(load_workflow(root / "fails"), LocalBackend(2))
     (root / "broken").mkdir()
     (root / "broken" / "workflow.yaml").write_text("nodes: [unclosed\n")
+    (root / "broken" / "runs" / "20260101T000000Z-aaaaaa").mkdir(parents=True)
+    (root / "broken" / "runs" / "20260101T000000Z-aaaaaa" / "run.json").write_text("{cut")
+    (root / "broken" / "runs" / "20260101T000000Z-bbbbbb").mkdir()  # killed at once
     with ComponentCatalog.from_settings(settings) as components:
         components.register(root / "analysis" / "demo" / "components")
     catalog = Catalog(settings)
@@ -199,6 +202,12 @@ def test_a_failed_run_and_bad_addresses(site: Site) -> None:
     assert 'fill="#ffebe9"' in page  # drawn red
     broken = site.client.get("/workflows/broken", headers=site.user)
     assert broken.status_code == 200 and "cannot be read" in text(broken.text)
+    runs = rows(broken.text, "runs")  # listed with the reason, not hidden
+    assert [r.split()[:2] for r in runs] == [
+        ["20260101T000000Z-bbbbbb", "unreadable"],
+        ["20260101T000000Z-aaaaaa", "unreadable"],
+    ]
+    assert "no run.json" in runs[0] and "run.json cannot be read" in runs[1]
     for bad in ("/workflows/nothing", "/workflows/analysis"):
         assert site.client.get(bad, headers=site.user).status_code == 404, bad
     outside = site.client.get("/workflows/.hidden/x", headers=site.user)
