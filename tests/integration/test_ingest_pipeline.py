@@ -87,14 +87,19 @@ def write_shot(
     return values
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> dict[str, Path]:
+def make_lab(tmp_path: Path) -> dict[str, Path]:
+    """A lab of these tests: its inbox, data folder and calibrations file."""
     paths = {k: tmp_path / k for k in ("inbox", "data")}
     for p in paths.values():
         p.mkdir()
     paths["calibrations"] = tmp_path / "calibrations.yaml"
     paths["calibrations"].write_text(CALIBRATIONS)
     return paths
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> dict[str, Path]:
+    return make_lab(tmp_path)
 
 
 def make_settings(lab: dict[str, Path], **pipeline: Any) -> Settings:

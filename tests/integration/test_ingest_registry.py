@@ -20,7 +20,7 @@ from insitu.cli.main import cli
 from insitu.errors import InvalidRequest
 from insitu.ingest import Pipeline, Registry, find_shots
 from insitu.settings import Settings
-from tests.integration.test_ingest_pipeline import CALIBRATIONS, GROUP
+from tests.integration.test_ingest_pipeline import CALIBRATIONS, GROUP, make_lab
 
 TREE = {
     "testbed": "bench-1",
@@ -68,11 +68,7 @@ def coil_b(v: np.ndarray) -> np.ndarray:  # its lookup table by its two segments
 
 @pytest.fixture
 def lab(tmp_path: Path) -> dict[str, Path]:
-    paths = {k: tmp_path / k for k in ("inbox", "data")}
-    for p in paths.values():
-        p.mkdir()
-    paths["calibrations"] = tmp_path / "calibrations.yaml"
-    paths["calibrations"].write_text(CALIBRATIONS)
+    paths = make_lab(tmp_path)
     paths["configurations"] = tmp_path / "configurations.json"
     paths["configurations"].write_text(
         json.dumps([{"valid_from": "2026-01-01T00:00:00Z", "valid_to": None, "tree": TREE}])

@@ -16,6 +16,7 @@ from insitu.cli.main import cli
 from tests.integration.test_ingest_pipeline import (
     CALIBRATIONS,
     _env,
+    make_lab,
     make_settings,
     product,
     run,
@@ -37,12 +38,7 @@ CHANGED = CALIBRATIONS.replace("valid_to: null\n", "valid_to: 2026-03-01T00:00:0
 
 @pytest.fixture
 def lab(tmp_path: Path) -> dict[str, Path]:
-    paths = {k: tmp_path / k for k in ("inbox", "data")}
-    for p in paths.values():
-        p.mkdir()
-    paths["calibrations"] = tmp_path / "calibrations.yaml"
-    paths["calibrations"].write_text(CALIBRATIONS)
-    return paths
+    return make_lab(tmp_path)
 
 
 def test_reprocess_writes_new_versions_of_the_affected_shots_only(

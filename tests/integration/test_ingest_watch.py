@@ -22,9 +22,9 @@ from nptdms import ChannelObject, GroupObject, RootObject, TdmsWriter
 from insitu.catalog import Catalog
 from insitu.settings import Settings
 from tests.integration.test_ingest_pipeline import (
-    CALIBRATIONS,
     GROUP,
     _env,
+    make_lab,
     make_settings,
     write_shot,
 )
@@ -34,12 +34,7 @@ STABLE = 2.0  # stable_seconds of the watched pipeline: polled every 0.5 s
 
 @pytest.fixture
 def lab(tmp_path: Path) -> dict[str, Path]:
-    paths = {k: tmp_path / k for k in ("inbox", "data")}
-    for p in paths.values():
-        p.mkdir()
-    paths["calibrations"] = tmp_path / "calibrations.yaml"
-    paths["calibrations"].write_text(CALIBRATIONS)
-    return paths
+    return make_lab(tmp_path)
 
 
 class Watcher:

@@ -32,9 +32,9 @@ from insitu.catalog import Catalog
 from insitu.cli.main import cli
 from insitu.settings import Settings
 from tests.integration.test_ingest_pipeline import (
-    CALIBRATIONS,
     GROUP,
     _env,
+    make_lab,
     make_settings,
     run,
     write_shot,
@@ -53,12 +53,7 @@ def store(settings: Settings, shot: str, version: int = 1, suffix: str = ".zarr"
 
 @pytest.fixture
 def lab(tmp_path: Path) -> dict[str, Path]:
-    paths = {k: tmp_path / k for k in ("inbox", "data")}
-    for p in paths.values():
-        p.mkdir()
-    paths["calibrations"] = tmp_path / "calibrations.yaml"
-    paths["calibrations"].write_text(CALIBRATIONS)
-    return paths
+    return make_lab(tmp_path)
 
 
 def _want(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
