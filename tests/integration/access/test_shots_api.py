@@ -4,20 +4,19 @@ parameter, the access rules of collections, and answers from the catalog databas
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from insitu.access import TokenStore, build_app
 from insitu.catalog import Catalog
-from insitu.ingest import Pipeline, run_demo
+from insitu.ingest import Pipeline
 from insitu.settings import Settings
 from tests.integration.access.conftest import bearer
+from tests.integration.access.ingest_lab import ingest_lab
 from tests.integration.test_ingest_pipeline import write_shot
 
 DEMO_SHOTS = ["3003", "3002", "3001", "vacuum-20260302"]  # newest acquisition first
@@ -34,24 +33,8 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    tmp = tmp_path_factory.mktemp("shots-api")
-    catalog_uri = f"sqlite:///{tmp / 'catalog.db'}"
-    demo = run_demo(Settings(data_dir=tmp / "data", catalog={"uri": catalog_uri}))
-    assert demo.ok
-    pipelines: dict[str, Any] = tomllib.loads((demo.lab / "pipelines.toml").read_text())["ingest"][
-        "pipelines"
-    ]
-    secret_inbox = tmp / "secret-inbox"
-    secret_inbox.mkdir()
-    pipelines["secret"] = {
-        **pipelines["lab-demo"],
-        "source": str(secret_inbox),
-        "output": str(tmp / "secret-products"),
-        "collection": "secret",
-    }
-    settings = Settings(
-        data_dir=tmp / "data", catalog={"uri": catalog_uri}, ingest={"pipelines": pipelines}
-    )
+    ingest = ingest_lab(tmp_path_factory.mktemp("shots-api"))
+    settings, demo, secret_inbox = ingest.settings, ingest.demo, ingest.secret_inbox
     write_shot(secret_inbox / "shot_4001.tdms", "4001", manifest=True)
     with Pipeline("secret", settings) as pipeline:
         assert {o.state for o in pipeline.run().outcomes} == {"ingested"}
