@@ -10,11 +10,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 from insitu.cli.main import cli
 from insitu.errors import InvalidRequest, NotFound
 from insitu.workflows import ComponentCatalog, extract, notebook_from_sources
+from insitu.workflows.registry import FTS_TABLE
 
 CELLS = [
     "param_year = 1990\nparam_scale = 2.5",
@@ -68,6 +70,7 @@ def test_register_and_search_by_text_port_type_and_dependency(
         assert names(catalog.search("dumps")) == ["summary"]
         assert names(catalog.search("anomal")) == ["anomaly", "summary"]
         assert names(catalog.search("anomalies mean")) == ["anomaly"]
+        assert names(catalog.search("means")) == ["anomaly"]
         assert len(catalog.search("analysis")) == 4  # notebook
         assert catalog.search("nowhere") == []
         # port name (input, output or parameter), port type, both on one port
@@ -161,3 +164,25 @@ def test_a_workflow_from_a_notebook_registers_its_components(
     with ComponentCatalog(store_uri) as catalog:
         (found,) = catalog.search("temperature")
         assert Path(found.directory).parent == (wf / "components").resolve()
+
+
+def test_without_fts5_the_text_search_falls_back_to_like(tmp_path: Path) -> None:
+    """A SQLite built without FTS5 gets no FTS table from the migration: every word of the
+    text must then occur in the component's text (no stemming, no ranking)."""
+    uri = f"sqlite:///{tmp_path / 'catalog.db'}"
+    with ComponentCatalog(uri) as catalog:
+        assert catalog.fts
+    engine = sa.create_engine(uri)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TABLE {FTS_TABLE}")
+    engine.dispose()
+    out = tmp_path / "components"
+    extract(write_notebook(tmp_path / "analysis.ipynb", CELLS), out)
+    with ComponentCatalog(uri) as catalog:
+        assert not catalog.fts
+        catalog.register(out)
+        assert names(catalog.search("temperature")) == ["field"]
+        assert names(catalog.search("TEMPER grid")) == ["field"]
+        assert names(catalog.search("anomal")) == ["anomaly", "summary"]
+        assert catalog.search("means") == []  # no stemming (FTS5 finds "mean")
+        assert names(catalog.search("mean", port="anomaly")) == ["anomaly"]
