@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,16 @@ def edit(wf: Workflow, change: Any) -> Workflow:
     return load_workflow(path)
 
 
+def insitu(*args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "insitu.cli", *map(str, args)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def cwltool(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     """The real cwltool, with this interpreter's folder first on PATH (--no-container runs
     'python' from there)."""
@@ -81,10 +92,12 @@ def validate_all(export: Path) -> None:
         assert "is valid CWL" in done.stdout + done.stderr
 
 
-def cwl_values(export: Path, *job: str) -> dict[str, dict[str, Any]]:
-    """Run workflow.cwl with cwltool --no-container; each node's outputs, read back."""
+def cwl_values(
+    export: Path, *job: str, engine: tuple[str, ...] = ("--no-container",)
+) -> dict[str, dict[str, Any]]:
+    """Run workflow.cwl with cwltool (--no-container by default); each node's outputs."""
     outdir = export.parent / "cwl-out"
-    done = cwltool("--no-container", "--outdir", outdir, export / "workflow.cwl", *job, cwd=export)
+    done = cwltool(*engine, "--outdir", outdir, export / "workflow.cwl", *job, cwd=export)
     assert done.returncode == 0, done.stderr[-4000:]
     got: dict[str, dict[str, Any]] = {}
 
@@ -385,3 +398,41 @@ def test_cli_export_argo(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "no cluster used" in done.stdout
     validate_argo(yaml.safe_load((tmp_path / "argo" / "workflow.yaml").read_text()))
+
+
+# --------------------------------------------------------------------------- images
+def test_build_without_an_engine_says_so(tmp_path: Path) -> None:
+    wf = make_workflow(tmp_path, ["a = 1", "b = a + 1"])
+    done = insitu("workflow", "build", wf.directory, PATH=str(tmp_path / "no-engine-here"))
+    assert done.returncode == 1
+    assert "No container engine here: neither podman nor buildah" in done.stderr
+    assert "scripts/podman.sh image" in done.stderr
+
+
+def test_build_without_the_base_image_says_so(tmp_path: Path) -> None:
+    assert shutil.which("podman"), "podman is needed: scripts/podman.sh image installs it"
+    wf = make_workflow(tmp_path, ["a = 1", "b = a + 1"])
+    done = insitu("workflow", "build", wf.directory, "--base-image", "localhost/insitu-no-base:0")
+    assert done.returncode == 1
+    assert "'localhost/insitu-no-base:0' is not on this machine" in done.stderr
+
+
+def test_built_images_run_the_cwl_export_with_the_same_outputs(tmp_path: Path) -> None:
+    """The real thing: podman builds each component's image offline from the local base
+    image (scripts/podman.sh makes it), and cwltool runs the exported workflow in them."""
+    assert shutil.which("podman"), "podman is needed: scripts/podman.sh image installs it"
+    cells = ["import numpy as np\narr = np.arange(4.0)\nitems = [1, 2, 3]", *FANOUT[1:]]
+    wf = make_workflow(tmp_path, [*cells, "r = float(arr.sum()) + total"], export_all=True)
+    by_cell = {wf.nodes[n].cell: n for n in wf.nodes}
+    wf = edit(wf, lambda d: d["nodes"][by_cell["c1"]].update(map={"over": "items"}))
+    done = insitu("workflow", "build", wf.directory)
+    assert done.returncode == 0, done.stderr
+    assert "of 4 images built" in done.stdout
+    export = export_cwl(wf, tmp_path / "cwl").parent
+    # cwltool's --podman maps the user with --userns=keep-id, which rootful podman refuses;
+    # as a user-space engine it runs the images as they are
+    cwl = cwl_values(export, engine=("--user-space-docker-cmd", "podman"))
+    assert cwl[by_cell["c3"]]["r"] == 6.0 + 60
+    assert_parity(cwl, local_values(wf))
+    again = insitu("workflow", "build", wf.directory)
+    assert "0 of 4 images built" in again.stdout and "already there" in again.stdout

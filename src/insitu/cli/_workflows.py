@@ -421,3 +421,44 @@ def export_command(
         f"{path}: {len(wf.nodes)} tasks, files as {storage}; checked offline against the Argo "
         f"API's models (no cluster used); submit it with 'argo submit {path}'"
     )
+
+
+@workflow_group.command("build")
+@click.argument("workflow", type=click.Path(path_type=Path))
+@click.option(
+    "--base-image",
+    default=None,
+    help="Image on this machine to build from (default: the Debian minbase image "
+    "scripts/podman.sh makes, localhost/insitu-debian-bookworm-min:1).",
+)
+@click.option(
+    "--image-prefix",
+    default="localhost/insitu",
+    show_default=True,
+    help="Images are tagged PREFIX/<name>:<hash12>, the names the exports use.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["podman", "buildah"]),
+    default=None,
+    help="Container engine (default: podman, else buildah, whichever is on PATH).",
+)
+def build_command(
+    workflow: Path, base_image: str | None, image_prefix: str, engine: str | None
+) -> None:
+    """Build a container image per component of WORKFLOW with podman or buildah, offline
+    (pinned requirements installed from wheels this Python's pip collects). Exit status 1
+    when there is no engine or base image here (and nothing is built)."""
+    from insitu.errors import BackendUnavailable, ComputeError
+    from insitu.workflows import build_images, load_workflow
+
+    wf = load_workflow(workflow)
+    base = {"base_image": base_image} if base_image else {}
+    try:
+        built = build_images(wf, prefix=image_prefix, engine=engine, **base)
+    except (BackendUnavailable, ComputeError) as exc:
+        click.secho(str(exc), fg="red", err=True)
+        sys.exit(1)
+    for b in built:
+        click.echo(f"{b.component}: {b.image} ({'built' if b.built else 'already there'})")
+    click.echo(f"{sum(b.built for b in built)} of {len(built)} images built")

@@ -44,6 +44,7 @@ from insitu.workflows.executor import (
     run_workflow,
 )
 from insitu.workflows.extraction import Extraction, extract
+from insitu.workflows.images import BuiltImage, build_images
 from insitu.workflows.noderun import NodeJob, run_node
 from insitu.workflows.notebook import analyse_notebook, load_notebook, notebook_from_sources
 from insitu.workflows.provenance import NodeRecord, RunRecord
@@ -63,6 +64,7 @@ __all__ = [
     "ENTRYPOINT",
     "MUTATORS",
     "PREFIXES",
+    "BuiltImage",
     "CellAnalysis",
     "CellNode",
     "Code",
@@ -94,6 +96,7 @@ __all__ = [
     "analyse_cell",
     "analyse_notebook",
     "build_component",
+    "build_images",
     "cache_key",
     "export_argo",
     "export_cwl",
