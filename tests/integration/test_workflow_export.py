@@ -236,17 +236,20 @@ def argo_task(doc: dict[str, Any], task: str) -> tuple[dict[str, Any], dict[str,
 def run_pod(
     wf: Workflow, doc: dict[str, Any], node: str, root: Path, **values: str
 ) -> dict[str, Any]:
-    """What a pod of ``node`` does, here: the template's own ``python -c`` script, its spec
+    """What a pod of ``node`` does, here: the template's own command and the manifest's
+    adapter (the ``insitu-adapter`` parameter), its spec
     (task.py from the component folder instead of the image's /component), the values Argo
     would substitute; the output parameters it leaves for Argo, parsed."""
     task, template = argo_task(doc, node)
     args = {p["name"]: p["value"] for p in task["arguments"]["parameters"]}
     spec = json.loads(args["spec"])
     spec["task"] = str(wf.component_dir(node) / "task.py")
-    script = template["container"]["command"][2]
+    boot = template["container"]["command"][2]
+    adapter = {p["name"]: p["value"] for p in doc["spec"]["arguments"]["parameters"]}
+    assert template["container"]["args"][0] == "{{workflow.parameters.insitu-adapter}}"
     argv = [f"{k}={v}" for k, v in values.items()]
     done = subprocess.run(
-        [sys.executable, "-c", script, "argo", json.dumps(spec), *argv],
+        [sys.executable, "-c", boot, adapter["insitu-adapter"], "argo", json.dumps(spec), *argv],
         env={**os.environ, "INSITU_ARGO_ROOT": str(root)},
         capture_output=True,
         text=True,
@@ -262,7 +265,7 @@ def test_argo_manifest_validates_offline_and_has_the_dag(tmp_path: Path) -> None
     by_cell = {wf.nodes[n].cell: n for n in wf.nodes}
     doc = argo_workflow(wf)
     validate_argo(doc)
-    assert doc["spec"]["arguments"]["parameters"] == [{"name": "param_n", "value": "3"}]
+    assert doc["spec"]["arguments"]["parameters"][0] == {"name": "param_n", "value": "3"}
     task, template = argo_task(doc, by_cell["c1"])
     assert {"name": "param_n", "value": "{{workflow.parameters.param_n}}"} in task["arguments"][
         "parameters"
@@ -436,3 +439,13 @@ def test_built_images_run_the_cwl_export_with_the_same_outputs(tmp_path: Path) -
     assert_parity(cwl, local_values(wf))
     again = insitu("workflow", "build", wf.directory)
     assert "0 of 4 images built" in again.stdout and "already there" in again.stdout
+
+
+def test_argo_manifest_holds_the_adapter_once(tmp_path: Path) -> None:
+    cells = ["x0 = 0", *(f"x{i} = x{i - 1} + {i}" for i in range(1, 40)), "print(x39)"]
+    wf = make_workflow(tmp_path, cells)
+    path = export_argo(wf, tmp_path / "argo")
+    text = path.read_text()
+    doc = yaml.safe_load(text)
+    assert len(doc["spec"]["templates"]) == 42  # main + one per component (41 cells)
+    assert text.count("import base64, sys, zlib") == 41 and len(text) < 150_000

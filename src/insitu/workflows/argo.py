@@ -17,17 +17,21 @@ manifest with a DAG template (specification section 7).
   elements, each an entry), and the consumers of a mapped node get the list of its
   branches' entries, merged into one list by their adapter.
 
-The pod runs ``python -c <insitu_adapter.py> argo SPEC NAME=VALUE ...`` in the component's
-image (``/component/task.py``): the run contract, unchanged. :func:`validate_argo` checks a
-manifest offline against Hera's models of the Argo API (nothing is dropped as unknown) and
-its references (templates, dependencies, parameters); no cluster is needed, or used.
+The pod runs ``python -c BOOT <adapter> argo SPEC NAME=VALUE ...`` in the component's image
+(``/component/task.py``): BOOT unpacks ``insitu_adapter.py``, kept once in the manifest as
+the workflow parameter ``insitu-adapter``; the run contract is unchanged.
+:func:`validate_argo` checks a manifest offline against Hera's models of the Argo API
+(nothing is dropped as unknown) and its references (templates, dependencies, parameters);
+no cluster is needed, or used.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +42,22 @@ from insitu.workflows.workflow import Workflow
 __all__ = ["PARAMETER_BUDGET", "argo_workflow", "export_argo", "validate_argo"]
 
 PARAMETER_BUDGET = 256 * 1024
+# The adapter (22 kB of Python) is in the manifest once, as a workflow parameter (zlib,
+# base64: nothing for Argo's templating to escape), not in every template: a manifest of
+# 50 components stays far below what the Kubernetes API takes.
+ADAPTER_PARAM = "insitu-adapter"
+BOOT = (
+    "import base64, sys, zlib; "
+    "exec(compile(zlib.decompress(base64.b64decode(sys.argv.pop(1))), 'insitu_adapter.py', 'exec'))"
+)
 ROOT = "/insitu"
 VOLUME = "insitu-data"
 _NAME = re.compile(r"[^a-z0-9-]+")
+
+
+def packed_adapter() -> str:
+    """``insitu_adapter.py`` compressed and base64-encoded, as :data:`BOOT` unpacks it."""
+    return base64.b64encode(zlib.compress(adapter_source().encode(), 9)).decode()
 
 
 def _dns(text: str) -> str:
@@ -85,12 +102,12 @@ def _template(
     }
     if storage == "artifacts" and outs:
         outputs["artifacts"] = [{"name": o, "path": f"{ROOT}/ports/{o}"} for o in outs]
-    args = ["argo", "{{inputs.parameters.spec}}"]
+    args = [f"{{{{workflow.parameters.{ADAPTER_PARAM}}}}}", "argo", "{{inputs.parameters.spec}}"]
     args += [f"in-{p}={{{{inputs.parameters.in-{p}}}}}" for p in ins]
     args += [f"{p}={{{{inputs.parameters.{p}}}}}" for p in params]
     container: dict[str, Any] = {
         "image": image_name(meta, image_prefix),
-        "command": ["python", "-c", adapter_source()],
+        "command": ["python", "-c", BOOT],
         "args": args,
     }
     secrets = [s["name"] for s in meta.get("secrets", [])]
@@ -198,7 +215,8 @@ def argo_workflow(
         "entrypoint": "main",
         "arguments": {
             "parameters": [
-                {"name": k, "value": json.dumps(v)} for k, v in sorted(wf.params.items())
+                *({"name": k, "value": json.dumps(v)} for k, v in sorted(wf.params.items())),
+                {"name": ADAPTER_PARAM, "value": packed_adapter()},
             ]
         },
         "templates": [{"name": "main", "dag": {"tasks": tasks}}, *templates.values()],
