@@ -190,6 +190,20 @@ def test_t30_one_component_twice_exports_one_tool_two_steps(tmp_path: Path) -> N
     assert_parity(cwl, local_values(wf))
 
 
+def test_cwl_stages_the_notebooks_local_modules(tmp_path: Path) -> None:
+    (tmp_path / "helper.py").write_text("def double(v):\n    return 2 * v\n")
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "__init__.py").write_text("OFFSET = 100\n")
+    cells = ["a = 4", "import helper\nfrom tools import OFFSET\nb = helper.double(a) + OFFSET"]
+    wf = make_workflow(tmp_path, cells, export_all=True)
+    export = export_cwl(wf, tmp_path / "cwl").parent
+    validate_all(export)
+    by_cell = {wf.nodes[n].cell: n for n in wf.nodes}
+    cwl = cwl_values(export)
+    assert cwl[by_cell["c1"]] == {"b": 108}
+    assert_parity(cwl, local_values(wf))
+
+
 def test_cwl_export_refuses_a_map_over_a_mapped_output(tmp_path: Path) -> None:
     wf = make_workflow(tmp_path, ["xs = [[1], [2]]", "ys = xs", "zs = ys"], export_all=True)
     by_cell = {wf.nodes[n].cell: n for n in wf.nodes}

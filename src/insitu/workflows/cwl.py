@@ -114,7 +114,7 @@ def component_tool(
                     {"entryname": "cwl_inputs.json", "entry": "$(inputs)"},
                     {"class": "File", "location": "task.py"},
                     {"class": "File", "location": ADAPTER},
-                    *({"class": "File", "location": m} for m in _local_modules(metadata)),
+                    *_local_modules(metadata),
                 ]
             },
         },
@@ -124,13 +124,19 @@ def component_tool(
     }
 
 
-def _local_modules(metadata: dict[str, Any]) -> list[str]:
-    """Python files of the notebook's folder copied into the component (W-LOCAL-MODULE)."""
+def _local_modules(metadata: dict[str, Any]) -> list[dict[str, str]]:
+    """Modules and packages of the notebook's folder copied into the component
+    (W-LOCAL-MODULE), as File and Directory objects to stage beside task.py."""
     folder = metadata.get("_directory")
     if not folder:
         return []
-    skip = {"task.py", ADAPTER}
-    return sorted(p.name for p in Path(folder).glob("*.py") if p.name not in skip)
+    out = []
+    for p in sorted(Path(folder).iterdir()):
+        if p.is_dir() and (p / "__init__.py").is_file():
+            out.append({"class": "Directory", "location": p.name})
+        elif p.suffix == ".py" and p.name not in ("task.py", ADAPTER):
+            out.append({"class": "File", "location": p.name})
+    return out
 
 
 def _dump(doc: dict[str, Any], path: Path) -> Path:
