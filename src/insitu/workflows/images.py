@@ -7,7 +7,8 @@ minbase image that ``scripts/podman.sh image`` makes with debootstrap), gets a v
 this interpreter's pip fills (so the base image's ``python3`` must be this Python's minor
 version), and the component's files in ``/component`` (``task.py``, its local modules).
 No ``ENTRYPOINT``: CWL runners and Argo give the command. Tagged ``PREFIX/<name>:<hash12>``,
-the name the CWL and Argo exports use.
+the name the CWL and Argo exports use; an image with that tag is kept unless it was made on
+another runtime layer.
 
 Where no engine or no base image is here, :class:`~insitu.errors.BackendUnavailable` says
 so and what to do; nothing is pretended.
@@ -87,6 +88,19 @@ def _has_image(engine: str, image: str) -> bool:
     return subprocess.run(cmd, capture_output=True, check=False).returncode == 0
 
 
+def _labels(engine: str, image: str) -> dict[str, str]:
+    """An image's labels ({} when there is no such image)."""
+    if engine == "podman":
+        cmd = [engine, "image", "inspect", "--format", "{{json .Labels}}", image]
+    else:
+        cmd = [engine, "inspect", "--type", "image", "--format", "{{json .OCIv1.Config.Labels}}"]
+        cmd.append(image)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return {}
+    return dict(json.loads(done.stdout or "null") or {})
+
+
 def _run(cmd: list[str], what: str) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -121,7 +135,8 @@ def build_images(
         seen.add(folder)
         meta = json.loads((folder / "component.json").read_text(encoding="utf-8"))
         image = image_name(meta, prefix)
-        fresh = not _has_image(engine, image)
+        # built again when missing, or made on another runtime layer (its label says which)
+        fresh = _labels(engine, image).get("org.insitu.runtime") != runtime
         if fresh:
             with tempfile.TemporaryDirectory(prefix="insitu-build-") as tmp:
                 ctx = Path(tmp)
@@ -132,9 +147,8 @@ def build_images(
                 containerfile = _COMPONENT_FILE.format(
                     name=meta["name"], hash=meta["hash"], base=runtime
                 )
-                _build(
-                    engine, ctx, text, containerfile, image, f"org.insitu.component={meta['hash']}"
-                )
+                labels = [f"org.insitu.component={meta['hash']}", f"org.insitu.runtime={runtime}"]
+                _build(engine, ctx, text, containerfile, image, *labels)
         built.append(BuiltImage(folder.name, image, engine, fresh))
     return built
 
@@ -161,13 +175,13 @@ def _runtime_image(engine: str, base: str, prefix: str) -> str:
                 text,
                 _RUNTIME_FILE.format(base=base),
                 image,
-                "org.insitu.runtime=1",
+                "org.insitu.role=runtime",
             )
     return image
 
 
 def _build(
-    engine: str, ctx: Path, requirements: str, containerfile: str, image: str, label: str
+    engine: str, ctx: Path, requirements: str, containerfile: str, image: str, *labels: str
 ) -> None:
     """Build ``image`` in ``ctx``: the requirements' wheels fetched by this interpreter's pip
     (a package index or its cache), so the build itself needs no network."""
@@ -192,6 +206,7 @@ def _build(
     # chroot isolation: runc cannot run RUN steps under this machine's hybrid cgroups (and
     # chroot takes only the host's network, unused: pip installs from the wheels)
     verb = "build" if engine == "podman" else "bud"
-    cmd = [engine, verb, "-q", "--isolation=chroot", "--network=host", "--label", label]
+    cmd = [engine, verb, "-q", "--isolation=chroot", "--network=host"]
+    cmd += [x for label in labels for x in ("--label", label)]
     cmd += ["-t", image, "-f", str(ctx / "Containerfile"), str(ctx)]
     _run(cmd, f"{engine} {verb} of {image}")
