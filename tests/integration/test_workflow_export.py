@@ -160,9 +160,11 @@ def test_cwl_map_is_a_scatter_with_the_same_outputs(tmp_path: Path) -> None:
     assert_parity(cwl, local_values(wf))
 
 
-def test_t30_one_component_twice_exports_one_tool_two_steps(tmp_path: Path) -> None:
+def one_component_twice(tmp_path: Path) -> tuple[Workflow, dict[str, str]]:
+    """T30: the component of ``b = a + 1`` used by nodes inc1 and inc2 (inc2 reads inc1's
+    b as its a), and ``d = a * 10 + b`` reading two same-type ports by name."""
     wf = make_workflow(tmp_path, ["a = 1", "b = a + 1", "d = a * 10 + b"], export_all=True)
-    node = {n.cell: n.id for n in wf.nodes.values()}
+    node = {n.cell or "": n.id for n in wf.nodes.values()}
 
     def twice(doc: dict[str, Any]) -> None:
         inc = doc["nodes"].pop(node["c1"])
@@ -175,7 +177,11 @@ def test_t30_one_component_twice_exports_one_tool_two_steps(tmp_path: Path) -> N
             {"from": "inc2.b", "to": f"{comb}.b"},
         ]
 
-    wf = edit(wf, twice)
+    return edit(wf, twice), node
+
+
+def test_t30_one_component_twice_exports_one_tool_two_steps(tmp_path: Path) -> None:
+    wf, node = one_component_twice(tmp_path)
     export = export_cwl(wf, tmp_path / "cwl").parent
     validate_all(export)
     steps = yaml.safe_load((export / "workflow.cwl").read_text())["steps"]
@@ -376,20 +382,7 @@ def test_argo_map_is_with_param_and_merges_like_the_executor(tmp_path: Path) -> 
 
 
 def test_t30_argo_one_template_two_tasks(tmp_path: Path) -> None:
-    wf = make_workflow(tmp_path, ["a = 1", "b = a + 1", "d = a * 10 + b"], export_all=True)
-    node = {n.cell: n.id for n in wf.nodes.values()}
-
-    def twice(doc: dict[str, Any]) -> None:
-        inc = doc["nodes"].pop(node["c1"])
-        doc["nodes"]["inc1"], doc["nodes"]["inc2"] = inc, dict(inc)
-        doc["edges"] = [
-            {"from": f"{node['c0']}.a", "to": "inc1.a"},
-            {"from": "inc1.b", "to": "inc2.a"},
-            {"from": f"{node['c0']}.a", "to": f"{node['c2']}.a"},
-            {"from": "inc2.b", "to": f"{node['c2']}.b"},
-        ]
-
-    wf = edit(wf, twice)
+    wf, node = one_component_twice(tmp_path)
     doc = argo_workflow(wf)
     validate_argo(doc)
     (_, tpl1), (t2, tpl2) = argo_task(doc, "inc1"), argo_task(doc, "inc2")

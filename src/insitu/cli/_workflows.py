@@ -345,6 +345,14 @@ def run_command(
     )
 
 
+_image_prefix = click.option(
+    "--image-prefix",
+    default="localhost/insitu",
+    show_default=True,
+    help="Component images are PREFIX/<name>:<hash12> ('workflow build' tags, exports name).",
+)
+
+
 @workflow_group.command("export")
 @click.argument("workflow", type=click.Path(path_type=Path))
 @click.option(
@@ -361,12 +369,7 @@ def run_command(
     default=None,
     help="Directory to write (default: export-<to>/ beside the workflow.yaml).",
 )
-@click.option(
-    "--image-prefix",
-    default="localhost/insitu",
-    show_default=True,
-    help="Component images are PREFIX/<name>:<hash12> (as 'insitu workflow build' tags them).",
-)
+@_image_prefix
 @click.option(
     "--storage",
     type=click.Choice(["artifacts", "pvc"]),
@@ -431,12 +434,7 @@ def export_command(
     help="Image on this machine to build from (default: the Debian minbase image "
     "scripts/podman.sh makes, localhost/insitu-debian-bookworm-min:1).",
 )
-@click.option(
-    "--image-prefix",
-    default="localhost/insitu",
-    show_default=True,
-    help="Images are tagged PREFIX/<name>:<hash12>, the names the exports use.",
-)
+@_image_prefix
 @click.option(
     "--engine",
     type=click.Choice(["podman", "buildah"]),

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from insitu.errors import InvalidRequest
-from insitu.workflows.cwl import adapter_source, image_name
+from insitu.workflows.cwl import adapter_source, image_name, map_splits
 from insitu.workflows.workflow import Workflow
 
 __all__ = ["PARAMETER_BUDGET", "argo_workflow", "export_argo", "validate_argo"]
@@ -154,17 +154,7 @@ def argo_workflow(
             "'-' for other characters; rename the nodes in workflow.yaml"
         )
     mapped = {nid for nid, n in wf.nodes.items() if n.map}
-    split: dict[str, set[str]] = {}
-    for nid, node in wf.nodes.items():
-        for e in wf.inputs_of(nid):
-            if node.map and node.map.over == e.target_port:
-                if e.source in mapped:
-                    raise InvalidRequest(
-                        f"node {nid!r} maps over {e.source}.{e.source_port}, an output of "
-                        "another mapped node: nested maps do not export to Argo; merge the "
-                        "lists first (a node between them)"
-                    )
-                split.setdefault(e.source, set()).add(e.source_port)
+    split = map_splits(wf, "Argo")
     tasks = []
     for nid in wf.order():
         node, meta = wf.nodes[nid], wf.nodes[nid].metadata

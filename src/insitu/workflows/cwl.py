@@ -31,7 +31,7 @@ from typing import Any
 from insitu.errors import InvalidRequest
 from insitu.workflows.workflow import Workflow
 
-__all__ = ["CWL_VERSION", "component_tool", "export_cwl", "image_name"]
+__all__ = ["CWL_VERSION", "component_tool", "export_cwl", "image_name", "map_splits"]
 
 CWL_VERSION = "v1.2"
 ADAPTER = "insitu_adapter.py"
@@ -159,6 +159,25 @@ def write_component_tool(
     return _dump(component_tool(meta, image_prefix=image_prefix), target / "tool.cwl")
 
 
+def map_splits(wf: Workflow, engine: str) -> dict[str, set[str]]:
+    """The outputs each node must also give element by element, for the mapped nodes that
+    run over them; a map over a mapped node's output is refused (``engine`` names the
+    export in the message)."""
+    mapped = {nid for nid, n in wf.nodes.items() if n.map}
+    split: dict[str, set[str]] = {}
+    for nid, node in wf.nodes.items():
+        for e in wf.inputs_of(nid):
+            if node.map and node.map.over == e.target_port:
+                if e.source in mapped:
+                    raise InvalidRequest(
+                        f"node {nid!r} maps over {e.source}.{e.source_port}, an output of "
+                        f"another mapped node: nested maps do not export to {engine}; merge "
+                        "the lists first (a node between them)"
+                    )
+                split.setdefault(e.source, set()).add(e.source_port)
+    return split
+
+
 def workflow_document(wf: Workflow, tools: dict[str, str]) -> dict[str, Any]:
     """The CWL Workflow of ``wf`` (validated, so node metadata is loaded); ``tools`` maps
     each node to its tool.cwl, relative to the workflow document."""
@@ -167,7 +186,7 @@ def workflow_document(wf: Workflow, tools: dict[str, str]) -> dict[str, Any]:
         for p in wf.nodes[nid].metadata.get("params", []):
             if p["name"] in wf.params and p["name"] not in inputs:
                 inputs[p["name"]] = {"type": param_type(p), "default": wf.params[p["name"]]}
-    split: dict[str, list[str]] = {}
+    split = map_splits(wf, "CWL")
     mapped = {nid for nid, n in wf.nodes.items() if n.map}
     steps: dict[str, Any] = {}
     outputs: dict[str, Any] = {}
@@ -177,13 +196,6 @@ def workflow_document(wf: Workflow, tools: dict[str, str]) -> dict[str, Any]:
         scatter: list[str] = []
         for e in wf.inputs_of(nid):
             if node.map and node.map.over == e.target_port:
-                if e.source in mapped:
-                    raise InvalidRequest(
-                        f"node {nid!r} maps over {e.source}.{e.source_port}, an output of "
-                        "another mapped node: nested maps do not export to CWL; merge the "
-                        "lists first (a node between them)"
-                    )
-                split.setdefault(e.source, []).append(e.source_port)
                 step_in[e.target_port] = {"source": f"{e.source}/{e.source_port}{ITEMS}"}
                 scatter.append(e.target_port)
             else:
@@ -205,7 +217,7 @@ def workflow_document(wf: Workflow, tools: dict[str, str]) -> dict[str, Any]:
                 kind = {"type": "array", "items": "File"}
             outputs[f"{nid}-{name}"] = {"type": kind, "outputSource": f"{nid}/{name}"}
     for nid, ports in split.items():
-        steps[nid]["in"]["insitu_split"] = {"default": sorted(set(ports))}
+        steps[nid]["in"]["insitu_split"] = {"default": sorted(ports)}
     requirements: dict[str, Any] = {}
     if mapped:
         requirements["ScatterFeatureRequirement"] = {}
