@@ -195,7 +195,8 @@ def test_a_cached_result_needs_no_cluster(demo: Catalog, tmp_path: Path) -> None
         "INSITU_COMPUTE__BACKEND": "local",
     }
     args = ["compute", "run", "time_mean", "--dataset", dataset_id, "--workers", "1"]
-    first = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a.nc")], env=env)
+    # --no-cache: other tests of this module may have cached the result already.
+    first = CliRunner().invoke(cli, [*args, "--no-cache", "--out", str(tmp_path / "a.nc")], env=env)
     assert first.exit_code == 0, first.output
     assert "Dask dashboard" in first.output and "(in " in first.output
     again = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "b.nc")], env=env)
