@@ -16,6 +16,8 @@ from nptdms import TdmsFile
 
 import insitu
 from insitu.cli.main import cli
+from insitu.ingest import install_demo_pipelines
+from insitu.settings import Settings
 
 
 @pytest.fixture
@@ -67,6 +69,10 @@ def test_ingest_demo(data_dir: Path) -> None:
     assert (data_dir / "pipelines" / "lab-demo.toml").is_file()
     status = CliRunner().invoke(cli, ["ingest", "status", "lab-demo"])
     assert status.exit_code == 0, status.output
+    # A demo set up by an older version (no such file) gets it when the platform starts.
+    (data_dir / "pipelines" / "lab-demo.toml").unlink()
+    assert install_demo_pipelines(Settings.load()) == data_dir / "pipelines" / "lab-demo.toml"
+    assert install_demo_pipelines(Settings.load()) is None  # the settings know them now
 
     products = sorted(data_dir.glob("lab-demo/products/*/*/*_v*"))  # Zarr stores
     assert products

@@ -53,6 +53,10 @@ def _index_demo_if_empty(settings: Settings) -> None:
     # A demo platform (a new one, or one showing the climate demo) shows the lab's too.
     if (not collections or "demo" in collections) and LAB_DEMO not in collections:
         _lab_demo(settings)
+    else:
+        from insitu.ingest import install_demo_pipelines
+
+        install_demo_pipelines(settings)  # a lab demo set up by an older version
 
 
 LAB_DEMO = "lab-demo"

@@ -26,7 +26,7 @@ from insitu.ingest.definitions import (
     one_snapshot,
     snapshots,
 )
-from insitu.ingest.demo import DemoReport, run_demo
+from insitu.ingest.demo import DemoReport, install_demo_pipelines, run_demo
 from insitu.ingest.pipeline import Outcome, Pipeline, RunReport, poll_interval
 from insitu.ingest.product import product_id
 from insitu.ingest.registry import Item, Registry, ShotRecord
@@ -55,6 +55,7 @@ __all__ = [
     "candidates",
     "configuration_id",
     "find_shots",
+    "install_demo_pipelines",
     "load_calibrations",
     "one_snapshot",
     "parse_where",

@@ -258,16 +258,22 @@ def _pipelines_toml(specs: dict[str, PipelineSettings]) -> str:
     return "\n".join(lines)
 
 
-def _install_pipelines(settings: Settings, lab: Path) -> None:
+def install_demo_pipelines(settings: Settings) -> Path | None:
     """The demo's pipelines in the pipelines folder (``ingest.pipelines_dir``), so that every
-    command and the data service's pages know them; not where the settings name them."""
-    if set(demo_pipelines(lab)) & set(settings.ingest.pipelines):
-        return
+    command and the data service's pages know them (also for a demo set up by a version
+    that did not put them there); not where the settings name them or with no demo. Returns
+    the file, if there is one."""
+    lab = settings.data_dir / COLLECTION
+    if not (lab / "pipelines.toml").is_file() or (
+        set(demo_pipelines(lab)) & set(settings.ingest.pipelines)
+    ):
+        return None
     folder = settings.ingest.pipelines_dir or settings.data_dir / "pipelines"
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{COLLECTION}.toml"
     if not target.exists():
         target.write_text((lab / "pipelines.toml").read_text())
+    return target
 
 
 def run_demo(settings: Settings) -> DemoReport:
@@ -284,7 +290,7 @@ def run_demo(settings: Settings) -> DemoReport:
     ):
         if not (lab / name).exists():  # an operator may edit them, then reprocess
             (lab / name).write_text(text)
-    _install_pipelines(settings, lab)
+    install_demo_pipelines(settings)
     full = demo_settings(settings)
     report = DemoReport(lab)
     files = {
