@@ -63,7 +63,7 @@ def pytest_runtest_makereport(
 def pytest_make_collect_report(
     collector: pytest.Collector,
 ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
-    """Likewise for a module that skips itself at collection (``importorskip``)."""
+    """Likewise for a module that skips itself while it is collected (a missing import)."""
     report = yield
     _no_skips(report)
     return report

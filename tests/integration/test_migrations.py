@@ -230,18 +230,16 @@ def test_commands_opening_a_new_database_at_once_migrate_it_once(
     assert _revision(store_uri) == db.HEAD
 
 
-def test_a_catalog_of_the_first_revision_gets_the_ingest_tables_in_place(
-    store_uri: str, tmp_path: Path
-) -> None:
-    """A catalog made by revision 0001 (before ingest's tables) keeps its collections and
-    gets empty ingest tables from any command."""
+def _upgraded_by_a_command(store_uri: str, tmp_path: Path, revision: str) -> None:
+    """A catalog made at ``revision`` with one collection, then ``insitu catalog list`` run
+    on it: the collection is listed and the schema is at the head revision."""
     engine = sa.create_engine(store_uri)
     try:
         with engine.connect() as conn:
             config = Config()
             config.set_main_option("script_location", "insitu.db:migrations")
             config.attributes["connection"] = conn
-            command.upgrade(config, "0001")
+            command.upgrade(config, revision)
             conn.execute(
                 sa.text("INSERT INTO collections VALUES ('old', :root, 'cmip6', :f)"),
                 {"root": str(tmp_path), "f": False},
@@ -249,7 +247,7 @@ def test_a_catalog_of_the_first_revision_gets_the_ingest_tables_in_place(
             conn.commit()
     finally:
         engine.dispose()
-    assert _revision(store_uri) == "0001"
+    assert _revision(store_uri) == revision
     env = {k: v for k, v in os.environ.items() if not k.startswith("INSITU_")}
     env |= {"INSITU_DATA_DIR": str(tmp_path / "data"), "INSITU_CATALOG__URI": store_uri}
     out = subprocess.run(
@@ -263,6 +261,14 @@ def test_a_catalog_of_the_first_revision_gets_the_ingest_tables_in_place(
     assert out.returncode == 0, out.stderr
     assert [c["name"] for c in json.loads(out.stdout)] == ["old"]
     assert _revision(store_uri) == db.HEAD
+
+
+def test_a_catalog_of_the_first_revision_gets_the_ingest_tables_in_place(
+    store_uri: str, tmp_path: Path
+) -> None:
+    """A catalog made by revision 0001 (before ingest's tables) keeps its collections and
+    gets empty ingest tables from any command."""
+    _upgraded_by_a_command(store_uri, tmp_path, "0001")
     registry = Registry(store_uri, "lab")
     try:
         assert registry.items() == [] and find_shots(store_uri).total == 0
@@ -278,34 +284,7 @@ def test_a_catalog_of_revision_0003_gets_the_component_catalog_in_place(
     """A catalog of revision 0003 (before the component catalog) keeps its collections,
     gets the component tables and their text index from any command, and then registers
     and finds a component by a word of its code."""
-    engine = sa.create_engine(store_uri)
-    try:
-        with engine.connect() as conn:
-            config = Config()
-            config.set_main_option("script_location", "insitu.db:migrations")
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0003")
-            conn.execute(
-                sa.text("INSERT INTO collections VALUES ('old', :root, 'cmip6', :f)"),
-                {"root": str(tmp_path), "f": False},
-            )
-            conn.commit()
-    finally:
-        engine.dispose()
-    assert _revision(store_uri) == "0003"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSITU_")}
-    env |= {"INSITU_DATA_DIR": str(tmp_path / "data"), "INSITU_CATALOG__URI": store_uri}
-    out = subprocess.run(
-        [sys.executable, "-m", "insitu.cli", "catalog", "list", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    assert [c["name"] for c in json.loads(out.stdout)] == ["old"]
-    assert _revision(store_uri) == db.HEAD
+    _upgraded_by_a_command(store_uri, tmp_path, "0003")
     engine = sa.create_engine(store_uri)
     try:
         with engine.connect() as conn:

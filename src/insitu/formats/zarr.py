@@ -32,7 +32,6 @@ import sys
 import threading
 import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -40,6 +39,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 
+from insitu._util import LRU
 from insitu.errors import DataError
 from insitu.formats.cf import fill_values
 from insitu.formats.header import Header, HeaderVariable, jsonable
@@ -89,8 +89,7 @@ class DatasetStat(NamedTuple):
     st_mtime_ns: int
 
 
-_STATS: OrderedDict[tuple[Any, ...], tuple[float, DatasetStat]] = OrderedDict()
-_STATS_LOCK = threading.Lock()
+_STATS: LRU[tuple[Any, ...], tuple[float, DatasetStat]] = LRU(256)
 
 
 def stat_dataset(path: str, *, cache_seconds: float = 0.0) -> DatasetStat:
@@ -111,20 +110,16 @@ def stat_dataset(path: str, *, cache_seconds: float = 0.0) -> DatasetStat:
     if cache_seconds > 0:
         meta = _root_metadata_stat(path)
         key = (path, st.st_ino, meta)
-        with _STATS_LOCK:
-            hit = _STATS.get(key)
-            if hit is not None and time.monotonic() - hit[0] < cache_seconds:
-                return hit[1]
+        hit = _STATS.get(key)
+        if hit is not None and time.monotonic() - hit[0] < cache_seconds:
+            return hit[1]
     size, newest = 0, st.st_mtime_ns if not is_zarr_store(path) else 0
     for entry_stat in _files(path):
         size += entry_stat.st_size
         newest = max(newest, entry_stat.st_mtime_ns)
     found = DatasetStat(st.st_dev, st.st_ino, size, newest)
     if key is not None:
-        with _STATS_LOCK:
-            _STATS[key] = (time.monotonic(), found)
-            while len(_STATS) > 256:
-                _STATS.popitem(last=False)
+        _STATS.put(key, (time.monotonic(), found))
     return found
 
 
