@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install up down demo test test-unit test-integration lint fmt typecheck check bench bench-compute bench-formats bench-hub bench-ingest bench-service services clean
+.PHONY: bench-workflows bench-zarr-view help install up down demo test test-unit test-integration lint fmt typecheck check bench bench-compute bench-formats bench-hub bench-ingest bench-service services clean
 
 help:
 	@echo "make up      set up and start the platform (JupyterHub, data service, Dask-Gateway)"
@@ -96,6 +96,7 @@ bench: install
 	$(BIN)/python bench/bench_service.py --clients 50 --duration 20 --server-workers 2
 	$(BIN)/python bench/compute_bench.py --gb 5 --repeat 3
 	$(BIN)/python bench/hub_bench.py
+	$(MAKE) bench-ingest bench-workflows bench-zarr-view
 
 bench-service: install
 	scripts/tools.sh
@@ -113,6 +114,24 @@ bench-formats: install
 
 bench-ingest: install
 	$(BIN)/python bench/ingest_bench.py all
+	scripts/postgres.sh start > .cache/postgres-url
+	$(BIN)/python bench/bench_shot_search.py --postgres "$$(tail -n1 .cache/postgres-url)"
+
+bench-workflows: install
+	$(BIN)/python bench/bench_workflow_analysis.py
+	$(BIN)/python bench/bench_workflow_run.py --large
+
+# The Zarr view against the code before the formats layer (23841c3), alternately; the base
+# checkout's C unshuffle is built as bench/zarr_view_pairs.sh's header says.
+ZV_BASE := .cache/zv-base
+bench-zarr-view: install
+	test -d $(ZV_BASE) || git worktree add --detach $(ZV_BASE) 23841c3
+	test -n "$$(ls $(ZV_BASE)/src/insitu/catalog/_shuffle.*.so 2>/dev/null)" || gcc -O3 -shared -fPIC \
+	  -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+	  -I"$$($(BIN)/python -c 'import numpy; print(numpy.get_include())')" \
+	  $(ZV_BASE)/src/insitu/catalog/_shuffle.c -o $(ZV_BASE)/src/insitu/catalog/_shuffle$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+	bench/zarr_view_pairs.sh $(CURDIR)/$(ZV_BASE)/src 40 3
+	bench/zarr_view_pairs.sh $(CURDIR)/$(ZV_BASE)/src 1000 5 big1000
 
 clean:
 	-scripts/postgres.sh stop
