@@ -324,7 +324,7 @@ async def _hub_principal(services: Services, user: HubUser) -> Token:
     return Token(
         id=f"hub:{user.name}",
         name=f"hub user {user.name}",
-        scopes=frozenset({"read", "compute"}),
+        scopes=frozenset({"read", "compute", "workflows"}),
         collections=frozenset(collections | services.snapshot.public),
         created=_EPOCH,
     )

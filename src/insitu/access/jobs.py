@@ -49,6 +49,12 @@ from typing import TYPE_CHECKING, Any, cast
 import sqlalchemy as sa
 
 from insitu.access.jobstore import ACTIVE, Job, JobStore
+from insitu.access.workflow_jobs import (
+    WORKFLOW,
+    check_workflow_job,
+    run_summary,
+    run_workflow_job,
+)
 from insitu.catalog import Catalog, DatasetRecord
 from insitu.errors import (
     BackendUnavailable,
@@ -121,6 +127,22 @@ class _JobClient:
     def cancelled(self) -> bool:
         """True once :meth:`cancel` was called."""
         return self._cancelled.is_set()
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set by :meth:`cancel` (what a workflow run watches)."""
+        return self._cancelled
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        if self._cancelled.is_set():
+            raise CancelledError("the job was cancelled")
+        client: Any = self._manager._client(self._runner)
+        future = client.submit(*args, **kwargs)
+        with self._lock:
+            self._futures.append(future)
+            if self._cancelled.is_set():
+                client.cancel([future])
+        return future
 
     def compute(self, *args: Any, **kwargs: Any) -> Any:
         if self._cancelled.is_set():  # before the cluster was even needed
@@ -243,6 +265,53 @@ class JobManager:
                         f"{', '.join(names)}. Name one of them, or leave variable out to use "
                         "each dataset's own."
                     )
+        job = Job(
+            id=secrets.token_hex(12),
+            status="queued",
+            operation=operation,
+            datasets=tuple(r.dataset_id for r in records),
+            collections=tuple(sorted({r.collection for r in records})),
+            variable=variable,
+            params=validated,
+            time=span,
+            token_id=token_id,
+            created=_now(),
+            server=self.server,
+        )
+        self._queue(job)
+        log.info("job %s queued: %s on %d datasets", job.id, operation, len(records))
+        return job
+
+    def submit_workflow(
+        self, name: str, params: dict[str, Any] | None = None, *, token_id: str | None = None
+    ) -> Job:
+        """Record a run of published workflow ``name`` and queue it (see
+        :mod:`insitu.access.workflow_jobs`); the caller has checked that ``token_id`` may.
+
+        Raises NotFound (not published), Conflict (changed since), InvalidRequest (a
+        parameter), ServiceBusy or TooManyJobs.
+        """
+        _, wf, _ = check_workflow_job(self.settings, name, params)
+        job = Job(
+            id=secrets.token_hex(12),
+            status="queued",
+            operation=WORKFLOW,
+            datasets=(),
+            collections=(),
+            variable=None,
+            params={"workflow": name, "workflow_hash": wf.hash, "params": dict(params or {})},
+            time=None,
+            token_id=token_id,
+            created=_now(),
+            server=self.server,
+        )
+        self._queue(job)
+        log.info("job %s queued: workflow %s (%d nodes)", job.id, name, len(wf.nodes))
+        return job
+
+    def _queue(self, job: Job) -> None:
+        """Insert ``job`` and hand it to the pool, within the queue's limits."""
+        token_id = job.token_id
         with self._lock:
             mine = sum(1 for c in self._callers.values() if c == token_id)
             if len(self._futures) >= self.max_pending or mine >= self.max_per_caller:
@@ -261,26 +330,11 @@ class JobManager:
                     "one you no longer need."
                 )
             runner = self._start()
-            job = Job(
-                id=secrets.token_hex(12),
-                status="queued",
-                operation=operation,
-                datasets=tuple(r.dataset_id for r in records),
-                collections=tuple(sorted({r.collection for r in records})),
-                variable=variable,
-                params=validated,
-                time=span,
-                token_id=token_id,
-                created=_now(),
-                server=self.server,
-            )
             self.store.insert(job)
             future = runner.pool.submit(self._execute, job.id, runner)
             self._futures[job.id] = future
             self._callers[job.id] = token_id
         future.add_done_callback(lambda _: self._forget(job.id))
-        log.info("job %s queued: %s on %d datasets", job.id, operation, len(records))
-        return job
 
     def get(self, job_id: str) -> Job:
         """The job with this id; NotFound if there is none."""
@@ -416,6 +470,9 @@ class JobManager:
         client = _JobClient(self, runner)
         with self._lock:
             self._running[job_id] = client
+        if job.operation == WORKFLOW:
+            self._execute_workflow(job, runner, client)
+            return
         try:
             result = run(
                 self.catalog,
@@ -445,6 +502,41 @@ class JobManager:
         finally:
             with self._lock:
                 self._running.pop(job_id, None)
+
+    def _execute_workflow(self, job: Job, runner: _Runner, client: _JobClient) -> None:
+        from insitu.workflows import WorkflowCancelled, WorkflowFailed
+
+        try:
+            record = run_workflow_job(self.settings, job, client, client.stop_event)
+        except WorkflowCancelled:
+            log.info("job %s: workflow run cancelled", job.id)
+        except WorkflowFailed as exc:
+            self._end(
+                job.id,
+                "failed",
+                error_type="WorkflowFailed",
+                error=str(exc),
+                result_path=f"{exc.record.directory}/run.json",
+                provenance=json.dumps(run_summary(exc.record)),
+            )
+        except Exception as exc:
+            if runner.stop.is_set() or client.cancelled:
+                log.info("job %s stopped: %s: %s", job.id, type(exc).__name__, exc)
+            else:
+                self._failed(job.id, exc)
+        else:
+            summary = run_summary(record)
+            self._end(
+                job.id,
+                "done",
+                cached=len(record.cache_hits) == len(record.nodes),
+                result_key=record.run_id,
+                result_path=summary["run_record"],
+                provenance=json.dumps(summary),
+            )
+        finally:
+            with self._lock:
+                self._running.pop(job.id, None)
 
     def _failed(self, job_id: str, exc: Exception) -> None:
         if isinstance(exc, InsituError):  # our messages say what to do: pass them on

@@ -113,7 +113,8 @@ class Job:
                 if self.status == "failed"
                 else None
             ),
-            "provenance": self.provenance if self.status == "done" else None,
+            # a failed workflow run keeps its record too (which node failed, its log)
+            "provenance": self.provenance if self.status in ("done", "failed") else None,
         }
 
 

@@ -30,6 +30,7 @@ __all__ = ["SCOPES", "TOKEN_PREFIX", "USE_RESOLUTION", "Token", "TokenStore"]
 SCOPES: dict[str, str] = {
     "read": "search, metadata, Zarr chunks, subsets and quicklooks of granted collections",
     "compute": "submit, follow and cancel server-side operations on granted collections",
+    "workflows": "run the workflows an operator published, as server-side jobs",
 }
 TOKEN_PREFIX = "ins_"
 USE_RESOLUTION = 60.0  # seconds: a token's last use is recorded to this precision

@@ -236,7 +236,7 @@ def _when(value: datetime | None) -> str | None:
     multiple=True,
     default=("read",),
     show_default=True,
-    type=click.Choice(["read", "compute"]),
+    type=click.Choice(["read", "compute", "workflows"]),
     help="What it may do (repeatable).",
 )
 @click.option(

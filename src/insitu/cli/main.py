@@ -73,6 +73,8 @@ def config_show(settings: Settings) -> None:
 
 
 def _register() -> None:
+    # adds publish, published and unpublish to workflow_group
+    from insitu.cli import _workflow_publish  # noqa: F401
     from insitu.cli._access import serve_command, token_group
     from insitu.cli._catalog import catalog_group, demo_command
     from insitu.cli._compute import cluster_group, compute_group

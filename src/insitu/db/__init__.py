@@ -8,7 +8,21 @@ place, the first time a store opens it, so every command upgrades a database an 
 version made.
 """
 
+from sqlalchemy.engine import Engine
+
 from insitu.db.engines import engine, release
 from insitu.db.schema import HEAD, metadata, revision, upgrade
 
-__all__ = ["HEAD", "engine", "metadata", "release", "revision", "upgrade"]
+__all__ = ["HEAD", "engine", "metadata", "opened", "release", "revision", "upgrade"]
+
+
+def opened(uri: str) -> Engine:
+    """:func:`engine` of ``uri`` with its schema upgraded (the engine given back if that
+    fails): what a store's constructor starts with. Give it back with :func:`release`."""
+    used = engine(uri)
+    try:
+        upgrade(used)
+    except BaseException:
+        release(used)
+        raise
+    return used

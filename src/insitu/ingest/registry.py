@@ -244,12 +244,7 @@ class Registry:
 
     def __init__(self, uri: str, pipeline: str) -> None:
         self.pipeline = pipeline
-        self.engine: Engine = db.engine(uri)
-        try:
-            db.upgrade(self.engine)
-        except BaseException:
-            db.release(self.engine)
-            raise
+        self.engine: Engine = db.opened(uri)
 
     def close(self) -> None:
         """Give the engine back."""

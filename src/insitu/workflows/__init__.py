@@ -40,7 +40,9 @@ from insitu.workflows.drawing import workflow_svg
 from insitu.workflows.executor import (
     DaskBackend,
     LocalBackend,
+    WorkflowCancelled,
     WorkflowFailed,
+    check_run_params,
     run_workflow,
 )
 from insitu.workflows.extraction import Extraction, extract
@@ -48,6 +50,7 @@ from insitu.workflows.images import BuiltImage, build_images
 from insitu.workflows.noderun import NodeJob, run_node
 from insitu.workflows.notebook import analyse_notebook, load_notebook, notebook_from_sources
 from insitu.workflows.provenance import NodeRecord, RunRecord
+from insitu.workflows.published import PublishedWorkflow, PublishedWorkflows
 from insitu.workflows.registry import ComponentCatalog, ComponentEntry
 from insitu.workflows.resolve import PREFIXES, CellNode, Edge, NotebookGraph, Param, resolve_cells
 from insitu.workflows.runs import (
@@ -87,9 +90,12 @@ __all__ = [
     "NodeRecord",
     "NotebookGraph",
     "Param",
+    "PublishedWorkflow",
+    "PublishedWorkflows",
     "RunRecord",
     "RunView",
     "Workflow",
+    "WorkflowCancelled",
     "WorkflowFailed",
     "WorkflowInvalid",
     "WorkflowView",
@@ -98,6 +104,7 @@ __all__ = [
     "build_component",
     "build_images",
     "cache_key",
+    "check_run_params",
     "export_argo",
     "export_cwl",
     "extract",

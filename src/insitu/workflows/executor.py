@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import secrets as _secrets
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -41,7 +42,9 @@ __all__ = [
     "LocalBackend",
     "NodeJob",
     "Progress",
+    "WorkflowCancelled",
     "WorkflowFailed",
+    "check_run_params",
     "run_node",
     "run_workflow",
 ]
@@ -69,12 +72,25 @@ class WorkflowFailed(InsituError):
         )
 
 
+class WorkflowCancelled(InsituError):
+    """A run stopped by its ``stop`` event; ``record`` is its provenance."""
+
+    def __init__(self, record: RunRecord) -> None:
+        self.record = record
+        ran = sorted(n for n, r in record.nodes.items() if r.status in ("done", "cached"))
+        super().__init__(
+            f"the run was cancelled; finished before that: {', '.join(ran) or 'no node'}. "
+            f"Run record: {record.directory}/run.json"
+        )
+
+
 class Backend(Protocol):
     name: str
     workers: int | None
 
     def submit(self, job: NodeJob) -> Any: ...
     def wait_any(self, futures: list[Any]) -> list[Any]: ...
+    def cancel(self, futures: list[Any]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -102,6 +118,10 @@ class LocalBackend:
 
     def wait_any(self, futures: list[Any]) -> list[Any]:
         return list(wait(futures, return_when=FIRST_COMPLETED).done)
+
+    def cancel(self, futures: list[Any]) -> None:
+        for future in futures:  # queued ones never start; a started process runs on
+            future.cancel()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -134,6 +154,10 @@ class DaskBackend:
         assert self._completed is not None
         first = next(self._completed)
         return [first, *self._completed.next_batch(block=False)]
+
+    def cancel(self, futures: list[Any]) -> None:
+        if futures:
+            self.client.cancel(futures)
 
     def close(self) -> None:
         self._completed = None
@@ -172,6 +196,19 @@ def _check_param_types(wf: Workflow, given: dict[str, Any]) -> None:
                 )
 
 
+def check_run_params(wf: Workflow, params: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's parameter values (the workflow's, overridden by ``params``); InvalidRequest
+    for a name the workflow does not have or a value of the wrong type."""
+    unknown = sorted(set(params or {}) - set(wf.params))
+    if unknown:
+        raise InvalidRequest(
+            f"unknown parameter {', '.join(map(repr, unknown))}; the workflow's parameters "
+            f"are {', '.join(sorted(wf.params)) or 'none'}"
+        )
+    _check_param_types(wf, params or {})
+    return {**wf.params, **(params or {})}
+
+
 def run_workflow(
     wf: Workflow,
     backend: Backend | None = None,
@@ -184,6 +221,8 @@ def run_workflow(
     progress: Progress | None = None,
     runs_dir: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    stop: threading.Event | None = None,
+    origin: dict[str, Any] | None = None,
 ) -> RunRecord:
     """Run a validated workflow; its :class:`RunRecord` (also in ``runs/<run_id>/run.json``).
 
@@ -191,15 +230,14 @@ def run_workflow(
     cache, ``force`` runs every node but still fills it. ``env`` is added to each task's
     environment (secrets: the workflow's ``secrets`` are taken from this process's
     environment too). Raises :class:`WorkflowFailed` when a node fails.
+
+    ``stop``, once set, cancels the run: no further node starts, the pending ones are
+    recorded ``cancelled`` and so is the run (:class:`WorkflowCancelled`); the backend is
+    told to drop the running ones (a Dask future is cancelled; a task process that has
+    started runs to its end, its result unused). ``origin`` (who asked for the run, e.g. a
+    server-side job) is kept in run.json.
     """
-    unknown = sorted(set(params or {}) - set(wf.params))
-    if unknown:
-        raise InvalidRequest(
-            f"unknown parameter {', '.join(map(repr, unknown))}; the workflow's parameters "
-            f"are {', '.join(sorted(wf.params)) or 'none'}"
-        )
-    values = {**wf.params, **(params or {})}
-    _check_param_types(wf, params or {})
+    values = check_run_params(wf, params)
     run: Backend = backend or LocalBackend()
     run_id = _run_id()
     rundir = Path(runs_dir or wf.directory / "runs") / run_id
@@ -216,6 +254,7 @@ def run_workflow(
         str(rundir),
         values,
         time.time(),
+        origin=dict(origin or {}),
     )
     for nid, spec in wf.nodes.items():
         record.nodes[nid] = NodeRecord(nid, spec.component, spec.hash)
@@ -306,9 +345,20 @@ def run_workflow(
             cache.put(rec.cache_key, work / "out")
         done(rec)
 
+    def cancel_pending() -> None:
+        for rec in record.nodes.values():
+            if rec.status in ("pending", "running"):
+                rec.status, rec.error = "cancelled", "the run was cancelled"
+                done(rec)
+        run.cancel(list(running))
+        running.clear()
+
     order = wf.order()
     try:
         while True:
+            if stop is not None and stop.is_set():
+                cancel_pending()
+                break
             for nid in order:
                 rec = record.nodes[nid]
                 if rec.status == "pending" and all(d in outs for d in deps[nid]):
@@ -321,10 +371,14 @@ def run_workflow(
             if not running:
                 break
             for fut in run.wait_any(list(running)):
+                if fut not in running:
+                    continue
                 nid, i = running.pop(fut)
                 try:
                     batches[nid][i] = fut.result()
                 except Exception as exc:  # the backend lost the job (a worker died)
+                    if stop is not None and stop.is_set():
+                        continue  # cancelled: recorded so at the top of the loop
                     batches[nid][i] = {
                         "exit_code": -1,
                         "finished": time.time(),
@@ -337,9 +391,12 @@ def run_workflow(
     finally:
         run.close()
         record.finished = time.time()
-        record.status = "failed" if record.failed else "done"
+        cancelled = stop is not None and stop.is_set()
+        record.status = "cancelled" if cancelled else "failed" if record.failed else "done"
         record.environment = environment()
         record.write()
+    if record.status == "cancelled":
+        raise WorkflowCancelled(record)
     if record.failed:
         raise WorkflowFailed(record)
     return record

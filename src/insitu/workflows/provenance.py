@@ -21,7 +21,8 @@ RUN_SCHEMA = "insitu.run/1"
 
 @dataclass
 class NodeRecord:
-    """One node of a run. ``status``: done, cached, failed or skipped (an upstream failed)."""
+    """One node of a run. ``status``: done, cached, failed, skipped (an upstream failed) or
+    cancelled (the run was)."""
 
     node: str
     component: str
@@ -58,6 +59,7 @@ class RunRecord:
     status: str = "running"
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, Any] = field(default_factory=dict)  # who asked for it, if not a CLI
 
     @property
     def cache_hits(self) -> list[str]:

@@ -14,7 +14,17 @@ __all__ = ["API_MODULES", "API_PREFIX", "WEB_MODULES", "include_routes"]
 
 API_PREFIX = "/api/v1"
 
-API_MODULES = ("catalog", "zarr", "subset", "jobs", "quicklook", "gallery", "links", "shots")
+API_MODULES = (
+    "catalog",
+    "zarr",
+    "subset",
+    "jobs",
+    "workflow_runs",
+    "quicklook",
+    "gallery",
+    "links",
+    "shots",
+)
 WEB_MODULES = ("web", "share", "usage", "gallery_pages", "ingest_pages", "workflow_pages")
 
 

@@ -8,6 +8,7 @@ its id), and only while the caller may still read every input collection.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,7 @@ from insitu.access.deps import (
 from insitu.access.jobs import INPUTS_CEILING, JobManager, job_not_found, result_values
 from insitu.access.jobstore import Job
 from insitu.access.routes.catalog import search_catalog
+from insitu.access.workflow_jobs import WORKFLOW
 from insitu.catalog import DatasetRecord
 from insitu.compute import OPERATIONS
 from insitu.errors import (
@@ -37,7 +39,7 @@ from insitu.errors import (
     Unauthorized,
 )
 
-__all__ = ["JobSubmission", "router"]
+__all__ = ["JobSubmission", "job_body", "job_links", "job_manager", "router"]
 
 router = APIRouter(tags=["jobs"])
 
@@ -104,7 +106,7 @@ class JobSubmission(BaseModel):
         return self
 
 
-def _manager(services: Services) -> JobManager:
+def job_manager(services: Services) -> JobManager:
     if services.jobs is None:
         raise BackendUnavailable(
             "This data service runs no jobs. Compute locally with 'insitu compute', or ask "
@@ -113,13 +115,13 @@ def _manager(services: Services) -> JobManager:
     return services.jobs
 
 
-def _links(request: Request, job: Job) -> dict[str, str]:
+def job_links(request: Request, job: Job) -> dict[str, str]:
     status = request.url_for("job_status", job_id=job.id).path
     return {"self": status, "result": f"{status}/result", "cancel": status}
 
 
-def _body(request: Request, job: Job) -> dict[str, Any]:
-    return {**job.to_json(), "links": _links(request, job)}
+def job_body(request: Request, job: Job) -> dict[str, Any]:
+    return {**job.to_json(), "links": job_links(request, job)}
 
 
 def _searched(
@@ -153,7 +155,7 @@ def _searched(
             f"No dataset you may read matches the search {search}. Try it with GET /search "
             "to see what matches."
         )
-    _manager(services).check_inputs(found.total, f"The search matches {found.total} datasets")
+    job_manager(services).check_inputs(found.total, f"The search matches {found.total} datasets")
     return [services.catalog.dataset(i) for i in found.all_ids]
 
 
@@ -177,7 +179,7 @@ def _require_compute(services: Services, principal: Principal, collections: set[
 
 
 def _visible(services: Services, principal: Principal, job_id: str) -> Job:
-    job = _manager(services).get(job_id)
+    job = job_manager(services).get(job_id)
     if principal.token is None and not all(principal.can(c) for c in job.collections):
         raise job_not_found(job_id)  # anonymous: as if there were no such job
     for name in job.collections:
@@ -222,7 +224,7 @@ def submit_job(
     principal: CurrentPrincipal,
 ) -> dict[str, Any]:
     """Queue a job; poll its ``links.self`` until ``status`` is done, then get the result."""
-    jobs = _manager(services)
+    jobs = job_manager(services)
     _, time = jobs.check(body.operation, body.params, body.time)
     if body.datasets is not None:
         ids = list(dict.fromkeys(body.datasets))
@@ -240,8 +242,8 @@ def submit_job(
         time=time,
         token_id=principal.token.id if principal.token else None,
     )
-    response.headers["Location"] = _links(request, job)["self"]
-    return _body(request, job)
+    response.headers["Location"] = job_links(request, job)["self"]
+    return job_body(request, job)
 
 
 @router.get("/jobs", summary="The caller's jobs, newest first")
@@ -259,9 +261,9 @@ def list_jobs(
     not listed: keep their ids."""
     if principal.token is None:
         return {"jobs": []}
-    jobs = _manager(services).jobs(principal.token.id, status=status, limit=limit)
+    jobs = job_manager(services).jobs(principal.token.id, status=status, limit=limit)
     return {
-        "jobs": [_body(request, j) for j in jobs if all(principal.can(c) for c in j.collections)]
+        "jobs": [job_body(request, j) for j in jobs if all(principal.can(c) for c in j.collections)]
     }
 
 
@@ -276,7 +278,7 @@ def job_status(
     job_id: _JOB_ID, request: Request, services: CurrentServices, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     """The job's status, timings, error or provenance."""
-    return _body(request, _visible(services, principal, job_id))
+    return job_body(request, _visible(services, principal, job_id))
 
 
 @router.get(
@@ -299,18 +301,19 @@ def job_result(
         Query(description="netcdf (the file) or json (the values, for small results)."),
     ] = "netcdf",
 ) -> Response:
-    """The result as CF NetCDF; its ETag is the result key, which never changes content."""
+    """The result as CF NetCDF; its ETag is the result key, which never changes content.
+    A workflow job's result is its run record (run.json) as JSON."""
     job = _visible(services, principal, job_id)
     if job.status != "done":
         raise Conflict(
             f"Job {job_id!r} is {job.status}; there is no result"
             + (
-                f" yet. Poll GET {_links(request, job)['self']} until its status is 'done'."
+                f" yet. Poll GET {job_links(request, job)['self']} until its status is 'done'."
                 if job.status in ("queued", "running")
                 else ". See its status for why, and submit it again."
             )
         )
-    path = _manager(services).result_path(job)
+    path = job_manager(services).result_path(job)
     etag = f'"{job.result_key}"'
     cached = not_modified(request, etag, max_age=_IMMUTABLE)
     headers = cache_headers(etag, max_age=_IMMUTABLE)
@@ -318,6 +321,8 @@ def job_result(
     if cached is not None:
         cached.headers["Cache-Control"] = headers["Cache-Control"]
         return cached
+    if job.operation == WORKFLOW:  # the run's record: run.json
+        return JSONResponse(json.loads(path.read_text(encoding="utf-8")), headers=headers)
     if format == "json":
         return JSONResponse(result_values(path), headers=headers)
     return FileResponse(
@@ -340,4 +345,4 @@ def cancel_job(
     """Cancel the job and return it."""
     job = _visible(services, principal, job_id)
     _require_compute(services, principal, set(job.collections))
-    return _body(request, _manager(services).cancel(job.id))
+    return job_body(request, job_manager(services).cancel(job.id))

@@ -1,7 +1,8 @@
 """Web pages of the workflows subsystem: the component catalog (search by text, port name,
 port type and dependency; one component's interface, code, dependencies and versions) and
 the workflows found under the workflows folder (each one's graph drawn as SVG on the server,
-its runs with status, per-node timings, cache hits and provenance).
+its runs with status, per-node timings, cache hits and provenance; a published one with a
+form that starts a run on the server through ``POST /api/v1/workflows/NAME/runs``).
 
 Who may see them: any caller with a token (an API token, or a hub user's login), whatever
 collections it grants; an anonymous caller is asked to log in (401). Components and
@@ -54,6 +55,14 @@ def _catalog(services: Services) -> Any:
     from insitu.workflows import ComponentCatalog
 
     return ComponentCatalog.from_settings(services.settings)
+
+
+def _published_as(services: Services, directory: Any) -> Any:
+    """The published entry whose folder this is (the service can run it), or None."""
+    from insitu.workflows import PublishedWorkflows
+
+    with PublishedWorkflows.from_settings(services.settings) as published:
+        return published.for_directory(directory)
 
 
 @router.get("/components", response_class=HTMLResponse)
@@ -141,6 +150,7 @@ def workflow_page(
         chosen = next((r for r in view.runs if r.run_id == run), None)
         if chosen is None:
             raise NotFound(f"Workflow {ident!r} has no run {run!r}; its page lists its runs.")
+    published = _published_as(services, view.directory)
     svg = None
     known: set[str] = set()
     if view.workflow is not None:
@@ -164,6 +174,8 @@ def workflow_page(
         svg=svg,
         known=known,
         when=_when,
+        published=published,
+        may_run=principal.token is not None and "workflows" in principal.token.scopes,
         stale=chosen is not None
         and view.workflow is not None
         and chosen.doc.get("workflow_hash") not in (None, view.workflow.hash),

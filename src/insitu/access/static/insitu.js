@@ -1,4 +1,5 @@
-// Adds a "Copy" button to each code snippet. The pages work without it.
+// Adds a "Copy" button to each code snippet, and runs a published workflow from its page
+// (POST to the API, then follow the job). The pages work without it.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   if (!navigator.clipboard) return;
@@ -20,4 +21,54 @@ document.addEventListener("DOMContentLoaded", () => {
     });
     box.append(button);
   }
+});
+
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.getElementById("run-form");
+  if (!form) return;
+  const status = document.getElementById("run-status");
+  const button = form.querySelector("button[type=submit]");
+  const say = (text) => { status.textContent = text; };
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const params = {};
+    for (const input of form.querySelectorAll("input[name]")) {
+      if (input.value === input.dataset.default) continue;
+      try {
+        params[input.name] = JSON.parse(input.value);
+      } catch {
+        say(`${input.name}: ${JSON.stringify(input.value)} is not JSON (text needs "quotes").`);
+        input.focus();
+        return;
+      }
+    }
+    button.disabled = true;
+    say("Submitting…");
+    try {
+      let r = await fetch(form.dataset.api, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "Accept": "application/json" },
+        body: JSON.stringify({ params }),
+      });
+      let job = await r.json();
+      if (!r.ok) throw new Error((job.error && job.error.message) || JSON.stringify(job));
+      while (job.status === "queued" || job.status === "running") {
+        say(`Job ${job.id}: ${job.status}…`);
+        await new Promise((done) => setTimeout(done, 1000));
+        r = await fetch(job.links.self, { credentials: "same-origin" });
+        job = await r.json();
+        if (!r.ok) throw new Error((job.error && job.error.message) || JSON.stringify(job));
+      }
+      const run = job.provenance && job.provenance.run_id;
+      if (run) {
+        window.location.assign(`${form.dataset.page}?run=${encodeURIComponent(run)}`);
+        return;
+      }
+      say(`Job ${job.id}: ${job.status}${job.error ? ": " + job.error.message : ""}`);
+    } catch (error) {
+      say(`The run could not be started: ${error.message}`);
+    }
+    button.disabled = false;
+  });
 });
