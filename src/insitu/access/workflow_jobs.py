@@ -79,10 +79,13 @@ def run_workflow_job(settings: Settings, job: Job, client: Any, stop: threading.
             "job again to run the new version"
         )
     origin = {"job": job.id, "token": job.token_id, "service": job.server}
+    # the nodes open datasets from the service's catalog, whatever their worker's settings
+    env = {"INSITU_DATA_DIR": str(settings.data_dir), "INSITU_CATALOG__URI": settings.catalog_uri}
     return run_workflow(
         wf,
         DaskBackend(client),
         params=job.params.get("params") or {},
+        env=env,
         stop=stop,
         origin=origin,
     )

@@ -57,6 +57,25 @@ def _index_demo_if_empty(settings: Settings) -> None:
         from insitu.ingest import install_demo_pipelines
 
         install_demo_pipelines(settings)  # a lab demo set up by an older version
+    if not collections or "demo" in collections:  # it reads the climate demo
+        _demo_workflow(settings)
+
+
+def _demo_workflow(settings: Settings) -> None:
+    """Publish the demo workflow (a multi-model analysis of the CMIP6 demo), so that the
+    platform's users can run one on the server from its page."""
+    from insitu.errors import InsituError
+    from insitu.workflows import install_demo_workflow
+
+    try:
+        entry = install_demo_workflow(settings)
+    except (InsituError, OSError, ImportError) as exc:
+        click.echo(f"The demo workflow could not be published ({exc}); the rest works.")
+        return
+    if entry is not None:
+        click.echo(
+            f"Published the demo workflow '{entry.name}' (its page: /workflows/{entry.name})."
+        )
 
 
 LAB_DEMO = "lab-demo"

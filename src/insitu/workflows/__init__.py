@@ -35,6 +35,7 @@ from insitu.workflows.component import (
 )
 from insitu.workflows.compose import workflow_from_extraction, workflow_from_notebook
 from insitu.workflows.cwl import export_cwl
+from insitu.workflows.demo import DEMO_CELLS, DEMO_WORKFLOW, install_demo_workflow
 from insitu.workflows.deps import Dependency, Environment, kernel_python, probe
 from insitu.workflows.drawing import workflow_svg
 from insitu.workflows.executor import (
@@ -64,6 +65,8 @@ from insitu.workflows.workflow import MapSpec, Node, Workflow, WorkflowInvalid, 
 
 __all__ = [
     "CODES",
+    "DEMO_CELLS",
+    "DEMO_WORKFLOW",
     "ENTRYPOINT",
     "MUTATORS",
     "PREFIXES",
@@ -109,6 +112,7 @@ __all__ = [
     "export_cwl",
     "extract",
     "find_workflows",
+    "install_demo_workflow",
     "kernel_python",
     "load_notebook",
     "load_workflow",

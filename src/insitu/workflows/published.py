@@ -164,7 +164,7 @@ class PublishedWorkflows:
                 f"{existing.workflow_hash[:12]}, by {existing.published_by} on "
                 f"{existing.published}); choose another --name, or add --replace"
             )
-        if existing is None and target.exists() and any(target.iterdir()):
+        if existing is None and not replace and target.exists() and any(target.iterdir()):
             raise Conflict(
                 f"{str(target)!r} exists and is not a published workflow; give another "
                 "--name, or move that folder away"
