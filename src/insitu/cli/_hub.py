@@ -74,7 +74,7 @@ def _demo_workflow(settings: Settings) -> None:
         return
     if entry is not None:
         click.echo(
-            f"Published the demo workflow '{entry.name}' (its page: /workflows/{entry.name})."
+            f"Published the demo workflow '{entry.name}': its page, under Workflows, runs it."
         )
 
 
