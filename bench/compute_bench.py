@@ -28,6 +28,17 @@ tree; CPU time comes from ``getrusage(RUSAGE_CHILDREN)``. Peers:
 * ``ncra``: ``ncra -O <files> out.nc`` (record average = time mean);
 * ``xarray``: ``xarray.open_mfdataset(files).tas.mean('time').compute()``, all defaults
   (one Dask chunk per file, threaded scheduler, netCDF4 engine);
+* ``xarray_cluster_2p``: xarray as its documentation recommends for many files, in a new
+  process: a 2-process ``distributed.LocalCluster`` (1 thread each, the malloc settings
+  insitu's workers get), ``open_mfdataset(files, parallel=True, combine="nested",
+  concat_dim="time", data_vars="minimal", coords="minimal", compat="override")``;
+  ``compute_s`` is open + mean on the running cluster (warm), ``wall_s`` the whole process
+  with imports and cluster start (cold);
+* ``cdo_timmean_p2``: ``cdo -P 2`` (its OpenMP threads), otherwise as ``cdo_timmean``;
+* ``insitu_cli_time_mean``: ``insitu compute run time_mean --dataset ID --no-cache`` in a
+  new process, as a user types it (imports, catalog look-up, cluster start and stop), on
+  the catalog scanned beforehand; it runs in the round robin with the other peers (cold:
+  its ``compute_s`` is the whole command);
 * ``insitu_time_mean`` / ``insitu_field_mean``: ``insitu.compute.run`` in a local cluster of
   2 workers, on a catalog scanned beforehand (scan and cluster start timed separately). If
   ``insitu.compute`` is not there yet, these print ``insitu: not available yet``.
@@ -80,6 +91,9 @@ PEERS = [
     "cdo_fldmean",
     "ncra",
     "xarray",
+    "xarray_cluster_2p",
+    "cdo_timmean_p2",
+    "insitu_cli_time_mean",
     "insitu_time_mean",
     "insitu_field_mean",
 ]
@@ -91,6 +105,9 @@ OPERATION = {
     "cdo_fldmean": "field_mean",
     "ncra": "time_mean",
     "xarray": "time_mean",
+    "xarray_cluster_2p": "time_mean",
+    "cdo_timmean_p2": "time_mean",
+    "insitu_cli_time_mean": "time_mean",
     "insitu_time_mean": "time_mean",
     "insitu_field_mean": "field_mean",
 }
@@ -329,6 +346,89 @@ def child_xarray(files: list[str], var: str, out: str) -> dict:
     }
 
 
+def _xarray_file_cache(size: int) -> None:
+    import xarray as xr
+
+    xr.set_options(file_cache_maxsize=size)
+
+
+def child_xarray_cluster(files: list[str], var: str, out: str) -> dict:
+    """xarray at its documented best for many files: a 2-process LocalCluster."""
+    import warnings
+
+    import numpy as np
+
+    t0 = time.perf_counter()
+    import xarray as xr
+    from distributed import Client, LocalCluster
+
+    try:
+        from insitu.compute.backend import WORKER_ENV
+    except ImportError:
+        WORKER_ENV = {}
+    t1 = time.perf_counter()
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env=dict(WORKER_ENV),
+        ) as lc,
+        Client(lc) as client,
+    ):
+        # xarray keeps at most 128 files open per process (file_cache_maxsize) and reopens
+        # the others; past that many files its process cluster failed here with "NetCDF: HDF
+        # error" (402 files), so every process may keep all of them open, as its docs allow.
+        keep = max(128, len(files) + 16)
+        client.run(_xarray_file_cache, keep)
+        xr.set_options(file_cache_maxsize=keep)
+        t2 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            ds = xr.open_mfdataset(
+                files,
+                parallel=True,
+                combine="nested",
+                concat_dim="time",
+                data_vars="minimal",
+                coords="minimal",
+                compat="override",
+            )
+        t3 = time.perf_counter()
+        mean = ds[var].mean("time").compute()
+        t4 = time.perf_counter()
+    np.save(out, mean.values.astype(np.float32))
+    return {
+        "import_s": t1 - t0,
+        "cluster_start_s": t2 - t1,
+        "open_s": t3 - t2,
+        "mean_s": t4 - t3,
+        "compute_s": t4 - t2,
+        "worker_env": sorted(WORKER_ENV),
+        "file_cache_maxsize": keep,
+        "n_chunks": int(ds[var].data.npartitions),
+    }
+
+
+def child_insitu_prepare(root: str, db: str, out_dir: str) -> dict:
+    """Scan the variant into the catalog the insitu peers use; its one dataset id."""
+    from insitu.catalog import Catalog
+    from insitu.settings import Settings
+
+    settings = Settings.load(
+        catalog={"uri": f"sqlite:///{db}"}, data_dir=str(Path(out_dir) / "insitu-state")
+    )
+    with Catalog(settings) as cat:
+        if not any(c.name == "bench" for c in cat.collections()):
+            cat.add_collection("bench", root)
+        cat.scan("bench", workers=2)
+        hits = cat.search(limit=2).results
+    if len(hits) != 1:
+        raise RuntimeError(f"expected one dataset in {root}, found {len(hits)}")
+    return {"dataset_id": hits[0].dataset_id}
+
+
 def _insitu_result_array(res: Any, out: Path, var: str) -> Any:
     """The mean field the insitu run produced, whatever shape the result takes (best effort)."""
     import numpy as np
@@ -478,6 +578,10 @@ def child_main(args: argparse.Namespace) -> int:
         )
     elif args.child == "xarray":
         res = child_xarray(files, args.var, args.out)
+    elif args.child == "xarray_cluster":
+        res = child_xarray_cluster(files, args.var, args.out)
+    elif args.child == "insitu_prepare":
+        res = child_insitu_prepare(args.root, args.db, args.out)
     elif args.child == "insitu":
         res = child_insitu(
             args.root,
@@ -798,11 +902,41 @@ def run_variant(
         if peer == "xarray":
             return [*me, "--child", "xarray", "--files-from", str(flist), "--var", var,
                     "--out", str(vwork / "xarray.npy")], None  # fmt: skip
+        if peer == "xarray_cluster_2p":
+            return [*me, "--child", "xarray_cluster", "--files-from", str(flist), "--var", var,
+                    "--out", str(vwork / "xarray_cluster_2p.npy")], None  # fmt: skip
+        if peer == "cdo_timmean_p2":
+            inp = f"-select,name={var}" if args.cdo_input == "select" else f"-{args.cdo_input}"
+            return ["cdo", "-P", "2", "-s", "-O", "timmean", inp, *names,
+                    str(vwork / f"{peer}.nc")], str(ddir)  # fmt: skip
+        if peer == "insitu_cli_time_mean":
+            insitu = str(Path(sys.executable).with_name("insitu"))
+            return [insitu, "compute", "run", "time_mean", "--dataset", cli_dataset[0],
+                    "--no-cache", "--backend", "local", "--workers", "2",
+                    "--out", str(vwork / f"{peer}.nc")], None  # fmt: skip
         raise ValueError(peer)
+
+    cli_dataset: list[str] = []
+    cli_env = {
+        **os.environ,
+        "INSITU_CATALOG__URI": f"sqlite:///{vwork / 'catalog.db'}",
+        "INSITU_DATA_DIR": str(vwork / "insitu-state"),
+    }
+    if "insitu_cli_time_mean" in peers:
+        prep_cmd = [*me, "--child", "insitu_prepare", "--root", info["root"]]
+        prep_cmd += ["--db", str(vwork / "catalog.db"), "--out", str(vwork)]
+        prep = measure(
+            prep_cmd,
+            timeout=args.timeout,
+        )
+        if prep["rc"] != 0:
+            raise RuntimeError(f"scanning for the insitu peers failed: {prep.get('stderr')}")
+        cli_dataset.append(prep["child"]["dataset_id"])
 
     results = out["peers"]
     todo = []
-    for peer in [p for p in peers if not p.startswith("insitu_")]:
+    warm_insitu = [p for p in peers if p.startswith("insitu_") and p != "insitu_cli_time_mean"]
+    for peer in [p for p in peers if p not in warm_insitu]:
         if (
             peer == "ncra"
             and variant == "uncompressed"
@@ -821,7 +955,8 @@ def run_variant(
             if args.cold:
                 evict(files)
             cmd, cwd = cmd_of(peer)
-            r = measure(cmd, cwd=cwd, timeout=args.timeout, env=_pool_env(peer))
+            env = cli_env if peer == "insitu_cli_time_mean" else _pool_env(peer)
+            r = measure(cmd, cwd=cwd, timeout=args.timeout, env=env)
             r["compute_s"] = r.get("child", {}).get("compute_s", r["wall_s"])
             runs[peer].append(r)
             if r["rc"] != 0:
@@ -840,7 +975,7 @@ def run_variant(
         best["gbps"] = ubytes / 1e9 / best["compute_s"] if best["rc"] == 0 else None
         results[peer] = best
 
-    ins = [p for p in peers if p.startswith("insitu_")]
+    ins = warm_insitu
     if ins:
         ops = [p.removeprefix("insitu_") for p in ins]
         db = vwork / "catalog.db"
@@ -908,10 +1043,10 @@ def run_variant(
             continue
         got = None
         try:
-            if peer.startswith("cdo_") or peer == "ncra":
+            if peer.startswith("cdo_") or peer in ("ncra", "insitu_cli_time_mean"):
                 got = read_nc(vwork / f"{peer}.nc", var)
-            elif peer == "xarray":
-                got = np.load(vwork / "xarray.npy")
+            elif peer in ("xarray", "xarray_cluster_2p"):
+                got = np.load(vwork / f"{peer}.npy")
             elif peer.startswith("insitu_") and r.get("result_npy"):
                 got = np.load(r["result_npy"])
         except Exception as exc:
