@@ -51,12 +51,15 @@ __all__ = [
     "PngCache",
     "SeriesQuery",
     "SignalLine",
+    "draw_series",
+    "field_mean_from_result",
     "parse_map_query",
     "parse_series_query",
     "read_map_field",
     "render_map",
     "render_series",
     "render_signal",
+    "series_variable",
     "signal_line",
     "time_ticks",
 ]
@@ -306,6 +309,12 @@ def _edges(ds: xr.Dataset, dim: str) -> np.ndarray[Any, Any]:
     return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
 
 
+def _regular(edges: np.ndarray[Any, Any]) -> bool:
+    """Whether cell edges are evenly spaced (a regular grid along that axis)."""
+    steps = np.diff(edges)
+    return steps.size > 0 and bool(np.allclose(steps, steps[0], rtol=1e-3, atol=0))
+
+
 def _figure(size: tuple[float, float]) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -355,7 +364,21 @@ def render_map(
             transform=plot.transAxes,
         )
     else:
-        mesh = plot.pcolormesh(lon_e, lat_e, values, cmap="viridis", shading="flat")
+        mesh: Any
+        if _regular(lon_e) and _regular(lat_e) and values.size > 64:
+            # An image of the cells, colour-mapped at the figure's resolution: on a
+            # 0.5-degree grid about 4x faster than a mesh of quadrilaterals, and the same.
+            extent = (lon_e[0], lon_e[-1], lat_e[0], lat_e[-1])
+            mesh = plot.imshow(
+                values,
+                cmap="viridis",
+                extent=extent,
+                origin="lower",
+                aspect="auto",
+                interpolation="nearest",
+            )
+        else:
+            mesh = plot.pcolormesh(lon_e, lat_e, values, cmap="viridis", shading="flat")
         # An inset axes keeps the colour bar as tall as the map, whatever its aspect.
         bar = fig.colorbar(mesh, cax=plot.inset_axes((1.03, 0.0, 0.035, 1.0)))
         bar.set_label(label)
@@ -496,8 +519,39 @@ def render_series(
         y, x = float(ds[ax.lat].values[i]), float(ds[ax.lon].values[j])
         where = f"at {y:.2f}°N {x:.2f}°E (grid point nearest {query.lat:g}°N {query.lon:g}°E)"
     series = series.load(scheduler="synchronous")
+    return draw_series(record, ds, var, series, ax.time, f"{where}  ·  {level}" if level else where)
+
+
+def series_variable(catalog: Catalog, record: DatasetRecord, query: SeriesQuery) -> str:
+    """The variable a series shows: the one asked for (checked), else the main one."""
+    return _variable(open_for_time(catalog, record, query.time), record, query.variable)
+
+
+def field_mean_from_result(
+    record: DatasetRecord, result: xr.Dataset, var: str, query: SeriesQuery
+) -> bytes:
+    """The field-mean series PNG drawn from a computed ``field_mean`` result of ``var``
+    (dimensions time and perhaps a level), at the query's level (default: the first)."""
+    ax = dataset_axes(result, [var])
+    if ax.time is None:
+        raise DataError(
+            f"The field_mean result of {var!r} has no time dimension ({result[var].dims})."
+        )
+    index = _level_index(result, ax, query.level)
+    series = result[var].isel(index)
+    where = "area-weighted field mean"
+    level = _level_text(result, ax, index)
+    return draw_series(
+        record, result, var, series, ax.time, f"{where}  ·  {level}" if level else where
+    )
+
+
+def draw_series(
+    record: DatasetRecord, ds: xr.Dataset, var: str, series: xr.DataArray, tdim: str, where: str
+) -> bytes:
+    """The PNG of a time series ``series`` of ``ds[var]`` along ``tdim``, titled ``where``."""
     name, label = _labels(ds[var])
-    x_num, ticks, tick_labels = time_ticks(series[ax.time].values)
+    x_num, ticks, tick_labels = time_ticks(series[tdim].values)
     fig = _figure(_SERIES_SIZE)
     plot = fig.add_subplot()
     values = np.asarray(series.values, dtype="float64").ravel()
@@ -508,8 +562,8 @@ def render_series(
     plot.margins(x=0.01)
     plot.grid(True, alpha=0.3)
     plot.set_ylabel(label)
-    plot.set_xlabel(f"time ({ds[ax.time].encoding.get('calendar', 'standard')} calendar)")
-    _title(fig, record, "  ·  ".join(p for p in (f"{name} ({var}) {where}", level) if p))
+    plot.set_xlabel(f"time ({ds[tdim].encoding.get('calendar', 'standard')} calendar)")
+    _title(fig, record, f"{name} ({var}) {where}")
     return _png(fig)
 
 

@@ -311,16 +311,17 @@ class ReadCost:
 
 
 def read_cost(
-    files: list[FileRecord], selected: xr.Dataset, names: list[str], tdim: str | None
+    files: list[FileRecord], selected: xr.Dataset | None, names: list[str], tdim: str | None
 ) -> ReadCost:
-    """What reading the variables ``names`` of ``selected`` costs, from the file records.
+    """What reading the variables ``names`` of ``selected`` costs, from the file records
+    (of every file, without a selection or its time dimension ``tdim``).
 
     Arrays are chunked one file per chunk along time and read a chunk at a time, so every
     file that holds a selected time step is read whole for each time-dependent variable,
     whatever the spatial cut. Static variables are small or read once; they are not counted.
     """
     keys = None
-    if tdim is not None and tdim in selected.dims:
+    if tdim is not None and selected is not None and tdim in selected.dims:
         values = selected[tdim].values
         keys = np.sort(np.fromiter(map(time_key_of, values), dtype="int64", count=len(values)))
     wanted = set(names)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from insitu.access.deps import (
     CurrentPrincipal,
@@ -16,17 +17,24 @@ from insitu.access.deps import (
     readable_dataset,
     strong_etag,
 )
+from insitu.access.jobstore import Job
 from insitu.access.quicklook import (
     STYLE,
     PngCache,
+    SeriesQuery,
+    field_mean_from_result,
     parse_map_query,
     parse_series_query,
     render_map,
     render_series,
+    series_variable,
 )
 from insitu.access.routes.subset import ERRORS
 from insitu.access.selection import check_parameters
+from insitu.access.series import SeriesJobs
 from insitu.access.subset import file_identities
+from insitu.catalog import DatasetRecord
+from insitu.errors import TooLarge
 
 __all__ = ["router"]
 
@@ -36,6 +44,14 @@ _PNG: dict[int | str, dict[str, Any]] = {
     200: {"description": "A PNG image.", "content": {"image/png": {}}}
 }
 _CACHE_KEY = "quicklook.png_cache"
+_JOBS_KEY = "quicklook.series_jobs"
+_PENDING: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "The series is being computed on the server (a field mean too large "
+        "to read in one request): the job's state, as JSON. Ask again after Retry-After "
+        "seconds; the answer is the PNG once it is ready."
+    }
+}
 
 VariableParam = Annotated[
     str | None,
@@ -62,18 +78,63 @@ def _cache(services: Services) -> PngCache:
 
 
 def _answer(
-    request: Request, services: Services, etag: str, render: Callable[[], bytes]
+    request: Request, services: Services, etag: str, render: Callable[[], bytes | Response]
 ) -> Response:
-    """304, or the cached PNG, or a fresh render (cached afterwards)."""
+    """304, or the cached PNG, or a fresh render (cached afterwards; a Response as it is)."""
     cached = not_modified(request, etag)
     if cached is not None:
         return cached
     cache = _cache(services)
     png = cache.get(etag)
     if png is None:
-        png = render()
+        got = render()
+        if isinstance(got, Response):
+            return got
+        png = got
         cache.put(etag, png)
     return Response(png, media_type="image/png", headers=cache_headers(etag))
+
+
+def _series_jobs(services: Services) -> SeriesJobs | None:
+    if services.jobs is None:
+        return None
+    jobs = services.extras.get(_JOBS_KEY)
+    if jobs is None:
+        jobs = services.extras.setdefault(_JOBS_KEY, SeriesJobs(services.jobs))
+    assert isinstance(jobs, SeriesJobs)
+    return jobs
+
+
+def _server_side(
+    request: Request, services: Services, key: str, record: DatasetRecord, query: SeriesQuery
+) -> bytes | Response:
+    """The field-mean PNG from the computed result, or 202 with the job computing it."""
+    jobs = _series_jobs(services)
+    assert jobs is not None
+    variable = series_variable(services.catalog, record, query)
+    got = jobs.result(key, record, variable, query.time)
+    if got.path is not None:
+        import xarray as xr
+
+        with xr.open_dataset(got.path) as result:
+            return field_mean_from_result(record, result.load(), variable, query)
+    assert got.job is not None
+    return _computing(request, got.job)
+
+
+def _computing(request: Request, job: Job) -> Response:
+    """202: the series is being computed by ``job``; its state, and when to ask again."""
+    status = request.url_for("job_status", job_id=job.id).path
+    variable = f" of {job.variable!r}" if job.variable else ""
+    body = {
+        "status": job.status,
+        "message": f"Computing the area-weighted field mean{variable} on the server "
+        f"(job {job.id}, {job.status}); ask again in a few seconds.",
+        "job": {**job.to_json(), "links": {"self": status}},
+    }
+    return JSONResponse(
+        body, status_code=202, headers={"Retry-After": "1", "Cache-Control": "no-store"}
+    )
 
 
 @router.get(
@@ -117,10 +178,12 @@ def quicklook_map(
     summary="A time series at a point or of the field mean",
     description="The variable over time at the grid point nearest lat/lon, or its "
     "area-weighted mean over the grid (mean=field), at one level. Reading is bounded: files "
-    "are read whole, and a series that would read more than 16 times the service's slice "
-    "limit gets 413 (give a shorter time range, or submit a field_mean job).",
+    "are read whole, and a series at a point that would read more than 16 times the "
+    "service's slice limit gets 413 (give a shorter time range). A field mean that large is "
+    "computed on the server as a field_mean job and kept in the results cache: the answer "
+    "is 202 with the job's state until it is done, then the PNG.",
     response_class=Response,
-    responses={**ERRORS, **_PNG},
+    responses={**ERRORS, **_PNG, **_PENDING},
 )
 def quicklook_series(
     request: Request,
@@ -148,7 +211,8 @@ def quicklook_series(
         Query(description="START/END dates (default: the whole record).", examples=["1990/1999"]),
     ] = None,
 ) -> Response:
-    """The series as PNG, with an ETag; 400 for bad parameters, 413 if too long to read."""
+    """The series as PNG, with an ETag; 400 for bad parameters, 413 if too long to read at
+    a point, 202 while a field mean too long to read is computed on the server."""
     record = readable_dataset(services, principal, dataset_id)
     check_parameters(request.query_params, ("variable", "lat", "lon", "mean", "level", "time"))
     query = parse_series_query(variable, lat, lon, mean, level, time)
@@ -156,14 +220,23 @@ def quicklook_series(
     etag = strong_etag("quicklook", STYLE, dataset_id, file_identities(files), query.key())
     access = services.settings.access
 
-    def render() -> bytes:
-        return render_series(
-            services.catalog,
-            record,
-            files,
-            query,
-            max_bytes=access.max_slice_bytes,
-            read_factor=access.subset_read_factor,
-        )
+    def render() -> bytes | Response:
+        jobs = _series_jobs(services) if query.field_mean else None
+        running = jobs.running(etag) if jobs is not None else None
+        if running is not None:  # asked again while it is computed: no file is opened
+            return _computing(request, running)
+        try:
+            return render_series(
+                services.catalog,
+                record,
+                files,
+                query,
+                max_bytes=access.max_slice_bytes,
+                read_factor=access.subset_read_factor,
+            )
+        except TooLarge:
+            if not query.field_mean or services.jobs is None:
+                raise
+            return _server_side(request, services, etag, record, query)
 
     return _answer(request, services, etag, render)

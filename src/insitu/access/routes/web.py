@@ -4,7 +4,9 @@ Server-rendered Jinja2 templates over the same functions the API uses
 (``search_catalog``, ``facet_constraints``, ``dataset_metadata``, ``list_collections``)
 under the same access rules (``CurrentPrincipal``), so a page never shows what the API
 would refuse. Pages work without JavaScript: every filter is a plain link, and the one
-small script only adds "copy" buttons to code snippets.
+small script only adds "copy" buttons to code snippets and replaces the "computing"
+placeholder of a field-mean series computed on the server by its plot once it is ready
+(without it, the placeholder says to reload).
 
 Errors on these routes become HTML pages with the error's status and message (the route
 class below): a browser user should read "log in" or "not found, search instead", not
@@ -49,6 +51,8 @@ from insitu.access.routes.catalog import (
     search_catalog,
 )
 from insitu.access.routes.links import page_link
+from insitu.access.series import cached_series
+from insitu.access.subset import read_cost
 from insitu.catalog import DatasetRecord, VariableInfo
 from insitu.errors import InsituError, InvalidQuery, InvalidRequest, NotFound
 
@@ -390,6 +394,24 @@ def _snippets(dataset_id: str, service_url: str, *, public: bool) -> dict[str, s
     return {"local": local, "remote": remote}
 
 
+def _series_state(services: Services, record: DatasetRecord, chosen: VariableInfo | None) -> str:
+    """How the page shows the field-mean series: ``image`` (read per request, or already
+    computed), ``computed`` (too large to read per request: a job computes it, the page's
+    script shows "computing" and then the plot) or ``unavailable`` (no jobs here)."""
+    if chosen is None:
+        return "image"
+    access = services.settings.access
+    files = services.catalog.files(record.dataset_id)
+    cost = read_cost(files, None, [chosen.name], None)
+    if cost.refusal("", access.max_slice_bytes, access.subset_read_factor) is None:
+        return "image"
+    if services.jobs is None:
+        return "unavailable"
+    if cached_series(services.catalog, record, chosen.name, None) is not None:
+        return "image"
+    return "computed"
+
+
 @router.get("/datasets/{dataset_id}", response_class=HTMLResponse)
 def dataset_page(
     request: Request,
@@ -430,6 +452,7 @@ def dataset_page(
         if chosen is not None
         else {}
     )
+    series = _series_state(services, record, chosen)
     return render(
         request,
         "dataset.html",
@@ -444,6 +467,7 @@ def dataset_page(
         map_size=_MAP_SIZE,
         series_size=_SERIES_SIZE,
         quicklooks=quicklooks,
+        series=series,
     )
 
 

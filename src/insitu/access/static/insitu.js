@@ -1,5 +1,6 @@
-// Adds a "Copy" button to each code snippet, and runs a published workflow from its page
-// (POST to the API, then follow the job). The pages work without it.
+// Adds a "Copy" button to each code snippet, runs a published workflow from its page
+// (POST to the API, then follow the job), and shows quicklooks computed on the server
+// once they are ready. The pages work without it.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   if (!navigator.clipboard) return;
@@ -71,4 +72,47 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     button.disabled = false;
   });
+});
+
+// A quicklook computed on the server (a field mean too large to read for one page): the
+// placeholder says so, and is replaced by the plot once the server answers with it (202
+// until then). An error is shown as text, never as a broken image.
+function waitForPlot(box) {
+  const url = box.dataset.src;
+  const status = box.querySelector(".status");
+  const started = Date.now();
+  const show = (text) => { status.textContent = text; };
+  const poll = async () => {
+    let answer;
+    try {
+      answer = await fetch(url, { cache: "no-store" });
+    } catch {
+      show("The data service cannot be reached; reload the page to try again.");
+      return;
+    }
+    if (answer.ok && answer.status === 200) {
+      const img = new Image(Number(box.dataset.width), Number(box.dataset.height));
+      img.id = box.dataset.id;
+      img.alt = box.dataset.alt;
+      img.addEventListener("load", () => box.replaceWith(img), { once: true });
+      img.addEventListener("error", () => show("The plot could not be shown; reload the page."), { once: true });
+      img.src = url; // the service keeps the PNG it just made: this answer is immediate
+      return;
+    }
+    let body = null;
+    try { body = await answer.json(); } catch { body = null; }
+    if (answer.status === 202) {
+      const seconds = Math.round((Date.now() - started) / 1000);
+      show(`${body?.message || "Computing on the server."} (${seconds} s)`);
+      const wait = Number(answer.headers.get("Retry-After")) || 1;
+      setTimeout(poll, wait * 1000);
+      return;
+    }
+    show(body?.error?.message || `The plot could not be made (HTTP ${answer.status}); reload the page to try again.`);
+  };
+  poll();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const box of document.querySelectorAll("div.pending[data-src]")) waitForPlot(box);
 });

@@ -1,0 +1,174 @@
+"""Benchmark: the dataset page of a big dataset, its map and its field-mean series.
+
+The dataset is the compressed variant of the compute benchmarks' archive
+(``compute_archive.py``, generated on first use: 5 GB decoded by default, about 2 GB on
+disk as CMOR writes it, 402 one-year files of 360x720 monthly ``tas``). The script scans
+it into a catalog of its own under ``--work`` (git-ignored), starts ``insitu serve`` as
+its own process, and times over HTTP, as a browser asks:
+
+* the dataset page (first request of the server: cold; then warm, median of ``--repeat``);
+* the map of one time step: cold (first in the server), warm for time steps not drawn
+  before (a PNG-cache miss: read and render), and a PNG-cache hit;
+* the field-mean series: the first request answers 202 and starts a server-side job; the
+  figure is the time until ``series.png`` answers 200 (polled every 0.25 s, as the page's
+  script does every second), with no result in the results cache (cold: the script
+  removes the field_mean results of this catalog first), then again (a PNG-cache hit), and
+  after a restart of the server (a results-cache hit, PNG cache empty).
+
+    python bench/bench_pages.py [--gb 5] [--repeat 5] [--archive-dir DIR]
+
+``--archive-dir`` reuses an archive generated elsewhere (the compute benchmarks').
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import compute_archive as archive
+from _common import DATA_DIR, emit, load_avg, say
+from bench_service import _free_port, _start
+
+
+def _get(url: str) -> tuple[int, bytes, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(url, timeout=300) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def _timed(url: str, expect: int = 200) -> float:
+    t0 = time.perf_counter()
+    status, body, _ = _get(url)
+    seconds = time.perf_counter() - t0
+    if status != expect:
+        raise RuntimeError(f"GET {url}: {status}, expected {expect}: {body[:300]!r}")
+    return seconds
+
+
+def _series(url: str) -> tuple[float, int]:
+    """Seconds until the series answers 200, and how many 202 answers came before."""
+    t0 = time.perf_counter()
+    pending = 0
+    while True:
+        status, body, _ = _get(url)
+        if status == 200:
+            return time.perf_counter() - t0, pending
+        if status != 202:
+            raise RuntimeError(f"GET {url}: {status}: {body[:300]!r}")
+        pending += 1
+        if time.perf_counter() - t0 > 600:
+            raise RuntimeError("the series was not ready within 600 s")
+        time.sleep(0.25)
+
+
+def _prepare(work: Path, root: Path) -> tuple[dict[str, str], str]:
+    from insitu.catalog import Catalog
+    from insitu.errors import CollectionExists
+    from insitu.settings import Settings
+
+    (work / "none.toml").write_text("")
+    env = {
+        "INSITU_DATA_DIR": str(work / "state"),
+        "INSITU_CATALOG__URI": f"sqlite:///{work / 'catalog.db'}",
+        "INSITU_CONFIG": str(work / "none.toml"),
+    }
+    settings = Settings.load(data_dir=work / "state", catalog={"uri": env["INSITU_CATALOG__URI"]})
+    with Catalog(settings) as cat:
+        with contextlib.suppress(CollectionExists):
+            cat.add_collection("big", root, public=True)
+        t0 = time.perf_counter()
+        cat.scan(workers=2)
+        say(f"[pages] catalog up to date in {time.perf_counter() - t0:.1f} s")
+        (record,) = cat.store.datasets("big")
+        return env, record.dataset_id
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--gb", type=float, default=5.0, help="decoded GB of the dataset (5)")
+    ap.add_argument("--archive-dir", type=Path, default=archive.DEFAULT_DIR)
+    ap.add_argument("--work", type=Path, default=DATA_DIR / "pages")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--server-workers", type=int, default=1)
+    args = ap.parse_args(argv)
+
+    params = archive.Params(
+        gb=args.gb,
+        variable="tas",
+        nlat=360,
+        nlon=720,
+        nlev=1,
+        years_per_file=1,
+        uncompressed_layout="chunked",
+        seed=1,
+    )
+    man = archive.ensure(params, args.archive_dir)
+    root = Path(man["variants"]["compressed"]["root"])
+    work = args.work.resolve() / params.slug
+    work.mkdir(parents=True, exist_ok=True)
+    env, dataset_id = _prepare(work, root)
+    for old in (work / "state" / "results").glob("field_mean-*.nc"):
+        old.unlink()  # the series' first request must compute
+    api = f"/api/v1/datasets/{dataset_id}/quicklook"
+    out: dict[str, Any] = {
+        "dataset_id": dataset_id,
+        "decoded_gb": man["uncompressed_bytes"] / 1e9,
+        "disk_gb": man["variants"]["compressed"]["disk_bytes"] / 1e9,
+        "files": man["variants"]["compressed"]["n_files"],
+        "load_avg_before": load_avg(),
+    }
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    years = [1850 + (i * 37) % params.years for i in range(1, args.repeat + 1)]
+    proc = _start(env, port, args.server_workers)
+    try:
+        out["page_cold_s"] = _timed(f"{base}/datasets/{dataset_id}")
+        out["page_warm_s"] = _median(
+            [_timed(f"{base}/datasets/{dataset_id}") for _ in range(args.repeat)]
+        )
+        out["map_cold_s"] = _timed(f"{base}{api}/map.png?time=1850-01")
+        out["map_warm_miss_s"] = _median(
+            [_timed(f"{base}{api}/map.png?time={y}-07") for y in years]
+        )
+        out["map_warm_hit_s"] = _median(
+            [_timed(f"{base}{api}/map.png?time=1850-01") for _ in range(args.repeat)]
+        )
+        series = f"{base}{api}/series.png?mean=field"
+        out["series_cold_s"], out["series_cold_polls"] = _series(series)
+        out["series_warm_hit_s"] = _median([_timed(series) for _ in range(args.repeat)])
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    proc = _start(env, port, args.server_workers)
+    try:
+        out["series_restarted_s"] = _timed(series)  # results cache hit, PNG cache empty
+        out["page_restarted_s"] = _timed(f"{base}/datasets/{dataset_id}")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    out["load_avg_after"] = load_avg()
+    say(json.dumps(out, indent=1))
+    emit("pages", out)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
