@@ -503,8 +503,15 @@ def render_series(
     refusal = read_cost(list(files), ds, [var], ax.time).refusal(
         f"This series of {var!r} ({ds.sizes[ax.time]} time steps)", max_bytes, read_factor
     )
-    if refusal:
+    if refusal and query.field_mean:  # the route computes it on the server if it can
         raise TooLarge(refusal.replace("ubmit a job", "ubmit a field_mean job"))
+    if refusal:  # no operation computes a point series: read it next to the data
+        job = "ubmit a job (POST /api/v1/jobs) that computes the result next to the data."
+        point = (
+            f"elect the point in a notebook next to the data: insitu.open_dataset("
+            f"{record.dataset_id!r})[{var!r}].sel({ax.lat}=Y, {ax.lon}=X, method='nearest')."
+        )
+        raise TooLarge(refusal.replace(job, point))
     index = _level_index(ds, ax, query.level)
     level = _level_text(ds, ax, index)
     sub = ds.isel(index)

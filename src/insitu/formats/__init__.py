@@ -26,7 +26,7 @@ from insitu.formats.grib import GRIB_SIGNATURE, GribReader
 from insitu.formats.header import Header, HeaderVariable, jsonable
 from insitu.formats.lock import HDF5_LOCK
 from insitu.formats.netcdf import NetCDF3Reader, NetCDF4Reader
-from insitu.formats.netcdf.direct import record_sum
+from insitu.formats.netcdf.direct import chunks_read, record_sum
 from insitu.formats.netcdf.truncation import HDF5_SIGNATURE, truncation
 from insitu.formats.reader import (
     DirectVariable,
@@ -93,6 +93,7 @@ __all__ = [
     "ZarrReader",
     "ZarrWriter",
     "axes",
+    "chunks_read",
     "default_fill",
     "fill_values",
     "is_zarr_store",

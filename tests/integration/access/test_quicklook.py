@@ -152,16 +152,17 @@ def test_bad_quicklook_requests_get_400(
 
 def test_a_series_that_reads_too_much_is_413_with_advice(small_limit_client: TestClient) -> None:
     """Files are read whole: IPSL's one daily file is too big whatever the time range;
-    CanESM5's two files are too big together but not one at a time."""
-    r = small_limit_client.get(_url(IPSL_DAY_TA, "series"), params={"mean": "field"})
+    CanESM5's two files are too big together but not one at a time. (A field mean that
+    large is computed on the server instead: test_big_quicklooks.)"""
+    r = small_limit_client.get(_url(IPSL_DAY_TA, "series"), params={"lat": "0", "lon": "1"})
     assert r.status_code == 413
     message = r.json()["error"]["message"]
     for word in (
         "741.9 KiB from 1 file(s)",
         "23741 time steps",
         "16 x its limit of 8.0 KiB per answer = 128.0 KiB",
-        "Even one of its files is more than that",
-        "Submit a field_mean job (POST /api/v1/jobs)",
+        "Even one of its files is more than that: Select the point in a notebook",
+        f"insitu.open_dataset('{IPSL_DAY_TA}')['ta'].sel(lat=Y, lon=X, method='nearest')",
     ):
         assert word in message, message
     r = small_limit_client.get(_url(CANESM_DAY_TA, "series"), params={"lat": "89", "lon": "1"})

@@ -1,0 +1,115 @@
+"""Quicklooks of a dataset larger than one request may read: the field-mean series comes
+from a server-side job and the results cache instead of 413, the page says "computing"
+until it is ready, and the map of one time step reads one stored chunk."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import xarray as xr
+from fastapi.testclient import TestClient
+from matplotlib.image import imread
+
+from insitu import formats
+from insitu.access import build_app
+from insitu.access.series import cached_series
+from insitu.catalog import Catalog
+from insitu.compute import run
+from insitu.settings import Settings
+from tests.integration.access.bigdataset import BIG_ID, big_service
+
+SERIES = f"/api/v1/datasets/{BIG_ID}/quicklook/series.png"
+MAP = f"/api/v1/datasets/{BIG_ID}/quicklook/map.png"
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Catalog, TestClient]]:
+    with big_service(tmp_path_factory.mktemp("big")) as (settings, cat, app), TestClient(app) as c:
+        yield settings, cat, c
+
+
+def _until_ready(client: TestClient, url: str, params: dict[str, str]) -> tuple[Any, list[Any]]:
+    """The final answer, and the 202 answers before it."""
+    pending = []
+    deadline = time.monotonic() + 180
+    while True:
+        r = client.get(url, params=params)
+        if r.status_code != 202:
+            return r, pending
+        pending.append(r)
+        assert time.monotonic() < deadline, f"still computing after 180 s: {r.text}"
+        time.sleep(0.2)
+
+
+def test_a_field_mean_too_large_to_read_is_computed_on_the_server(
+    big: tuple[Settings, Catalog, TestClient],
+) -> None:
+    settings, cat, client = big
+    record = cat.dataset(BIG_ID)
+    assert cached_series(cat, record, "tas", None) is None
+    page = client.get(f"/datasets/{BIG_ID}")
+    assert 'class="pending"' in page.text and '<img id="quicklook-series"' not in page.text
+
+    r, pending = _until_ready(client, SERIES, {"mean": "field"})
+    assert r.status_code == 200, r.text
+    assert pending, "the first answer should say that the series is being computed"
+    first = pending[0]
+    assert first.headers["retry-after"] == "1" and first.headers["cache-control"] == "no-store"
+    body = first.json()
+    assert body["status"] in ("queued", "running")
+    assert "field mean of 'tas'" in body["message"]
+    assert {j.json()["job"]["id"] for j in pending} == {body["job"]["id"]}  # one job only
+    job = client.get(body["job"]["links"]["self"]).json()
+    assert job["status"] == "done" and job["operation"] == "field_mean"
+    image = np.asarray(imread(io.BytesIO(r.content), format="png"))
+    assert image.shape == (380, 800, 4)
+
+    # The series is the compute engine's field mean, kept in the results cache.
+    path = cached_series(cat, record, "tas", None)
+    assert path is not None
+    with xr.open_dataset(path) as got:
+        expected = run(cat, "field_mean", [BIG_ID], cache=False).open()
+        np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)
+        assert got.sizes["time"] == 72
+
+    # Again: the PNG at once; a new server (no PNG kept) draws it from the result at once;
+    # the page shows the image itself.
+    again = client.get(SERIES, params={"mean": "field"})
+    assert again.status_code == 200 and again.content == r.content
+    with TestClient(build_app(settings, catalog=cat)) as fresh:
+        restarted = fresh.get(SERIES, params={"mean": "field"})
+        assert restarted.status_code == 200, restarted.text
+        assert restarted.headers["etag"] == r.headers["etag"]
+        page = fresh.get(f"/datasets/{BIG_ID}")
+        assert '<img id="quicklook-series"' in page.text and 'class="pending"' not in page.text
+
+
+def test_a_series_at_a_point_too_large_to_read_is_still_413(
+    big: tuple[Settings, Catalog, TestClient],
+) -> None:
+    r = big[2].get(SERIES, params={"lat": "10", "lon": "10"})
+    assert r.status_code == 413
+    message = r.json()["error"]["message"]
+    assert "Even one of its files is more than that: Select the point in a notebook" in message
+    assert f"insitu.open_dataset('{BIG_ID}')['tas'].sel(lat=Y, lon=X" in message
+
+
+def test_the_map_of_one_time_step_reads_one_chunk(
+    big: tuple[Settings, Catalog, TestClient],
+) -> None:
+    _, cat, client = big
+    for when in ("1902-07", "1905-12", "1900-01"):
+        before = formats.chunks_read()
+        r = client.get(MAP, params={"time": when})
+        assert r.status_code == 200, r.text
+        assert formats.chunks_read() - before == 1, when
+    # The file holds twelve chunks: a read of the whole file counts twelve.
+    (one,) = [f for f in cat.locate(BIG_ID) if f.record.path.endswith("190201-190212.nc")]
+    before = formats.chunks_read()
+    formats.read(str(one.path), "tas", (slice(0, 12),))
+    assert formats.chunks_read() - before == 12
