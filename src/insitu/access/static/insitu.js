@@ -103,7 +103,8 @@ function waitForPlot(box) {
     try { body = await answer.json(); } catch { body = null; }
     if (answer.status === 202) {
       const seconds = Math.round((Date.now() - started) / 1000);
-      show(`${body?.message || "Computing on the server."} (${seconds} s)`);
+      const state = body?.status === "queued" ? "waiting for a free worker" : "running";
+      show(`Computing the field mean on the server: ${state}, ${seconds} s so far. The plot appears here when it is ready.`);
       const wait = Number(answer.headers.get("Retry-After")) || 1;
       setTimeout(poll, wait * 1000);
       return;
