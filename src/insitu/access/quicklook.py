@@ -64,7 +64,7 @@ __all__ = [
     "time_ticks",
 ]
 
-STYLE = 1  # part of every quicklook ETag: bump it when the pictures change
+STYLE = 2  # part of every quicklook ETag: bump it when the pictures change
 _MAP_SIZE = (8.2, 4.1)  # 820 x 410 pixels: the web page reserves that space
 _SERIES_SIZE = (8.0, 3.8)  # 800 x 380 pixels
 _DPI = 100
@@ -327,7 +327,8 @@ def _figure(size: tuple[float, float]) -> Any:
 def _png(fig: Any, description: str | None = None) -> bytes:
     buf = io.BytesIO()
     metadata = {"Software": None, **({"Description": description} if description else {})}
-    fig.savefig(buf, format="png", dpi=_DPI, metadata=metadata)
+    # zlib level 1: a map's PNG 10% larger than at the default 6, made 0.07 s sooner.
+    fig.savefig(buf, format="png", dpi=_DPI, metadata=metadata, pil_kwargs={"compress_level": 1})
     return buf.getvalue()
 
 
