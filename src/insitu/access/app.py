@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from insitu import __version__
 from insitu.access.deps import Services
 from insitu.access.jobs import JobManager
+from insitu.access.quicklook import warm_up
 from insitu.access.routes import API_PREFIX, include_routes
 from insitu.access.routes.web import page_error
 from insitu.access.signing import SignedLinks, UrlSigner
@@ -139,6 +141,8 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # In the background: the service answers at once, and its first plot sooner.
+        threading.Thread(target=warm_up, name="insitu-warm-up", daemon=True).start()
         yield
         if services.jobs is not None:
             services.jobs.close()

@@ -62,12 +62,19 @@ __all__ = [
     "series_variable",
     "signal_line",
     "time_ticks",
+    "warm_up",
 ]
 
 STYLE = 2  # part of every quicklook ETag: bump it when the pictures change
 _MAP_SIZE = (8.2, 4.1)  # 820 x 410 pixels: the web page reserves that space
 _SERIES_SIZE = (8.0, 3.8)  # 800 x 380 pixels
 _DPI = 100
+
+
+def warm_up() -> None:
+    """Import what the first quicklook needs (xarray, matplotlib's Agg canvas: about a
+    second of CPU here), so that it does not wait for that after a start of the service."""
+    import xarray  # noqa: F401
 
 
 class PngCache(LRU[str, bytes]):
