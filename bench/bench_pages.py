@@ -17,7 +17,9 @@ its own process, and times over HTTP, as a browser asks:
 
     python bench/bench_pages.py [--gb 5] [--repeat 5] [--archive-dir DIR]
 
-``--archive-dir`` reuses an archive generated elsewhere (the compute benchmarks').
+``--archive-dir`` reuses an archive generated elsewhere (the compute benchmarks'). With
+``PYTHONPATH=BASE/src`` the server runs another checkout's code (the code before: the
+series answers 413, and the script stops there).
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ def _series(url: str) -> tuple[float, int, str | None]:
         status, body, _ = _get(url)
         if status == 200:
             return time.perf_counter() - t0, pending, job
+        if status == 413:  # the code before issue 17 (PYTHONPATH=BASE/src): refused
+            return float("nan"), 0, None
         if status != 202:
             raise RuntimeError(f"GET {url}: {status}: {body[:300]!r}")
         job = json.loads(body)["job"]["links"]["self"]
@@ -136,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "disk_gb": man["variants"]["compressed"]["disk_bytes"] / 1e9,
         "files": man["variants"]["compressed"]["n_files"],
         "load_avg_before": load_avg(),
+        "server_src": os.environ.get("PYTHONPATH", "(installed)"),
     }
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -158,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         if job is not None:  # the job's own times: queued, and running (cluster start too)
             done = json.loads(_get(f"{base}{job}")[1])
             out["series_job"] = {k: done[k] for k in ("status", "queued_seconds", "run_seconds")}
+        if out["series_cold_s"] != out["series_cold_s"]:  # NaN: refused
+            out["series"] = "413"
+            return _finish(out)
         out["series_warm_hit_s"] = _median([_timed(series) for _ in range(args.repeat)])
         out["page_after_series_s"] = _median(
             [_timed(f"{base}/datasets/{dataset_id}") for _ in range(args.repeat)]
@@ -173,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         proc.terminate()
         proc.wait(30)
+    return _finish(out)
+
+
+def _finish(out: dict[str, Any]) -> int:
     out["load_avg_after"] = load_avg()
     say(json.dumps(out, indent=1))
     emit("pages", out)
