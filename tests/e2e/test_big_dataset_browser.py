@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.test_browser import _shot
-from tests.integration.access.bigdataset import BIG_ID, big_service
+from tests.integration.access.bigdataset import BIG_ID, BROKEN_ID, big_service
 from tests.integration.access.conftest import serving
 
 pytestmark = pytest.mark.e2e
@@ -62,3 +62,14 @@ def test_big_dataset_page_shows_computing_then_the_series(page: Page, big_url: s
     expect(page.get_by_role("status")).to_have_count(0)
     page.wait_for_function(_ALL_IMAGES_LOADED)
     assert page.evaluate(_BROKEN) == []
+
+
+def test_a_failed_series_is_shown_as_text(page: Page, big_url: str) -> None:
+    page.goto(f"{big_url}/datasets/{BROKEN_ID}")
+    status = page.get_by_role("status")
+    expect(status).to_contain_text("failed on the server", timeout=180_000)
+    expect(status).to_contain_text("Reload to try again.")
+    page.wait_for_function(_ALL_IMAGES_LOADED)
+    assert page.evaluate(_BROKEN) == []
+    expect(page.get_by_role("img", name=re.compile(r"^Time series"))).to_have_count(0)
+    _shot(page, "big-dataset-failed")

@@ -21,7 +21,7 @@ from insitu.access.series import cached_series
 from insitu.catalog import Catalog
 from insitu.compute import run
 from insitu.settings import Settings
-from tests.integration.access.bigdataset import BIG_ID, big_service
+from tests.integration.access.bigdataset import BIG_ID, BROKEN_ID, big_service
 
 SERIES = f"/api/v1/datasets/{BIG_ID}/quicklook/series.png"
 MAP = f"/api/v1/datasets/{BIG_ID}/quicklook/map.png"
@@ -113,3 +113,20 @@ def test_the_map_of_one_time_step_reads_one_chunk(
     before = formats.chunks_read()
     formats.read(str(one.path), "tas", (slice(0, 12),))
     assert formats.chunks_read() - before == 12
+
+
+def test_a_failed_field_mean_is_an_error_with_the_jobs_message(
+    big: tuple[Settings, Catalog, TestClient],
+) -> None:
+    client = big[2]
+    url = f"/api/v1/datasets/{BROKEN_ID}/quicklook/series.png"
+    r, pending = _until_ready(client, url, {"mean": "field"})
+    assert pending and r.status_code == 500, r.text
+    message = r.json()["error"]["message"]
+    job = pending[0].json()["job"]["id"]
+    assert f"The field mean of 'tas' of '{BROKEN_ID}' failed on the server (job {job})" in message
+    assert message.endswith("Reload to try again.")
+    # Asked again, it is tried again (a new job), not answered from the failure.
+    again = client.get(url, params={"mean": "field"})
+    assert again.status_code == 202 and again.json()["job"]["id"] != job
+    _until_ready(client, url, {"mean": "field"})
