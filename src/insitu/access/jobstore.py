@@ -213,6 +213,24 @@ class JobStore:
         with self._engine.connect() as conn:
             return [_job(row) for row in conn.execute(query)]
 
+    def active(
+        self, operation: str, datasets: Iterable[str], variable: str | None, time: str | None
+    ) -> Job | None:
+        """The newest queued or running anonymous job of exactly this operation, datasets,
+        variable and time range, or None: another process's, to wait for instead of
+        computing the same again."""
+        query = _jobs.select().where(
+            _jobs.c.status.in_(ACTIVE),
+            _jobs.c.token_id.is_(None),
+            _jobs.c.operation == operation,
+            _jobs.c.datasets == json.dumps(list(datasets)),
+            _jobs.c.variable.is_(None) if variable is None else _jobs.c.variable == variable,
+            _jobs.c.time.is_(None) if time is None else _jobs.c.time == time,
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query.order_by(_jobs.c.created.desc()).limit(1)).first()
+        return _job(row) if row is not None else None
+
     def update(self, job_id: str, states: Iterable[str], **values: Any) -> bool:
         """Set ``values`` if the job is in one of ``states``; True if it was."""
         query = _jobs.update().where(_jobs.c.id == job_id, _jobs.c.status.in_(list(states)))

@@ -9,8 +9,8 @@ request starts the job, the requests while it runs get its state (202), and ever
 after it gets the plot drawn from the result (a few kB), also after a restart.
 
 A series job is the service's own (no token: anyone who may read the dataset may see it),
-and one per dataset, variable and time range is started by a server process however many
-pages ask for it at once.
+and one per dataset, variable and time range is started however many pages ask for it at
+once: a server process waits for the job another one started (found in the job store).
 """
 
 from __future__ import annotations
@@ -105,8 +105,12 @@ class SeriesJobs:
                     f"The field mean of {variable!r} of {record.dataset_id!r} failed on the "
                     f"server (job {job.id}): {job.error} Reload to try again."
                 )
-            job = self.jobs.submit(
-                FIELD_MEAN, [record], variable=variable, time=_time_text(time), token_id=None
-            )
+            span = _time_text(time)
+            # Another server process may have started it (its pages polled there).
+            job = self.jobs.store.active(FIELD_MEAN, [record.dataset_id], variable, span)
+            if job is None:
+                job = self.jobs.submit(
+                    FIELD_MEAN, [record], variable=variable, time=span, token_id=None
+                )
             self._started[key] = job.id
         return SeriesResult(None, job)

@@ -5,8 +5,11 @@ until it is ready, and the map of one time step reads one stored chunk."""
 from __future__ import annotations
 
 import io
+import os
+import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -17,6 +20,7 @@ from matplotlib.image import imread
 
 from insitu import formats
 from insitu.access import build_app
+from insitu.access.jobstore import Job, JobStore
 from insitu.access.series import cached_series
 from insitu.catalog import Catalog
 from insitu.compute import run
@@ -130,3 +134,39 @@ def test_a_failed_field_mean_is_an_error_with_the_jobs_message(
     again = client.get(url, params={"mean": "field"})
     assert again.status_code == 202 and again.json()["job"]["id"] != job
     _until_ready(client, url, {"mean": "field"})
+
+
+def test_a_series_job_of_another_server_process_is_waited_for(
+    big: tuple[Settings, Catalog, TestClient],
+) -> None:
+    """A job of the same series that another process of the service started (recorded in
+    the shared job store) is the one this process answers with, not a second computation."""
+    settings, _, client = big
+    store = JobStore.from_uri(settings.catalog_uri)
+    other = Job(
+        id="f" * 24,
+        status="running",
+        operation="field_mean",
+        datasets=(BIG_ID,),
+        collections=("big",),
+        variable="tas",
+        params={},
+        time="1901/1903",
+        token_id=None,
+        created=datetime.now(UTC),
+        server=f"{socket.gethostname()}:{os.getpid()}:other",
+    )
+    store.insert(other)
+    try:
+        r = client.get(SERIES, params={"mean": "field", "time": "1901/1903"})
+        assert r.status_code == 202, r.text
+        assert r.json()["job"]["id"] == other.id
+        again = client.get(SERIES, params={"mean": "field", "time": "1901/1903"})
+        assert again.json()["job"]["id"] == other.id
+    finally:
+        store.update(other.id, ("running",), status="cancelled", finished=datetime.now(UTC))
+        store.close()
+    # Once that job is gone without a result, this process computes it.
+    r, pending = _until_ready(client, SERIES, {"mean": "field", "time": "1901/1903"})
+    assert r.status_code == 200, r.text
+    assert pending and pending[0].json()["job"]["id"] != other.id

@@ -33,10 +33,10 @@ from insitu.access.routes.subset import ERRORS
 from insitu.access.selection import check_parameters
 from insitu.access.series import SeriesJobs
 from insitu.access.subset import file_identities
-from insitu.catalog import DatasetRecord
+from insitu.catalog import DatasetRecord, FileRecord
 from insitu.errors import TooLarge
 
-__all__ = ["router"]
+__all__ = ["field_mean_drawn", "router"]
 
 router = APIRouter(tags=["quicklook"])
 
@@ -93,6 +93,19 @@ def _answer(
         png = got
         cache.put(etag, png)
     return Response(png, media_type="image/png", headers=cache_headers(etag))
+
+
+def _series_etag(dataset_id: str, files: list[FileRecord], query: SeriesQuery) -> str:
+    return strong_etag("quicklook", STYLE, dataset_id, file_identities(files), query.key())
+
+
+def field_mean_drawn(
+    services: Services, dataset_id: str, files: list[FileRecord], variable: str
+) -> bool:
+    """Whether this process keeps the PNG of the dataset page's field-mean series: then
+    the page shows it at once, without asking the results cache."""
+    query = parse_series_query(variable, None, None, "field", None, None)
+    return _cache(services).get(_series_etag(dataset_id, files, query)) is not None
 
 
 def _series_jobs(services: Services) -> SeriesJobs | None:
@@ -217,7 +230,7 @@ def quicklook_series(
     check_parameters(request.query_params, ("variable", "lat", "lon", "mean", "level", "time"))
     query = parse_series_query(variable, lat, lon, mean, level, time)
     files = services.catalog.files(dataset_id)
-    etag = strong_etag("quicklook", STYLE, dataset_id, file_identities(files), query.key())
+    etag = _series_etag(dataset_id, files, query)
     access = services.settings.access
 
     def render() -> bytes | Response:

@@ -51,6 +51,7 @@ from insitu.access.routes.catalog import (
     search_catalog,
 )
 from insitu.access.routes.links import page_link
+from insitu.access.routes.quicklook import field_mean_drawn
 from insitu.access.series import cached_series
 from insitu.access.subset import read_cost
 from insitu.catalog import DatasetRecord, VariableInfo
@@ -407,6 +408,8 @@ def _series_state(services: Services, record: DatasetRecord, chosen: VariableInf
         return "image"
     if services.jobs is None:
         return "unavailable"
+    if field_mean_drawn(services, record.dataset_id, files, chosen.name):
+        return "image"  # a dictionary lookup; the results cache hashes every file's identity
     if cached_series(services.catalog, record, chosen.name, None) is not None:
         return "image"
     return "computed"
