@@ -89,6 +89,9 @@ def test_a_field_mean_too_large_to_read_is_computed_on_the_server(
         restarted = fresh.get(SERIES, params={"mean": "field"})
         assert restarted.status_code == 200, restarted.text
         assert restarted.headers["etag"] == r.headers["etag"]
+        named = fresh.get(SERIES, params={"mean": "field", "variable": "tas"})  # as the page
+        assert named.status_code == 200, named.text
+        assert named.content == restarted.content
         page = fresh.get(f"/datasets/{BIG_ID}")
         assert '<img id="quicklook-series"' in page.text and 'class="pending"' not in page.text
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -31,8 +32,8 @@ from insitu.access.quicklook import (
 )
 from insitu.access.routes.subset import ERRORS
 from insitu.access.selection import check_parameters
-from insitu.access.series import SeriesJobs
-from insitu.access.subset import file_identities
+from insitu.access.series import SeriesJobs, cached_series
+from insitu.access.subset import file_identities, read_cost
 from insitu.catalog import DatasetRecord, FileRecord
 from insitu.errors import TooLarge
 
@@ -127,12 +128,32 @@ def _server_side(
     variable = series_variable(services.catalog, record, query)
     got = jobs.result(key, record, variable, query.time)
     if got.path is not None:
-        import xarray as xr
-
-        with xr.open_dataset(got.path) as result:
-            return field_mean_from_result(record, result.load(), variable, query)
+        return _drawn(record, got.path, variable, query)
     assert got.job is not None
     return _computing(request, got.job)
+
+
+def _drawn(record: DatasetRecord, path: Path, variable: str, query: SeriesQuery) -> bytes:
+    import xarray as xr
+
+    with xr.open_dataset(path) as result:
+        return field_mean_from_result(record, result.load(), variable, query)
+
+
+def _computed_before(
+    services: Services, record: DatasetRecord, files: list[FileRecord], query: SeriesQuery
+) -> bytes | None:
+    """The page's field mean (a named variable, the whole record) from the results cache
+    when it is too large to read per request: no file of the dataset is opened (a first
+    request after a restart)."""
+    if not query.field_mean or query.variable is None or query.time is not None:
+        return None
+    access = services.settings.access
+    cost = read_cost(files, None, [query.variable], None)
+    if cost.refusal("", access.max_slice_bytes, access.subset_read_factor) is None:
+        return None
+    path = cached_series(services.catalog, record, query.variable, None)
+    return None if path is None else _drawn(record, path, query.variable, query)
 
 
 def _computing(request: Request, job: Job) -> Response:
@@ -238,6 +259,8 @@ def quicklook_series(
         running = jobs.running(etag) if jobs is not None else None
         if running is not None:  # asked again while it is computed: no file is opened
             return _computing(request, running)
+        if jobs is not None and (done := _computed_before(services, record, files, query)):
+            return done
         try:
             return render_series(
                 services.catalog,
