@@ -71,10 +71,26 @@ _SERIES_SIZE = (8.0, 3.8)  # 800 x 380 pixels
 _DPI = 100
 
 
+_FIRST_NEEDS = (
+    "xarray",
+    "netCDF4",
+    "cftime",
+    "matplotlib.figure",
+    "matplotlib.backends.backend_agg",
+)
+
+
 def warm_up() -> None:
-    """Import what the first quicklook needs (xarray, matplotlib's Agg canvas: about a
-    second of CPU here), so that it does not wait for that after a start of the service."""
-    import xarray  # noqa: F401
+    """Import what the first quicklook needs (xarray and its file engines, matplotlib's
+    Agg canvas: seconds of CPU), so that it does not wait for that after a start of the
+    service."""
+    import importlib
+
+    for name in _FIRST_NEEDS:
+        importlib.import_module(name)
+    import xarray as xr
+
+    xr.backends.list_engines()  # reads the engines' entry points, once per process
 
 
 class PngCache(LRU[str, bytes]):
@@ -334,7 +350,7 @@ def _figure(size: tuple[float, float]) -> Any:
 def _png(fig: Any, description: str | None = None) -> bytes:
     buf = io.BytesIO()
     metadata = {"Software": None, **({"Description": description} if description else {})}
-    # zlib level 1: a map's PNG 10% larger than at the default 6, made 0.07 s sooner.
+    # zlib level 1: a map's PNG a little larger than at the default 6, and made sooner.
     fig.savefig(buf, format="png", dpi=_DPI, metadata=metadata, pil_kwargs={"compress_level": 1})
     return buf.getvalue()
 
@@ -374,8 +390,9 @@ def render_map(
     else:
         mesh: Any
         if _regular(lon_e) and _regular(lat_e) and values.size > 64:
-            # An image of the cells, colour-mapped at the figure's resolution: on a
-            # 0.5-degree grid about 4x faster than a mesh of quadrilaterals, and the same.
+            # An image of the cells, colour-mapped at the figure's resolution: a whole map
+            # of a 0.5-degree grid takes 1.6x less CPU than with a mesh of quadrilaterals
+            # (BENCHMARKS.md, issue 17).
             extent = (lon_e[0], lon_e[-1], lat_e[0], lat_e[-1])
             mesh = plot.imshow(
                 values,
