@@ -173,3 +173,49 @@ def test_a_series_job_of_another_server_process_is_waited_for(
     r, pending = _until_ready(client, SERIES, {"mean": "field", "time": "1901/1903"})
     assert r.status_code == 200, r.text
     assert pending and pending[0].json()["job"]["id"] != other.id
+
+
+def test_the_job_store_finds_the_running_job_of_a_series(store_uri: str) -> None:
+    """Only a queued or running anonymous job of exactly that operation, datasets,
+    variable and time range; the newest if several."""
+    store = JobStore.from_uri(store_uri)
+    now = datetime.now(UTC)
+
+    def job(n: int, **kw: Any) -> Job:
+        values: dict[str, Any] = {
+            "status": "running",
+            "operation": "field_mean",
+            "datasets": (BIG_ID,),
+            "variable": "tas",
+            "time": None,
+            "token_id": None,
+            **kw,
+        }
+        made = Job(
+            id=f"{n:024x}",
+            collections=("big",),
+            params={},
+            created=now.replace(microsecond=n),
+            server="here",
+            **values,
+        )
+        store.insert(made)
+        return made
+
+    try:
+        assert store.active("field_mean", [BIG_ID], "tas", None) is None
+        job(1, status="done")
+        job(2, status="failed")
+        job(3, token_id="t1")  # a caller's own job
+        job(4, variable="pr")
+        job(5, time="1901/1903")
+        job(6, operation="time_mean")
+        job(7, datasets=(BIG_ID, BROKEN_ID))
+        assert store.active("field_mean", [BIG_ID], "tas", None) is None
+        job(8, status="queued")
+        newest = job(9)
+        assert store.active("field_mean", [BIG_ID], "tas", None) == store.get(newest.id)
+        found = store.active("field_mean", [BIG_ID], "tas", "1901/1903")
+        assert found is not None and found.id == f"{5:024x}"
+    finally:
+        store.close()
