@@ -37,7 +37,7 @@ from insitu.access.subset import file_identities, read_cost
 from insitu.catalog import DatasetRecord, FileRecord
 from insitu.errors import TooLarge
 
-__all__ = ["field_mean_drawn", "router"]
+__all__ = ["field_mean_drawn", "router", "too_large_to_read"]
 
 router = APIRouter(tags=["quicklook"])
 
@@ -100,6 +100,14 @@ def _series_etag(dataset_id: str, files: list[FileRecord], query: SeriesQuery) -
     return strong_etag("quicklook", STYLE, dataset_id, file_identities(files), query.key())
 
 
+def too_large_to_read(services: Services, files: list[FileRecord], variable: str) -> bool:
+    """Whether a series of ``variable`` over all ``files`` reads more than one request may
+    (a field mean of it is then computed on the server)."""
+    access = services.settings.access
+    cost = read_cost(files, None, [variable], None)
+    return cost.refusal("", access.max_slice_bytes, access.subset_read_factor) is not None
+
+
 def field_mean_drawn(
     services: Services, dataset_id: str, files: list[FileRecord], variable: str
 ) -> bool:
@@ -148,9 +156,7 @@ def _computed_before(
     request after a restart)."""
     if not query.field_mean or query.variable is None or query.time is not None:
         return None
-    access = services.settings.access
-    cost = read_cost(files, None, [query.variable], None)
-    if cost.refusal("", access.max_slice_bytes, access.subset_read_factor) is None:
+    if not too_large_to_read(services, files, query.variable):
         return None
     path = cached_series(services.catalog, record, query.variable, None)
     return None if path is None else _drawn(record, path, query.variable, query)

@@ -51,9 +51,8 @@ from insitu.access.routes.catalog import (
     search_catalog,
 )
 from insitu.access.routes.links import page_link
-from insitu.access.routes.quicklook import field_mean_drawn
+from insitu.access.routes.quicklook import field_mean_drawn, too_large_to_read
 from insitu.access.series import cached_series
-from insitu.access.subset import read_cost
 from insitu.catalog import DatasetRecord, VariableInfo
 from insitu.errors import InsituError, InvalidQuery, InvalidRequest, NotFound
 
@@ -401,10 +400,8 @@ def _series_state(services: Services, record: DatasetRecord, chosen: VariableInf
     script shows "computing" and then the plot) or ``unavailable`` (no jobs here)."""
     if chosen is None:
         return "image"
-    access = services.settings.access
     files = services.catalog.files(record.dataset_id)
-    cost = read_cost(files, None, [chosen.name], None)
-    if cost.refusal("", access.max_slice_bytes, access.subset_read_factor) is None:
+    if not too_large_to_read(services, files, chosen.name):
         return "image"
     if services.jobs is None:
         return "unavailable"
