@@ -5,7 +5,8 @@ pyplot), so requests render in parallel threads without sharing a current figure
 reads exactly one record (one time step of one level) from the one file that holds it,
 through its format reader (:func:`insitu.formats.read`).
 A series reads the variable over the chosen time range, so its cost is bounded by
-``max_slice_bytes`` (413 above it, pointing at a shorter range or a job). Times of any
+``max_slice_bytes`` (413 above it for a point; a field mean that large is computed on the
+server instead, :mod:`insitu.access.series`, and drawn here from its result). Times of any
 CF calendar are placed on a numeric axis with calendar-aware ticks, so 360-day and
 no-leap models plot like the others.
 """

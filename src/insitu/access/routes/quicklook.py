@@ -180,9 +180,9 @@ def _computing(request: Request, job: Job) -> Response:
 @router.get(
     "/datasets/{dataset_id}/quicklook/map.png",
     summary="A map of one time step",
-    description="pcolormesh of one variable on its latitude-longitude grid at one time step "
-    "and level, with a colour bar labelled with the variable's long name and units. Reads "
-    "only that one record.",
+    description="One variable's cells on its latitude-longitude grid at one time step and "
+    "level, with a colour bar labelled with the variable's long name and units. Reads only "
+    "the stored chunk(s) of that one record.",
     response_class=Response,
     responses={**ERRORS, **_PNG},
 )
