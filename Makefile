@@ -96,7 +96,7 @@ bench: install
 	$(BIN)/python bench/bench_service.py --clients 50 --duration 20 --server-workers 2
 	$(BIN)/python bench/compute_bench.py --gb 5 --repeat 3
 	$(BIN)/python bench/hub_bench.py
-	$(MAKE) bench-ingest bench-workflows bench-zarr-view
+	$(MAKE) bench-ingest bench-workflows bench-zarr-view bench-pages
 
 bench-service: install
 	scripts/tools.sh
@@ -124,6 +124,9 @@ bench-workflows: install
 # The Zarr view against the code before the formats layer (23841c3), alternately; the base
 # checkout's C unshuffle is built as bench/zarr_view_pairs.sh's header says.
 ZV_BASE := .cache/zv-base
+bench-pages: install
+	$(BIN)/python bench/bench_pages.py --repeat 5
+
 bench-zarr-view: install
 	test -d $(ZV_BASE) || git worktree add --detach $(ZV_BASE) 23841c3
 	test -n "$$(ls $(ZV_BASE)/src/insitu/catalog/_shuffle.*.so 2>/dev/null)" || gcc -O3 -shared -fPIC \
