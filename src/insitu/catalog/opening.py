@@ -11,16 +11,19 @@ values are therefore exactly the ones ``open_mfdataset`` gives.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from insitu import formats
+from insitu._util import LRU
 from insitu.catalog.models import FileRecord, LocatedFile
 from insitu.errors import DataError, InvalidQuery
 
 if TYPE_CHECKING:
+    import pandas as pd
     import xarray as xr
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "read_raw_time",
     "reencode_from",
     "sorted_members",
+    "time_index",
     "time_like_units",
     "time_values",
 ]
@@ -204,21 +208,31 @@ def _open_group(files: list[FileRecord], paths: dict[str, str]) -> xr.Dataset:
         # A time dimension without a coordinate, dated by an auxiliary one: its dates.
         dates = formats.with_time_units({}, first.time_units, first.calendar)
         raw[tdim] = xr.Variable((tdim,), time_values(files, np.dtype("float64")), dates)
+    time = raw.get(tdim) if tdim is not None else None
+    index = time_index(time) if time is not None else None
+    if tdim is None or time is None or index is None:
+        return _decoded(xr.Dataset(raw, attrs=global_attrs), first_path)
+    # The time axis is decoded here, once per distinct axis (cftime dates cost about 2 µs
+    # each: most of a second for a thousand years of days), and held out of xarray's reach
+    # with its bounds, which would otherwise read their first and last values (two files)
+    # to learn their type.
+    del raw[tdim]
     encoded = xr.Dataset(raw, attrs=global_attrs)
-    bounds = bounds_of(first, tdim) if tdim is not None else None
-    decoded = _decoded_bounds(encoded, tdim, bounds) if tdim and bounds else None
-    if decoded is None:
-        return _decoded(encoded, first_path)
-    # xarray would read the time bounds' first and last values (two files) to learn their
-    # type, and a cftime date to tell it is one: they are decoded here instead, and held
-    # out of xarray's reach (no units, the time axis not naming them) until it is done.
-    time_attrs = encoded.variables[tdim].attrs
-    encoded.variables[tdim].attrs = {k: v for k, v in time_attrs.items() if k != "bounds"}
-    encoded.variables[bounds].attrs = dict(decoded.attrs)
+    bounds = bounds_of(first, tdim)
+    decoded = None
+    if bounds is not None and bounds in encoded.variables:
+        held = encoded.variables[bounds]
+        decoded = _decoded_bounds(held, bounds, time.attrs, np.asarray(index[:0]).dtype)
+        if decoded is not None:
+            held.attrs = dict(decoded.attrs)
+        else:  # xarray decodes them, as it would with the time axis there to name them
+            for key in ("units", "calendar"):
+                if key in time.attrs:
+                    held.attrs.setdefault(key, time.attrs[key])
     ds = _decoded(encoded, first_path)
-    ds.variables[tdim].attrs["bounds"] = time_attrs["bounds"]
-    ds[bounds] = decoded  # in the place the file gives it
-    return ds
+    if decoded is not None:
+        ds[bounds] = decoded
+    return _with_time_index(ds, time, index)
 
 
 def _decoded(encoded: xr.Dataset, source: str) -> xr.Dataset:
@@ -232,34 +246,88 @@ def _decoded(encoded: xr.Dataset, source: str) -> xr.Dataset:
 # Attributes that make xarray decode more than the dates (masks, packing, types).
 _NOT_ONLY_DATES = {"_FillValue", "missing_value", "scale_factor", "add_offset", "dtype"}
 
+# Decoded time axes by units, calendar, type and digest of their encoded values: an open
+# dataset is opened again without decoding its dates again. At most 2,000,000 dates (about
+# 130 bytes each as cftime dates).
+_TIME_INDEXES: LRU[tuple[str, str | None, str, str], pd.Index] = LRU(16, 2_000_000, len)
 
-def _decoded_bounds(encoded: xr.Dataset, tdim: str, name: str) -> xr.Variable | None:
-    """The lazily read time bounds ``name`` decoded as xarray would decode them, typed like
-    the time axis, without reading a value; None where xarray must decide (undated time
-    axis, bounds that are not lazy, masked or packed)."""
+
+def time_index(time: xr.Variable) -> pd.Index | None:
+    """The index xarray builds for the encoded time axis ``time`` once decoded (numpy dates
+    or a ``CFTimeIndex``; see :func:`insitu.formats.decode_times`), or None where xarray
+    must decode it itself (no dated units, masked, packed or not numbers).
+
+    Raises DataError when the values cannot be decoded.
+    """
+    import pandas as pd
     import xarray as xr
-    from xarray.coding.times import decode_cf_datetime
 
-    if name not in encoded.variables or tdim not in encoded.variables:
+    units, calendar = time.attrs.get("units"), time.attrs.get("calendar")
+    if (
+        not isinstance(units, str)
+        or " since " not in units
+        or (calendar is not None and not isinstance(calendar, str))
+        or _NOT_ONLY_DATES & set(time.attrs)
+        or time.dtype.kind not in "iuf"
+        or time.size == 0
+    ):
         return None
-    time, var = encoded[tdim].variable, encoded[name].variable
-    units = var.attrs.get("units", time.attrs.get("units"))
-    calendar = var.attrs.get("calendar", time.attrs.get("calendar"))
+    values = np.ascontiguousarray(time.values)
+    key = (
+        units,
+        calendar,
+        values.dtype.str,
+        hashlib.blake2b(values.data, digest_size=16).hexdigest(),
+    )
+    index = _TIME_INDEXES.get(key)
+    if index is None:
+        dates = formats.decode_times(values, units, calendar)
+        as_index: Any = xr.CFTimeIndex if dates.dtype.kind == "O" else pd.Index
+        index = as_index(dates)
+        _TIME_INDEXES.put(key, index)
+    return index
+
+
+def _with_time_index(ds: xr.Dataset, time: xr.Variable, index: pd.Index) -> xr.Dataset:
+    """``ds`` with its decoded time axis (encoded as ``time``, decoded to ``index``) as the
+    coordinate xarray would make of it."""
+    import xarray as xr
+    from xarray.indexes import PandasIndex
+
+    (tdim,) = time.dims
+    pindex = PandasIndex(index, tdim)
+    (coord,) = pindex.create_variables().values()
+    coord.attrs = {k: v for k, v in time.attrs.items() if k not in ("units", "calendar")}
+    coord.encoding = {
+        **{k: time.attrs[k] for k in ("units", "calendar") if k in time.attrs},
+        "dtype": time.dtype,
+    }
+    # The time axis first (where CF files have it), then the others in the file's order.
+    out = xr.Dataset(coords=xr.Coordinates({tdim: coord}, indexes={tdim: pindex}))
+    out.update(ds)
+    out.attrs = ds.attrs
+    out.encoding = ds.encoding
+    return out
+
+
+def _decoded_bounds(
+    var: xr.Variable, name: str, time_attrs: dict[str, Any], dtype: np.dtype[Any]
+) -> xr.Variable | None:
+    """The lazily read time bounds ``var`` (named ``name``) decoded as xarray would decode
+    them with their time axis (``time_attrs``, decoded to ``dtype``), without reading a
+    value; None where xarray must decide (bounds that are not lazy, masked or packed)."""
+    import xarray as xr
+
+    units = var.attrs.get("units", time_attrs.get("units"))
+    calendar = var.attrs.get("calendar", time_attrs.get("calendar"))
     if (
         not isinstance(units, str)
         or "since" not in units
         or not hasattr(var.data, "map_blocks")
         or _NOT_ONLY_DATES & set(var.attrs)
         or var.dtype.kind not in "iuf"
-        or time.size == 0
     ):
         return None
-    ends = np.asarray(time.values)[[0, -1]]
-    try:
-        sample = decode_cf_datetime(ends, str(time.attrs.get("units")), time.attrs.get("calendar"))
-    except (ValueError, OverflowError, TypeError):
-        return None  # xarray raises its own error on the time axis
-    dtype = np.asarray(sample).dtype
     cf = dict(units=units, calendar=calendar, use_cftime=dtype.kind == "O")
     data = var.data.map_blocks(_decode_dates, name, cf, dtype=dtype)
     attrs = {k: v for k, v in var.attrs.items() if k not in ("units", "calendar")}

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from insitu.errors import DataError
+
 if TYPE_CHECKING:
     import xarray as xr
 
@@ -21,6 +23,7 @@ __all__ = [
     "Axes",
     "TimeAxis",
     "axes",
+    "decode_times",
     "default_fill",
     "fill_values",
     "mask_default_fill",
@@ -210,3 +213,66 @@ def reencode_time(
 
     dates = cftime.num2date(raw.astype("float64"), units, calendar=calendar)
     return np.asarray(cftime.date2num(dates, to_units, calendar=calendar)).astype(raw.dtype)
+
+
+# The calendars xarray decodes to numpy datetimes where it can; every other CF calendar is
+# decoded to cftime dates, in range or not.
+_STANDARD_CALENDARS = frozenset({"standard", "gregorian", "proleptic_gregorian"})
+
+
+def decode_times(
+    values: np.ndarray[Any, Any], units: str, calendar: str | None
+) -> np.ndarray[Any, Any]:
+    """Encoded times decoded as xarray decodes them (``xarray.decode_cf``, what
+    ``xarray.open_dataset`` gives), without xarray's warning where dates are cftime dates on
+    purpose.
+
+    The dates are numpy ``datetime64[ns]`` for a standard calendar (``standard``,
+    ``gregorian``, ``proleptic_gregorian``) in numpy's range, else cftime dates: always in
+    the other calendars (``noleap``, ``360_day``, ``all_leap``, ``julian``, ...), and in a
+    standard calendar beyond 1677-2262 (piControl runs count a thousand years). xarray warns
+    in the last case unless told ``use_cftime=True``; this does not. Dates before the
+    Gregorian reform (1582-10-15) in the mixed ``standard`` calendar still warn as xarray
+    warns: they are Julian dates, which a model run rarely means.
+
+    Raises
+    ------
+    DataError
+        The values cannot be decoded (an unknown calendar, units cftime cannot read, dates
+        out of every range); the message names the units and the calendar.
+    """
+    from pandas.errors import OutOfBoundsDatetime, OutOfBoundsTimedelta
+    from xarray.coding.times import decode_cf_datetime
+
+    name = calendar or "standard"
+    try:
+        if name.lower() not in _STANDARD_CALENDARS:
+            return decode_cf_datetime(values, units, name, use_cftime=True)
+        try:
+            return decode_cf_datetime(values, units, name, use_cftime=False)
+        except (OutOfBoundsDatetime, OutOfBoundsTimedelta, OverflowError):
+            dates = decode_cf_datetime(values, units, name, use_cftime=True)
+        if dates.size and _beyond_datetime64(dates, values):
+            return dates
+        # Before the reform, or in range with a reference date pandas refuses: xarray's
+        # own choice (numpy datetimes in range, a warning before the reform).
+        return decode_cf_datetime(values, units, name)
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise DataError(
+            f"Cannot decode times in units {units!r} and calendar {name!r}: {exc}. Fix the "
+            "file's time units or calendar attribute, or open it with xarray and "
+            "decode_times=False to see its values."
+        ) from exc
+
+
+def _beyond_datetime64(dates: np.ndarray[Any, Any], values: np.ndarray[Any, Any]) -> bool:
+    """Whether cftime ``dates`` of a standard calendar reach past numpy's datetime64[ns]
+    range (1677-09-21 to 2262-04-11) without going back before the Gregorian reform."""
+    first = dates.flat[int(np.nanargmin(values))]
+    last = dates.flat[int(np.nanargmax(values))]
+    kind = type(first)
+    if first < kind(1582, 10, 15):
+        return False
+    return bool(
+        first < kind(1677, 9, 21, 0, 12, 43, 145224) or last > kind(2262, 4, 11, 23, 47, 16, 854775)
+    )
