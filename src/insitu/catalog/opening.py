@@ -34,7 +34,6 @@ __all__ = [
     "read_raw_time",
     "reencode_from",
     "sorted_members",
-    "time_index",
     "time_like_units",
     "time_values",
 ]
@@ -209,7 +208,7 @@ def _open_group(files: list[FileRecord], paths: dict[str, str]) -> xr.Dataset:
         dates = formats.with_time_units({}, first.time_units, first.calendar)
         raw[tdim] = xr.Variable((tdim,), time_values(files, np.dtype("float64")), dates)
     time = raw.get(tdim) if tdim is not None else None
-    index = time_index(time) if time is not None else None
+    index = _time_index(time) if time is not None else None
     if tdim is None or time is None or index is None:
         return _decoded(xr.Dataset(raw, attrs=global_attrs), first_path)
     # The time axis is decoded here, once per distinct axis (cftime dates cost about 2 µs
@@ -252,7 +251,7 @@ _NOT_ONLY_DATES = {"_FillValue", "missing_value", "scale_factor", "add_offset", 
 _TIME_INDEXES: LRU[tuple[str, str | None, str, str], pd.Index] = LRU(16, 2_000_000, len)
 
 
-def time_index(time: xr.Variable) -> pd.Index | None:
+def _time_index(time: xr.Variable) -> pd.Index | None:
     """The index xarray builds for the encoded time axis ``time`` once decoded (numpy dates
     or a ``CFTimeIndex``; see :func:`insitu.formats.decode_times`), or None where xarray
     must decode it itself (no dated units, masked, packed or not numbers).
