@@ -27,6 +27,7 @@ years of values of ``insitu`` and ``mf`` are compared (``xarray.testing.assert_e
 
     python bench/bench_open_long.py [--files 1000] [--rounds 3] [--warm 2] [--parallel]
                                     [--first-year 1850]
+    python bench/bench_open_long.py --profile   # where insitu's time goes, cold and warm
 """
 
 from __future__ import annotations
@@ -112,6 +113,31 @@ def mf_settings(peer: str) -> dict[str, Any]:
     if peer == "mf-par":
         kw["parallel"] = True
     return kw
+
+
+def profile_insitu(base: Path) -> None:
+    """cProfile of insitu's first open in this new process (imports done before) and of a
+    warm one, to stderr: where the time goes."""
+    import cProfile
+    import io
+    import pstats
+
+    import dask.array  # noqa: F401
+    import xarray  # noqa: F401
+
+    import insitu
+    from insitu.catalog import Catalog
+
+    cat = Catalog(sqlite_uri_keep(base / "catalog.db"))
+    ds_id = (base / "dataset_id").read_text()
+    for label in ("first open (cold, imports done)", "second open (warm)"):
+        prof = cProfile.Profile()
+        t0 = time.perf_counter()
+        prof.runcall(insitu.open_dataset, ds_id, catalog=cat)
+        t = time.perf_counter() - t0
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(12)
+        say(f"[open-long] profile, {label}: {t:.3f} s\n{out.getvalue()}")
 
 
 def child(peer: str, base: Path, n_warm: int) -> None:
@@ -224,8 +250,16 @@ def main(argv: list[str] | None = None) -> dict[str, object] | None:
     ap.add_argument("--check-years", type=int, default=5, help="years compared at each end (5)")
     ap.add_argument("--data-dir", type=Path, default=DATA_DIR / "open-long")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="only profile insitu's cold and warm open (cProfile, to stderr) in a new process",
+    )
     ap.add_argument("--child", choices=PEERS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child and args.profile:
+        profile_insitu(args.data_dir)
+        return None
     if args.child:
         child(args.child, args.data_dir, args.warm)
         return None
@@ -248,6 +282,13 @@ def main(argv: list[str] | None = None) -> dict[str, object] | None:
     (base / "dataset_id").write_text(ds_id)
     (base / "files.txt").write_text("\n".join(files))
     say(f"[open-long] scanned in {scan_s:.1f} s; dataset {ds_id}")
+    if args.profile:
+        cmd = [sys.executable, __file__, "--child", "insitu", "--profile"]
+        subprocess.run([*cmd, "--data-dir", str(base)], check=True)
+        cat.close()
+        if not args.keep:
+            shutil.rmtree(base)
+        return None
 
     runs: dict[str, list[dict[str, Any]]] = {p: [] for p in peers}
     crashed = dict.fromkeys(peers, 0)
