@@ -21,6 +21,7 @@ from alembic.script import ScriptDirectory
 from insitu import db
 from insitu.access import JobStore, TokenStore
 from insitu.catalog import Catalog
+from insitu.catalog._sql import TEXT_INDEX, TEXT_TABLE
 from insitu.ingest import Item, Registry, find_shots  # its tables are on db.metadata too
 from insitu.workflows import ComponentCatalog  # the component catalog's tables likewise
 from insitu.workflows.registry import FTS_INDEX, FTS_TABLE
@@ -180,9 +181,10 @@ def test_a_database_of_the_release_before_migrations_is_upgraded_by_any_command(
 
 
 def _not_text_index(name: str | None, type_: str, parents: dict[str, str | None]) -> bool:
-    """The component catalog's full-text index is made by its migration only: SQLite's FTS5
-    table (and its shadow tables), PostgreSQL's GIN index on an expression."""
-    return not (name or "").startswith((FTS_TABLE, FTS_INDEX))
+    """The component catalog's and the datasets' full-text indexes are made by their
+    migrations only: SQLite's FTS5 tables (and their shadow tables), PostgreSQL's GIN
+    indexes on an expression."""
+    return not (name or "").startswith((FTS_TABLE, FTS_INDEX, TEXT_TABLE, TEXT_INDEX))
 
 
 def test_the_newest_revision_makes_the_tables_the_stores_define(store_uri: str) -> None:

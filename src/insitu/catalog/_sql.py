@@ -2,6 +2,12 @@
 
 Structured fields (facets, variables, attributes) are kept as JSON text, not JSONB, so
 that NaN fill values survive and both databases store the same bytes.
+
+Free text is searched by the database: each dataset row keeps its words in
+``search_text`` (:meth:`DatasetRecord.search_text`), indexed by an FTS5 table kept in step
+by triggers on SQLite and by a GIN index on ``to_tsvector('simple', search_text)`` on
+PostgreSQL (both made by migration 0006, off :data:`metadata` as alembic cannot describe
+them). A SQLite built without FTS5 gets neither, and the search falls back to ``LIKE``.
 """
 
 from __future__ import annotations
@@ -25,13 +31,14 @@ from insitu.catalog.models import (
     FileRecord,
     FileState,
     FileStatus,
+    IndexRow,
     VariableInfo,
 )
 from insitu.catalog.store import CollectionStats
 from insitu.catalog.templates import version_key
-from insitu.errors import CollectionExists, CollectionNotFound, StoreError
+from insitu.errors import CollectionExists, CollectionNotFound, InvalidQuery, StoreError
 
-__all__ = ["SQLCatalogStore"]
+__all__ = ["TEXT_INDEX", "TEXT_TABLE", "SQLCatalogStore"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +108,7 @@ datasets_t = sa.Table(
     sa.Column("tkey_start", sa.BigInteger),
     sa.Column("tkey_end", sa.BigInteger),
     sa.Column("bbox", sa.Text),
+    sa.Column("search_text", sa.Text, nullable=False, server_default=""),
     sa.UniqueConstraint("collection", "dataset_id", name="uq_datasets_id"),
     sa.Index("ix_datasets_master", "collection", "master_id"),
     sa.Index("ix_datasets_id", "dataset_id"),
@@ -113,6 +121,22 @@ meta_t = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 _GENERATION_SQL = "SELECT value FROM meta WHERE key = 'generation'"
+
+TEXT_TABLE = "datasets_fts"  # SQLite FTS5 table over datasets.search_text (migration 0006)
+TEXT_INDEX = "ix_datasets_fts"  # PostgreSQL GIN index on its to_tsvector, likewise
+_INDEX_COLUMNS = (
+    "id",
+    "dataset_id",
+    "collection",
+    "version",
+    "latest",
+    "facets",
+    "n_files",
+    "size",
+    "tkey_start",
+    "tkey_end",
+    "bbox",
+)
 
 
 def _dumps(value: Any) -> str | None:
@@ -157,6 +181,16 @@ class SQLCatalogStore:
         self._lock = threading.Lock()
         self._closed = False
         db.upgrade(engine)  # the schema's first revision also writes generation 0
+        with engine.connect() as conn:
+            name = conn.dialect.name
+            #: how free text is searched: "tsvector", "fts5", else "like" (no FTS5)
+            self.text_search = (
+                "tsvector"
+                if name == "postgresql"
+                else "fts5"
+                if name == "sqlite" and sa.inspect(conn).has_table(TEXT_TABLE)
+                else "like"
+            )
 
     def unreachable(self, exc: sa.exc.DBAPIError) -> StoreError:
         """The error to raise when the database failed under us."""
@@ -304,7 +338,7 @@ class SQLCatalogStore:
         master_ids: Iterable[str] | None = None,
     ) -> list[DatasetRecord]:
         c = datasets_t.c
-        base = sa.select(datasets_t)
+        base = sa.select(*(col for col in datasets_t.c if col.name != "search_text"))
         if collection is not None:
             base = base.where(c.collection == collection)
         out: list[DatasetRecord] = []
@@ -319,6 +353,52 @@ class SQLCatalogStore:
                     rows = conn.execute(base.where(column.in_(chunk)).order_by(c.dataset_id))
                     out.extend(_dataset(r) for r in rows)
         return out
+
+    @_answering
+    def index_rows(self) -> list[IndexRow]:
+        c = datasets_t.c
+        query = sa.select(*(c[n] for n in _INDEX_COLUMNS)).order_by(c.dataset_id, c.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        loads = json.loads
+        return [
+            IndexRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                bool(r[4]),
+                loads(r[5]),
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+                _bbox(r[10]) if r[10] else None,
+            )
+            for r in rows
+        ]
+
+    @_answering
+    def text_matches(self, phrases: Sequence[Sequence[str]]) -> list[int]:
+        if not phrases or not all(phrases):
+            raise InvalidQuery(f"text_matches needs phrases of words, got {phrases!r}.")
+        c = datasets_t.c
+        if self.text_search == "fts5":
+            match = " AND ".join(f'"{" ".join(p)}"*' for p in phrases)
+            query: Any = sa.text(f"SELECT rowid FROM {TEXT_TABLE} WHERE {TEXT_TABLE} MATCH :m")
+            query = query.bindparams(m=match)
+        elif self.text_search == "tsvector":
+            ts = " & ".join(" <-> ".join(f"'{w}'" for w in p) + ":*" for p in phrases)
+            vector = sa.func.to_tsvector(sa.literal_column("'simple'"), c.search_text)
+            found = sa.func.to_tsquery(sa.literal_column("'simple'"), ts)
+            query = sa.select(c.id).where(vector.op("@@")(found))
+        else:  # no FTS5: the phrase at the start of a word of the text
+            padded = sa.literal(" ") + c.search_text
+            query = sa.select(c.id).where(
+                *(padded.contains(" " + " ".join(p), autoescape=True) for p in phrases)
+            )
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(query)]
 
     # -- writing -----------------------------------------------------------------------
 
@@ -460,6 +540,7 @@ def _dataset_row(d: DatasetRecord) -> dict[str, Any]:
         "tkey_start": d.tkey_start,
         "tkey_end": d.tkey_end,
         "bbox": _dumps(list(d.bbox)) if d.bbox else None,
+        "search_text": d.search_text(),
     }
 
 

@@ -33,6 +33,8 @@ from insitu.log import show_progress
 from insitu.settings import Settings
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     import xarray as xr
 
 __all__ = ["Catalog", "open_dataset"]
@@ -186,7 +188,9 @@ class Catalog:
                 # Building 100,000 records makes millions of objects that all survive:
                 # the cyclic collector would spend half the time re-walking them.
                 with gc_paused():
-                    self._index = SearchIndex(self.store.datasets(), templates, gen)
+                    self._index = SearchIndex(
+                        self.store.index_rows(), templates, gen, self.store.text_matches
+                    )
             return self._index
 
     def index_is_current(self, generation: int) -> bool:
@@ -241,15 +245,24 @@ class Catalog:
             count_facets=facets,
         )
         idx, counts = index.select(query)
-        page = idx[offset : offset + limit]
         return SearchResult(
             total=len(idx),
-            results=[index.records[i] for i in page],
+            results=self._records(index, idx[offset : offset + limit]),
             facet_counts=counts,
-            matches=idx.tolist(),
+            matches=idx,
             index=index,
             catalog=self,
         )
+
+    def _records(self, index: SearchIndex, page: npt.NDArray[np.intp]) -> list[DatasetRecord]:
+        """The records of index positions ``page``, in order, read from the store at once."""
+        if not len(page):
+            return []
+        ids = index.dataset_ids(page)
+        found = {(r.collection, r.dataset_id): r for r in self.store.datasets(dataset_ids=ids)}
+        wanted = [(index.collection_of(i), d) for i, d in zip(page.tolist(), ids, strict=True)]
+        # A dataset removed since the index was built is left out: it is gone.
+        return [found[key] for key in wanted if key in found]
 
     # -- datasets ----------------------------------------------------------------------
 

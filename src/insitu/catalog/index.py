@@ -3,6 +3,8 @@
 Faceted search with counts over every facet has to answer in milliseconds on 100,000
 datasets. SQL ``GROUP BY`` per facet does not; integer codes and ``np.bincount`` do. The
 store stays the source of truth; this index is a cache keyed by the store's generation.
+It keeps arrays only (about 300 bytes a dataset, no records): free text is looked up in
+the store's text index, and the records of a page of results are read from the store.
 
 An index never changes once built, so it also remembers its recent answers: a web page or
 a notebook that asks the same search again (the landing page, a facet click and back)
@@ -11,17 +13,17 @@ costs a dictionary lookup. The memory this takes is bounded (``MEMO_BYTES``).
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 import numpy as np
 import numpy.typing as npt
 
-from insitu.catalog.models import DatasetRecord
+from insitu.catalog.models import IndexRow
+from insitu.catalog.search import parse_text
 from insitu.catalog.templates import Template
 from insitu.errors import InvalidQuery
 
@@ -38,6 +40,9 @@ MEMO_BYTES = 64 * 2**20
 _COUNT_BYTES = 100
 
 Answer = tuple[npt.NDArray[np.intp], dict[str, dict[str, int]]]
+#: Asks the store's text index: row numbers of the datasets whose text has every phrase
+#: (a phrase: words in a row, the last one a word's beginning).
+TextMatches = Callable[[Sequence[Sequence[str]]], Sequence[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,22 +107,23 @@ class _Postings:
 
 
 class SearchIndex:
-    """Answers :class:`IndexQuery` over a fixed list of dataset records."""
+    """Answers :class:`IndexQuery` over a fixed list of datasets (:class:`IndexRow`)."""
 
     def __init__(
         self,
-        records: Sequence[DatasetRecord],
+        rows: Sequence[IndexRow],
         templates: Mapping[str, Template],
         generation: int = -1,
+        text_matches: TextMatches | None = None,
     ) -> None:
-        self.records = list(records)
         self.generation = generation
         self.templates = dict(templates)
-        n = self.n = len(self.records)
+        self._text_matches = text_matches
+        n = self.n = len(rows)
         pairs: dict[str, list[tuple[int, str]]] = {}
-        text_parts: list[str] = []
-        collections = sorted({r.collection for r in self.records})
+        collections = sorted({r.collection for r in rows})
         self._coll_code = {c: i for i, c in enumerate(collections)}
+        self.collections = collections
         self.collection = np.empty(n, dtype=np.int16)
         self.latest = np.empty(n, dtype=bool)
         self.tstart = np.full(n, _NO_TIME_START, dtype=np.int64)
@@ -125,7 +131,8 @@ class SearchIndex:
         self.box = np.full((n, 4), np.nan)
         self.size = np.empty(n, dtype=np.int64)
         self.n_files = np.empty(n, dtype=np.int64)
-        for i, r in enumerate(self.records):
+        self.rows = np.empty(n, dtype=np.int64)
+        for i, r in enumerate(rows):
             for facet, values in r.facets.items():
                 bucket = pairs.setdefault(facet, [])
                 bucket.extend((i, v) for v in values)
@@ -138,23 +145,40 @@ class SearchIndex:
                 self.box[i] = r.bbox
             self.size[i] = r.size
             self.n_files[i] = r.n_files
-            text_parts.append(_text(r))
+            self.rows[i] = r.row
         self.postings = {f: _Postings(p) for f, p in pairs.items()}
-        self._text = "\x00".join(text_parts)
-        self._offsets = (
-            np.cumsum([0] + [len(t) + 1 for t in text_parts[:-1]])
-            if n
-            else np.zeros(0, dtype=np.int64)
-        )
-        ids = np.array([r.dataset_id for r in self.records], dtype=object)
+        # Ids as one block of UTF-8 bytes (80 bytes a CMIP6 id, against 130 as str objects).
+        self._ids = np.array([r.dataset_id.encode() for r in rows], dtype=np.bytes_)
         self._id_rank = np.empty(n, dtype=np.int64)
-        self._id_rank[np.argsort(ids, kind="stable")] = np.arange(n)
-        vers = np.array([r.version for r in self.records], dtype=object)
+        self._id_rank[np.argsort(self._ids, kind="stable")] = np.arange(n)
+        vers = np.array([r.version for r in rows], dtype=object)
         self._version_rank = np.empty(n, dtype=np.int64)
         self._version_rank[np.argsort(vers, kind="stable")] = np.arange(n)
+        self._by_row = np.argsort(self.rows, kind="stable")
         self._memo: OrderedDict[Hashable, tuple[Answer, int]] = OrderedDict()
         self._memo_bytes = 0
         self._memo_lock = threading.Lock()
+
+    def dataset_id(self, i: int) -> str:
+        """The id of the dataset at index position ``i``."""
+        return bytes(self._ids[i]).decode()
+
+    def dataset_ids(self, positions: Sequence[int] | npt.NDArray[np.intp]) -> list[str]:
+        """The ids of the datasets at index ``positions``, in their order."""
+        return [bytes(b).decode() for b in self._ids[np.asarray(positions, dtype=np.intp)]]
+
+    def collection_of(self, i: int) -> str:
+        """The collection of the dataset at index position ``i``."""
+        return self.collections[int(self.collection[i])]
+
+    def nbytes(self) -> int:
+        """Bytes of the index's arrays (its memo of answers aside)."""
+        arrays = [
+            self.collection, self.latest, self.tstart, self.tend, self.box, self.size,
+            self.n_files, self.rows, self._ids, self._id_rank, self._version_rank, self._by_row,
+        ]  # fmt: skip
+        total = sum(a.nbytes for a in arrays)
+        return total + sum(p.ds.nbytes + p.codes.nbytes for p in self.postings.values())
 
     # -- facet names -------------------------------------------------------------------
 
@@ -273,13 +297,15 @@ class SearchIndex:
         )
 
     def _text_mask(self, text: str) -> npt.NDArray[np.bool_]:
-        mask = np.ones(self.n, dtype=bool)
-        for term in text.lower().split():
-            starts = [m.start() for m in re.finditer(re.escape(term), self._text)]
-            hit = np.zeros(self.n, dtype=bool)
-            if starts:
-                hit[np.searchsorted(self._offsets, starts, side="right") - 1] = True
-            mask &= hit
+        phrases = parse_text(text)
+        if self._text_matches is None:
+            raise InvalidQuery("This search index was built without a text index.")
+        found = np.asarray(self._text_matches(phrases), dtype=np.int64)
+        sorted_rows = self.rows[self._by_row]
+        at = np.searchsorted(sorted_rows, found).clip(0, max(self.n - 1, 0))
+        known = sorted_rows[at] == found if self.n else np.zeros(0, dtype=bool)
+        mask = np.zeros(self.n, dtype=bool)
+        mask[self._by_row[at[known]]] = True  # rows written since the index was built aside
         return mask
 
     def _bbox_mask(self, bbox: tuple[float, float, float, float]) -> npt.NDArray[np.bool_]:
@@ -295,15 +321,3 @@ class SearchIndex:
             for shift in (-360.0, 0.0, 360.0):
                 lon_ok = lon_ok | ((w0 + shift <= qw + qspan) & (w0 + shift + span >= qw))
         return np.asarray(lat_ok & lon_ok & np.isfinite(w), dtype=bool)
-
-
-def _text(r: DatasetRecord) -> str:
-    parts = [r.dataset_id]
-    for v in r.variables:
-        parts.append(v.name)
-        for key in ("long_name", "standard_name"):
-            value = v.attrs.get(key)
-            if isinstance(value, str):
-                parts.append(value)
-    parts.extend(str(v) for v in r.attrs.values() if isinstance(v, str | int | float))
-    return " ".join(parts).lower().replace("\x00", " ")

@@ -9,6 +9,7 @@ across calendars for range queries.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +19,24 @@ __all__ = [
     "FileRecord",
     "FileState",
     "FileStatus",
+    "IndexRow",
     "LocatedFile",
     "ScanReport",
     "VariableInfo",
     "time_key",
+    "words",
 ]
+
+_WORD = re.compile(r"[^\W_]+")  # letters and digits: '_', '.', '-' and blanks separate words
+
+
+def words(text: str) -> list[str]:
+    """The lowercase words of ``text``, as the catalog's text index sees them.
+
+    ``'air_temperature'`` is two words, ``air`` and ``temperature``; so is
+    ``'MPI-ESM1-2-LR'`` four (``mpi esm1 2 lr``).
+    """
+    return _WORD.findall(text.lower())
 
 
 class FileStatus(enum.StrEnum):
@@ -188,6 +202,38 @@ class DatasetRecord:
             "calendar": self.calendar,
             "bbox": list(self.bbox) if self.bbox else None,
         }
+
+    def search_text(self) -> str:
+        """What free-text search looks in, as words separated by one blank: the dataset
+        id, the variables' names, long and standard names, the string and number
+        attributes."""
+        parts = [self.dataset_id]
+        for v in self.variables:
+            parts.append(v.name)
+            for key in ("long_name", "standard_name"):
+                value = v.attrs.get(key)
+                if isinstance(value, str):
+                    parts.append(value)
+        parts.extend(str(v) for v in self.attrs.values() if isinstance(v, str | int | float))
+        return " ".join(words(" ".join(parts)))
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRow:
+    """What the search index keeps of one dataset: the store's row number (``row``, how
+    pages of results are read back) and the fields searched and sorted on."""
+
+    row: int
+    dataset_id: str
+    collection: str
+    version: str
+    latest: bool
+    facets: dict[str, list[str]]
+    n_files: int
+    size: int
+    tkey_start: int | None
+    tkey_end: int | None
+    bbox: tuple[float, float, float, float] | None
 
 
 @dataclass(slots=True)

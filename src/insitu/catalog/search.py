@@ -8,15 +8,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from insitu.catalog.models import DatasetRecord, time_key
+from insitu.catalog.models import DatasetRecord, time_key, words
 from insitu.errors import InvalidQuery
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     import xarray as xr
 
     from insitu.catalog.index import SearchIndex
 
-__all__ = ["OpensDatasets", "SearchResult", "parse_bbox", "parse_time_range"]
+__all__ = ["OpensDatasets", "SearchResult", "parse_bbox", "parse_text", "parse_time_range"]
 
 _DATE = re.compile(
     r"^\s*(-?\d{1,6})(?:-(\d{1,2})(?:-(\d{1,2})(?:[T ](\d{1,2})(?::(\d{2})(?::(\d{2}))?)?)?)?)?\s*$"
@@ -80,6 +82,26 @@ def parse_bbox(value: str | Sequence[float]) -> tuple[float, float, float, float
     return w, s, e, n
 
 
+def parse_text(text: str) -> list[list[str]]:
+    """The phrases of a free-text search: one per blank-separated term, each the term's
+    words (:func:`~insitu.catalog.models.words`), the last one a word's beginning.
+
+    A dataset matches when its text has every phrase: ``'air_temp'`` finds
+    ``air_temperature``, ``'tas'`` finds ``tas`` and ``tasmax``, and ``'perature'`` finds
+    nothing (words and their beginnings, not any substring).
+    """
+    phrases = []
+    for term in text.split():
+        found = words(term)
+        if not found:
+            raise InvalidQuery(
+                f"Search term {term!r} (in {text!r}) has no word to look for; give letters "
+                "or digits, e.g. 'air_temperature' or 'tas'."
+            )
+        phrases.append(found)
+    return phrases
+
+
 class OpensDatasets(Protocol):
     """What a result opens its matches with: the :class:`~insitu.catalog.Catalog` that
     searched (named by role, so this module does not import the one that imports it)."""
@@ -98,7 +120,7 @@ class SearchResult:
     total: int
     results: list[DatasetRecord]
     facet_counts: dict[str, dict[str, int]]
-    matches: Sequence[int] = field(repr=False, default=())
+    matches: Sequence[int] | npt.NDArray[np.intp] = field(repr=False, default=())
     index: SearchIndex | None = field(repr=False, default=None)
     catalog: OpensDatasets | None = field(repr=False, default=None)
 
@@ -107,8 +129,7 @@ class SearchResult:
         """Ids of every matching dataset, on all pages, in the result's order."""
         if self.index is None:
             return self.dataset_ids
-        records = self.index.records
-        return [records[i].dataset_id for i in self.matches]
+        return self.index.dataset_ids(self.matches)
 
     def __len__(self) -> int:
         return len(self.results)

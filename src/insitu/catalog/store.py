@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from insitu.catalog.models import Collection, DatasetRecord, FileRecord, FileState
+from insitu.catalog.models import Collection, DatasetRecord, FileRecord, FileState, IndexRow
 
 __all__ = ["CatalogStore", "CollectionStats"]
 
@@ -73,6 +73,17 @@ class CatalogStore(Protocol):
         master_ids: Iterable[str] | None = None,
     ) -> list[DatasetRecord]:
         """Dataset records, optionally restricted by dataset id or by id without version."""
+
+    def index_rows(self) -> list[IndexRow]:
+        """What the search index needs of every dataset (no variables or attributes),
+        sorted by dataset id."""
+
+    def text_matches(self, phrases: Sequence[Sequence[str]]) -> list[int]:
+        """Row numbers (:attr:`IndexRow.row`) of the datasets whose text
+        (:meth:`DatasetRecord.search_text`) has every phrase: its words in a row, the last
+        one a word's beginning. ``[["air", "temp"], ["tas"]]`` finds ``air_temperature``
+        with ``tasmax``. Phrases are lowercase words (:func:`~insitu.catalog.models.words`);
+        raise ``InvalidQuery`` if none is given."""
 
     def write(
         self,
