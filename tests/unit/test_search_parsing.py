@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from insitu.catalog.search import parse_bbox, parse_time_range
+from insitu.catalog.search import parse_bbox, parse_text, parse_time_range
 from insitu.errors import InvalidQuery
 
 
@@ -34,3 +34,17 @@ def test_bbox() -> None:
         parse_bbox("1,2,3")
     with pytest.raises(InvalidQuery, match="south <= north"):
         parse_bbox("0,50,10,40")
+
+
+def test_text_is_phrases_of_words() -> None:
+    assert parse_text("air_temp  MPI-ESM1-2-LR tas") == [
+        ["air", "temp"],
+        ["mpi", "esm1", "2", "lr"],
+        ["tas"],
+    ]
+    assert parse_text("  ") == []
+
+
+def test_a_term_without_letters_or_digits_is_refused() -> None:
+    with pytest.raises(InvalidQuery, match=r"Search term '\+\+' \(in 'tas \+\+'\)"):
+        parse_text("tas ++")

@@ -298,6 +298,8 @@ class SearchIndex:
 
     def _text_mask(self, text: str) -> npt.NDArray[np.bool_]:
         phrases = parse_text(text)
+        if not phrases:  # blanks only: no constraint
+            return np.ones(self.n, dtype=bool)
         if self._text_matches is None:
             raise InvalidQuery("This search index was built without a text index.")
         found = np.asarray(self._text_matches(phrases), dtype=np.int64)

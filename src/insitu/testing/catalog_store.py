@@ -211,6 +211,59 @@ class CatalogStoreTests:
         )
         assert [(d.dataset_id, d.n_files) for d in with_collection.datasets()] == [("a.v1", 7)]
 
+    def test_index_rows_hold_what_the_search_index_needs(
+        self, with_collection: CatalogStore
+    ) -> None:
+        d = sample_dataset("b.v1")
+        with_collection.write("c", datasets=[d, sample_dataset("a.v1", latest=False)])
+        rows = with_collection.index_rows()
+        assert [(r.dataset_id, r.latest) for r in rows] == [("a.v1", False), ("b.v1", True)]
+        assert len({r.row for r in rows}) == 2
+        got = rows[1]
+        assert (got.collection, got.version, got.facets, got.n_files, got.size) == (
+            d.collection,
+            d.version,
+            d.facets,
+            d.n_files,
+            d.size,
+        )
+        assert (got.tkey_start, got.tkey_end, got.bbox) == (d.tkey_start, d.tkey_end, d.bbox)
+
+    def test_text_matches_words_and_word_beginnings(self, with_collection: CatalogStore) -> None:
+        air = VariableInfo("tas", ("time",), (2,), "f4", {"standard_name": "air_temperature"})
+        sea = VariableInfo("tos", ("time",), (2,), "f4", {"long_name": "Sea Surface Temp."})
+        with_collection.write(
+            "c",
+            datasets=[
+                sample_dataset("CMIP6.MPI-ESM1-2-LR.a.v1", variables=(air,)),
+                sample_dataset("CMIP6.CESM2.b.v1", variables=(sea,), attrs={"n": 42}),
+            ],
+        )
+
+        def found(*phrases: list[str]) -> list[str]:
+            rows = {r.row: r.dataset_id for r in with_collection.index_rows()}
+            return sorted(rows[i] for i in with_collection.text_matches(list(phrases)))
+
+        both = ["CMIP6.CESM2.b.v1", "CMIP6.MPI-ESM1-2-LR.a.v1"]
+        assert found(["cmip6"]) == both
+        assert found(["air", "temperature"]) == ["CMIP6.MPI-ESM1-2-LR.a.v1"]
+        assert found(["air", "temp"]) == ["CMIP6.MPI-ESM1-2-LR.a.v1"]  # a word's beginning
+        assert found(["air"], ["esm1", "2"]) == ["CMIP6.MPI-ESM1-2-LR.a.v1"]
+        assert found(["temp"]) == both
+        assert found(["sea", "surface"], ["42"]) == ["CMIP6.CESM2.b.v1"]
+        assert found(["perature"]) == []  # not any substring
+        assert found(["temperature", "air"]) == []  # words in their order
+        # kept in step with every write: replaced, removed, collection forgotten
+        with_collection.write(
+            "c",
+            datasets=[sample_dataset("CMIP6.CESM2.b.v1", variables=(air,))],
+            removed_datasets=["CMIP6.MPI-ESM1-2-LR.a.v1"],
+        )
+        assert found(["air"]) == ["CMIP6.CESM2.b.v1"]
+        assert found(["sea"]) == []
+        with_collection.remove_collection("c")
+        assert found(["cmip6"]) == []
+
     def test_generation_grows_with_every_write(self, with_collection: CatalogStore) -> None:
         g0 = with_collection.generation()
         with_collection.write("c", files=[sample_file()])

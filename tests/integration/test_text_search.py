@@ -1,0 +1,205 @@
+"""Free-text search asks the catalog database's text index (FTS5 on SQLite, a tsvector GIN
+index on PostgreSQL, LIKE on a SQLite without FTS5), and the search index keeps no records:
+a page of results is read from the store. On the real CMIP6 sample archive."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from insitu import db
+from insitu.catalog import Catalog, DatasetRecord
+from insitu.catalog._sql import TEXT_TABLE, SQLCatalogStore
+from insitu.errors import InvalidQuery
+
+# Word queries whose answer is the same as the substring search before the text index.
+WORD_QUERIES = [
+    "air_temperature",
+    "air",
+    "miroc6 air_temperature",
+    "historical",
+    "r1i1p1f1",
+    "Amon",
+    "canesm5",
+    "AOGCM",
+    "day plev",
+    "MPI-ESM1-2-LR",
+]
+
+
+def _old_text(r: DatasetRecord) -> str:
+    """What the search index scanned for substrings before the text index."""
+    parts = [r.dataset_id]
+    for v in r.variables:
+        parts.append(v.name)
+        parts.extend(
+            v.attrs[k] for k in ("long_name", "standard_name") if isinstance(v.attrs.get(k), str)
+        )
+    parts.extend(str(v) for v in r.attrs.values() if isinstance(v, str | int | float))
+    return " ".join(parts).lower()
+
+
+def _words_expected(records: list[DatasetRecord], text: str) -> list[str]:
+    """Ids of the records with every term as words and a word's beginning, by regex."""
+    out = []
+    for r in records:
+        body = " ".join(re.findall(r"[^\W_]+", _old_text(r)))
+        terms = [" ".join(re.findall(r"[^\W_]+", t.lower())) for t in text.split()]
+        if all(re.search(rf"(^| ){re.escape(t)}", body) for t in terms):
+            out.append(r.dataset_id)
+    return sorted(out)
+
+
+@pytest.fixture(scope="module")
+def catalog(module_store_uri: str, demo_root: Path) -> Iterator[Catalog]:
+    cat = Catalog(module_store_uri)
+    cat.add_collection("demo", demo_root, template="cmip6")
+    cat.scan(workers=2)
+    yield cat
+    cat.close()
+
+
+@pytest.mark.parametrize("text", WORD_QUERIES)
+def test_word_queries_find_what_they_found_before(catalog: Catalog, text: str) -> None:
+    records = catalog.store.datasets()
+    substring = sorted(
+        r.dataset_id for r in records if all(t in _old_text(r) for t in text.lower().split())
+    )
+    got = catalog.search(text, limit=1000)
+    assert sorted(got.dataset_ids) == substring == _words_expected(records, text)
+    assert got.total == len(substring) > 0
+    assert isinstance(catalog.store, SQLCatalogStore)
+    assert catalog.store.text_search in ("fts5", "tsvector")  # this SQLite has FTS5
+
+
+def test_a_variable_name_finds_its_datasets(catalog: Catalog) -> None:
+    """'ta' finds every dataset of variable ta (and no longer those with 'data' only)."""
+    ta = catalog.search(variable_id="ta", limit=1000).dataset_ids
+    assert ta and set(ta) <= set(catalog.search("ta", limit=1000).dataset_ids)
+    assert (
+        catalog.search("ta", limit=1000).dataset_ids
+        == catalog.search("ta", variable_id="ta", limit=1000).dataset_ids
+    )
+
+
+def test_terms_are_words_and_word_beginnings(catalog: Catalog) -> None:
+    records = catalog.store.datasets()
+    for text in ("air_temp", "temp", "perature", "esm1 2", "r1i1"):
+        got = sorted(catalog.search(text, limit=1000).dataset_ids)
+        assert got == _words_expected(records, text)
+    assert catalog.search("perature").total == 0  # inside a word: not found any more
+    assert catalog.search("air_temp").total == catalog.search("air_temperature").total
+
+
+def test_a_term_without_a_word_is_refused(catalog: Catalog) -> None:
+    with pytest.raises(InvalidQuery, match=r"Search term '--' .*letters or digits"):
+        catalog.search("tas --")
+
+
+def test_the_answer_comes_from_the_database_text_index(tmp_path: Path, demo_root: Path) -> None:
+    """Emptying SQLite's FTS5 table empties the text search's answers (facets unchanged)."""
+    uri = f"sqlite:///{tmp_path / 'c.db'}"
+    with Catalog(uri) as cat:
+        cat.add_collection("demo", demo_root, template="cmip6")
+        cat.scan(workers=2)
+        assert cat.search("ta").total > 0
+        total = cat.search().total
+    engine = sa.create_engine(uri)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"INSERT INTO {TEXT_TABLE}({TEXT_TABLE}) VALUES ('delete-all')")
+        conn.exec_driver_sql("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+    engine.dispose()
+    with Catalog(uri) as cat:
+        assert cat.search("ta").total == 0
+        assert cat.search().total == total
+
+
+def test_a_page_is_read_from_the_store(catalog: Catalog) -> None:
+    """The index holds arrays only (well under 2 KB a dataset); the records of a page,
+    variables and attributes included, come from the store, in the page's order."""
+    page = catalog.search("ta", limit=3, offset=1, sort="-size")
+    everything = catalog.search("ta", limit=1000, sort="-size")
+    index = catalog.index()
+    assert not [v for v in vars(index).values() if isinstance(v, list) and len(v) == index.n]
+    assert index.nbytes() / index.n < 2048
+    assert page.dataset_ids == everything.dataset_ids[1:4]
+    assert page.all_ids == everything.dataset_ids
+    for record in page.results:
+        assert record == catalog.dataset(record.dataset_id)
+        assert record.variables and record.attrs
+
+
+def test_a_sqlite_without_fts5_falls_back_to_like(tmp_path: Path, demo_root: Path) -> None:
+    """Where SQLite has no FTS5 the migration makes no FTS table: the same words are found
+    with LIKE on the stored text."""
+    uri = f"sqlite:///{tmp_path / 'c.db'}"
+    with Catalog(uri) as cat:
+        cat.add_collection("demo", demo_root, template="cmip6")
+        cat.scan(workers=2)
+        assert isinstance(cat.store, SQLCatalogStore) and cat.store.text_search == "fts5"
+        with_fts = {t: sorted(cat.search(t, limit=1000).dataset_ids) for t in WORD_QUERIES}
+    engine = sa.create_engine(uri)
+    with engine.begin() as conn:  # what the migration leaves on a SQLite without FTS5
+        for suffix in ("_ai", "_ad", "_au"):
+            conn.exec_driver_sql(f"DROP TRIGGER {TEXT_TABLE}{suffix}")
+        conn.exec_driver_sql(f"DROP TABLE {TEXT_TABLE}")
+    engine.dispose()
+    with Catalog(uri) as cat:
+        assert isinstance(cat.store, SQLCatalogStore) and cat.store.text_search == "like"
+        for text, want in with_fts.items():
+            assert sorted(cat.search(text, limit=1000).dataset_ids) == want, text
+        assert cat.search("perature").total == 0
+
+
+def test_the_migration_fills_the_text_index_of_a_revision_0005_catalog(store_uri: str) -> None:
+    """A catalog made at revision 0005 (no text column) gets its datasets' words indexed
+    in place by the first command that opens it."""
+    engine = sa.create_engine(store_uri)
+    variables = [
+        {"name": "tas", "dims": ["time"], "shape": [2], "dtype": "float32",
+         "attrs": {"standard_name": "air_temperature", "_FillValue": float("nan")}},
+    ]  # fmt: skip
+    try:
+        with engine.connect() as conn:
+            config = Config()
+            config.set_main_option("script_location", "insitu.db:migrations")
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0005")
+            conn.execute(
+                sa.text("INSERT INTO collections VALUES ('old', '/data', 'cmip6', :f)"),
+                {"f": False},
+            )
+            for i, model in enumerate(("MIROC6", "CanESM5")):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO datasets (collection, dataset_id, master_id, version, "
+                        "version_key, latest, facets, n_files, size, variables, attrs) VALUES "
+                        "('old', :id, :master, 'v1', 'v1', :t, :facets, 1, 10, :vars, :attrs)"
+                    ),
+                    {
+                        "id": f"CMIP6.CMIP.X.{model}.historical.r1i1p1f1.Amon.tas.gn.v{i}",
+                        "master": f"CMIP6.CMIP.X.{model}",
+                        "t": True,
+                        "facets": json.dumps({"source_id": [model]}),
+                        "vars": json.dumps(variables if i == 0 else []),
+                        "attrs": json.dumps({"title": f"{model} run", "n": 7}),
+                    },
+                )
+            conn.commit()
+    finally:
+        engine.dispose()
+    with Catalog(store_uri) as cat:
+        with cat.store.engine.connect() as conn:  # type: ignore[attr-defined]
+            assert db.revision(conn) == db.HEAD
+        assert cat.search("air_temperature").dataset_ids == [
+            "CMIP6.CMIP.X.MIROC6.historical.r1i1p1f1.Amon.tas.gn.v0"
+        ]
+        assert cat.search("canesm5 run").total == 1
+        assert cat.search("historical tas").total == 2
