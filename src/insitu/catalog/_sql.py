@@ -398,7 +398,11 @@ class SQLCatalogStore:
                 *(padded.contains(" " + " ".join(p), autoescape=True) for p in phrases)
             )
         with self.engine.connect() as conn:
-            return [r[0] for r in conn.execute(query)]
+            # The driver's own rows: SQLAlchemy's row objects took 3/4 of the time of a
+            # common word's 25,000 matches.
+            raw = conn.execute(query).cursor
+            assert raw is not None
+            return [r[0] for r in raw.fetchall()]
 
     # -- writing -----------------------------------------------------------------------
 
