@@ -179,7 +179,12 @@ def _constraints(args: tuple[str, ...]) -> dict[str, list[str]]:
 
 @catalog_group.command("search")
 @click.argument("terms", nargs=-1)
-@click.option("-q", "--text", default=None, help="Free text in ids, variable names, attributes.")
+@click.option(
+    "-q",
+    "--text",
+    default=None,
+    help="Free text: words (or their beginnings) in ids, variable names, attributes.",
+)
 @click.option(
     "--time",
     "time_range",

@@ -120,7 +120,12 @@ async def search(
     request: Request,
     services: CurrentServices,
     principal: CurrentPrincipal,
-    q: Annotated[str | None, Query(description="Free text in ids, names and attributes.")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            description="Free text: words or word beginnings, all of which must occur in the dataset id, variable names or attributes."
+        ),
+    ] = None,
     time: Annotated[
         str | None, Query(description="Overlap with START/END, e.g. 1990/2000-06.")
     ] = None,
