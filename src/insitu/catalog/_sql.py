@@ -109,9 +109,12 @@ datasets_t = sa.Table(
     sa.Column("tkey_end", sa.BigInteger),
     sa.Column("bbox", sa.Text),
     sa.Column("search_text", sa.Text, nullable=False, server_default=""),
+    # the store generation that wrote the row: the search index re-reads only newer rows
+    sa.Column("written", sa.BigInteger, nullable=False, server_default="0"),
     sa.UniqueConstraint("collection", "dataset_id", name="uq_datasets_id"),
     sa.Index("ix_datasets_master", "collection", "master_id"),
     sa.Index("ix_datasets_id", "dataset_id"),
+    sa.Index("ix_datasets_written", "written", "id"),
 )
 
 meta_t = sa.Table(
@@ -355,11 +358,23 @@ class SQLCatalogStore:
         return out
 
     @_answering
-    def index_rows(self) -> list[IndexRow]:
+    def row_ids(self) -> list[int]:
+        c = datasets_t.c
+        with self.engine.connect() as conn:
+            raw = conn.execute(sa.select(c.id).order_by(c.written, c.id)).cursor
+            assert raw is not None
+            return [r[0] for r in raw.fetchall()]
+
+    @_answering
+    def index_rows(self, written_after: int | None = None) -> list[IndexRow]:
         c = datasets_t.c
         query = sa.select(*(c[n] for n in _INDEX_COLUMNS)).order_by(c.dataset_id, c.id)
+        if written_after is not None:
+            query = query.where(c.written > written_after)
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            raw = conn.execute(query).cursor
+            assert raw is not None
+            rows = raw.fetchall()
         loads = json.loads
         return [
             IndexRow(
@@ -432,10 +447,10 @@ class SQLCatalogStore:
             rows = [_file_row(f, variables_json) for f in files]
             for i in range(0, len(rows), 5000):
                 conn.execute(files_t.insert(), rows[i : i + 5000])
-            drows = [_dataset_row(d) for d in datasets]
+            written = self._bump(conn)
+            drows = [{**_dataset_row(d), "written": written} for d in datasets]
             for i in range(0, len(drows), 5000):
                 conn.execute(datasets_t.insert(), drows[i : i + 5000])
-            self._bump(conn)
 
     @_answering
     def generation(self) -> int:
@@ -445,10 +460,12 @@ class SQLCatalogStore:
             value = conn.exec_driver_sql(_GENERATION_SQL).scalar_one()
             return int(value)
 
-    def _bump(self, conn: sa.Connection) -> None:
+    def _bump(self, conn: sa.Connection) -> int:
+        """Add one to the generation (in ``conn``'s transaction) and return it."""
         conn.execute(
             meta_t.update().where(meta_t.c.key == "generation").values(value=meta_t.c.value + 1)
         )
+        return int(conn.exec_driver_sql(_GENERATION_SQL).scalar_one())
 
     def close(self) -> None:
         if not self._closed:

@@ -180,17 +180,29 @@ class Catalog:
     # -- searching ---------------------------------------------------------------------
 
     def index(self) -> SearchIndex:
-        """The search index, rebuilt if the store changed since it was built."""
+        """The search index, brought up to date if the store changed since it was built:
+        from the rows written since (a scan's changes) or, the first time and after large
+        changes, from every row."""
         gen = self.store.generation()
         with self._lock:
-            if self._index is None or self._index.generation != gen:
+            old = self._index
+            if old is None or old.generation != gen:
                 templates = {c.name: self.template(c.template) for c in self.collections()}
                 # Building 100,000 records makes millions of objects that all survive:
                 # the cyclic collector would spend half the time re-walking them.
                 with gc_paused():
-                    self._index = SearchIndex(
-                        self.store.index_rows(), templates, gen, self.store.text_matches
+                    changed = (
+                        self.store.index_rows(written_after=old.generation)
+                        if old is not None
+                        else None
                     )
+                    if old is not None and changed is not None and len(changed) < old.n // 4:
+                        self._index = old.updated(self.store.row_ids(), changed, templates, gen)
+                    else:
+                        self._index = SearchIndex(
+                            self.store.index_rows(), templates, gen, self.store.text_matches
+                        )
+            assert self._index is not None
             return self._index
 
     def index_is_current(self, generation: int) -> bool:

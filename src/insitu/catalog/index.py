@@ -73,16 +73,42 @@ class IndexQuery:
 
 
 class _Postings:
-    """Which datasets have which value of one facet."""
+    """Which datasets (index positions ``ds``) have which value (``codes`` into the sorted
+    ``values``) of one facet. A facet with one value for every dataset, in position order
+    (most are), is ``dense``: its codes are then read by position directly."""
 
-    def __init__(self, pairs: list[tuple[int, str]]) -> None:
-        values = sorted({v for _, v in pairs})
+    def __init__(
+        self, values: list[str], ds: npt.NDArray[np.int32], codes: npt.NDArray[np.int32], n: int
+    ) -> None:
         self.values = values
         self.lookup = {v: i for i, v in enumerate(values)}
-        self.ds = np.fromiter((d for d, _ in pairs), dtype=np.int32, count=len(pairs))
-        self.codes = np.fromiter(
-            (self.lookup[v] for _, v in pairs), dtype=np.int32, count=len(pairs)
-        )
+        self.ds = ds
+        self.codes = codes
+        self.dense = len(ds) == n and bool((ds == np.arange(n, dtype=np.int32)).all())
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[int, str]], n: int) -> _Postings:
+        values = sorted({v for _, v in pairs})
+        lookup = {v: i for i, v in enumerate(values)}
+        ds = np.fromiter((d for d, _ in pairs), dtype=np.int32, count=len(pairs))
+        codes = np.fromiter((lookup[v] for _, v in pairs), dtype=np.int32, count=len(pairs))
+        return cls(values, ds, codes, n)
+
+    def merged(
+        self, newpos: npt.NDArray[np.int64], fresh: _Postings | None, offset: int, n: int
+    ) -> _Postings:
+        """These postings with old position ``i`` moved to ``newpos[i]`` (-1: dropped), and
+        ``fresh``'s positions moved up by ``offset``."""
+        other = fresh or _Postings([], np.zeros(0, np.int32), np.zeros(0, np.int32), 0)
+        values = sorted(set(self.values) | set(other.values))
+        lookup = {v: i for i, v in enumerate(values)}
+        mine = np.fromiter((lookup[v] for v in self.values), np.int32, len(self.values))
+        theirs = np.fromiter((lookup[v] for v in other.values), np.int32, len(other.values))
+        moved = newpos[self.ds]
+        kept = moved >= 0
+        ds = np.concatenate([moved[kept], other.ds.astype(np.int64) + offset]).astype(np.int32)
+        codes = np.concatenate([mine[self.codes[kept]], theirs[other.codes]]).astype(np.int32)
+        return _Postings(values, ds, codes, n)
 
     def match(self, patterns: Sequence[str], n: int) -> npt.NDArray[np.bool_]:
         wanted: set[int] = set()
@@ -91,6 +117,10 @@ class _Postings:
                 wanted.update(i for i, v in enumerate(self.values) if fnmatchcase(v, p))
             elif p in self.lookup:
                 wanted.add(self.lookup[p])
+        if self.dense:
+            if len(wanted) == 1:
+                return np.asarray(self.codes == next(iter(wanted)), dtype=bool)
+            return np.isin(self.codes, np.fromiter(wanted, np.int32, len(wanted)))
         hit = np.zeros(n, dtype=bool)
         if len(wanted) == 1:
             hit[self.ds[self.codes == next(iter(wanted))]] = True
@@ -99,15 +129,19 @@ class _Postings:
         return hit
 
     def counts(self, mask: npt.NDArray[np.bool_]) -> dict[str, int]:
-        sel = mask[self.ds]
-        counts = np.bincount(self.codes[sel], minlength=len(self.values))
+        chosen = self.codes[mask] if self.dense else self.codes[mask[self.ds]]
+        counts = np.bincount(chosen, minlength=len(self.values))
         nz = np.flatnonzero(counts)
         order = nz[np.lexsort((nz, -counts[nz]))]
         return {self.values[i]: int(counts[i]) for i in order}
 
 
 class SearchIndex:
-    """Answers :class:`IndexQuery` over a fixed list of datasets (:class:`IndexRow`)."""
+    """Answers :class:`IndexQuery` over a fixed list of datasets (:class:`IndexRow`).
+
+    :meth:`updated` makes the index of the store after a change from this one and the
+    rows written since, reading only those.
+    """
 
     def __init__(
         self,
@@ -121,9 +155,8 @@ class SearchIndex:
         self._text_matches = text_matches
         n = self.n = len(rows)
         pairs: dict[str, list[tuple[int, str]]] = {}
-        collections = sorted({r.collection for r in rows})
-        self._coll_code = {c: i for i, c in enumerate(collections)}
-        self.collections = collections
+        self.collections = sorted({r.collection for r in rows})
+        codes = {c: i for i, c in enumerate(self.collections)}
         self.collection = np.empty(n, dtype=np.int16)
         self.latest = np.empty(n, dtype=bool)
         self.tstart = np.full(n, _NO_TIME_START, dtype=np.int64)
@@ -136,7 +169,7 @@ class SearchIndex:
             for facet, values in r.facets.items():
                 bucket = pairs.setdefault(facet, [])
                 bucket.extend((i, v) for v in values)
-            self.collection[i] = self._coll_code[r.collection]
+            self.collection[i] = codes[r.collection]
             self.latest[i] = r.latest
             if r.tkey_start is not None:
                 self.tstart[i] = r.tkey_start
@@ -146,18 +179,64 @@ class SearchIndex:
             self.size[i] = r.size
             self.n_files[i] = r.n_files
             self.rows[i] = r.row
-        self.postings = {f: _Postings(p) for f, p in pairs.items()}
-        # Ids as one block of UTF-8 bytes (80 bytes a CMIP6 id, against 130 as str objects).
+        self.postings = {f: _Postings.from_pairs(p, n) for f, p in pairs.items()}
+        # Ids and versions as blocks of UTF-8 bytes (80 bytes a CMIP6 id, against 130 as
+        # str objects): byte order is code point order, so they sort as the strings do.
         self._ids = np.array([r.dataset_id.encode() for r in rows], dtype=np.bytes_)
+        self._versions = np.array([r.version.encode() for r in rows], dtype=np.bytes_)
+        self._finish()
+
+    def _finish(self) -> None:
+        """The derived arrays (ranks, row order) and an empty memo."""
+        n = self.n
+        self._coll_code = {c: i for i, c in enumerate(self.collections)}
         self._id_rank = np.empty(n, dtype=np.int64)
         self._id_rank[np.argsort(self._ids, kind="stable")] = np.arange(n)
-        vers = np.array([r.version for r in rows], dtype=object)
         self._version_rank = np.empty(n, dtype=np.int64)
-        self._version_rank[np.argsort(vers, kind="stable")] = np.arange(n)
+        self._version_rank[np.argsort(self._versions, kind="stable")] = np.arange(n)
         self._by_row = np.argsort(self.rows, kind="stable")
+        self._sorted_rows = self.rows[self._by_row]
         self._memo: OrderedDict[Hashable, tuple[Answer, int]] = OrderedDict()
         self._memo_bytes = 0
         self._memo_lock = threading.Lock()
+
+    def updated(
+        self,
+        row_ids: Sequence[int],
+        changed: Sequence[IndexRow],
+        templates: Mapping[str, Template],
+        generation: int,
+    ) -> SearchIndex:
+        """The index of the store at ``generation``: this one without the datasets whose
+        rows are not in ``row_ids`` (every row of the store now) or are ``changed``, plus
+        the ``changed`` rows (every row written since this index's generation)."""
+        fresh = SearchIndex(changed, templates, generation, self._text_matches)
+        changed_rows = fresh.rows
+        keep = np.isin(self.rows, np.asarray(row_ids, dtype=np.int64))
+        keep &= ~np.isin(self.rows, changed_rows)
+        k = int(keep.sum())
+        newpos = np.where(keep, np.cumsum(keep) - 1, -1)
+        out = object.__new__(SearchIndex)
+        out.generation = generation
+        out.templates = dict(templates)
+        out._text_matches = self._text_matches
+        out.n = n = k + fresh.n
+        out.collections = sorted(set(self.collections) | set(fresh.collections))
+        where = {c: i for i, c in enumerate(out.collections)}
+        mine = np.array([where[c] for c in self.collections] or [0], dtype=np.int16)
+        theirs = np.array([where[c] for c in fresh.collections] or [0], dtype=np.int16)
+        out.collection = np.concatenate([mine[self.collection[keep]], theirs[fresh.collection]])
+        for name in ("latest", "tstart", "tend", "box", "size", "n_files", "rows"):
+            setattr(out, name, np.concatenate([getattr(self, name)[keep], getattr(fresh, name)]))
+        out._ids = np.concatenate([self._ids[keep], fresh._ids])
+        out._versions = np.concatenate([self._versions[keep], fresh._versions])
+        empty = _Postings([], np.zeros(0, np.int32), np.zeros(0, np.int32), 0)
+        out.postings = {
+            f: self.postings.get(f, empty).merged(newpos, fresh.postings.get(f), k, n)
+            for f in {*self.postings, *fresh.postings}
+        }
+        out._finish()
+        return out
 
     def dataset_id(self, i: int) -> str:
         """The id of the dataset at index position ``i``."""
@@ -175,7 +254,8 @@ class SearchIndex:
         """Bytes of the index's arrays (its memo of answers aside)."""
         arrays = [
             self.collection, self.latest, self.tstart, self.tend, self.box, self.size,
-            self.n_files, self.rows, self._ids, self._id_rank, self._version_rank, self._by_row,
+            self.n_files, self.rows, self._ids, self._versions, self._id_rank,
+            self._version_rank, self._by_row, self._sorted_rows,
         ]  # fmt: skip
         total = sum(a.nbytes for a in arrays)
         return total + sum(p.ds.nbytes + p.codes.nbytes for p in self.postings.values())
@@ -303,7 +383,7 @@ class SearchIndex:
         if self._text_matches is None:
             raise InvalidQuery("This search index was built without a text index.")
         found = np.asarray(self._text_matches(phrases), dtype=np.int64)
-        sorted_rows = self.rows[self._by_row]
+        sorted_rows = self._sorted_rows
         at = np.searchsorted(sorted_rows, found).clip(0, max(self.n - 1, 0))
         known = sorted_rows[at] == found if self.n else np.zeros(0, dtype=bool)
         mask = np.zeros(self.n, dtype=bool)

@@ -74,9 +74,14 @@ class CatalogStore(Protocol):
     ) -> list[DatasetRecord]:
         """Dataset records, optionally restricted by dataset id or by id without version."""
 
-    def index_rows(self) -> list[IndexRow]:
+    def row_ids(self) -> list[int]:
+        """The row number (:attr:`IndexRow.row`) of every dataset. A row number is never
+        given to another dataset while the row is in the store."""
+
+    def index_rows(self, written_after: int | None = None) -> list[IndexRow]:
         """What the search index needs of every dataset (no variables or attributes),
-        sorted by dataset id."""
+        sorted by dataset id; only the datasets written at a :meth:`generation` after
+        ``written_after`` if given (what changed since an index of that generation)."""
 
     def text_matches(self, phrases: Sequence[Sequence[str]]) -> list[int]:
         """Row numbers (:attr:`IndexRow.row`) of the datasets whose text

@@ -123,7 +123,8 @@ async def search(
     q: Annotated[
         str | None,
         Query(
-            description="Free text: words or word beginnings, all of which must occur in the dataset id, variable names or attributes."
+            description="Free text: words or word beginnings, all of which must occur in the "
+            "dataset id, variable names or attributes."
         ),
     ] = None,
     time: Annotated[

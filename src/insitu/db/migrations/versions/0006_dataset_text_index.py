@@ -1,4 +1,6 @@
-"""The catalog's free-text index (issue 17): ``datasets.search_text`` holds each dataset's
+"""The catalog's free-text index and the search index's change tracking (issue 17):
+``datasets.written`` is the store generation that wrote a row (indexed: the search index
+re-reads only rows written since it was built); ``datasets.search_text`` holds each dataset's
 words (its id, variable names, long and standard names, string and number attributes,
 lowercase, one blank between words), filled here for the datasets already stored; an
 FTS5 table ``datasets_fts`` over it, kept in step by triggers, on SQLite (left out where
@@ -46,6 +48,10 @@ def _search_text(dataset_id: str, variables: list[dict[str, Any]], attrs: dict[s
 
 def upgrade() -> None:
     op.add_column("datasets", sa.Column("search_text", sa.Text, nullable=False, server_default=""))
+    op.add_column(
+        "datasets", sa.Column("written", sa.BigInteger, nullable=False, server_default="0")
+    )
+    op.create_index("ix_datasets_written", "datasets", ["written", "id"])
     bind = op.get_bind()
     datasets = sa.table(
         "datasets",
@@ -107,4 +113,6 @@ def downgrade() -> None:
         op.execute(f"DROP TABLE IF EXISTS {TEXT_TABLE}")
     else:
         op.execute(f"DROP INDEX IF EXISTS {TEXT_INDEX}")
+    op.drop_index("ix_datasets_written", "datasets")
+    op.drop_column("datasets", "written")
     op.drop_column("datasets", "search_text")
