@@ -203,3 +203,69 @@ def test_the_migration_fills_the_text_index_of_a_revision_0005_catalog(store_uri
         ]
         assert cat.search("canesm5 run").total == 1
         assert cat.search("historical tas").total == 2
+
+
+QUERIES: list[dict[str, object]] = [
+    {},
+    {"latest": False},
+    {"source_id": "MIROC6"},
+    {"source_id": ["CanESM5", "MIROC6"], "table_id": "Amon", "sort": "-size"},
+    {"experiment_id": "hist*", "sort": "-version"},
+    {"text": "air_temp", "collection": "more"},
+    {"text": "historical", "sort": "n_files"},
+    {"time": ("1900", "1950"), "bbox": (-180, -90, 180, 90)},
+]
+
+
+def _answers(cat: Catalog) -> list[tuple[object, ...]]:
+    return [
+        (r.total, r.all_ids, r.facet_counts, [x.size for x in r.results])
+        for r in (cat.search(limit=1000, **q) for q in QUERIES)  # type: ignore[arg-type]
+    ]
+
+
+def test_the_index_follows_writes_from_the_rows_written_since(
+    store_uri: str, demo_root: Path
+) -> None:
+    """After a change the index re-reads only the rows written since it was built: it
+    answers as an index built afresh from every row (datasets replaced, removed, added in
+    a new collection, a collection forgotten)."""
+    from dataclasses import replace
+
+    with Catalog(store_uri) as cat:
+        cat.add_collection("demo", demo_root, template="cmip6")
+        cat.scan(workers=2)
+        store = cat.store
+        assert isinstance(store, SQLCatalogStore)
+        before = cat.index()
+        records = store.datasets()
+        generation = store.generation()
+        changed = [replace(r, size=r.size + 1, latest=not r.latest) for r in records[:5]]
+        store.write("demo", datasets=changed, removed_datasets=[records[7].dataset_id])
+        assert [r.dataset_id for r in store.index_rows(written_after=generation)] == sorted(
+            r.dataset_id for r in changed
+        )
+        cat.add_collection("more", demo_root, template="cmip6")
+        store.write("more", datasets=[replace(r, collection="more") for r in records[10:14]])
+        updated = cat.index()
+        assert updated is not before and updated.n == before.n - 1 + 4
+        assert set(store.row_ids()) == set(updated.rows.tolist())
+        got = _answers(cat)
+        cat._index = None  # what a new process builds: from every row
+        assert _answers(cat) == got
+        cat.index()
+        cat.remove_collection("more")
+        got = _answers_without_more(cat)
+        cat._index = None
+        assert _answers_without_more(cat) == got
+
+
+def _answers_without_more(cat: Catalog) -> list[tuple[object, ...]]:
+    return [
+        (r.total, r.all_ids, r.facet_counts)
+        for r in (
+            cat.search(limit=1000, **q)  # type: ignore[arg-type]
+            for q in QUERIES
+            if "collection" not in q
+        )
+    ]

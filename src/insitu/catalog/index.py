@@ -72,6 +72,21 @@ class IndexQuery:
         )
 
 
+# The index's arrays with one entry per dataset, by position (collection first).
+_PER_DATASET = (
+    "collection",
+    "latest",
+    "tstart",
+    "tend",
+    "box",
+    "size",
+    "n_files",
+    "rows",
+    "_ids",
+    "_versions",
+)
+
+
 class _Postings:
     """Which datasets (index positions ``ds``) have which value (``codes`` into the sorted
     ``values``) of one facet. A facet with one value for every dataset, in position order
@@ -187,11 +202,24 @@ class SearchIndex:
         self._finish()
 
     def _finish(self) -> None:
-        """The derived arrays (ranks, row order) and an empty memo."""
+        """Datasets put in the order of (id, collection, row), however they came, so that
+        equal sort keys give the same order in every index of the same rows; then the
+        derived arrays (ranks, row order) and an empty memo."""
         n = self.n
+        order = np.lexsort((self.rows, self.collection, self._ids))
+        if (order != np.arange(n)).any():
+            for name in _PER_DATASET:
+                setattr(self, name, getattr(self, name)[order])
+            moved = np.empty(n, dtype=np.int64)
+            moved[order] = np.arange(n)
+            for facet, p in self.postings.items():
+                ds = moved[p.ds]
+                by_ds = np.argsort(ds, kind="stable")
+                self.postings[facet] = _Postings(
+                    p.values, ds[by_ds].astype(np.int32), p.codes[by_ds], n
+                )
         self._coll_code = {c: i for i, c in enumerate(self.collections)}
-        self._id_rank = np.empty(n, dtype=np.int64)
-        self._id_rank[np.argsort(self._ids, kind="stable")] = np.arange(n)
+        self._id_rank = np.arange(n, dtype=np.int64)
         self._version_rank = np.empty(n, dtype=np.int64)
         self._version_rank[np.argsort(self._versions, kind="stable")] = np.arange(n)
         self._by_row = np.argsort(self.rows, kind="stable")
@@ -226,10 +254,8 @@ class SearchIndex:
         mine = np.array([where[c] for c in self.collections] or [0], dtype=np.int16)
         theirs = np.array([where[c] for c in fresh.collections] or [0], dtype=np.int16)
         out.collection = np.concatenate([mine[self.collection[keep]], theirs[fresh.collection]])
-        for name in ("latest", "tstart", "tend", "box", "size", "n_files", "rows"):
+        for name in _PER_DATASET[1:]:
             setattr(out, name, np.concatenate([getattr(self, name)[keep], getattr(fresh, name)]))
-        out._ids = np.concatenate([self._ids[keep], fresh._ids])
-        out._versions = np.concatenate([self._versions[keep], fresh._versions])
         empty = _Postings([], np.zeros(0, np.int32), np.zeros(0, np.int32), 0)
         out.postings = {
             f: self.postings.get(f, empty).merged(newpos, fresh.postings.get(f), k, n)
