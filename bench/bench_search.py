@@ -480,7 +480,8 @@ def measure_index(cat: Any, store: Any, index_cls: Any, db: Path) -> dict[str, A
     }
     say(
         f"[search] index after a change (one dataset rewritten): {rebuild_s:.3f} s; a full "
-        f"build reads the columns in {rows_s:.2f} s + arrays {build_s:.2f} s (tracemalloc on); index {res['arrays_bytes_per_dataset']:.0f}"
+        f"build reads the columns in {rows_s:.2f} s + arrays {build_s:.2f} s (tracemalloc on); "
+        f"index {res['arrays_bytes_per_dataset']:.0f}"
         f" B/dataset in arrays, {res['traced_bytes_per_dataset']:.0f} B/dataset traced, "
         f"{res['cold_rss_bytes_per_dataset']:.0f} B/dataset RSS (cold process)"
     )
