@@ -370,7 +370,9 @@ class SearchIndex:
         names = (
             list(q.count_facets)
             if q.count_facets is not None
-            else self.facet_names(self._coll_mask(q.collections))
+            else self.facet_names(
+                self._coll_mask(q.collections) if q.collections is not None else None
+            )
         )
         counts = {}
         for name in names:
