@@ -22,8 +22,7 @@ from fnmatch import fnmatchcase
 import numpy as np
 import numpy.typing as npt
 
-from insitu.catalog.models import IndexRow
-from insitu.catalog.search import parse_text
+from insitu.catalog.models import IndexRow, parse_text
 from insitu.catalog.templates import Template
 from insitu.errors import InvalidQuery
 

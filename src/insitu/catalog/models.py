@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from insitu.errors import InvalidQuery
+
 __all__ = [
     "Collection",
     "DatasetRecord",
@@ -23,6 +25,7 @@ __all__ = [
     "LocatedFile",
     "ScanReport",
     "VariableInfo",
+    "parse_text",
     "time_key",
     "words",
 ]
@@ -37,6 +40,26 @@ def words(text: str) -> list[str]:
     ``'MPI-ESM1-2-LR'`` four (``mpi esm1 2 lr``).
     """
     return _WORD.findall(text.lower())
+
+
+def parse_text(text: str) -> list[list[str]]:
+    """The phrases of a free-text search: one per blank-separated term, each the term's
+    words (:func:`words`), the last one a word's beginning.
+
+    A dataset matches when its text has every phrase: ``'air_temp'`` finds
+    ``air_temperature``, ``'tas'`` finds ``tas`` and ``tasmax``, and ``'perature'`` finds
+    nothing (words and their beginnings, not any substring).
+    """
+    phrases = []
+    for term in text.split():
+        found = words(term)
+        if not found:
+            raise InvalidQuery(
+                f"Search term {term!r} (in {text!r}) has no word to look for; give letters "
+                "or digits, e.g. 'air_temperature' or 'tas'."
+            )
+        phrases.append(found)
+    return phrases
 
 
 class FileStatus(enum.StrEnum):

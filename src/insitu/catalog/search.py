@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from insitu.catalog.models import DatasetRecord, time_key, words
+from insitu.catalog.models import DatasetRecord, parse_text, time_key
 from insitu.errors import InvalidQuery
 
 if TYPE_CHECKING:
@@ -80,26 +80,6 @@ def parse_bbox(value: str | Sequence[float]) -> tuple[float, float, float, float
             f"Bounding box {value!r}: latitudes must satisfy -90 <= south <= north <= 90."
         )
     return w, s, e, n
-
-
-def parse_text(text: str) -> list[list[str]]:
-    """The phrases of a free-text search: one per blank-separated term, each the term's
-    words (:func:`~insitu.catalog.models.words`), the last one a word's beginning.
-
-    A dataset matches when its text has every phrase: ``'air_temp'`` finds
-    ``air_temperature``, ``'tas'`` finds ``tas`` and ``tasmax``, and ``'perature'`` finds
-    nothing (words and their beginnings, not any substring).
-    """
-    phrases = []
-    for term in text.split():
-        found = words(term)
-        if not found:
-            raise InvalidQuery(
-                f"Search term {term!r} (in {text!r}) has no word to look for; give letters "
-                "or digits, e.g. 'air_temperature' or 'tas'."
-            )
-        phrases.append(found)
-    return phrases
 
 
 class OpensDatasets(Protocol):
