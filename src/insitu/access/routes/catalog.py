@@ -163,7 +163,8 @@ async def search(
         facets=facets,
     )
     # On the event loop unless the index must be (re)built first, which takes long, or the
-    # search's one read of the store's generation is a round trip to a database server.
+    # search's reads of the store (its generation, the page's records, the text index:
+    # a few ms on a local SQLite) are round trips to a database server.
     quick = services.db_local and services.catalog.index_is_current(services.snapshot.generation)
     result = await run_here_or_in_thread(quick, find)
     body = result.to_json()
