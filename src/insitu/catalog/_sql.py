@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -394,30 +396,35 @@ class SQLCatalogStore:
         ]
 
     @_answering
-    def text_matches(self, phrases: Sequence[Sequence[str]]) -> list[int]:
+    def text_matches(self, phrases: Sequence[Sequence[str]]) -> npt.NDArray[np.int64]:
         if not phrases or not all(phrases):
             raise InvalidQuery(f"text_matches needs phrases of words, got {phrases!r}.")
         c = datasets_t.c
+        postgres = self.text_search == "tsvector"
+        # The row numbers as one comma-separated text, parsed by NumPy: a common word's
+        # 25,000 matches as rows cost 8 ms of CPU in the driver and Python, as text 2 ms.
+        ids = sa.cast(c.id, sa.Text)
+        joined = sa.func.string_agg(ids, ",") if postgres else sa.func.group_concat(ids, ",")
         if self.text_search == "fts5":
             match = " AND ".join(f'"{" ".join(p)}"*' for p in phrases)
-            query: Any = sa.text(f"SELECT rowid FROM {TEXT_TABLE} WHERE {TEXT_TABLE} MATCH :m")
-            query = query.bindparams(m=match)
-        elif self.text_search == "tsvector":
+            query: Any = sa.text(
+                f"SELECT group_concat(rowid, ',') FROM {TEXT_TABLE} WHERE {TEXT_TABLE} MATCH :m"
+            ).bindparams(m=match)
+        elif postgres:
             ts = " & ".join(" <-> ".join(f"'{w}'" for w in p) + ":*" for p in phrases)
             vector = sa.func.to_tsvector(sa.literal_column("'simple'"), c.search_text)
             found = sa.func.to_tsquery(sa.literal_column("'simple'"), ts)
-            query = sa.select(c.id).where(vector.op("@@")(found))
+            query = sa.select(joined).where(vector.op("@@")(found))
         else:  # no FTS5: the phrase at the start of a word of the text
             padded = sa.literal(" ") + c.search_text
-            query = sa.select(c.id).where(
+            query = sa.select(joined).where(
                 *(padded.contains(" " + " ".join(p), autoescape=True) for p in phrases)
             )
         with self.engine.connect() as conn:
-            # The driver's own rows: SQLAlchemy's row objects took 3/4 of the time of a
-            # common word's 25,000 matches.
-            raw = conn.execute(query).cursor
-            assert raw is not None
-            return [r[0] for r in raw.fetchall()]
+            text = conn.execute(query).scalar()
+        if not text:
+            return np.zeros(0, dtype=np.int64)
+        return np.fromstring(text, dtype=np.int64, sep=",")
 
     # -- writing -----------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ _COUNT_BYTES = 100
 Answer = tuple[npt.NDArray[np.intp], dict[str, dict[str, int]]]
 #: Asks the store's text index: row numbers of the datasets whose text has every phrase
 #: (a phrase: words in a row, the last one a word's beginning).
-TextMatches = Callable[[Sequence[Sequence[str]]], Sequence[int]]
+TextMatches = Callable[[Sequence[Sequence[str]]], npt.NDArray[np.int64]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+import numpy.typing as npt
+
 from insitu.catalog.models import Collection, DatasetRecord, FileRecord, FileState, IndexRow
 
 __all__ = ["CatalogStore", "CollectionStats"]
@@ -83,7 +86,7 @@ class CatalogStore(Protocol):
         sorted by dataset id; only the datasets written at a :meth:`generation` after
         ``written_after`` if given (what changed since an index of that generation)."""
 
-    def text_matches(self, phrases: Sequence[Sequence[str]]) -> list[int]:
+    def text_matches(self, phrases: Sequence[Sequence[str]]) -> npt.NDArray[np.int64]:
         """Row numbers (:attr:`IndexRow.row`) of the datasets whose text
         (:meth:`DatasetRecord.search_text`) has every phrase: its words in a row, the last
         one a word's beginning. ``[["air", "temp"], ["tas"]]`` finds ``air_temperature``
