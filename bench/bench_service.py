@@ -64,6 +64,7 @@ from _common import (
 )
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "random_paths.lua"
+SEQ_SCRIPT = Path(__file__).resolve().parent / "wrk" / "seq_paths.lua"
 BIG_ID = "CMIP6.CMIP.MPI-M.MPI-ESM1-2-LR.historical.r1i1p1f1.Amon.tas.gn.v20190710"
 
 
@@ -102,13 +103,25 @@ def _big_archive(root: Path, files: int, nlat: int, nlon: int, compressed: bool 
 
 
 def _prepare(
-    work: Path, big_files: int, nlat: int, nlon: int, compressed: bool = False
+    work: Path,
+    big_files: int,
+    nlat: int,
+    nlon: int,
+    compressed: bool = False,
+    catalog_from: Path | None = None,
 ) -> dict[str, str]:
     from insitu.catalog import Catalog
     from insitu.errors import CollectionExists
     from insitu.settings import Settings
 
     _big_archive(work / "big", big_files, nlat, nlon, compressed)
+    copied = work / ".catalog-copied"
+    if catalog_from is not None and not copied.exists():
+        # The search benchmark's catalog (100,000 datasets whose files are not on disk:
+        # searched, never read) under the demo and the big dataset, which are read.
+        say(f"copying the catalog {catalog_from} ...")
+        shutil.copyfile(catalog_from, work / "catalog.db")
+        copied.write_text(str(catalog_from))
     env = {
         "INSITU_DATA_DIR": str(work / "state"),
         "INSITU_CATALOG__URI": f"sqlite:///{work / 'catalog.db'}",
@@ -120,7 +133,7 @@ def _prepare(
         for name, root in (("demo", _demo_root()), ("big", work / "big")):
             with contextlib.suppress(CollectionExists):
                 cat.add_collection(name, root, public=True)
-        cat.scan(workers=2)
+            cat.scan(name, workers=2)  # not the copied catalog's, whose files are not here
     return env
 
 
@@ -176,6 +189,35 @@ def _queries(base: str) -> list[str]:
         picked = rng.sample(names, rng.randint(1, min(3, len(names))))
         parts = [f"{f}={rng.choice(list(facets[f]))}" for f in picked]
         out.append("&".join([*parts, "limit=20"]))
+    return out
+
+
+def _unrepeated_queries(base: str, n: int) -> list[str]:
+    """``n`` different searches, as many users would ask them: 1 to 3 facet constraints
+    (values from the catalog's own counts), a time window in a third of them, a later
+    page in a quarter, free text in a tenth; each asked once."""
+    answer = _get_json(f"{base}/api/v1/search?limit=0")
+    facets = {f: list(v) for f, v in answer["facets"].items() if v}
+    names = [f for f in ("source_id", "experiment_id", "table_id", "variable_id",
+                         "member_id", "institution_id", "grid_label") if f in facets]  # fmt: skip
+    words = sorted({w for w in facets.get("variable_id", [])})[:200]
+    rng = random.Random(17)
+    seen: set[str] = set()
+    out = []
+    while len(out) < n:
+        picked = rng.sample(names, rng.randint(1, min(3, len(names))))
+        parts = [f"{f}={rng.choice(facets[f])}" for f in picked]
+        if rng.random() < 1 / 3:
+            start = rng.randint(1850, 2010)
+            parts.append(f"time={start}/{start + rng.randint(0, 60)}")
+        if rng.random() < 1 / 4:
+            parts.append(f"offset={20 * rng.randint(1, 10)}")
+        if words and rng.random() < 0.1:
+            parts.append(f"q={rng.choice(words)}")
+        query = "&".join([*parts, "limit=20"])
+        if query not in seen:
+            seen.add(query)
+            out.append(query)
     return out
 
 
@@ -235,8 +277,10 @@ def _load_wrk(
     keys: list[str],
     queries: list[str],
     work: Path,
+    in_order: bool = False,
 ) -> dict[str, Any]:
-    """Two wrk processes at once: searches on some connections, chunks on the others."""
+    """Two wrk processes at once: searches on some connections, chunks on the others
+    (``in_order``: the searches go through their list in order, none asked twice)."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: run scripts/tools.sh (or use --client aiohttp)")
@@ -253,7 +297,8 @@ def _load_wrk(
         listing = work / f"wrk-{kind}.txt"
         listing.write_text("\n".join(paths) + "\n")
         cmd = [wrk, "-t1", f"-c{conns}", f"-d{duration:.0f}s", "--timeout", "10s"]
-        cmd += ["-s", str(WRK_SCRIPT), base, "--", str(listing), str(seed)]
+        script = SEQ_SCRIPT if in_order and kind == "search" else WRK_SCRIPT
+        cmd += ["-s", str(script), base, "--", str(listing), str(seed)]
         procs[kind] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     out: dict[str, Any] = {"client": "wrk", "errors": {}}
     total = 0.0
@@ -343,6 +388,20 @@ def main() -> None:
         default="demo",
         help="read chunks of the demo datasets (uncompressed) or of the big dataset",
     )
+    parser.add_argument(
+        "--catalog-from",
+        type=Path,
+        default=None,
+        help="start from a copy of this SQLite catalog (the search benchmark's, "
+        "bench/data/search/catalog.db: 100,000 datasets) and add the demo and big ones",
+    )
+    parser.add_argument(
+        "--unrepeated",
+        type=int,
+        default=0,
+        help="this many different searches, each asked once (no remembered answer can "
+        "serve them), instead of 200 repeated ones (wrk only)",
+    )
     args = parser.parse_args()
 
     nlat, nlon = (int(x) for x in args.grid.split("x"))
@@ -351,26 +410,37 @@ def main() -> None:
         work = work.with_name(f"{work.name}-{args.work}")
     work.mkdir(parents=True, exist_ok=True)
     say(f"preparing the catalog in {work} ...")
-    env = _prepare(work, args.big_files, nlat, nlon, args.compressed)
+    env = _prepare(work, args.big_files, nlat, nlon, args.compressed, args.catalog_from)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _start(env, port, args.server_workers)
     try:
-        ids = [r["dataset_id"] for r in _get_json(f"{base}/api/v1/search?limit=1000")["results"]]
+        found = _get_json(f"{base}/api/v1/search?collection=demo&limit=1000")["results"]
+        ids = [r["dataset_id"] for r in found]
         chunked = [BIG_ID] if args.chunks_from == "big" else [i for i in ids if i != BIG_ID][:40]
         keys = _chunk_keys(base, chunked)
-        queries = _queries(base)
+        queries = _unrepeated_queries(base, args.unrepeated) if args.unrepeated else _queries(base)
         say(f"{len(keys)} chunk keys, {len(queries)} queries; warming up ...")
         # Both kinds whatever --search-share says, long enough that every server process
         # has opened the files and built the views (a first read of a file in a process
-        # costs about 5 ms more): the load below measures the steady state.
-        asyncio.run(_load(base, 10, 5.0, 0.5, keys, queries))
+        # costs about 5 ms more): the load below measures the steady state. The warm-up
+        # asks repeated searches, never the unrepeated ones of the load.
+        t0 = time.perf_counter()
+        asyncio.run(_load(base, 10, 5.0, 0.5, keys, _queries(base)))
+        warm_up_s = time.perf_counter() - t0
         load_before = load_avg()
         say(f"{args.clients} {args.client} clients for {args.duration:.0f} s ...")
         server_cpu = tree_cpu(proc.pid)
         if args.client == "wrk":
             loaded = _load_wrk(
-                base, args.clients, args.duration, args.search_share, keys, queries, work
+                base,
+                args.clients,
+                args.duration,
+                args.search_share,
+                keys,
+                queries,
+                work,
+                in_order=bool(args.unrepeated),
             )
         else:
             cpu0 = time.process_time()
@@ -384,6 +454,8 @@ def main() -> None:
         loaded["server_cpu_ms_per_request"] = 1000 * server_cpu / max(requests, 1)
         loaded["client_cpu_ms_per_request"] = 1000 * loaded["client_cpu_s"] / max(requests, 1)
         loaded["load_avg_before"] = load_before
+        loaded["warm_up_s"] = warm_up_s
+        loaded["queries"] = "unrepeated" if args.unrepeated else "200 repeated"
         loaded["load_avg_after"] = load_avg()
         say(json.dumps(loaded, indent=1))
         ratio: dict[str, Any] = {}
@@ -403,6 +475,8 @@ def main() -> None:
             "compressed": args.compressed,
             "chunks_from": args.chunks_from,
             "insitu_from": __import__("insitu").__file__,
+            "catalog_from": str(args.catalog_from) if args.catalog_from else None,
+            "unrepeated": args.unrepeated,
             "load": loaded,
             "remote_vs_local": ratio,
             "targets": {

@@ -1,0 +1,33 @@
+-- wrk script: requests GET the paths of a file in order, one path per line, starting at a
+-- seeded random place and wrapping around: with at least as many paths as requests, no
+-- path is asked twice (an uncached load: no answer can be remembered).
+--   wrk -t1 -cN -dSs -s seq_paths.lua http://HOST:PORT -- PATHS_FILE SEED
+-- Prints "WRKJSON {...}" at the end, as random_paths.lua does.
+local paths = {}
+local next_index = 1
+
+function init(args)
+  for line in io.lines(args[1]) do
+    if #line > 0 then paths[#paths + 1] = line end
+  end
+  math.randomseed(tonumber(args[2] or "1"))
+  next_index = math.random(#paths)
+end
+
+function request()
+  local path = paths[next_index]
+  next_index = next_index % #paths + 1
+  return wrk.format("GET", path)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_s": %.6f, "bytes": %d, '
+      .. '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, '
+      .. '"p50": %.3f, "p95": %.3f, "p99": %.3f, "max": %.3f, "mean": %.3f}\n',
+    summary.requests, summary.duration / 1e6, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000, latency.mean / 1000))
+end
