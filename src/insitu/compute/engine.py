@@ -36,11 +36,13 @@ from insitu.errors import DataError
 from insitu.formats import record_sum
 
 __all__ = [
+    "FieldWeights",
     "FilePart",
     "combine_partials",
     "file_time_sum",
     "files_field_means",
     "files_time_sum",
+    "scale_and_offset",
     "stream_field_mean",
     "stream_time_mean",
     "time_sum_graph",
@@ -220,7 +222,8 @@ def _stat(path: str) -> tuple[int, int]:
     return (st.st_size, st.st_mtime_ns)
 
 
-def _scale(encoding: dict[str, Any]) -> tuple[float, float]:
+def scale_and_offset(encoding: dict[str, Any]) -> tuple[float, float]:
+    """A variable's ``scale_factor`` and ``add_offset`` from its encoding (1 and 0 if none)."""
     scale = float(np.asarray(encoding.get("scale_factor", 1.0)).ravel()[0])
     offset = float(np.asarray(encoding.get("add_offset", 0.0)).ravel()[0])
     return scale, offset
@@ -251,7 +254,7 @@ def stream_time_mean(
     from dask.delayed import delayed
 
     target = template[variable]
-    scale, offset = _scale(encoding)
+    scale, offset = scale_and_offset(encoding)
     summed = time_sum_graph(parts, chunk_bytes, leaves)
     final = delayed(_finalize, pure=True)(summed, scale, offset, str(target.dtype))
     array = da.from_delayed(final, shape=target.shape, dtype=target.dtype)
@@ -260,7 +263,7 @@ def stream_time_mean(
     return out
 
 
-class _FieldWeights:
+class FieldWeights:
     """Area weights of the (latitude, longitude) grid, in the form the sums need.
 
     On a grid with equal longitude weights in each row (every regular lat-lon grid) a
@@ -324,7 +327,7 @@ def _row_sums(raw: Array) -> Array:
 
 def files_field_means(
     parts: Sequence[FilePart],
-    weights: _FieldWeights,
+    weights: FieldWeights,
     chunk_bytes: int,
     scale: float,
     offset: float,
@@ -388,10 +391,10 @@ def stream_field_mean(
     from dask.delayed import delayed
 
     target = template[variable]
-    scale, offset = _scale(encoding)
+    scale, offset = scale_and_offset(encoding)
     rest = target.shape[1:]
     edges = _time_bounds(template, str(target.dims[0]), bounds)
-    w = delayed(_FieldWeights(weights), pure=True)
+    w = delayed(FieldWeights(weights), pure=True)
     pieces, edge_pieces = [], []
     for run in _runs(parts, _FIELD_TASKS):
         records = sum(p.stop - p.start for p in run)

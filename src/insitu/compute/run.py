@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from insitu import __version__
+from insitu.compute.batch import batches, small_dataset, small_field_means
 from insitu.compute.engine import FilePart, stream_field_mean, stream_time_mean
 from insitu.compute.ensemble import combine
-from insitu.compute.operations import area_weights, axes, get_operation
+from insitu.compute.operations import Operation, area_weights, axes, get_operation
 from insitu.errors import ComputeError, DataError, InsituError, InvalidRequest, StorageFull
 from insitu.log import in_notebook, show_progress
 
@@ -191,27 +192,18 @@ def run(
         return hit
 
     t0 = perf_counter()
-    results: dict[str, xr.Dataset] = {}
-    for r in records:
-        try:
-            ds = catalog.open_dataset(r.dataset_id, time=time)
-        except InsituError:
-            raise
-        except OSError as exc:
-            raise DataError(f"Cannot open dataset {r.dataset_id!r}: {exc}") from exc
-        ds.attrs["insitu_dataset_id"] = r.dataset_id
-        result = op(ds, var, p)
-        if time is None and engine == "stream" and op.name in ("time_mean", "field_mean"):
-            result = _streamed(catalog, r.dataset_id, ds, var, result, op.name, _threads(client))
-        results[r.dataset_id] = result
-    if len(results) == 1:
-        result = next(iter(results.values()))
+    ids = [r.dataset_id for r in records]
+    show = show_progress(progress)
+    if len(records) == 1:
+        lazy = _lazy_result(catalog, records[0], op, p, var, time, engine, _threads(client))
+        result = _compute([lazy], client, show, ids)[0]
     else:
         facets = {
             r.dataset_id: {k: v[0] for k, v in r.facets.items() if len(v) == 1} for r in records
         }
-        result = combine(results, var, facets)
-    result = _compute(result, client, show_progress(progress), [r.dataset_id for r in records])
+        result = combine(
+            _results(catalog, records, op, p, var, time, engine, client, show), var, facets
+        )
     seconds = perf_counter() - t0
     provenance = {
         "operation": op.name,
@@ -240,6 +232,86 @@ def run(
     path = _deliver(cached_path, out)
     log.info("computed %s on %d datasets in %.2f s", op.name, len(records), seconds)
     return ComputeResult(path, key, False, seconds, provenance)
+
+
+def _lazy_result(
+    catalog: Catalog,
+    record: DatasetRecord,
+    op: Operation,
+    p: Any,
+    var: str,
+    time: slice | None,
+    engine: str,
+    threads: int,
+) -> xr.Dataset:
+    """The operation on one dataset, lazily (Dask-backed), on the streaming engine where
+    it applies."""
+    try:
+        ds = catalog.open_dataset(record.dataset_id, time=time)
+    except InsituError:
+        raise
+    except OSError as exc:
+        raise DataError(f"Cannot open dataset {record.dataset_id!r}: {exc}") from exc
+    ds.attrs["insitu_dataset_id"] = record.dataset_id
+    result = op(ds, var, p)
+    if time is None and engine == "stream" and op.name in ("time_mean", "field_mean"):
+        result = _streamed(catalog, record.dataset_id, ds, var, result, op.name, threads)
+    return result
+
+
+def _results(
+    catalog: Catalog,
+    records: list[DatasetRecord],
+    op: Operation,
+    p: Any,
+    var: str,
+    time: slice | None,
+    engine: str,
+    client: Client | None,
+    progress: bool,
+) -> dict[str, xr.Dataset]:
+    """Every dataset's result, computed, in the order of ``records``.
+
+    The field means of small datasets are computed in batches, a few tasks per worker
+    thread for all of them (:mod:`insitu.compute.batch`); the other datasets each have
+    their own graph. Both kinds run in one round; a dataset the batch path gave back
+    (None) runs on its own graph in a second round.
+    """
+    from dask.delayed import delayed
+
+    threads = _threads(client)
+    small = []
+    if time is None and engine == "stream" and op.name == "field_mean":
+        direct = catalog.settings.compute.direct_reads
+        for r in records:
+            job = small_dataset(r.dataset_id, var, catalog.locate(r.dataset_id), direct)
+            if job is not None:
+                small.append(job)
+    chunk = catalog.settings.compute.chunk_bytes
+    dealt = batches(small, threads)
+    tasks = [delayed(small_field_means, pure=True)(b, chunk) for b in dealt]
+    batched = {s.dataset_id for s in small}
+    others = [r for r in records if r.dataset_id not in batched]
+    ids = [r.dataset_id for r in records]
+    lazy = [_lazy_result(catalog, r, op, p, var, time, engine, threads) for r in others]
+    computed = _compute([*tasks, *lazy], client, progress, ids)
+    done: dict[str, xr.Dataset] = {
+        r.dataset_id: res for r, res in zip(others, computed[len(tasks) :], strict=True)
+    }
+    given_back = []
+    for batch_results, b in zip(computed[: len(tasks)], dealt, strict=True):
+        for job, res in zip(b, batch_results, strict=True):
+            if res is None:
+                given_back.append(job.dataset_id)
+            else:
+                done[job.dataset_id] = res
+    if given_back:
+        log.info("%d datasets on their own graphs: %s", len(given_back), ", ".join(given_back))
+        back = [r for r in records if r.dataset_id in set(given_back)]
+        again = [_lazy_result(catalog, r, op, p, var, time, engine, threads) for r in back]
+        for r, res in zip(back, _compute(again, client, progress, ids), strict=True):
+            done[r.dataset_id] = res
+    return {i: done[i] for i in ids}
 
 
 def _streamed(
@@ -306,11 +378,14 @@ def _threads(client: Client | None) -> int:
 
 
 def _compute(
-    result: xr.Dataset, client: Client | None, progress: bool, ids: list[str]
-) -> xr.Dataset:
+    results: list[Any], client: Client | None, progress: bool, ids: list[str]
+) -> list[Any]:
+    """``results`` (Dask collections) computed, in one round."""
+    import dask
+
     try:
         if client is not None:
-            futures = client.compute(result)
+            futures = client.compute(results)
             if progress:
                 from distributed import progress as show
 
@@ -319,13 +394,13 @@ def _compute(
                     from IPython.display import display
 
                     display(bar)
-            return futures.result()  # type: ignore[no-any-return]
+            return list(client.gather(futures))
         if progress:
             from dask.diagnostics.progress import ProgressBar
 
             with ProgressBar():
-                return result.compute()
-        return result.compute()
+                return list(dask.compute(*results))
+        return list(dask.compute(*results))
     except InsituError:
         raise
     except (OSError, RuntimeError, KeyError) as exc:
