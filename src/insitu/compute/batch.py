@@ -11,8 +11,8 @@ the catalog knows of a dataset: its files in time order, their records, the enco
 axis), and one task reads and reduces every dataset of its batch with plain NumPy
 (:func:`insitu.compute.engine.files_field_means`, the streaming engine's own loop) and
 returns each result as a small in-memory xarray Dataset; its attributes, coordinates and
-type come from :func:`insitu.compute.operations.field_mean` applied to the dataset's first
-record, so they are those of the per-dataset path. Nothing else travels.
+type are those :func:`insitu.compute.operations.field_mean` gives
+(:func:`~insitu.compute.operations.field_mean_like`). Nothing else travels.
 
 A dataset the batch path cannot take (variables that are not (time, ..., lat, lon), no
 area bounds to read) comes back as None and goes on the per-dataset path.
@@ -29,7 +29,7 @@ import numpy as np
 from insitu import formats
 from insitu.catalog import sorted_members, time_values
 from insitu.compute.engine import FieldWeights, FilePart, files_field_means, scale_and_offset
-from insitu.compute.operations import NoParams, area_weights, axes, field_mean
+from insitu.compute.operations import area_weights, axes, field_mean_like
 from insitu.errors import DataError
 
 if TYPE_CHECKING:
@@ -173,8 +173,6 @@ def _nbytes(info: VariableInfo) -> int:
 
 
 def _field_mean(job: SmallDataset, chunk_bytes: int) -> xr.Dataset | None:
-    import xarray as xr
-
     ds = _opened(job)
     da = ds[job.variable]
     ax = axes(da)
@@ -187,21 +185,14 @@ def _field_mean(job: SmallDataset, chunk_bytes: int) -> xr.Dataset | None:
         or (ax.lat, ax.lon) != dims[-2:]
     ):
         return None
-    # The result's attributes, coordinates and type: the operation on one record.
-    ds.attrs["insitu_dataset_id"] = job.dataset_id
-    one = field_mean(ds.isel({ax.time: slice(0, 1)}), job.variable, NoParams())[job.variable]
     weights = area_weights(ds, da).transpose(ax.lat, ax.lon).values
     parts = [
         FilePart(p, job.variable, 0, n, job.direct)
         for p, n in zip(job.paths, job.records, strict=True)
     ]
     scale, offset = scale_and_offset(dict(da.encoding))
-    means = files_field_means(
-        parts, FieldWeights(weights), chunk_bytes, scale, offset, str(one.dtype)
-    )
-    coords = {
-        name: (ds[name].variable if ax.time in c.dims else c.variable)
-        for name, c in one.coords.items()
-    }
-    out = xr.DataArray(means, dims=one.dims, coords=coords, attrs=one.attrs, name=job.variable)
-    return out.to_dataset()
+    dtype = da.dtype if np.issubdtype(da.dtype, np.floating) else np.dtype("float64")
+    means = files_field_means(parts, FieldWeights(weights), chunk_bytes, scale, offset, str(dtype))
+    # The default fill (masked by the operation, and skipped by the engine) changes values
+    # only: the placeholder stands for the masked variable as well.
+    return field_mean_like(da, means).to_dataset()

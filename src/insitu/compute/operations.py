@@ -36,10 +36,13 @@ __all__ = [
     "axes",
     "climatology",
     "field_mean",
+    "field_mean_like",
+    "field_mean_method",
     "get_operation",
     "mask_default_fill",
     "quantile",
     "resample",
+    "result_attrs",
     "time_mean",
     "trend",
     "zonal_mean",
@@ -69,6 +72,33 @@ def _float(da: xr.DataArray) -> np.dtype[Any]:
     return da.dtype if np.issubdtype(da.dtype, np.floating) else np.dtype("float64")
 
 
+def result_attrs(src: xr.DataArray, method: str) -> dict[str, Any]:
+    """The attributes of a result of ``src``: its own, ``cell_methods`` extended by ``method``."""
+    attrs = {k: v for k, v in src.attrs.items() if k != "cell_methods"}
+    previous = src.attrs.get("cell_methods")
+    attrs["cell_methods"] = f"{previous} {method}".strip() if previous else method
+    return attrs
+
+
+def field_mean_method(ax: Axes) -> str:
+    """The ``cell_methods`` entry of a field mean over ``ax``'s latitude and longitude."""
+    return f"{ax.lat}: {ax.lon}: mean (area-weighted)"
+
+
+def field_mean_like(da: xr.DataArray, means: np.ndarray[Any, Any]) -> xr.DataArray:
+    """The data variable of :func:`field_mean` of ``da`` (latitude and longitude last), its
+    values ``means`` computed elsewhere: the same type, coordinates and attributes."""
+    ax = axes(da)
+    grid = {ax.lat, ax.lon}
+    # Dropping and indexing keep the other coordinates' indexes (a time index of cftime
+    # dates costs milliseconds to build again).
+    kept = da.drop_vars([n for n, c in da.coords.items() if grid & set(c.dims)])
+    out = kept.isel({d: 0 for d in map(str, da.dims) if d in grid})
+    out = out.copy(data=means.astype(_float(da), copy=False))
+    out.attrs = result_attrs(da, field_mean_method(ax))
+    return out
+
+
 def _finish(
     result: xr.DataArray, src: xr.DataArray, method: str, ds: xr.Dataset, keep: tuple[str, ...] = ()
 ) -> xr.Dataset:
@@ -76,9 +106,7 @@ def _finish(
     import xarray as xr
 
     out = result.astype(_float(src))
-    out.attrs = {k: v for k, v in src.attrs.items() if k not in ("cell_methods",)}
-    previous = src.attrs.get("cell_methods")
-    out.attrs["cell_methods"] = f"{previous} {method}".strip() if previous else method
+    out.attrs = result_attrs(src, method)
     out.name = src.name
     data = {str(src.name): out}
     for name in keep:
@@ -184,7 +212,7 @@ def field_mean(ds: xr.Dataset, var: str, p: NoParams) -> xr.Dataset:
     keep = tuple(
         b for b in _bounds(ds, ax) if ax.vertical and b == ds[ax.vertical].attrs.get("bounds")
     )
-    out = _finish(mean, da, f"{ax.lat}: {ax.lon}: mean (area-weighted)", ds, keep)
+    out = _finish(mean, da, field_mean_method(ax), ds, keep)
     return _with_time_bounds(out, ds, ax)
 
 

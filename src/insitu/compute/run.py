@@ -289,7 +289,11 @@ def _results(
                 small.append(job)
     chunk = catalog.settings.compute.chunk_bytes
     dealt = batches(small, threads)
-    tasks = [delayed(small_field_means, pure=True)(b, chunk) for b in dealt]
+    # A batch is handed over as it is: traversing it for Dask collections costs more than
+    # reducing it.
+    tasks = [
+        delayed(small_field_means, pure=True)(delayed(b, traverse=False), chunk) for b in dealt
+    ]
     batched = {s.dataset_id for s in small}
     others = [r for r in records if r.dataset_id not in batched]
     ids = [r.dataset_id for r in records]
