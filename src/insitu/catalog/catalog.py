@@ -303,6 +303,33 @@ class Catalog:
         root = self.collection(self.dataset(dataset_id).collection).root
         return [LocatedFile(os.path.join(root, f.path), f) for f in self.files(dataset_id)]
 
+    def datasets(self, dataset_ids: Sequence[str]) -> list[DatasetRecord]:
+        """The records of several datasets, in the order given, asked in one query.
+
+        Raises :class:`DatasetNotFound` for the first id that is not in the catalog.
+        """
+        found = {r.dataset_id: r for r in self.store.datasets(dataset_ids=dataset_ids)}
+        for dataset_id in dataset_ids:
+            if dataset_id not in found:
+                raise DatasetNotFound(dataset_id)
+        return [found[d] for d in dataset_ids]
+
+    def locate_all(self, dataset_ids: Sequence[str]) -> dict[str, list[LocatedFile]]:
+        """:meth:`locate` for several datasets, in one query per collection (an ensemble of
+        a thousand datasets asks once instead of three thousand times)."""
+        by_collection: dict[str, list[str]] = {}
+        for record in self.datasets(dataset_ids):
+            by_collection.setdefault(record.collection, []).append(record.dataset_id)
+        out: dict[str, list[LocatedFile]] = {d: [] for d in dataset_ids}
+        for name, ids in by_collection.items():
+            root = self.collection(name).root
+            for f in self.store.files(name, dataset_ids=ids):
+                if f.ok and f.dataset_id in out:
+                    out[f.dataset_id].append(LocatedFile(os.path.join(root, f.path), f))
+        for files in out.values():
+            files.sort(key=lambda f: f.record.path)
+        return out
+
     def open_dataset(
         self, dataset_id: str, *, time: slice | None = None, variables: Sequence[str] | None = None
     ) -> xr.Dataset:

@@ -49,7 +49,8 @@ def _days(fields: Array) -> Array:
     a = (14 - m) // 12
     yy, mm = y + 4800 - a, m + 12 * a - 3
     jdn = d + (153 * mm + 2) // 5 + 365 * yy + yy // 4 - yy // 100 + yy // 400
-    return jdn + s / 86400.0
+    days: Array = jdn + s / 86400.0
+    return days
 
 
 def _frequency(fields: Array, dataset_id: str) -> str:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import xarray as xr
     from distributed import Client
 
-    from insitu.catalog import Catalog, DatasetRecord
+    from insitu.catalog import Catalog, DatasetRecord, LocatedFile
 
 __all__ = ["ComputeResult", "cached_result", "result_key", "run"]
 
@@ -116,7 +116,7 @@ def cached_result(
     """What :func:`run` with the same arguments would return from the results cache (the
     result delivered to ``out`` if given), or None if it would compute: look here before
     starting a cluster, which costs seconds a cached result does not need."""
-    _, op, _, _, key = _request(catalog, operation, dataset_ids, variable, params, time, engine)
+    _, _, op, _, _, key = _request(catalog, operation, dataset_ids, variable, params, time, engine)
     return _cached(catalog.settings.data_dir / "results" / f"{op.name}-{key}.nc", key, out)
 
 
@@ -141,23 +141,28 @@ def _request(
     params: dict[str, Any] | None,
     time: slice | None,
     engine: str,
-) -> tuple[list[DatasetRecord], Any, Any, str, str]:
-    """The records, operation, checked parameters, variable and result key of a request."""
+) -> tuple[list[DatasetRecord], dict[str, list[LocatedFile]], Any, Any, str, str]:
+    """The records, files, operation, checked parameters, variable and result key of a
+    request (the catalog asked once for all datasets)."""
     if engine not in ("stream", "xarray"):
         raise InvalidRequest(f"Unknown engine {engine!r}; use 'stream' or 'xarray'.")
     if not dataset_ids:
         raise InvalidRequest("No dataset to compute on: the search matched nothing.")
     op = get_operation(operation)
     p = op.validate(params)
-    records = [catalog.dataset(d) for d in dataset_ids]
+    records = catalog.datasets(list(dataset_ids))
+    located = catalog.locate_all([r.dataset_id for r in records])
     var = variable or _main_variable(records[0])
     inputs = [
-        (r.dataset_id, [(f.path, f.size, f.mtime_ns) for f in catalog.files(r.dataset_id)])
+        (
+            r.dataset_id,
+            [(f.record.path, f.record.size, f.record.mtime_ns) for f in located[r.dataset_id]],
+        )
         for r in records
     ]
     key = result_key(op.name, p.model_dump(), var, inputs, _time_range(time))
     key = result_key(engine, {}, key, [], None) if engine != "stream" else key
-    return records, op, p, var, key
+    return records, located, op, p, var, key
 
 
 def run(
@@ -181,7 +186,7 @@ def run(
     ``engine="stream"`` computes time means with the streaming engine
     (:mod:`insitu.compute.engine`); ``"xarray"`` uses xarray throughout.
     """
-    records, op, p, var, key = _request(
+    records, located, op, p, var, key = _request(
         catalog, operation, dataset_ids, variable, params, time, engine
     )
     trange = _time_range(time)
@@ -202,7 +207,9 @@ def run(
             r.dataset_id: {k: v[0] for k, v in r.facets.items() if len(v) == 1} for r in records
         }
         result = combine(
-            _results(catalog, records, op, p, var, time, engine, client, show), var, facets
+            _results(catalog, records, located, op, p, var, time, engine, client, show),
+            var,
+            facets,
         )
     seconds = perf_counter() - t0
     provenance = {
@@ -262,6 +269,7 @@ def _lazy_result(
 def _results(
     catalog: Catalog,
     records: list[DatasetRecord],
+    located: dict[str, list[LocatedFile]],
     op: Operation,
     p: Any,
     var: str,
@@ -284,7 +292,7 @@ def _results(
     if time is None and engine == "stream" and op.name == "field_mean":
         direct = catalog.settings.compute.direct_reads
         for r in records:
-            job = small_dataset(r.dataset_id, var, catalog.locate(r.dataset_id), direct)
+            job = small_dataset(r.dataset_id, var, located[r.dataset_id], direct)
             if job is not None:
                 small.append(job)
     chunk = catalog.settings.compute.chunk_bytes
@@ -385,7 +393,7 @@ def _compute(
     results: list[Any], client: Client | None, progress: bool, ids: list[str]
 ) -> list[Any]:
     """``results`` (Dask collections) computed, in one round."""
-    import dask
+    from dask.base import compute
 
     try:
         if client is not None:
@@ -403,8 +411,8 @@ def _compute(
             from dask.diagnostics.progress import ProgressBar
 
             with ProgressBar():
-                return list(dask.compute(*results))
-        return list(dask.compute(*results))
+                return list(compute(*results))
+        return list(compute(*results))
     except InsituError:
         raise
     except (OSError, RuntimeError, KeyError) as exc:
