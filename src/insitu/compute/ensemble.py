@@ -28,7 +28,6 @@ Array = np.ndarray[Any, Any]
 def _fields(times: Array) -> Array:
     """Year, month, day and second of the day of each date (cftime or numpy), as rows."""
     import cftime
-    import pandas as pd
 
     if times.size and isinstance(times[0], cftime.datetime):
         out = np.array(
@@ -36,9 +35,18 @@ def _fields(times: Array) -> Array:
             dtype=np.int64,
         )
         return out.reshape(-1, 4)
-    stamps = pd.DatetimeIndex(times)
-    seconds = stamps.hour * 3600 + stamps.minute * 60 + stamps.second
-    return np.stack([stamps.year, stamps.month, stamps.day, seconds], axis=1).astype(np.int64)
+    t = np.asarray(times, dtype="datetime64[s]")
+    months = t.astype("datetime64[M]")
+    days = t.astype("datetime64[D]")
+    return np.stack(
+        [
+            t.astype("datetime64[Y]").astype(np.int64) + 1970,
+            months.astype(np.int64) % 12 + 1,
+            (days - months.astype("datetime64[D]")).astype(np.int64) + 1,
+            (t - days.astype("datetime64[s]")).astype(np.int64),
+        ],
+        axis=1,
+    )
 
 
 def _days(fields: Array) -> Array:
@@ -122,13 +130,23 @@ def _relabel(
             f"Dataset {dataset_id!r} has several time steps in one {freq}; it cannot be "
             f"aligned by {freq}. Resample it first."
         )
-    return out.assign_coords({tdim: keys})
+    import xarray as xr
+
+    # Built afresh rather than with assign_coords, which aligns: half the time, and a
+    # thousand datasets are relabelled.
+    coords = {k: v.variable for k, v in out.coords.items() if k != tdim}
+    coords[tdim] = xr.Variable((tdim,), keys)
+    data = {k: v.variable for k, v in out.data_vars.items()}
+    return xr.Dataset(data, coords=xr.Coordinates(coords), attrs=out.attrs)
 
 
 def _sorted(ds: xr.Dataset, tdim: str | None) -> xr.Dataset:
     """Coordinates in ascending order (models store levels and latitudes either way)."""
     for dim in map(str, ds.dims):
         if dim != tdim and dim in ds.coords and ds[dim].ndim == 1 and ds.sizes[dim] > 1:
+            values = ds[dim].values
+            if values.dtype.kind in "iuf" and bool(np.all(values[1:] > values[:-1])):
+                continue  # ascending already: sortby would copy it as it is
             ds = ds.sortby(dim)
     return ds
 
