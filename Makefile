@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: bench-workflows bench-zarr-view help install up down demo test test-unit test-integration lint fmt typecheck check bench bench-compute bench-formats bench-hub bench-ingest bench-service services clean
+.PHONY: bench-workflows bench-zarr-view help install up down demo test test-unit test-integration lint fmt typecheck check bench bench-compute bench-formats bench-hub bench-ingest bench-service bench-small services clean
 
 help:
 	@echo "make up      set up and start the platform (JupyterHub, data service, Dask-Gateway)"
@@ -95,6 +95,7 @@ bench: install
 	$(BIN)/python bench/run_all.py
 	$(BIN)/python bench/bench_service.py --clients 50 --duration 20 --server-workers 2
 	$(BIN)/python bench/compute_bench.py --gb 5 --repeat 3
+	$(BIN)/python bench/bench_small_ensemble.py --rounds 3
 	$(BIN)/python bench/hub_bench.py
 	$(MAKE) bench-ingest bench-workflows bench-zarr-view bench-pages
 
@@ -105,6 +106,11 @@ bench-service: install
 bench-compute: install
 	scripts/tools.sh
 	$(BIN)/python bench/compute_bench.py --gb 5 --repeat 3
+
+# Many small datasets: the demo's 42 and 1,000 synthetic ones, insitu against a cdo loop.
+bench-small: install
+	scripts/tools.sh
+	$(BIN)/python bench/bench_small_ensemble.py --rounds 3
 
 bench-hub: install
 	$(BIN)/python bench/hub_bench.py
