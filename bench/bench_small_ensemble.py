@@ -24,6 +24,9 @@ runs once, in turn (round-robin), so the machine's noise falls on all of them al
 * ``cdo_loop_P2``: the same with ``cdo -P 2`` (two OpenMP threads per operator);
 * ``cdo_xargs_P2``: the same commands two at a time (``xargs -P 2``): CDO on both cores.
 
+``--src DIR`` measures the insitu of another source tree (e.g. a worktree of the commit
+before a change), with the same peers, for a before/after within one run of each.
+
 Per-dataset cost is the total over the number of datasets. ``max|d|`` compares insitu's
 ensemble entry of each dataset with CDO's output (K; CDO weights by the same cell bounds).
 Prints a table on stderr and one JSON line on stdout; ``--json-out`` also writes it.
@@ -61,10 +64,13 @@ HOME = BENCH / "data" / "small"
 INSITU = str(Path(sys.executable).with_name("insitu"))
 
 
+SRC = REPO / "src"  # the insitu measured; --src names another tree (an older commit's)
+
+
 def _env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["INSITU_DATA_DIR"] = str(home)
-    src = str(REPO / "src")
+    src = str(SRC)
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -240,12 +246,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", type=int, default=1000, help="synthetic datasets (1000)")
     ap.add_argument("--skip", default="", help="peers to leave out, comma-separated")
     ap.add_argument("--json-out", type=Path)
+    ap.add_argument(
+        "--src", type=Path, default=SRC, help="insitu source tree to measure (this checkout's)"
+    )
     a = ap.parse_args(argv)
+    global SRC
+    SRC = a.src.resolve()
+    sys.path.insert(0, str(SRC))
     skip = set(filter(None, a.skip.split(",")))
     peers = [p for p in PEERS if p not in skip]
     work = HOME / "work"
     work.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"code": code_info(), "rounds": a.rounds}
+    results: dict[str, Any] = {"code": code_info(), "src": str(SRC), "rounds": a.rounds}
     for name in a.sets.split(","):
         if name == "demo":
             root = _demo_root()
