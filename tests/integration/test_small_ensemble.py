@@ -1,5 +1,6 @@
-"""Many small datasets: the batch path (insitu.compute.batch) on the demo archive and a
-dataset it gives back to the per-dataset path."""
+"""Many small datasets: the catalog asked once for all, the batch path
+(insitu.compute.batch) on the demo archive, and a dataset it gives back to the per-dataset
+path."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from distributed import get_task_stream
 from insitu.catalog import Catalog
 from insitu.compute import NoParams, cluster, get_operation, run
 from insitu.compute.batch import small_dataset, small_field_means
+from insitu.errors import DatasetNotFound
 from insitu.settings import Settings
 
 
@@ -26,6 +28,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> Iterator[
     cat.scan(workers=2)
     yield cat
     cat.close()
+
+
+def test_the_catalog_answers_for_many_datasets_at_once(demo: Catalog) -> None:
+    ids = demo.search(table_id="Amon", limit=1000).all_ids[::-1]  # any order is kept
+    assert [r.dataset_id for r in demo.datasets(ids)] == ids
+    assert demo.locate_all(ids) == {i: demo.locate(i) for i in ids}
+    with pytest.raises(DatasetNotFound, match=r"CMIP6\.nothing"):
+        demo.datasets([ids[0], "CMIP6.nothing"])
 
 
 def test_the_batch_path_gives_what_xarray_gives_for_every_demo_dataset(demo: Catalog) -> None:
