@@ -132,11 +132,15 @@ def _max_diff(ens_path: Path, cdo_out: Path, var: str, ids: list[str]) -> float:
     worst = 0.0
     with xr.open_dataset(ens_path) as ens:
         for n, i in enumerate(ids):
-            mine = ens[var].sel(dataset=i).values
-            mine = mine.reshape(mine.shape[0], -1)
-            mine = mine[~np.isnan(mine).all(axis=1)]
+            entry = ens[var].sel(dataset=i)
             with xr.open_dataset(cdo_out / f"{n}.nc", decode_times=False) as c:
                 theirs = np.asarray(c[var].values, dtype="float64")
+                # insitu sorts levels ascending; CDO keeps the file's order.
+                for dim in entry.dims[1:]:
+                    if dim in c.coords:
+                        entry = entry.sel({dim: c[dim].values}, method="nearest")
+            mine = entry.values.reshape(entry.shape[0], -1)
+            mine = mine[~np.isnan(mine).all(axis=1)]
             if theirs.size != mine.size:
                 continue  # time steps dropped in the alignment: not comparable row by row
             theirs = theirs.reshape(mine.shape)
@@ -246,12 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", type=int, default=1000, help="synthetic datasets (1000)")
     ap.add_argument("--skip", default="", help="peers to leave out, comma-separated")
     ap.add_argument("--json-out", type=Path)
-    ap.add_argument(
-        "--src", type=Path, default=SRC, help="insitu source tree to measure (this checkout's)"
-    )
+    ap.add_argument("--src", type=Path, help="insitu source tree to measure (this checkout's)")
     a = ap.parse_args(argv)
-    global SRC
-    SRC = a.src.resolve()
+    global SRC  # read by _env for every subprocess
+    SRC = (a.src or SRC).resolve()
     sys.path.insert(0, str(SRC))
     skip = set(filter(None, a.skip.split(",")))
     peers = [p for p in PEERS if p not in skip]
