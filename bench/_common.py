@@ -545,6 +545,18 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
+def one_dataset_catalog(base: Path, root: Path, files: int, workers: int) -> tuple[Any, str, float]:
+    """A catalog in ``base/catalog.db`` of the archive at ``root``, which must scan to
+    ``files`` new files of one dataset: (the Catalog, the dataset's id, scan seconds)."""
+    from insitu.catalog import Catalog
+
+    cat = Catalog(sqlite_uri(base / "catalog.db"))
+    cat.add_collection("bench", root)
+    scan_s, (rep,) = timed(lambda: cat.scan("bench", workers=workers))
+    assert rep.new == files and rep.datasets == 1 and not rep.problems, rep.line()
+    return cat, cat.search(limit=1).results[0].dataset_id, scan_s
+
+
 def sqlite_uri(path: Path) -> str:
     for suffix in ("", "-wal", "-shm"):
         p = Path(str(path) + suffix)

@@ -34,8 +34,8 @@ from _common import (
     fresh_dir,
     median,
     month_times,
+    one_dataset_catalog,
     say,
-    sqlite_uri,
     timed,
     write_cmip6_file,
 )
@@ -108,13 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     files = [str(p) for p in paths]
     say(f"[open] wrote {len(files)} files of one dataset in {gen_s:.1f} s")
 
-    from insitu.catalog import Catalog
-
-    cat = Catalog(sqlite_uri(base / "catalog.db"))
-    cat.add_collection("bench", root)
-    scan_s, (rep,) = timed(lambda: cat.scan("bench", workers=args.workers))
-    assert rep.new == args.files and rep.datasets == 1 and not rep.problems, rep.line()
-    ds_id = cat.search(limit=1).results[0].dataset_id
+    cat, ds_id, scan_s = one_dataset_catalog(base, root, args.files, args.workers)
     say(f"[open] scanned in {scan_s:.1f} s; dataset {ds_id}")
 
     # Warm-up: the first call imports xarray, dask, cftime and pandas.

@@ -54,8 +54,8 @@ from _common import (  # noqa: E402
     emit,
     fresh_dir,
     median,
+    one_dataset_catalog,
     say,
-    sqlite_uri,
     timed,
     write_cmip6_file,
 )
@@ -272,13 +272,7 @@ def main(argv: list[str] | None = None) -> dict[str, object] | None:
     files = [str(p) for p in paths]
     say(f"[open-long] wrote {len(files)} files ({len(files) * 365:,} days) in {gen_s:.1f} s")
 
-    from insitu.catalog import Catalog
-
-    cat = Catalog(sqlite_uri(base / "catalog.db"))
-    cat.add_collection("bench", root)
-    scan_s, (rep,) = timed(lambda: cat.scan("bench", workers=args.workers))
-    assert rep.new == args.files and rep.datasets == 1 and not rep.problems, rep.line()
-    ds_id = cat.search(limit=1).results[0].dataset_id
+    cat, ds_id, scan_s = one_dataset_catalog(base, root, args.files, args.workers)
     (base / "dataset_id").write_text(ds_id)
     (base / "files.txt").write_text("\n".join(files))
     say(f"[open-long] scanned in {scan_s:.1f} s; dataset {ds_id}")
