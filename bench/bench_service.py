@@ -64,7 +64,6 @@ from _common import (
 )
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "random_paths.lua"
-SEQ_SCRIPT = Path(__file__).resolve().parent / "wrk" / "seq_paths.lua"
 BIG_ID = "CMIP6.CMIP.MPI-M.MPI-ESM1-2-LR.historical.r1i1p1f1.Amon.tas.gn.v20190710"
 
 
@@ -297,8 +296,9 @@ def _load_wrk(
         listing = work / f"wrk-{kind}.txt"
         listing.write_text("\n".join(paths) + "\n")
         cmd = [wrk, "-t1", f"-c{conns}", f"-d{duration:.0f}s", "--timeout", "10s"]
-        script = SEQ_SCRIPT if in_order and kind == "search" else WRK_SCRIPT
-        cmd += ["-s", str(script), base, "--", str(listing), str(seed)]
+        cmd += ["-s", str(WRK_SCRIPT), base, "--", str(listing), str(seed)]
+        if in_order and kind == "search":
+            cmd.append("in-order")
         procs[kind] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     out: dict[str, Any] = {"client": "wrk", "errors": {}}
     total = 0.0

@@ -470,73 +470,62 @@ class JobManager:
         client = _JobClient(self, runner)
         with self._lock:
             self._running[job_id] = client
-        if job.operation == WORKFLOW:
-            self._execute_workflow(job, runner, client)
-            return
         try:
-            result = run(
-                self.catalog,
-                job.operation,
-                list(job.datasets),
-                variable=job.variable,
-                params=job.params,
-                time=_time_slice(job.time),
-                client=cast("Client", client),
-            )
+            if job.operation == WORKFLOW:
+                end = self._run_workflow(job, client)
+            else:
+                result = run(
+                    self.catalog,
+                    job.operation,
+                    list(job.datasets),
+                    variable=job.variable,
+                    params=job.params,
+                    time=_time_slice(job.time),
+                    client=cast("Client", client),
+                )
+                end = {
+                    "status": "done",
+                    "cached": result.cached,
+                    "result_key": result.key,
+                    "result_path": str(result.path),
+                    "provenance": json.dumps(result.provenance),
+                }
         except Exception as exc:
             if runner.stop.is_set() or client.cancelled:  # the status says why already
                 log.info("job %s stopped: %s: %s", job_id, type(exc).__name__, exc)
                 return
             self._failed(job_id, exc)
         else:
-            done = self._end(
-                job_id,
-                "done",
-                cached=result.cached,
-                result_key=result.key,
-                result_path=str(result.path),
-                provenance=json.dumps(result.provenance),
-            )
-            if not done:
+            status = end.pop("status")
+            if not self._end(job_id, status, **end):
                 log.info("job %s ended after it was cancelled; result not kept", job_id)
         finally:
             with self._lock:
                 self._running.pop(job_id, None)
 
-    def _execute_workflow(self, job: Job, runner: _Runner, client: _JobClient) -> None:
-        from insitu.workflows import WorkflowCancelled, WorkflowFailed
+    def _run_workflow(self, job: Job, client: _JobClient) -> dict[str, Any]:
+        """Run a workflow job; how its record ends. A failed node ends it ``failed`` with
+        the run's record; a cancelled run raises (WorkflowCancelled)."""
+        from insitu.workflows import WorkflowFailed
 
         try:
             record = run_workflow_job(self.settings, job, client, client.stop_event)
-        except WorkflowCancelled:
-            log.info("job %s: workflow run cancelled", job.id)
         except WorkflowFailed as exc:
-            self._end(
-                job.id,
-                "failed",
-                error_type="WorkflowFailed",
-                error=str(exc),
-                result_path=f"{exc.record.directory}/run.json",
-                provenance=json.dumps(run_summary(exc.record)),
-            )
-        except Exception as exc:
-            if runner.stop.is_set() or client.cancelled:
-                log.info("job %s stopped: %s: %s", job.id, type(exc).__name__, exc)
-            else:
-                self._failed(job.id, exc)
-        else:
-            summary = run_summary(record)
-            self._end(
-                job.id,
-                "done",
-                cached=len(record.cache_hits) == len(record.nodes),
-                result_key=record.run_id,
-                result_path=summary["run_record"],
-                provenance=json.dumps(summary),
-            )
-        finally:
-            with self._lock:
-                self._running.pop(job.id, None)
+            return {
+                "status": "failed",
+                "error_type": "WorkflowFailed",
+                "error": str(exc),
+                "result_path": f"{exc.record.directory}/run.json",
+                "provenance": json.dumps(run_summary(exc.record)),
+            }
+        summary = run_summary(record)
+        return {
+            "status": "done",
+            "cached": len(record.cache_hits) == len(record.nodes),
+            "result_key": record.run_id,
+            "result_path": summary["run_record"],
+            "provenance": json.dumps(summary),
+        }
 
     def _failed(self, job_id: str, exc: Exception) -> None:
         if isinstance(exc, InsituError):  # our messages say what to do: pass them on
