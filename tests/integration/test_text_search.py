@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -269,3 +271,26 @@ def _answers_without_more(cat: Catalog) -> list[tuple[object, ...]]:
             if "collection" not in q
         )
     ]
+
+
+def test_a_term_is_asked_of_the_text_index_once_per_index(catalog: Catalog) -> None:
+    """The datasets of a text term are kept by the index (which never changes): the same
+    word with other facets, another page or another order asks the store no more."""
+    from insitu.catalog.index import IndexQuery, SearchIndex
+
+    asked: list[object] = []
+
+    def counting(phrases: Sequence[Sequence[str]]) -> npt.NDArray[np.int64]:
+        asked.append(phrases)
+        return catalog.store.text_matches(phrases)
+
+    templates = {c.name: catalog.template(c.template) for c in catalog.collections()}
+    index = SearchIndex(catalog.store.index_rows(), templates, -1, counting)
+    for facets, sort in (({}, "dataset_id"), ({"table_id": ["Amon"]}, "-size"), ({}, "size")):
+        idx, counts = index.select(IndexQuery(facets=facets, text="ta", sort=sort))
+        want = catalog.search("ta", limit=1000, sort=sort, **facets)
+        assert index.dataset_ids(idx) == want.dataset_ids
+        assert counts == want.facet_counts
+    assert asked == [[["ta"]]]
+    index.select(IndexQuery(facets={}, text="air"))
+    assert len(asked) == 2

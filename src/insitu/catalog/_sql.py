@@ -152,6 +152,21 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+# A dataset's record: every column but the text the text index is made from.
+_RECORDS = sa.select(*(col for col in datasets_t.c if col.name != "search_text"))
+_RECORDS_BY = {
+    (by, in_collection): (
+        _RECORDS.where(datasets_t.c[by].in_(sa.bindparam("keys", expanding=True)))
+        .where(
+            datasets_t.c.collection == sa.bindparam("collection") if in_collection else sa.true()
+        )
+        .order_by(datasets_t.c.dataset_id)
+    )
+    for by in ("dataset_id", "master_id")
+    for in_collection in (False, True)
+}
+
+
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
     for i in range(0, len(items), _CHUNK):
         yield items[i : i + _CHUNK]
@@ -342,20 +357,22 @@ class SQLCatalogStore:
         dataset_ids: Iterable[str] | None = None,
         master_ids: Iterable[str] | None = None,
     ) -> list[DatasetRecord]:
-        c = datasets_t.c
-        base = sa.select(*(col for col in datasets_t.c if col.name != "search_text"))
-        if collection is not None:
-            base = base.where(c.collection == collection)
         out: list[DatasetRecord] = []
         with self.engine.connect() as conn:
             if dataset_ids is None and master_ids is None:
-                out.extend(_dataset(r) for r in conn.execute(base.order_by(c.dataset_id)))
+                query = _RECORDS.order_by(datasets_t.c.dataset_id)
+                if collection is not None:
+                    query = query.where(datasets_t.c.collection == collection)
+                out.extend(_dataset(r) for r in conn.execute(query))
                 return out
-            for column, keys in ((c.dataset_id, dataset_ids), (c.master_id, master_ids)):
+            # Statements built once: the search pages' records are read with these, and
+            # building and caching a statement costs twice its execution here.
+            for by, keys in (("dataset_id", dataset_ids), ("master_id", master_ids)):
                 if keys is None:
                     continue
+                query = _RECORDS_BY[by, collection is not None]
                 for chunk in _chunks(sorted(set(keys))):
-                    rows = conn.execute(base.where(column.in_(chunk)).order_by(c.dataset_id))
+                    rows = conn.execute(query, {"keys": chunk, "collection": collection})
                     out.extend(_dataset(r) for r in rows)
         return out
 

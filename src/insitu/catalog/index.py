@@ -8,7 +8,9 @@ the store's text index, and the records of a page of results are read from the s
 
 An index never changes once built, so it also remembers its recent answers: a web page or
 a notebook that asks the same search again (the landing page, a facet click and back)
-costs a dictionary lookup. The memory this takes is bounded (``MEMO_BYTES``).
+costs a dictionary lookup. It keeps the datasets of recent free-text terms too, which
+come back in searches that differ otherwise. The memory both take is bounded
+(``MEMO_BYTES``, ``TEXT_MEMO_BYTES``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ _NO_TIME_END = np.iinfo(np.int64).min
 # (about 100 bytes a value). An answer bigger than an eighth of it is not kept.
 MEMO_BYTES = 64 * 2**20
 _COUNT_BYTES = 100
+# The datasets of recent text terms, as positions (4 bytes a match).
+TEXT_MEMO_BYTES = 16 * 2**20
+# Collection masks kept per index (each readable set of collections a caller has).
+_COLL_MASKS = 16
 
 Answer = tuple[npt.NDArray[np.intp], dict[str, dict[str, int]]]
 #: Asks the store's text index: row numbers of the datasets whose text has every phrase
@@ -142,12 +148,18 @@ class _Postings:
             hit[self.ds[np.isin(self.codes, np.fromiter(wanted, np.int32))]] = True
         return hit
 
-    def counts(self, mask: npt.NDArray[np.bool_]) -> dict[str, int]:
-        chosen = self.codes[mask] if self.dense else self.codes[mask[self.ds]]
+    def counts(self, mask: npt.NDArray[np.bool_], idx: npt.NDArray[np.intp]) -> dict[str, int]:
+        """Datasets per value among those in ``mask`` (``idx``: its positions), most first
+        (ties by value)."""
+        # A dense facet's codes are read at the matches' positions: a search matches a
+        # few of the datasets, and gathering those is far cheaper than scanning a mask.
+        chosen = self.codes[idx] if self.dense else self.codes[mask[self.ds]]
         counts = np.bincount(chosen, minlength=len(self.values))
         nz = np.flatnonzero(counts)
-        order = nz[np.lexsort((nz, -counts[nz]))]
-        return {self.values[i]: int(counts[i]) for i in order}
+        if len(nz) > 1:
+            nz = nz[np.lexsort((nz, -counts[nz]))]
+        values = self.values
+        return dict(zip([values[i] for i in nz.tolist()], counts[nz].tolist(), strict=True))
 
 
 class SearchIndex:
@@ -226,6 +238,9 @@ class SearchIndex:
         self._memo: OrderedDict[Hashable, tuple[Answer, int]] = OrderedDict()
         self._memo_bytes = 0
         self._memo_lock = threading.Lock()
+        self._coll_masks: dict[frozenset[int], npt.NDArray[np.bool_]] = {}
+        self._text_memo: OrderedDict[Hashable, npt.NDArray[np.int32]] = OrderedDict()
+        self._text_memo_bytes = 0
 
     def updated(
         self,
@@ -302,14 +317,13 @@ class SearchIndex:
             )
         return names
 
-    def facet_names(self, mask: npt.NDArray[np.bool_] | None = None) -> list[str]:
-        """Facets of the templates of the collections in ``mask`` (all if None), in order."""
-        codes = set(np.unique(self.collection[mask]).tolist()) if mask is not None else None
+    def facet_names(self, collections: Sequence[str] | None = None) -> list[str]:
+        """Facets of the templates of ``collections`` (all if None) that have datasets
+        here, in template order."""
+        wanted = None if collections is None else set(collections)
         names: dict[str, None] = {}
-        for coll, code in self._coll_code.items():
-            if codes is not None and code not in codes:
-                continue
-            tpl = self.templates.get(coll)
+        for coll in self._coll_code:
+            tpl = self.templates.get(coll) if wanted is None or coll in wanted else None
             for f in tpl.facets if tpl else ():
                 if f in self.postings:
                     names[f] = None
@@ -348,8 +362,9 @@ class SearchIndex:
 
     def _select(self, q: IndexQuery) -> Answer:
         mask = self.latest.copy() if q.latest else np.ones(self.n, dtype=bool)
-        if q.collections is not None:
-            mask &= self._coll_mask(q.collections)
+        colls = self._coll_mask(q.collections)
+        if colls is not None:
+            mask &= colls
         for name, patterns in q.facets.items():
             hit = np.zeros(self.n, dtype=bool)
             for facet in self.resolve(name):
@@ -362,28 +377,42 @@ class SearchIndex:
             mask &= self._bbox_mask(q.bbox)
         if q.text:
             mask &= self._text_mask(q.text)
-        idx = np.flatnonzero(mask)
-        idx = idx[np.argsort(self._sort_key(q.sort.lstrip("-"))[idx], kind="stable")]
+        found = np.flatnonzero(mask)
+        key = q.sort.lstrip("-")
+        # Positions are in dataset id order already: only other orders need a sort.
+        idx = (
+            found
+            if key == "dataset_id"
+            else found[np.argsort(self._sort_key(key)[found], kind="stable")]
+        )
         if q.sort.startswith("-"):
             idx = idx[::-1]
         names = (
-            list(q.count_facets)
-            if q.count_facets is not None
-            else self.facet_names(
-                self._coll_mask(q.collections) if q.collections is not None else None
-            )
+            list(q.count_facets) if q.count_facets is not None else self.facet_names(q.collections)
         )
         counts = {}
         for name in names:
             for facet in self.resolve(name):
-                counts[facet] = self.postings[facet].counts(mask)
+                counts[facet] = self.postings[facet].counts(mask, found)
         return idx, counts
 
-    def _coll_mask(self, collections: Sequence[str] | None) -> npt.NDArray[np.bool_]:
+    def _coll_mask(self, collections: Sequence[str] | None) -> npt.NDArray[np.bool_] | None:
+        """Which datasets are in ``collections``; None when that is every dataset."""
         if collections is None:
-            return np.ones(self.n, dtype=bool)
-        codes = [self._coll_code[c] for c in collections if c in self._coll_code]
-        return np.isin(self.collection, codes)
+            return None
+        codes = frozenset(self._coll_code[c] for c in collections if c in self._coll_code)
+        if len(codes) == len(self._coll_code):
+            return None
+        with self._memo_lock:
+            kept = self._coll_masks.get(codes)
+        if kept is None:
+            kept = np.isin(self.collection, np.fromiter(codes, np.int16, len(codes)))
+            kept.flags.writeable = False
+            with self._memo_lock:
+                if len(self._coll_masks) >= _COLL_MASKS:
+                    self._coll_masks.pop(next(iter(self._coll_masks)))
+                self._coll_masks[codes] = kept
+        return kept
 
     def _sort_key(self, key: str) -> npt.NDArray[np.int64]:
         if key == "dataset_id":
@@ -409,13 +438,42 @@ class SearchIndex:
             return np.ones(self.n, dtype=bool)
         if self._text_matches is None:
             raise InvalidQuery("This search index was built without a text index.")
+        key = tuple(tuple(p) for p in phrases)
+        with self._memo_lock:
+            positions = self._text_memo.get(key)
+            if positions is not None:
+                self._text_memo.move_to_end(key)
+        if positions is None:
+            positions = self._text_positions(phrases)
+            self._remember_text(key, positions)
+        mask = np.zeros(self.n, dtype=bool)
+        mask[positions] = True
+        return mask
+
+    def _text_positions(self, phrases: Sequence[Sequence[str]]) -> npt.NDArray[np.int32]:
+        """Index positions of the datasets the store's text index finds for ``phrases``."""
+        assert self._text_matches is not None
         found = np.asarray(self._text_matches(phrases), dtype=np.int64)
         sorted_rows = self._sorted_rows
         at = np.searchsorted(sorted_rows, found).clip(0, max(self.n - 1, 0))
         known = sorted_rows[at] == found if self.n else np.zeros(0, dtype=bool)
-        mask = np.zeros(self.n, dtype=bool)
-        mask[self._by_row[at[known]]] = True  # rows written since the index was built aside
-        return mask
+        # Rows written since the index was built are left out (the next index has them).
+        return np.sort(self._by_row[at[known]]).astype(np.int32)
+
+    def _remember_text(self, key: Hashable, positions: npt.NDArray[np.int32]) -> None:
+        """Keep the datasets of a text term: the index does not change, and the same
+        words come back in searches that differ otherwise (a word with other facets)."""
+        if positions.nbytes > TEXT_MEMO_BYTES // 8:
+            return
+        positions.flags.writeable = False
+        with self._memo_lock:
+            if key in self._text_memo:
+                return
+            self._text_memo[key] = positions
+            self._text_memo_bytes += positions.nbytes
+            while self._text_memo_bytes > TEXT_MEMO_BYTES:
+                _, old = self._text_memo.popitem(last=False)
+                self._text_memo_bytes -= old.nbytes
 
     def _bbox_mask(self, bbox: tuple[float, float, float, float]) -> npt.NDArray[np.bool_]:
         west, south, east, north = bbox
