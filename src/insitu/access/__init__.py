@@ -22,11 +22,13 @@ __all__ = [
     "TokenStore",
     "UsageLog",
     "build_app",
+    "run_processes",
 ]
 
 if TYPE_CHECKING:
     from insitu.access.app import API_PREFIX, build_app
     from insitu.access.jobstore import ACTIVE, Job, JobStore
+    from insitu.access.serve import run_processes
     from insitu.access.tokens import SCOPES, TOKEN_PREFIX, USE_RESOLUTION, Token, TokenStore
     from insitu.access.usage import UsageLog
 
@@ -43,6 +45,7 @@ _LAZY = {
     "Token": "tokens",
     "TokenStore": "tokens",
     "UsageLog": "usage",
+    "run_processes": "serve",
 }
 
 

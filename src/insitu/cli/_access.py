@@ -127,7 +127,7 @@ def serve_command(
         return
     import uvicorn
 
-    from insitu.access import build_app
+    from insitu.access import build_app, run_processes
 
     click.echo(f"insitu data service at {url}/ (API docs {url}/api/v1/docs); Ctrl-C stops it.")
     if workers > 1:
@@ -139,14 +139,7 @@ def serve_command(
         )
         if hub_service:
             os.environ["INSITU_ACCESS__HUB_LOGIN"] = "true"
-        uvicorn.run(
-            "insitu.access.serve:app_from_env",
-            factory=True,
-            host=access.host,
-            port=access.port,
-            workers=workers,
-            log_level="warning",
-        )
+        run_processes(access.host, access.port, workers)
     else:
         uvicorn.run(
             build_app(settings),

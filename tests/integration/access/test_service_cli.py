@@ -78,3 +78,85 @@ def test_serve_refuses_a_taken_port(tmp_path: Path) -> None:
         out = _insitu(env, "serve")
     assert out.returncode == 1
     assert f"Port {port}" in out.stderr and "--port" in out.stderr
+
+
+def _listening_inodes(pid: int, port: int) -> set[int]:
+    """Inodes of the sockets process ``pid`` listens on at ``port``."""
+    import psutil
+
+    inodes = set()
+    listening = {
+        c.fd
+        for c in psutil.Process(pid).net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
+    for fd in listening:
+        link = os.readlink(f"/proc/{pid}/fd/{fd}")  # socket:[INODE]
+        inodes.add(int(link[link.index("[") + 1 : -1]))
+    return inodes
+
+
+def test_server_processes_each_listen_and_share_the_connections(tmp_path: Path) -> None:
+    """With --workers 2 each process listens on a socket of its own (SO_REUSEPORT): a burst
+    of connections is spread over both, not accepted by whichever wakes first; a second
+    service on the same port is refused."""
+    import socket
+    import time
+
+    import psutil
+
+    port = free_port()
+    env = dict(
+        os.environ,
+        INSITU_DATA_DIR=str(tmp_path),
+        INSITU_CONFIG=str(tmp_path / "none.toml"),
+        INSITU_ACCESS__PORT=str(port),
+    )
+    env.pop("INSITU_CATALOG__URI", None)
+    (tmp_path / "none.toml").write_text("")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "insitu.cli", "serve", "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    conns: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 60
+        children: list[psutil.Process] = []
+        while time.monotonic() < deadline:
+            # The server processes (multiprocessing's helper process listens on nothing).
+            children = [
+                c for c in psutil.Process(server.pid).children() if _listening_inodes(c.pid, port)
+            ]
+            if len(children) == 2:
+                break
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            time.sleep(0.2)
+        inodes = [_listening_inodes(c.pid, port) for c in children]
+        assert len(inodes) == 2 and all(len(i) == 1 for i in inodes), inodes
+        assert inodes[0] != inodes[1]  # one socket each, not one socket shared
+        assert httpx.get(f"{url}/api/v1/health").json()["status"] == "ok"
+
+        for _ in range(40):  # a burst of clients, as a load test opens them
+            conns.append(socket.create_connection(("127.0.0.1", port)))
+        time.sleep(1.0)
+        local_ports = {c.getsockname()[1] for c in conns}
+        per_process = [
+            sum(
+                1
+                for k in child.net_connections(kind="tcp")
+                if k.status == psutil.CONN_ESTABLISHED and k.raddr and k.raddr.port in local_ports
+            )
+            for child in children
+        ]
+        assert sum(per_process) == 40 and min(per_process) >= 8, per_process
+
+        second = _insitu(env, "serve")
+        assert second.returncode == 1 and f"Port {port}" in second.stderr
+    finally:
+        for c in conns:
+            c.close()
+        server.terminate()
+        server.wait(timeout=30)
