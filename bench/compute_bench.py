@@ -27,13 +27,18 @@ tree; CPU time comes from ``getrusage(RUSAGE_CHILDREN)``. Peers:
   memory (520 MB), so ``-cat`` is the default and ``--cdo-input`` picks another;
 * ``ncra``: ``ncra -O <files> out.nc`` (record average = time mean);
 * ``xarray``: ``xarray.open_mfdataset(files).tas.mean('time').compute()``, all defaults
-  (one Dask chunk per file, threaded scheduler, netCDF4 engine);
+  (Dask chunks as the files' chunks, one record each here; threaded scheduler, netCDF4
+  engine);
 * ``xarray_cluster_2p``: xarray as its documentation recommends for many files, in a new
   process: a 2-process ``distributed.LocalCluster`` (1 thread each, the malloc settings
   insitu's workers get), ``open_mfdataset(files, parallel=True, combine="nested",
-  concat_dim="time", data_vars="minimal", coords="minimal", compat="override")``;
+  concat_dim="time", data_vars="minimal", coords="minimal", compat="override",
+  chunks={"time": -1}, lock=SerializableLock())`` (one Dask chunk per file; the one lock
+  keeps the workers' netCDF-C/HDF5 calls from overlapping, see ``child_xarray_cluster``);
   ``compute_s`` is open + mean on the running cluster (warm), ``wall_s`` the whole process
   with imports and cluster start (cold);
+* ``xarray_h5netcdf_cluster_2p``: the same with ``engine="h5netcdf"`` (h5py underneath),
+  the other engine xarray documents for netCDF-4; skipped if h5netcdf is not installed;
 * ``cdo_timmean_p2``: ``cdo -P 2`` (its OpenMP threads), otherwise as ``cdo_timmean``;
 * ``insitu_cli_time_mean``: ``insitu compute run time_mean --dataset ID --no-cache`` in a
   new process, as a user types it (imports, catalog look-up, cluster start and stop), on
@@ -59,7 +64,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -92,6 +97,7 @@ PEERS = [
     "ncra",
     "xarray",
     "xarray_cluster_2p",
+    "xarray_h5netcdf_cluster_2p",
     "cdo_timmean_p2",
     "insitu_cli_time_mean",
     "insitu_time_mean",
@@ -106,11 +112,14 @@ OPERATION = {
     "ncra": "time_mean",
     "xarray": "time_mean",
     "xarray_cluster_2p": "time_mean",
+    "xarray_h5netcdf_cluster_2p": "time_mean",
     "cdo_timmean_p2": "time_mean",
     "insitu_cli_time_mean": "time_mean",
     "insitu_time_mean": "time_mean",
     "insitu_field_mean": "field_mean",
 }
+# The engine= of each xarray cluster peer.
+XARRAY_CLUSTER_ENGINE = {"xarray_cluster_2p": "netcdf4", "xarray_h5netcdf_cluster_2p": "h5netcdf"}
 TOLERANCE_K = 1e-4
 
 
@@ -346,20 +355,22 @@ def child_xarray(files: list[str], var: str, out: str) -> dict:
     }
 
 
-def _xarray_file_cache(size: int) -> None:
-    import xarray as xr
+def _started_env(names: list[str]) -> dict[str, str]:
+    env = Path(f"/proc/{os.getpid()}/environ").read_bytes().split(b"\0")
+    pairs = dict(e.decode().split("=", 1) for e in env if b"=" in e)
+    return {n: pairs.get(n, "") for n in names}
 
-    xr.set_options(file_cache_maxsize=size)
 
-
-def child_xarray_cluster(files: list[str], var: str, out: str) -> dict:
+def child_xarray_cluster(files: list[str], var: str, out: str, engine: str) -> dict:
     """xarray at its documented best for many files: a 2-process LocalCluster."""
     import warnings
 
     import numpy as np
 
     t0 = time.perf_counter()
+    import dask
     import xarray as xr
+    from dask.utils import SerializableLock
     from distributed import Client, LocalCluster
 
     try:
@@ -367,33 +378,49 @@ def child_xarray_cluster(files: list[str], var: str, out: str) -> dict:
     except ImportError:
         WORKER_ENV = {}
     t1 = time.perf_counter()
+    # glibc reads its malloc settings when the process starts: Dask applies env= after
+    # that, its pre-spawn-environ before (where Dask's docs put MALLOC_TRIM_THRESHOLD_).
+    spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **WORKER_ENV}
     with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}),
         LocalCluster(
             n_workers=2,
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
-            env=dict(WORKER_ENV),
         ) as lc,
         Client(lc) as client,
     ):
-        # xarray keeps at most 128 files open per process (file_cache_maxsize) and reopens
-        # the others; past that many files its process cluster failed here with "NetCDF: HDF
-        # error" (402 files), so every process may keep all of them open, as its docs allow.
-        keep = max(128, len(files) + 16)
-        client.run(_xarray_file_cache, keep)
-        xr.set_options(file_cache_maxsize=keep)
+        # The environment each worker process started with, as read from /proc.
+        started_env = client.run(_started_env, sorted(WORKER_ENV))
         t2 = time.perf_counter()
+        # One lock for every file, made here: with its default locks this cluster crashed
+        # (workers segfaulting in netCDF4's HDF5, then "NetCDF: HDF error"), at 81 files
+        # as at 402. xarray's default netCDF4 lock is a per-process SerializableLock named
+        # by a token drawn in each process, and parallel=True opens the files on the
+        # workers, so a worker reads files opened by the other worker under that worker's
+        # token: a second lock. Its event-loop thread, closing a file whose last reference
+        # it drops, then takes one lock while its task thread reads under the other, and
+        # netCDF4 (>= 1.6) lets go of the GIL inside netCDF-C: two threads in HDF5, which
+        # is not thread-safe (pydata/xarray#9779 is this family). A lock made once here
+        # is one token, so one lock in each worker. One Dask chunk per file
+        # (chunks={"time": -1}): Dask's best practices ask for chunks of 100 MB or more,
+        # aligned with the storage, and xarray chunks file by file; the files' own
+        # one-record chunks (the default) made 12x the tasks and ran 2-3x slower here.
+        lock = SerializableLock()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             ds = xr.open_mfdataset(
                 files,
+                engine=engine,
                 parallel=True,
                 combine="nested",
                 concat_dim="time",
                 data_vars="minimal",
                 coords="minimal",
                 compat="override",
+                chunks={"time": -1},
+                lock=lock,
             )
         t3 = time.perf_counter()
         mean = ds[var].mean("time").compute()
@@ -405,8 +432,9 @@ def child_xarray_cluster(files: list[str], var: str, out: str) -> dict:
         "open_s": t3 - t2,
         "mean_s": t4 - t3,
         "compute_s": t4 - t2,
-        "worker_env": sorted(WORKER_ENV),
-        "file_cache_maxsize": keep,
+        "engine": engine,
+        "worker_env": started_env,
+        "dask_chunks": str(ds[var].data.chunksize),
         "n_chunks": int(ds[var].data.npartitions),
     }
 
@@ -579,7 +607,7 @@ def child_main(args: argparse.Namespace) -> int:
     elif args.child == "xarray":
         res = child_xarray(files, args.var, args.out)
     elif args.child == "xarray_cluster":
-        res = child_xarray_cluster(files, args.var, args.out)
+        res = child_xarray_cluster(files, args.var, args.out, args.engine)
     elif args.child == "insitu_prepare":
         res = child_insitu_prepare(args.root, args.db, args.out)
     elif args.child == "insitu":
@@ -902,9 +930,10 @@ def run_variant(
         if peer == "xarray":
             return [*me, "--child", "xarray", "--files-from", str(flist), "--var", var,
                     "--out", str(vwork / "xarray.npy")], None  # fmt: skip
-        if peer == "xarray_cluster_2p":
+        if peer in XARRAY_CLUSTER_ENGINE:
             return [*me, "--child", "xarray_cluster", "--files-from", str(flist), "--var", var,
-                    "--out", str(vwork / "xarray_cluster_2p.npy")], None  # fmt: skip
+                    "--engine", XARRAY_CLUSTER_ENGINE[peer],
+                    "--out", str(vwork / f"{peer}.npy")], None  # fmt: skip
         if peer == "cdo_timmean_p2":
             inp = f"-select,name={var}" if args.cdo_input == "select" else f"-{args.cdo_input}"
             return ["cdo", "-P", "2", "-s", "-O", "timmean", inp, *names,
@@ -943,6 +972,8 @@ def run_variant(
             and (man["params"]["uncompressed_layout"] == "contiguous")
         ):
             results[peer] = {"skipped": "ncra needs a record dimension (contiguous layout)"}
+        elif peer == "xarray_h5netcdf_cluster_2p" and importlib.util.find_spec("h5netcdf") is None:
+            results[peer] = {"skipped": "h5netcdf is not installed"}
         else:
             todo.append(peer)
     # Round robin (every peer once, then again) so a burst of outside load hits one run of
@@ -1045,7 +1076,7 @@ def run_variant(
         try:
             if peer.startswith("cdo_") or peer in ("ncra", "insitu_cli_time_mean"):
                 got = read_nc(vwork / f"{peer}.nc", var)
-            elif peer in ("xarray", "xarray_cluster_2p"):
+            elif peer == "xarray" or peer in XARRAY_CLUSTER_ENGINE:
                 got = np.load(vwork / f"{peer}.npy")
             elif peer.startswith("insitu_") and r.get("result_npy"):
                 got = np.load(r["result_npy"])
@@ -1192,6 +1223,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
     ap.add_argument("--ops", default="time_mean,field_mean", help=argparse.SUPPRESS)
+    ap.add_argument("--engine", default="netcdf4", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return child_main(args)
