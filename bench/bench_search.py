@@ -3,7 +3,8 @@
 Builds the catalog directly through the store (no files on disk): about 40 models,
 20 experiments, 10 members, 5 tables, 30 variables with skewed popularity, 1 to 3 versions
 per dataset of which the highest is ``latest``, about 10 files per dataset. Then times the
-search index build (cold in a new process, and after a change) and its memory per
+search index build (cold in a new process with nothing saved, and after a change, both
+with the index saved in the data directory for other processes) and its memory per
 dataset, and a few hundred random searches (1 to 3 facet constraints, some with
 wildcards or several values, some with a time range, some including old versions; facet
 counts over all facets, limit 20), and free-text searches (the database's text index)
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import random
 import resource
 import sys
@@ -36,6 +38,7 @@ from _common import (
     VARIABLES,
     Master,
     emit,
+    fresh_dir,
     load_avg,
     percentiles,
     random_masters,
@@ -443,8 +446,10 @@ def measure_index(cat: Any, store: Any, index_cls: Any, db: Path) -> dict[str, A
     from dataclasses import replace
 
     code = _COLD.format(bench=str(Path(__file__).parent), uri=f"sqlite:///{db}", text="sea ice")
+    # a data directory with no index saved in it: the process builds (and saves) the index
+    env = dict(os.environ, INSITU_DATA_DIR=str(fresh_dir(cat.settings.data_dir.parent / "cold")))
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     ).stdout
     cold = json.loads(out.strip().splitlines()[-1])
     say(
@@ -505,6 +510,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     from insitu.catalog import Catalog
     from insitu.catalog._sql import SQLCatalogStore
     from insitu.catalog.index import SearchIndex
+    from insitu.settings import Settings
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
     db = args.data_dir / f"catalog-{args.datasets}-{args.files}.db"
@@ -534,7 +540,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         res["migrate"] = {"from": old_revision, "to": schema.HEAD, "s": migrate_s}
         say(f"[search] migrated {db.name} from {old_revision} to {schema.HEAD}: {migrate_s:.1f} s")
     res["text_search_by"] = store.text_search
-    cat = Catalog(f"sqlite:///{db}", store=store)
+    # the index is saved in (and after a change updated from) a data directory of its own
+    settings = Settings.load(
+        data_dir=fresh_dir(args.data_dir / "insitu-data"), catalog={"uri": f"sqlite:///{db}"}
+    )
+    cat = Catalog(settings, store=store)
     res["index"] = measure_index(cat, store, SearchIndex, db)
     index = cat.index()
 

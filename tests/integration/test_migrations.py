@@ -314,3 +314,26 @@ def test_a_catalog_of_revision_0003_gets_the_component_catalog_in_place(
         (entry,) = catalog.register(folder)
         assert entry.new
         assert [e.name for e in catalog.search("mean")] == ["norm"]
+
+
+def _store_id(uri: str) -> int | None:
+    engine = sa.create_engine(uri)
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(sa.text("SELECT value FROM meta WHERE key = 'store_id'")).scalar()
+            return None if found is None else int(found)
+    finally:
+        engine.dispose()
+
+
+def test_a_catalog_of_revision_0006_gets_a_store_id_of_its_own(
+    store_uri: str, tmp_path: Path
+) -> None:
+    """The random id the saved search index is filed under: given to an older database by
+    any command, and another to a new database."""
+    _upgraded_by_a_command(store_uri, tmp_path, "0006")
+    made = _store_id(store_uri)
+    assert made is not None
+    new = f"sqlite:///{tmp_path / 'new.db'}"
+    db.release(db.opened(new))
+    assert _store_id(new) not in (None, made)

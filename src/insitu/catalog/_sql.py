@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -126,6 +128,7 @@ meta_t = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 _GENERATION_SQL = "SELECT value FROM meta WHERE key = 'generation'"
+_STORE_ID_SQL = "SELECT value FROM meta WHERE key = 'store_id'"  # random (migration 0007)
 
 TEXT_TABLE = "datasets_fts"  # SQLite FTS5 table over datasets.search_text (migration 0006)
 TEXT_INDEX = "ix_datasets_fts"  # PostgreSQL GIN index on its to_tsvector, likewise
@@ -483,6 +486,28 @@ class SQLCatalogStore:
         with self.engine.connect() as conn:
             value = conn.exec_driver_sql(_GENERATION_SQL).scalar_one()
             return int(value)
+
+    @_answering
+    def identity(self) -> str | None:
+        """The database's random id (made with it) and where it is, hashed: a SQLite
+        file's path and inode (a copy is another file), a PostgreSQL server's address
+        and database name (a dump restored elsewhere). None for an in-memory database."""
+        url = self.engine.url
+        with self.engine.connect() as conn:
+            made = conn.exec_driver_sql(_STORE_ID_SQL).scalar()
+        if made is None:
+            return None
+        if url.get_backend_name() == "sqlite":
+            if url.database in (None, "", ":memory:"):
+                return None
+            try:
+                st = os.stat(url.database)
+            except OSError:
+                return None
+            where = f"{os.path.realpath(url.database)}|{st.st_dev}|{st.st_ino}"
+        else:
+            where = f"{url.get_backend_name()}|{url.host}|{url.port}|{url.database}"
+        return hashlib.sha256(f"{made}|{where}".encode()).hexdigest()[:32]
 
     def _bump(self, conn: sa.Connection) -> int:
         """Add one to the generation (in ``conn``'s transaction) and return it."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from insitu._util import LRU, gc_paused
+from insitu.catalog._indexfile import SavedIndexes
 from insitu.catalog._sql import SQLCatalogStore
 from insitu.catalog.index import IndexQuery, SearchIndex
 from insitu.catalog.models import (
@@ -20,7 +21,7 @@ from insitu.catalog.models import (
 )
 from insitu.catalog.scan import scan_collection
 from insitu.catalog.search import SearchResult, parse_bbox, parse_time_range
-from insitu.catalog.store import CatalogStore, CollectionStats
+from insitu.catalog.store import CatalogStore, CollectionStats, SupportsIdentity
 from insitu.catalog.templates import Template, get_template
 from insitu.errors import (
     CollectionNotFound,
@@ -181,29 +182,57 @@ class Catalog:
 
     def index(self) -> SearchIndex:
         """The search index, brought up to date if the store changed since it was built:
-        from the rows written since (a scan's changes) or, the first time and after large
-        changes, from every row."""
+        loaded if a process saved the index of this store generation in the data
+        directory, else from the rows written since (a scan's changes) or, the first time
+        and after large changes, from every row; then saved there for the others."""
         gen = self.store.generation()
         with self._lock:
             old = self._index
             if old is None or old.generation != gen:
                 templates = {c.name: self.template(c.template) for c in self.collections()}
-                # Building 100,000 records makes millions of objects that all survive:
-                # the cyclic collector would spend half the time re-walking them.
-                with gc_paused():
-                    changed = (
-                        self.store.index_rows(written_after=old.generation)
-                        if old is not None
-                        else None
-                    )
-                    if old is not None and changed is not None and len(changed) < old.n // 4:
-                        self._index = old.updated(self.store.row_ids(), changed, templates, gen)
-                    else:
-                        self._index = SearchIndex(
-                            self.store.index_rows(), templates, gen, self.store.text_matches
+                saved = self._saved_indexes()
+                if saved is None:
+                    self._index = self._built(old, gen, templates)
+                else:
+
+                    def build(base: SearchIndex | None) -> SearchIndex:
+                        # from the newer of this process's index and the newest saved
+                        start = max(
+                            (i for i in (old, base) if i is not None),
+                            key=lambda i: i.generation,
+                            default=None,
                         )
+                        return self._built(start, gen, templates)
+
+                    self._index = saved.get(
+                        gen, templates, self.store.text_matches, self.store.generation, build
+                    )
             assert self._index is not None
             return self._index
+
+    def _built(
+        self, old: SearchIndex | None, gen: int, templates: dict[str, Template]
+    ) -> SearchIndex:
+        """The index of store generation ``gen``: ``old`` updated with the rows written
+        since if they are few, else built from every row."""
+        # Building 100,000 records makes millions of objects that all survive:
+        # the cyclic collector would spend half the time re-walking them.
+        with gc_paused():
+            changed = (
+                self.store.index_rows(written_after=old.generation) if old is not None else None
+            )
+            if old is not None and changed is not None and len(changed) < old.n // 4:
+                return old.updated(self.store.row_ids(), changed, templates, gen)
+            return SearchIndex(self.store.index_rows(), templates, gen, self.store.text_matches)
+
+    def _saved_indexes(self) -> SavedIndexes | None:
+        """Where this store's search index is saved (the data directory's cache), if the
+        store can name itself."""
+        store = self.store
+        identity = store.identity() if isinstance(store, SupportsIdentity) else None
+        if identity is None:
+            return None
+        return SavedIndexes(self.settings.data_dir / "cache" / "search-index", identity)
 
     def index_is_current(self, generation: int) -> bool:
         """True when the search index is built for store ``generation``: a search then

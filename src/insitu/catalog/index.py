@@ -6,6 +6,12 @@ store stays the source of truth; this index is a cache keyed by the store's gene
 It keeps arrays only (about 300 bytes a dataset, no records): free text is looked up in
 the store's text index, and the records of a page of results are read from the store.
 
+Once built, an index is saved in the data directory by the catalog and loaded by the other
+processes on the same store, its arrays mapped read-only from the files
+(:mod:`insitu.catalog._indexfile`): one copy that every server process shares, and no
+build after a restart. Nothing here writes
+into an index's arrays once :meth:`SearchIndex._finish` made them.
+
 An index never changes once built, so it also remembers its recent answers: a web page or
 a notebook that asks the same search again (the landing page, a facet click and back)
 costs a dictionary lookup. It keeps the datasets of recent free-text terms too, which
@@ -20,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -229,18 +236,96 @@ class SearchIndex:
                 self.postings[facet] = _Postings(
                     p.values, ds[by_ds].astype(np.int32), p.codes[by_ds], n
                 )
-        self._coll_code = {c: i for i, c in enumerate(self.collections)}
         self._id_rank = np.arange(n, dtype=np.int64)
         self._version_rank = np.empty(n, dtype=np.int64)
         self._version_rank[np.argsort(self._versions, kind="stable")] = np.arange(n)
         self._by_row = np.argsort(self.rows, kind="stable")
         self._sorted_rows = self.rows[self._by_row]
+        self._ready()
+
+    def _ready(self) -> None:
+        """What each process keeps of its own beside the arrays (which may be read-only
+        maps of files that processes share): collection codes, and empty memos of answers,
+        collection masks and text terms."""
+        self._coll_code = {c: i for i, c in enumerate(self.collections)}
         self._memo: OrderedDict[Hashable, tuple[Answer, int]] = OrderedDict()
         self._memo_bytes = 0
         self._memo_lock = threading.Lock()
         self._coll_masks: dict[frozenset[int], npt.NDArray[np.bool_]] = {}
         self._text_memo: OrderedDict[Hashable, npt.NDArray[np.int32]] = OrderedDict()
         self._text_memo_bytes = 0
+
+    def parts(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+        """The index as JSON values and named arrays, from which :meth:`from_parts` makes
+        it again (in another process, from files: :mod:`insitu.catalog._indexfile`).
+
+        Every array the index holds is among them, those it derives too: a process that
+        loads them computes nothing over the datasets.
+        """
+        arrays = {k: v for k, v in vars(self).items() if isinstance(v, np.ndarray)}
+        postings = []
+        for i, (facet, p) in enumerate(self.postings.items()):
+            arrays[f"postings.{i}.ds"] = p.ds
+            arrays[f"postings.{i}.codes"] = p.codes
+            postings.append({"facet": facet, "values": p.values})
+        state = {
+            "generation": self.generation,
+            "n": self.n,
+            "collections": self.collections,
+            "templates": {c: t.name for c, t in self.templates.items()},
+            "postings": postings,
+        }
+        return state, arrays
+
+    @classmethod
+    def from_parts(
+        cls,
+        state: Mapping[str, Any],
+        arrays: Mapping[str, npt.NDArray[Any]],
+        templates: Mapping[str, Template],
+        text_matches: TextMatches | None = None,
+    ) -> SearchIndex:
+        """The index of :meth:`parts` (the arrays used as they are: read-only ones stay
+        so), with ``templates`` for its collections.
+
+        Raises ``ValueError`` naming what does not fit: an array missing or of another
+        type or length than the index has, a code out of range (a damaged file).
+        """
+        n = int(state["n"])
+        expected = SearchIndex([], {}).parts()[1]
+        names = {k for k in arrays if not k.startswith("postings.")}
+        if names != {k for k in expected if not k.startswith("postings.")}:
+            raise ValueError(f"arrays {sorted(names)} are not those of a search index")
+        for name in names:
+            a, like = arrays[name], expected[name]
+            if a.dtype.kind != like.dtype.kind or a.shape[1:] != like.shape[1:] or len(a) != n:
+                raise ValueError(f"array {name!r} is {a.dtype}{a.shape}, not {n} of {like.dtype}")
+        out = object.__new__(cls)
+        out.generation = int(state["generation"])
+        out.templates = dict(templates)
+        out._text_matches = text_matches
+        out.n = n
+        out.collections = list(state["collections"])
+        for name in names:
+            setattr(out, name, arrays[name])
+        if n and not 0 <= int(out.collection.min()) <= int(out.collection.max()) < len(
+            out.collections
+        ):
+            raise ValueError("collection codes out of range")
+        out.postings = {}
+        for i, p in enumerate(state["postings"]):
+            ds, codes = arrays[f"postings.{i}.ds"], arrays[f"postings.{i}.codes"]
+            values = list(p["values"])
+            if ds.shape != codes.shape or ds.dtype != np.int32 or codes.dtype != np.int32:
+                raise ValueError(f"postings of {p['facet']!r} are not two int32 arrays alike")
+            if len(ds) and not (
+                0 <= int(ds.min()) <= int(ds.max()) < n
+                and 0 <= int(codes.min()) <= int(codes.max()) < len(values)
+            ):
+                raise ValueError(f"postings of {p['facet']!r} out of range")
+            out.postings[p["facet"]] = _Postings(values, ds, codes, n)
+        out._ready()
+        return out
 
     def updated(
         self,

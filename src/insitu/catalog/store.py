@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from insitu.catalog.models import Collection, DatasetRecord, FileRecord, FileState, IndexRow
 
-__all__ = ["CatalogStore", "CollectionStats"]
+__all__ = ["CatalogStore", "CollectionStats", "SupportsIdentity"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +113,14 @@ class CatalogStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class SupportsIdentity(Protocol):
+    """A store that can name itself, so that what is kept outside it for it (the search
+    index saved in the data directory) is never given to another store."""
+
+    def identity(self) -> str | None:
+        """A name, letters and digits only, that no other store has: not a new database
+        made where this one was, not a copy of it elsewhere. None if the store has none
+        (an in-memory database: nothing outside it can be kept for it)."""

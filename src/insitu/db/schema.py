@@ -23,7 +23,7 @@ __all__ = ["HEAD", "metadata", "revision", "upgrade"]
 metadata = sa.MetaData()
 """Every table of the database: each store defines its own on it."""
 
-HEAD = "0006"
+HEAD = "0007"
 """The newest revision in ``migrations/versions`` (a test checks): a database already
 there is not touched, and Alembic is not even imported."""
 
