@@ -11,9 +11,14 @@ processes as ``insitu serve --workers N`` starts them, interleaved over ``--roun
   builds and saves while the other waits for it, then loads);
 - after a change (one dataset rewritten): the index brought up to date and saved by one
   process, then loaded by the next; and updated privately;
-- the projection to 1,000,000 datasets: saved bytes per dataset and what each process adds.
+- the projection to 1,000,000 datasets: saved bytes per dataset and what each process adds;
+- and measured at ``--synthetic`` datasets (1,000,000; no store: index rows made up as
+  bench_search's, the index built and saved here): save and load seconds, and two
+  processes holding it mapped against two holding their own copy (as a build leaves it),
+  each after the same facet searches (``SearchIndex.select``; free text needs a store).
 
     python bench/bench_index_share.py [--source DB] [--rounds 3] [--searches 50] [--reuse]
+                                      [--synthetic 1000000]
 
 ``--source`` (default: bench_search's catalog, ``bench/data/search/catalog-100000-1000000.db``)
 is copied, never changed.
@@ -200,6 +205,204 @@ def saved_bytes(data_dir: Path) -> tuple[int, int]:
     return sum(f.stat().st_size for f in newest.iterdir()), n
 
 
+_SYNTHETIC_WORKER = """
+import json, sys, time
+sys.path.insert(0, {bench!r})
+import numpy as np
+from pathlib import Path
+from bench_index_share import index_queries
+from insitu.catalog import _indexfile
+from insitu.catalog.index import SearchIndex
+from insitu.catalog.templates import BUILTIN_TEMPLATES
+
+print(json.dumps({{"ready": True}}), flush=True)
+templates = {{"bench": BUILTIN_TEMPLATES["cmip6"]}}
+for line in sys.stdin:
+    cmd = line.strip()
+    if cmd in ("mapped", "own"):
+        c0, t0 = time.process_time(), time.perf_counter()
+        if cmd == "mapped":
+            index = _indexfile.load(Path({directory!r}), templates)
+        else:  # its own copy in memory, as a process that built it holds it
+            meta, arrays = _indexfile._read(Path({directory!r}))
+            index = SearchIndex.from_parts(
+                meta, {{k: np.array(v) for k, v in arrays.items()}}, templates
+            )
+            del arrays  # the maps read from
+        print(json.dumps({{"s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+            "n": index.n}}), flush=True)
+    elif cmd == "search":
+        c0, t0 = time.process_time(), time.perf_counter()
+        totals = [len(index.select(q)[0]) for q in index_queries({searches})]
+        print(json.dumps({{"s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+            "totals": totals}}), flush=True)
+    else:
+        break
+"""
+
+
+def index_queries(n: int) -> list[Any]:
+    """bench_search's random facet searches, as the index is asked them."""
+    from bench_search import random_queries
+    from insitu.catalog import parse_time_range
+    from insitu.catalog.index import IndexQuery
+
+    out = []
+    for q in random_queries(n):
+        facets = {
+            k: [v] if isinstance(v, str) else list(v)
+            for k, v in q.items()
+            if k not in ("limit", "time", "latest")
+        }
+        time_range = parse_time_range(*q["time"]) if "time" in q else None
+        out.append(IndexQuery(facets=facets, time=time_range, latest=q.get("latest", True)))
+    return out
+
+
+def synthetic_rows(n: int, seed: int = 7) -> list[Any]:
+    """``n`` index rows of CMIP6-like datasets, facets skewed as in bench_search."""
+    import random
+
+    from _common import EXPERIMENTS, MODELS, TABLES, VARIABLES, zipf_weights
+    from insitu.catalog.models import IndexRow
+
+    rng = random.Random(seed)
+    variables = list(VARIABLES)
+    members = [f"r{r}i1p1f{f}" for r in range(1, 51) for f in (1, 2)]
+    picks = zip(
+        rng.choices(MODELS, zipf_weights(len(MODELS)), k=n),
+        rng.choices(EXPERIMENTS, zipf_weights(len(EXPERIMENTS)), k=n),
+        rng.choices(members, zipf_weights(len(members), 1.2), k=n),
+        rng.choices(variables, zipf_weights(len(variables)), k=n),
+        strict=True,
+    )
+    rows = []
+    for i, ((inst, model), (activity, exp, y0, y1), member, var) in enumerate(picks):
+        table = VARIABLES[var][0]
+        grid = TABLES[table][2]
+        version = f"v{rng.randint(2018, 2023)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+        facets = {
+            "mip_era": ["CMIP6"],
+            "activity_id": [activity],
+            "institution_id": [inst],
+            "source_id": [model],
+            "experiment_id": [exp],
+            "member_id": [member],
+            "table_id": [table],
+            "variable_id": [var],
+            "grid_label": [grid],
+            "version": [version],
+        }
+        rows.append(
+            IndexRow(
+                row=i + 1,
+                dataset_id=f"CMIP6.{activity}.{inst}.{model}.{exp}.{member}.{table}.{var}.{grid}."
+                f"{version}",
+                collection="bench",
+                version=version,
+                latest=rng.random() < 0.67,
+                facets=facets,
+                n_files=rng.randint(1, 30),
+                size=rng.randint(1, 10**11),
+                tkey_start=((y0 * 100 + 1) * 100 + 16) * 1_000_000,
+                tkey_end=((y1 * 100 + 12) * 100 + 16) * 1_000_000,
+                bbox=(0.0, -90.0, 358.125, 90.0),
+            )
+        )
+    return rows
+
+
+class SyntheticWorker(Worker):
+    """A process holding the synthetic index (mapped, or its own copy)."""
+
+    def __init__(self, directory: Path, searches: int) -> None:
+        code = _SYNTHETIC_WORKER.format(
+            bench=str(BENCH), directory=str(directory), searches=searches
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.ask_nothing()
+
+
+def synthetic(n: int, work_dir: Path, searches: int) -> dict[str, Any]:
+    """The index of ``n`` made-up datasets built, saved, then held by two processes."""
+    import gc
+
+    from insitu._util import gc_paused
+    from insitu.catalog import _indexfile
+    from insitu.catalog.index import SearchIndex
+    from insitu.catalog.templates import BUILTIN_TEMPLATES
+
+    t0 = time.perf_counter()
+    rows = synthetic_rows(n)
+    t1 = time.perf_counter()
+    with gc_paused():
+        index = SearchIndex(rows, {"bench": BUILTIN_TEMPLATES["cmip6"]}, 1)
+    t2 = time.perf_counter()
+    rows_s, build_s = t1 - t0, t2 - t1
+    del rows
+    gc.collect()
+    directory = work_dir / f"synthetic-{n}"
+    shutil.rmtree(directory, ignore_errors=True)
+    t0 = time.perf_counter()
+    _indexfile.save(index, directory)
+    save_s = time.perf_counter() - t0
+    size = sum(f.stat().st_size for f in directory.iterdir())
+    arrays_bytes = index.nbytes()
+    del index
+    gc.collect()
+    res: dict[str, Any] = {
+        "datasets": n,
+        "rows_s": rows_s,
+        "build_s": build_s,
+        "save_s": save_s,
+        "saved_mb": size / 2**20,
+        "arrays_mb": arrays_bytes / 2**20,
+        "load_avg_build": load_avg(),
+    }
+    for mode in ("own", "mapped", "own", "mapped"):  # interleaved, twice
+        ws = [SyntheticWorker(directory, searches) for _ in range(2)]
+        try:
+            before = [w.memory() for w in ws]
+            loads = [w.ask(mode) for w in ws]
+            searched = [w.ask("search") for w in ws]
+            after = [w.memory() for w in ws]
+        finally:
+            for w in ws:
+                w.close()
+        assert searched[0]["totals"] == searched[1]["totals"]
+        res.setdefault(mode, []).append(
+            {
+                "load_s": [x["s"] for x in loads],
+                "load_cpu_s": [x["cpu_s"] for x in loads],
+                "search_s": [x["s"] for x in searched],
+                "search_cpu_s": [x["cpu_s"] for x in searched],
+                "pss_added_mb": sum(
+                    a["pss_mb"] - b["pss_mb"] for a, b in zip(after, before, strict=True)
+                ),
+                "rss_added_mb": sum(
+                    a["rss_mb"] - b["rss_mb"] for a, b in zip(after, before, strict=True)
+                ),
+                "own_added_mb": sum(
+                    a["private_mb"] - b["private_mb"] for a, b in zip(after, before, strict=True)
+                ),
+                "pss_sum_mb": sum(a["pss_mb"] for a in after),
+                "load_avg": load_avg(),
+            }
+        )
+    shutil.rmtree(directory, ignore_errors=True)
+    for mode in ("own", "mapped"):
+        m = res[mode][-1]
+        say(
+            f"[share] {n} datasets, 2 processes holding the index {mode}: load "
+            f"{max(m['load_s']):.2f} s, {searches} searches {max(m['search_s']):.2f} s; PSS "
+            f"+{m['pss_added_mb']:.0f} MB, RSS +{m['rss_added_mb']:.0f} MB, own "
+            f"+{m['own_added_mb']:.0f} MB (both together); load {m['load_avg']:.1f}"
+        )
+    return res
+
+
 def _med(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -213,9 +416,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--searches", type=int, default=50, help="searches per process (50)")
     ap.add_argument("--work-dir", type=Path, default=DATA_DIR / "index_share")
     ap.add_argument("--reuse", action="store_true", help="reuse the copy of a previous run")
+    ap.add_argument(
+        "--synthetic", type=int, default=PROJECT_TO, help="made-up datasets (1000000; 0: none)"
+    )
+    ap.add_argument("--only-synthetic", action="store_true", help="skip the store's benchmark")
     args = ap.parse_args(argv)
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
+    if args.only_synthetic:
+        res = {
+            "code": code_info(),
+            "synthetic": synthetic(args.synthetic, args.work_dir, args.searches),
+        }
+        emit("index_share", res)
+        return res
     db = args.work_dir / "catalog.db"
     if not (args.reuse and db.exists()):
         copy_s, _ = timed(lambda: shutil.copyfile(args.source, db))
@@ -328,6 +542,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"8 processes: shared {p['at_1M_shared_mb_for']['8'] / 1024:.1f} GB, private "
         f"{p['at_1M_private_mb_for']['8'] / 1024:.1f} GB"
     )
+    if args.synthetic:
+        res["synthetic"] = synthetic(args.synthetic, args.work_dir, args.searches)
     res["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     emit("index_share", res)
     return res
