@@ -346,7 +346,7 @@ def synthetic(n: int, work_dir: Path, searches: int) -> dict[str, Any]:
     directory = work_dir / f"synthetic-{n}"
     shutil.rmtree(directory, ignore_errors=True)
     t0 = time.perf_counter()
-    _indexfile.save(index, directory)
+    _indexfile.save(index, directory, stamp=0)
     save_s = time.perf_counter() - t0
     size = sum(f.stat().st_size for f in directory.iterdir())
     arrays_bytes = index.nbytes()

@@ -316,12 +316,13 @@ def test_a_catalog_of_revision_0003_gets_the_component_catalog_in_place(
         assert [e.name for e in catalog.search("mean")] == ["norm"]
 
 
-def _store_id(uri: str) -> int | None:
+def _meta(uri: str, key: str) -> int | None:
     engine = sa.create_engine(uri)
     try:
         with engine.connect() as conn:
-            found = conn.execute(sa.text("SELECT value FROM meta WHERE key = 'store_id'")).scalar()
-            return None if found is None else int(found)
+            found = conn.execute(sa.text("SELECT value FROM meta WHERE key = :k"), {"k": key})
+            value = found.scalar()
+            return None if value is None else int(value)
     finally:
         engine.dispose()
 
@@ -329,11 +330,12 @@ def _store_id(uri: str) -> int | None:
 def test_a_catalog_of_revision_0006_gets_a_store_id_of_its_own(
     store_uri: str, tmp_path: Path
 ) -> None:
-    """The random id the saved search index is filed under: given to an older database by
-    any command, and another to a new database."""
+    """The random id the saved search index is filed under, and the stamp of the
+    generation: given to an older database by any command, others to a new database."""
     _upgraded_by_a_command(store_uri, tmp_path, "0006")
-    made = _store_id(store_uri)
-    assert made is not None
+    made = (_meta(store_uri, "store_id"), _meta(store_uri, "stamp"))
+    assert None not in made
     new = f"sqlite:///{tmp_path / 'new.db'}"
     db.release(db.opened(new))
-    assert _store_id(new) not in (None, made)
+    assert _meta(new, "store_id") not in (None, made[0])
+    assert _meta(new, "stamp") not in (None, made[1])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from insitu.catalog import Catalog
+from insitu.catalog import Catalog, Collection
 from insitu.catalog._sql import SQLCatalogStore
 from insitu.catalog.index import SearchIndex
 from insitu.settings import Settings
@@ -142,7 +142,7 @@ def test_another_database_is_not_served_this_ones_index(demo_root: Path, tmp_pat
 _SEARCH = """
 import json, logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(message)s")
-from insitu.catalog import Catalog
+from insitu.catalog import Catalog, Collection
 with Catalog() as cat:
     result = cat.search(limit=1000, latest=False)
     print(json.dumps({"ids": result.all_ids, "counts": result.facet_counts}))
@@ -176,22 +176,54 @@ def test_processes_that_need_the_index_at_once_build_it_once(
     assert sorted(p.name for p in store_dir.iterdir()) == [f"gen-{generation}", "lock"]
 
 
+def test_a_database_restored_in_place_and_written_again_is_not_served_its_old_index(
+    demo_root: Path, tmp_path: Path
+) -> None:
+    """A backup copied over the database (the same file), then written again up to a
+    generation an index was saved for before the restore, with no search in between: the
+    stamp of that generation is another, and the index is built for what the store has."""
+    path = tmp_path / "catalog.db"
+    settings = _settings(tmp_path / "data", f"sqlite:///{path}")
+    with _catalog_of(settings, demo_root, keep=10, generation=4) as cat:
+        ids = cat.search(latest=False).all_ids
+    backup = tmp_path / "backup.db"
+    shutil.copyfile(path, backup)
+    with Catalog(settings) as cat:  # two more writes, each searched: saved at 5 and 6
+        for i in (0, 1):
+            cat.store.write("demo", removed_datasets=[ids[i]])
+            assert cat.search(latest=False).total == 9 - i
+    inode = path.stat().st_ino
+    shutil.copyfile(backup, path)  # restored in place
+    assert path.stat().st_ino == inode
+    with Catalog(settings) as cat:
+        for i in (8, 9):  # written again, nothing searched, up to generation 6
+            cat.store.write("demo", removed_datasets=[ids[i]])
+        assert cat.store.generation() == 6
+        assert cat.search(latest=False).all_ids == ids[:8]
+
+
 def test_a_store_names_itself_by_its_own_id_and_place(store_uri: str, tmp_path: Path) -> None:
     first = SQLCatalogStore.from_uri(store_uri)
     try:
         again = SQLCatalogStore.from_uri(store_uri)
-        name = first.identity()
-        assert name and name.isalnum() and again.identity() == name
+        version = first.version()
+        assert version is not None and version.store.isalnum()
+        assert again.version() == version
+        first.add_collection(Collection("c", str(tmp_path), "cmip6"))
+        after = again.version()
+        assert after is not None and after.store == version.store
+        assert after.generation == version.generation + 1 and after.stamp != version.stamp
         again.close()
     finally:
         first.close()
     other = SQLCatalogStore.from_uri(f"sqlite:///{tmp_path / 'other.db'}")
     try:
-        assert other.identity() not in (None, name)
+        assert other.version() is not None
+        assert other.version().store != version.store  # type: ignore[union-attr]
     finally:
         other.close()
     memory = SQLCatalogStore.from_uri("sqlite://")
     try:
-        assert memory.identity() is None  # one process's: nothing to share
+        assert memory.version() is None  # one process's: nothing to share
     finally:
         memory.close()

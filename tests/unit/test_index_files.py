@@ -85,7 +85,7 @@ def _built(n: int = 300, generation: int = 5) -> SearchIndex:
 
 def test_a_saved_index_answers_as_the_index_it_was_saved_from(tmp_path: Path) -> None:
     built = _built()
-    save(built, tmp_path / "gen-5")
+    save(built, tmp_path / "gen-5", 55)
     loaded = load(tmp_path / "gen-5", TEMPLATES, _even_rows)
     assert (loaded.n, loaded.generation, loaded.collections) == (300, 5, ["a", "b"])
     assert _answers(loaded) == _answers(built)
@@ -101,7 +101,7 @@ def test_a_saved_index_answers_as_the_index_it_was_saved_from(tmp_path: Path) ->
 
 
 def test_an_empty_index_is_saved_and_loaded(tmp_path: Path) -> None:
-    save(SearchIndex([], {}, 0), tmp_path / "gen-0")
+    save(SearchIndex([], {}, 0), tmp_path / "gen-0", 1)
     loaded = load(tmp_path / "gen-0", {})
     assert loaded.n == 0 and loaded.select(IndexQuery(facets={}))[0].tolist() == []
 
@@ -153,20 +153,20 @@ DAMAGES = [
 
 @pytest.mark.parametrize("damage", DAMAGES)
 def test_a_damaged_index_is_refused(tmp_path: Path, damage: object) -> None:
-    save(_built(), tmp_path / "gen-5")
+    save(_built(), tmp_path / "gen-5", 55)
     damage(tmp_path / "gen-5")  # type: ignore[operator]
     with pytest.raises(DamagedIndex):
         load(tmp_path / "gen-5", TEMPLATES, _even_rows)
 
 
 class _Builds:
-    """What SavedIndexes.get is given to build with: counts its calls and their bases."""
+    """What SavedIndexes.get is given to build with: counts its calls."""
 
     def __init__(self, rows: list[IndexRow], generation: int) -> None:
-        self.rows, self.generation, self.bases = rows, generation, []  # type: ignore[var-annotated]
+        self.rows, self.generation, self.calls = rows, generation, 0
 
-    def __call__(self, base: SearchIndex | None) -> SearchIndex:
-        self.bases.append(None if base is None else base.generation)
+    def __call__(self) -> SearchIndex:
+        self.calls += 1
         return SearchIndex(self.rows, TEMPLATES, self.generation, _even_rows)
 
 
@@ -174,20 +174,32 @@ def test_the_saved_index_of_a_generation_is_loaded_not_built(tmp_path: Path) -> 
     saved = SavedIndexes(tmp_path, "store1")
     rows = _rows(200)
     first = _Builds(rows, 3)
-    built = saved.get(3, TEMPLATES, _even_rows, lambda: 3, first)
-    assert first.bases == [None]
+    built = saved.get(3, 33, TEMPLATES, _even_rows, lambda: 3, first)
+    assert first.calls == 1
     assert not built.rows.flags.writeable  # the builder maps what it saved, too
     again = _Builds(rows, 3)
-    loaded = saved.get(3, TEMPLATES, _even_rows, lambda: 3, again)
-    assert again.bases == [] and _answers(loaded) == _answers(built)
-    # the next generation is built from the saved one (to update it)
-    later = _Builds(rows, 4)
-    saved.get(4, TEMPLATES, _even_rows, lambda: 4, later)
-    assert later.bases == [3]
+    loaded = saved.get(3, 33, TEMPLATES, _even_rows, lambda: 3, again)
+    assert again.calls == 0 and _answers(loaded) == _answers(built)
     # another store's saved index is not this one's
-    other = _Builds(rows, 4)
-    SavedIndexes(tmp_path, "store2").get(4, TEMPLATES, _even_rows, lambda: 4, other)
-    assert other.bases == [None]
+    other = _Builds(rows, 3)
+    SavedIndexes(tmp_path, "store2").get(3, 33, TEMPLATES, _even_rows, lambda: 3, other)
+    assert other.calls == 1
+
+
+def test_a_saved_index_of_another_history_is_built_again_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store went back (restored from a copy) and was written again up to the same
+    generation: that generation has another stamp, and what was saved for it is not it."""
+    saved = SavedIndexes(tmp_path, "store1")
+    saved.get(3, 33, TEMPLATES, _even_rows, lambda: 3, _Builds(_rows(200), 3))
+    rewritten = _rows(150, seed=4)
+    again = _Builds(rewritten, 3)
+    with caplog.at_level(logging.WARNING, "insitu.catalog._indexfile"):
+        index = saved.get(3, 34, TEMPLATES, _even_rows, lambda: 3, again)
+    assert again.calls == 1 and index.n == 150
+    assert "another history" in caplog.text
+    assert load(tmp_path / "store1" / "gen-3", TEMPLATES, stamp=34).n == 150  # saved, its own
 
 
 def test_a_damaged_saved_index_is_built_again_with_a_warning(
@@ -195,12 +207,12 @@ def test_a_damaged_saved_index_is_built_again_with_a_warning(
 ) -> None:
     saved = SavedIndexes(tmp_path, "store1")
     rows = _rows(200)
-    saved.get(3, TEMPLATES, _even_rows, lambda: 3, _Builds(rows, 3))
+    saved.get(3, 33, TEMPLATES, _even_rows, lambda: 3, _Builds(rows, 3))
     _cut_short(tmp_path / "store1" / "gen-3")
     again = _Builds(rows, 3)
     with caplog.at_level(logging.WARNING, "insitu.catalog._indexfile"):
-        index = saved.get(3, TEMPLATES, _even_rows, lambda: 3, again)
-    assert again.bases == [None]
+        index = saved.get(3, 33, TEMPLATES, _even_rows, lambda: 3, again)
+    assert again.calls == 1
     assert "is damaged" in caplog.text and "rows" in caplog.text
     assert _answers(index) == _answers(SearchIndex(rows, TEMPLATES, 3, _even_rows))
     assert load(tmp_path / "store1" / "gen-3", TEMPLATES).n == 200  # saved again, whole
@@ -214,11 +226,11 @@ def test_saved_indexes_newer_than_the_store_are_dropped(
     saved = SavedIndexes(tmp_path, "store1")
     rows = _rows(100)
     for g in (7, 8):
-        saved.get(g, TEMPLATES, _even_rows, lambda: 8, _Builds(rows, g))
+        saved.get(g, g, TEMPLATES, _even_rows, lambda: 8, _Builds(rows, g))
     restored = _Builds(rows, 5)
     with caplog.at_level(logging.WARNING, "insitu.catalog._indexfile"):
-        saved.get(5, TEMPLATES, _even_rows, lambda: 5, restored)
-    assert restored.bases == [None]  # not updated from generation 7 or 8
+        saved.get(5, 5, TEMPLATES, _even_rows, lambda: 5, restored)
+    assert restored.calls == 1
     assert "restored from a copy" in caplog.text
     assert saved.generations() == [5]
 
@@ -227,11 +239,11 @@ def test_the_newest_two_generations_and_the_newest_stores_are_kept(tmp_path: Pat
     rows = _rows(50)
     saved = SavedIndexes(tmp_path, "store0")
     for g in range(1, 5):
-        saved.get(g, TEMPLATES, _even_rows, lambda: 4, _Builds(rows, g))
+        saved.get(g, g, TEMPLATES, _even_rows, lambda: 4, _Builds(rows, g))
     assert saved.generations() == [3, 4]
     for s in range(1, 6):
         SavedIndexes(tmp_path, f"store{s}").get(
-            1, TEMPLATES, _even_rows, lambda: 1, _Builds(rows, 1)
+            1, 1, TEMPLATES, _even_rows, lambda: 1, _Builds(rows, 1)
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store2", "store3", "store4", "store5"]
 
@@ -243,8 +255,8 @@ def test_of_two_processes_saving_a_generation_the_first_is_kept(tmp_path: Path) 
     first = SearchIndex(_rows(100), TEMPLATES, 3, _even_rows)
     other = SearchIndex(_rows(100, seed=9), TEMPLATES, 3, _even_rows)
     assert _answers(other) != _answers(first)
-    kept = saved._save(first, TEMPLATES, _even_rows)
-    second = saved._save(other, TEMPLATES, _even_rows)
+    kept = saved._save(first, 33, TEMPLATES, _even_rows)
+    second = saved._save(other, 33, TEMPLATES, _even_rows)
     assert kept is not None and second is not None
     assert _answers(second) == _answers(first)
     assert sorted(p.name for p in (tmp_path / "store1").iterdir()) == ["gen-3"]

@@ -10,17 +10,21 @@ Layout, under the settings' data directory::
 
     cache/search-index/<store>/lock           held (flock) by the one process building
     cache/search-index/<store>/gen-<N>/       the index of store generation N:
-        index.json                            format, generation, counts, facet values,
-                                              each array's dtype and shape (written last)
+        index.json                            format, generation and its stamp, counts,
+                                              facet values, each array's dtype and shape
+                                              (written last)
         <array>.npy                           one per array of SearchIndex.parts()
 
-``<store>`` is the store's :meth:`~insitu.catalog.store.SupportsIdentity.identity`, so
-that another database (a new one at the same path, a copy) is never served this one's
-index. A directory is filled under a temporary name and renamed into place: a reader sees
-a whole index or none, and of two processes saving the same generation one wins and the
-other keeps its own. A saved index that does not match its ``index.json`` (a file cut
-short, a count that differs) is removed with a warning and built again, never served.
-The newest two generations of a store are kept, and the few stores saved most recently.
+``<store>`` is :attr:`StoreVersion.store <insitu.catalog.store.StoreVersion>`: another
+database (a new one at the same path, a copy) is never served this one's index. An index
+is loaded for a generation only if it was saved with the stamp the store drew for it, so
+a store that went back (a backup restored in place) and was written again up to that
+generation is not served it either. A directory is filled under a temporary name and
+renamed into place: a reader sees a whole index or none, and of two processes saving the
+same generation the first wins and the other takes its index. A saved index that does not
+match its ``index.json`` (a file cut short, a count that differs) is removed with a
+warning and built again, never served. The newest two generations of a store are kept,
+and the few stores saved most recently.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import numpy.typing as npt
 from insitu.catalog.index import SearchIndex, TextMatches
 from insitu.catalog.templates import Template
 
-__all__ = ["FORMAT", "SavedIndexes", "load", "save"]
+__all__ = ["FORMAT", "DamagedIndex", "OtherHistory", "SavedIndexes", "load", "save"]
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +67,14 @@ class DamagedIndex(ValueError):
     """A saved index that does not match its ``index.json``."""
 
 
-def save(index: SearchIndex, directory: Path) -> None:
-    """Write ``index`` into ``directory`` (made here: it must not exist), every file
-    flushed to the disk before ``index.json``, which is written last."""
+class OtherHistory(LookupError):
+    """A saved index of the same generation of another history of the store."""
+
+
+def save(index: SearchIndex, directory: Path, stamp: int) -> None:
+    """Write ``index`` of the store generation with ``stamp`` into ``directory`` (made
+    here: it must not exist), every file flushed to the disk before ``index.json``, which
+    is written last."""
     state, arrays = index.parts()
     directory.mkdir()
     shapes = {}
@@ -77,7 +86,7 @@ def save(index: SearchIndex, directory: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         shapes[name] = {"dtype": a.dtype.str, "shape": list(a.shape)}
-    meta = {"format": FORMAT, **state, "arrays": shapes}
+    meta = {"format": FORMAT, **state, "stamp": stamp, "arrays": shapes}
     with open(directory / _META, "w", encoding="utf-8") as f:
         json.dump(meta, f, separators=(",", ":"))
         f.flush()
@@ -85,17 +94,22 @@ def save(index: SearchIndex, directory: Path) -> None:
 
 
 def load(
-    directory: Path, templates: Mapping[str, Template], text_matches: TextMatches | None = None
+    directory: Path,
+    templates: Mapping[str, Template],
+    text_matches: TextMatches | None = None,
+    *,
+    stamp: int | None = None,
 ) -> SearchIndex:
     """The index saved in ``directory``, its arrays read-only maps of the files.
 
     Raises :class:`DamagedIndex` when the files do not match ``index.json`` (or it is not
-    of this :data:`FORMAT`), ``OSError`` when they cannot be read (gone meanwhile).
+    of this :data:`FORMAT`), :class:`OtherHistory` when ``stamp`` is given and the index
+    was saved with another, ``OSError`` when they cannot be read (gone meanwhile).
     """
     try:
-        meta, arrays = _read(directory)
+        meta, arrays = _read(directory, stamp)
         return SearchIndex.from_parts(meta, arrays, templates, text_matches)
-    except DamagedIndex:
+    except (DamagedIndex, OtherHistory):
         raise
     except FileNotFoundError as exc:  # index.json is written last: all were there
         if directory.is_dir():
@@ -106,10 +120,14 @@ def load(
         raise DamagedIndex(f"{exc.__class__.__name__}: {exc}") from exc
 
 
-def _read(directory: Path) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+def _read(
+    directory: Path, stamp: int | None = None
+) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
     meta = json.loads((directory / _META).read_text(encoding="utf-8"))
     if meta.get("format") != FORMAT:
         raise DamagedIndex(f"format {meta.get('format')!r}, not {FORMAT}")
+    if stamp is not None and meta.get("stamp") != stamp:
+        raise OtherHistory(f"stamp {meta.get('stamp')}, not {stamp}")
     arrays = {}
     for name, spec in meta["arrays"].items():
         if not _NAME.fullmatch(name):
@@ -128,17 +146,17 @@ def _read(directory: Path) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]
 
 
 class SavedIndexes:
-    """The saved search indexes of one store, in ``<cache>/<identity>/``.
+    """The saved search indexes of one store, in ``<cache>/<store>/``.
 
     Nothing here fails a search: a directory that cannot be written (a user's read-only
     view of the data directory) means the index is built and kept in memory, as before.
     """
 
-    def __init__(self, cache: Path, identity: str) -> None:
-        if not _NAME.fullmatch(identity):
-            raise ValueError(f"store identity {identity!r} cannot name a directory")
+    def __init__(self, cache: Path, store: str) -> None:
+        if not _NAME.fullmatch(store):
+            raise ValueError(f"store name {store!r} cannot name a directory")
         self.cache = cache
-        self.root = cache / identity
+        self.root = cache / store
 
     def generations(self) -> list[int]:
         """Generations saved, oldest first."""
@@ -151,24 +169,27 @@ class SavedIndexes:
     def get(
         self,
         generation: int,
+        stamp: int,
         templates: Mapping[str, Template],
         text_matches: TextMatches | None,
         current: Callable[[], int],
-        build: Callable[[SearchIndex | None], SearchIndex],
+        build: Callable[[], SearchIndex],
     ) -> SearchIndex:
-        """The index of store ``generation``: the saved one if there is, else made by
-        ``build`` (given the newest saved index of an older generation, or None, to
-        update), by one process at a time, and saved.
+        """The index of store ``generation`` (with ``stamp``): the saved one if there is,
+        else made by ``build``, by one process at a time (the others wait, then load it),
+        and saved.
 
-        ``current`` reads the store's generation: a saved one newer than it means the
-        store went back (a backup restored in place), and every saved index is dropped.
+        An index of an older generation is not updated from: the store keeps the stamp of
+        its generation only, so that index could be of a history the store no longer has
+        (restored from a copy, written again). ``current`` reads the store's generation: a
+        saved one newer than it means the store went back, and all are removed.
         """
-        found = self._load(generation, templates, text_matches)
+        found = self._load(generation, templates, text_matches, stamp)
         if found is not None:
             return found
         with self._building():
             # another process may have saved it while this one waited for the lock
-            found = self._load(generation, templates, text_matches)
+            found = self._load(generation, templates, text_matches, stamp)
             if found is not None:
                 return found
             saved = self.generations()
@@ -183,23 +204,34 @@ class SavedIndexes:
                     saved[-1],
                 )
                 self._remove(saved)
-                saved = []
-            older = [g for g in saved if g < generation]
-            base = self._load(older[-1], templates, text_matches) if older else None
-            built = build(base)
-            return self._save(built, templates, text_matches) or built
+            built = build()
+            return self._save(built, stamp, templates, text_matches) or built
 
     def _load(
-        self, generation: int, templates: Mapping[str, Template], text_matches: TextMatches | None
+        self,
+        generation: int,
+        templates: Mapping[str, Template],
+        text_matches: TextMatches | None,
+        stamp: int | None = None,
     ) -> SearchIndex | None:
-        """The saved index of ``generation`` if there is one, with ``templates`` (read
-        with the store's generation, as for an index built); a damaged one is removed."""
+        """The saved index of ``generation`` if there is one (of the store's history with
+        ``stamp`` if given), with ``templates`` (read with the store's generation, as for
+        an index built); a damaged one, or one of another history, is removed."""
         directory = self.root / f"gen-{generation}"
         if not directory.is_dir():
             return None
         started = time.perf_counter()
         try:
-            index = load(directory, templates, text_matches)
+            index = load(directory, templates, text_matches, stamp=stamp)
+        except OtherHistory as exc:
+            log.warning(
+                "The search index saved in %s is of another history of the catalog store "
+                "(%s: was the store restored from a copy?): it is removed and built again.",
+                directory,
+                exc,
+            )
+            shutil.rmtree(directory, ignore_errors=True)
+            return None
         except DamagedIndex as exc:
             log.warning(
                 "The search index saved in %s is damaged (%s): it is removed and built again.",
@@ -227,6 +259,7 @@ class SavedIndexes:
     def _save(
         self,
         index: SearchIndex,
+        stamp: int,
         templates: Mapping[str, Template],
         text_matches: TextMatches | None,
     ) -> SearchIndex | None:
@@ -237,12 +270,12 @@ class SavedIndexes:
         started = time.perf_counter()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            save(index, tmp)
+            save(index, tmp, stamp)
             try:
                 tmp.rename(final)
             except OSError:  # another process saved this generation first: take that
                 shutil.rmtree(tmp, ignore_errors=True)
-                return self._load(index.generation, templates, text_matches)
+                return self._load(index.generation, templates, text_matches, stamp)
             _fsync_dir(self.root)
         except OSError as exc:
             log.info("Cannot save the search index in %s: %s", self.root, exc)
@@ -256,7 +289,7 @@ class SavedIndexes:
             time.perf_counter() - started,
         )
         self._prune(index.generation)
-        return self._load(index.generation, templates, text_matches)
+        return self._load(index.generation, templates, text_matches, stamp)
 
     def _prune(self, newest: int) -> None:
         """Remove older generations than the newest kept, temporary directories of

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -38,7 +39,7 @@ from insitu.catalog.models import (
     IndexRow,
     VariableInfo,
 )
-from insitu.catalog.store import CollectionStats
+from insitu.catalog.store import CollectionStats, StoreVersion
 from insitu.catalog.templates import version_key
 from insitu.errors import CollectionExists, CollectionNotFound, InvalidQuery, StoreError
 
@@ -128,7 +129,8 @@ meta_t = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 _GENERATION_SQL = "SELECT value FROM meta WHERE key = 'generation'"
-_STORE_ID_SQL = "SELECT value FROM meta WHERE key = 'store_id'"  # random (migration 0007)
+# the generation, the random id of the database and the stamp of its generation (0007)
+_VERSION_SQL = "SELECT key, value FROM meta WHERE key IN ('generation', 'store_id', 'stamp')"
 
 TEXT_TABLE = "datasets_fts"  # SQLite FTS5 table over datasets.search_text (migration 0006)
 TEXT_INDEX = "ix_datasets_fts"  # PostgreSQL GIN index on its to_tsvector, likewise
@@ -488,14 +490,15 @@ class SQLCatalogStore:
             return int(value)
 
     @_answering
-    def identity(self) -> str | None:
-        """The database's random id (made with it) and where it is, hashed: a SQLite
-        file's path and inode (a copy is another file), a PostgreSQL server's address
-        and database name (a dump restored elsewhere). None for an in-memory database."""
+    def version(self) -> StoreVersion | None:
+        """The database's version: its random id (made with it) and where it is, hashed
+        (a SQLite file's path and inode: a copy is another file; a PostgreSQL server's
+        address and database: a dump restored elsewhere), its generation and the stamp
+        the write of that generation drew. None for an in-memory database."""
         url = self.engine.url
         with self.engine.connect() as conn:
-            made = conn.exec_driver_sql(_STORE_ID_SQL).scalar()
-        if made is None:
+            meta: dict[str, int] = {k: v for k, v in conn.exec_driver_sql(_VERSION_SQL).all()}
+        if meta.get("store_id") is None or meta.get("stamp") is None:
             return None
         if url.get_backend_name() == "sqlite":
             if url.database in (None, "", ":memory:"):
@@ -507,12 +510,17 @@ class SQLCatalogStore:
             where = f"{os.path.realpath(url.database)}|{st.st_dev}|{st.st_ino}"
         else:
             where = f"{url.get_backend_name()}|{url.host}|{url.port}|{url.database}"
-        return hashlib.sha256(f"{made}|{where}".encode()).hexdigest()[:32]
+        store = hashlib.sha256(f"{meta['store_id']}|{where}".encode()).hexdigest()[:32]
+        return StoreVersion(store, int(meta["generation"]), int(meta["stamp"]))
 
     def _bump(self, conn: sa.Connection) -> int:
-        """Add one to the generation (in ``conn``'s transaction) and return it."""
+        """Add one to the generation (in ``conn``'s transaction), draw its stamp, and
+        return it."""
         conn.execute(
             meta_t.update().where(meta_t.c.key == "generation").values(value=meta_t.c.value + 1)
+        )
+        conn.execute(
+            meta_t.update().where(meta_t.c.key == "stamp").values(value=secrets.randbits(63))
         )
         return int(conn.exec_driver_sql(_GENERATION_SQL).scalar_one())
 

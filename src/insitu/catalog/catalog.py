@@ -21,7 +21,7 @@ from insitu.catalog.models import (
 )
 from insitu.catalog.scan import scan_collection
 from insitu.catalog.search import SearchResult, parse_bbox, parse_time_range
-from insitu.catalog.store import CatalogStore, CollectionStats, SupportsIdentity
+from insitu.catalog.store import CatalogStore, CollectionStats, SupportsVersion
 from insitu.catalog.templates import Template, get_template
 from insitu.errors import (
     CollectionNotFound,
@@ -67,6 +67,8 @@ class Catalog:
         # or a dataset page asks several times in a row, and decoding the rows of 400 files
         # takes about 45 ms each time.
         self._files: LRU[tuple[str, int], tuple[FileRecord, ...]] = LRU(_FILES_KEPT)
+        # where the search index is saved for other processes and restarts (_indexfile)
+        self._saved_index_dir = self.settings.data_dir / "cache" / "search-index"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Catalog:
@@ -183,29 +185,30 @@ class Catalog:
     def index(self) -> SearchIndex:
         """The search index, brought up to date if the store changed since it was built:
         loaded if a process saved the index of this store generation in the data
-        directory, else from the rows written since (a scan's changes) or, the first time
-        and after large changes, from every row; then saved there for the others."""
+        directory, else from the rows written since this process's index was built (a
+        scan's changes) or, the first time and after large changes, from every row; then
+        saved there for the other processes and restarts (while one process builds, the
+        others wait for it)."""
         gen = self.store.generation()
         with self._lock:
             old = self._index
             if old is None or old.generation != gen:
+                store = self.store
+                version = store.version() if isinstance(store, SupportsVersion) else None
+                if version is not None:
+                    gen = version.generation  # read with its stamp (a write may be newer)
                 templates = {c.name: self.template(c.template) for c in self.collections()}
-                saved = self._saved_indexes()
-                if saved is None:
+                if version is None:
                     self._index = self._built(old, gen, templates)
                 else:
-
-                    def build(base: SearchIndex | None) -> SearchIndex:
-                        # from the newer of this process's index and the newest saved
-                        start = max(
-                            (i for i in (old, base) if i is not None),
-                            key=lambda i: i.generation,
-                            default=None,
-                        )
-                        return self._built(start, gen, templates)
-
+                    saved = SavedIndexes(self._saved_index_dir, version.store)
                     self._index = saved.get(
-                        gen, templates, self.store.text_matches, self.store.generation, build
+                        gen,
+                        version.stamp,
+                        templates,
+                        store.text_matches,
+                        store.generation,
+                        lambda: self._built(old, gen, templates),
                     )
             assert self._index is not None
             return self._index
@@ -224,15 +227,6 @@ class Catalog:
             if old is not None and changed is not None and len(changed) < old.n // 4:
                 return old.updated(self.store.row_ids(), changed, templates, gen)
             return SearchIndex(self.store.index_rows(), templates, gen, self.store.text_matches)
-
-    def _saved_indexes(self) -> SavedIndexes | None:
-        """Where this store's search index is saved (the data directory's cache), if the
-        store can name itself."""
-        store = self.store
-        identity = store.identity() if isinstance(store, SupportsIdentity) else None
-        if identity is None:
-            return None
-        return SavedIndexes(self.settings.data_dir / "cache" / "search-index", identity)
 
     def index_is_current(self, generation: int) -> bool:
         """True when the search index is built for store ``generation``: a search then

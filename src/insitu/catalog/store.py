@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from insitu.catalog.models import Collection, DatasetRecord, FileRecord, FileState, IndexRow
 
-__all__ = ["CatalogStore", "CollectionStats", "SupportsIdentity"]
+__all__ = ["CatalogStore", "CollectionStats", "StoreVersion", "SupportsVersion"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +115,27 @@ class CatalogStore(Protocol):
         """Release connections."""
 
 
-@runtime_checkable
-class SupportsIdentity(Protocol):
-    """A store that can name itself, so that what is kept outside it for it (the search
-    index saved in the data directory) is never given to another store."""
+@dataclass(frozen=True, slots=True)
+class StoreVersion:
+    """Which store, in which state: what a cache kept outside the store (the search index
+    saved in the data directory) is filed under, so that no other store or state is
+    served it."""
 
-    def identity(self) -> str | None:
-        """A name, letters and digits only, that no other store has: not a new database
-        made where this one was, not a copy of it elsewhere. None if the store has none
-        (an in-memory database: nothing outside it can be kept for it)."""
+    #: names the database, letters and digits only: no other has it (not a new database
+    #: made where this one was, not a copy of it elsewhere)
+    store: str
+    #: :meth:`CatalogStore.generation`
+    generation: int
+    #: drawn at random by the write that made this generation: a store that went back (a
+    #: backup restored in place) and was written again reaches the same generation with
+    #: another stamp
+    stamp: int
+
+
+@runtime_checkable
+class SupportsVersion(Protocol):
+    """A store that can say which it is and in which state (:class:`StoreVersion`)."""
+
+    def version(self) -> StoreVersion | None:
+        """The store's version, its parts read at once; None if it has none (an in-memory
+        database: nothing outside it can be kept for it)."""
