@@ -11,9 +11,12 @@ test (no fixture starts a service of its own), and a test that skips, for any re
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -22,6 +25,13 @@ import pytest
 import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parent.parent
+
+# A catalog opened without a data directory of its own keeps its caches (the saved search
+# index) in the default one, which for root is the platform's /var/lib/insitu: the tests'
+# default is a directory of this run instead.
+if "XDG_DATA_HOME" not in os.environ:
+    os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="insitu-tests-")
+    atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], True)
 REQUIRE_SERVICES = os.environ.get("INSITU_TEST_REQUIRE_SERVICES", "") not in ("", "0")
 # What 'make test' passes, and who reads it.
 SERVICES = {
