@@ -12,6 +12,7 @@ from insitu.catalog.models import (
     time_key,
 )
 from insitu.catalog.opening import (
+    decoded_bounds,
     group_by_variables,
     reencode_from,
     sorted_members,
@@ -36,6 +37,7 @@ __all__ = [
     "SearchResult",
     "Template",
     "VariableInfo",
+    "decoded_bounds",
     "group_by_variables",
     "open_dataset",
     "parse_bbox",

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "bounds_of",
+    "decoded_bounds",
     "group_by_variables",
     "open_files",
     "read_raw",
@@ -224,7 +225,7 @@ def _open_group(files: list[FileRecord], paths: dict[str, str]) -> xr.Dataset:
     decoded = None
     if bounds is not None and bounds in encoded.variables:
         held = encoded.variables[bounds]
-        decoded = _decoded_bounds(held, bounds, time.attrs, np.asarray(index[:0]).dtype)
+        decoded = decoded_bounds(held, bounds, time.attrs, np.asarray(index[:0]).dtype)
         if decoded is not None:
             held.attrs = dict(decoded.attrs)
         else:  # xarray decodes them, as it would with the time axis there to name them
@@ -312,7 +313,7 @@ def _with_time_index(ds: xr.Dataset, time: xr.Variable, index: pd.Index) -> xr.D
     return out
 
 
-def _decoded_bounds(
+def decoded_bounds(
     var: xr.Variable, name: str, time_attrs: dict[str, Any], dtype: np.dtype[Any]
 ) -> xr.Variable | None:
     """The lazily read time bounds ``var`` (named ``name``) decoded as xarray would decode

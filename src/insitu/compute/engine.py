@@ -412,10 +412,14 @@ def stream_field_mean(
     out = template.copy()
     out[variable] = target.copy(data=da.concatenate(pieces, axis=0))
     if edges is not None:
+        from insitu.catalog import decoded_bounds
+
         var, _ = edges
         attrs = {k: var.encoding[k] for k in ("units", "calendar") if k in var.encoding}
         encoded = xr.Variable(var.dims, da.concatenate(edge_pieces, axis=0), attrs=attrs)
-        decoded = xr.decode_cf(xr.Dataset({str(bounds): encoded}))[str(bounds)]
-        if decoded.dtype == var.dtype:  # else keep the template's own (lazy) reads
+        # Decoded to the template's type, as the catalog decodes them: xarray's decode_cf
+        # would compute the first and the last task here to find the type.
+        decoded = decoded_bounds(encoded, str(bounds), {}, var.dtype)
+        if decoded is not None:  # else keep the template's own (lazy) reads
             out[str(bounds)] = var.copy(data=decoded.data)
     return out
