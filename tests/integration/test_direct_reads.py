@@ -172,6 +172,24 @@ def test_records_are_summed_while_read(tmp_path: Path, kind: str) -> None:
         assert np.array_equal(total, _record_sum(values[lo:hi])), (kind, lo, hi)
 
 
+@pytest.mark.parametrize("kind", _FLOAT_LAYOUTS)
+def test_rows_are_summed_while_read(tmp_path: Path, kind: str) -> None:
+    """With ``rows`` they become NumPy's float64 sums of every row of the records read, to
+    the bit, whether made while unshuffling (whole records per chunk) or afterwards."""
+    path = tmp_path / "f.nc"
+    values = _write(path, **_LAYOUTS[kind])
+    for lo, hi in ((0, 12), (0, 1), (4, 11), (11, 12), (2, 6), (6, 12)):
+        rows = np.full((hi - lo, 20), 0.5)  # overwritten
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            got = read_records(layout(str(path), "v", lo, hi), fd, lo, hi, rows=rows)
+        finally:
+            os.close(fd)
+        assert _same(got, values[lo:hi]), (kind, lo, hi)
+        want = np.add.reduce(values[lo:hi].astype("f8"), axis=-1)
+        assert rows.tobytes() == want.tobytes(), (kind, lo, hi)
+
+
 def test_the_sum_is_made_while_unshuffling_exactly_where_chunks_hold_whole_records(
     tmp_path: Path,
 ) -> None:
@@ -214,7 +232,7 @@ def test_slabs_carry_their_sums_when_read_directly(tmp_path: Path) -> None:
     values = _write(path, zlib=True, shuffle=True, chunksizes=(1, 20, 30))
     per_record = 20 * 30 * 4
     got = []
-    for raw, _, total in slabs(FilePart(str(path), "v", 0, 12), 5 * per_record, sums=True):
+    for raw, _, total, _ in slabs(FilePart(str(path), "v", 0, 12), 5 * per_record, sums=True):
         assert total is not None and np.array_equal(total, _record_sum(raw))
         got.append(raw)
     assert _same(np.concatenate(got), values)
@@ -228,6 +246,54 @@ def test_slabs_carry_their_sums_when_read_directly(tmp_path: Path) -> None:
     )
     _write(path, dtype="i2", zlib=True, shuffle=True)
     assert next(slabs(FilePart(str(path), "v", 0, 12), 2**20, sums=True)).total is None
+
+
+def test_slabs_carry_the_sums_of_their_rows_when_read_directly(tmp_path: Path) -> None:
+    """NumPy's own float64 sums of every row, to the bit, fills and NaN included; made only
+    where the chunks are unshuffled (else the caller sums), and only when asked for."""
+    path = tmp_path / "f.nc"
+    values = _write(path, zlib=True, shuffle=True, chunksizes=(1, 20, 30))
+    with netCDF4.Dataset(path, "a") as nc:
+        nc["v"][3, 4, 5] = np.nan
+        nc["v"][7, 2, :] = 1e20
+    values[3, 4, 5], values[7, 2, :] = np.nan, 1e20
+    per_record = 20 * 30 * 4
+    part = FilePart(str(path), "v", 0, 12)
+    got = []
+    for slab in slabs(part, 5 * per_record, rows=True):
+        assert slab.rows is not None and slab.total is None
+        want = np.add.reduce(slab.raw.astype("f8"), axis=-1)
+        assert slab.rows.tobytes() == want.tobytes()
+        got.append(slab.raw)
+    assert _same(np.concatenate(got), values)
+    assert all(slab.rows is None for slab in slabs(part, 5 * per_record))
+    netcdf = FilePart(str(path), "v", 0, 12, direct=False)
+    assert all(slab.rows is None for slab in slabs(netcdf, 5 * per_record, rows=True))
+    with pytest.raises(ValueError, match="not both"):
+        next(slabs(part, 5 * per_record, sums=True, rows=True))
+    for options in (dict(zlib=True), dict(dtype="i2", zlib=True, shuffle=True)):
+        _write(path, **options)  # nothing to unshuffle; integers
+        assert next(slabs(part, 2**20, rows=True)).rows is None
+
+
+def test_row_sums_need_a_floating_variable_and_the_records_shape_without_their_last_axis(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "f.nc"
+    _write(path, zlib=True, shuffle=True)
+    lay = layout(str(path), "v", 0, 12)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for wrong in (np.zeros((12, 30)), np.zeros((12, 20), "f4")):
+            with pytest.raises(
+                ValueError, match=r"give a C-ordered float64 array of shape \(12, 20\)"
+            ):
+                read_records(lay, fd, 0, 12, rows=wrong)
+        rows = np.empty((6, 20))
+        got = read_records(lay, fd, 6, 12, rows=rows)  # chunks cut the records: summed after
+        assert rows.tobytes() == np.add.reduce(got.astype("f8"), axis=-1).tobytes()
+    finally:
+        os.close(fd)
 
 
 _REFUSED = {
@@ -261,7 +327,7 @@ def test_unallocated_chunks_are_read_by_netcdf_as_fill_values(tmp_path: Path) ->
         var[2] = np.arange(4, dtype="f4")  # chunks 0, 1, 3, 4, 5 never written
     with pytest.raises(NotDirect, match="not allocated"):
         layout(str(path), "v", 0, 6)
-    raw, fills, _ = next(slabs(FilePart(str(path), "v", 0, 6), 2**20))
+    raw, fills, *_ = next(slabs(FilePart(str(path), "v", 0, 6), 2**20))
     assert np.array_equal(raw[2], np.arange(4)) and (raw[[0, 1, 3, 4, 5]] == fills[0]).all()
 
 

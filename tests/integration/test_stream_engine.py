@@ -17,9 +17,16 @@ from tests.integration.scanned import one_dataset
 
 
 def _write(
-    root: Path, lon_step: np.ndarray, holes: str, n_files: int = 6, shifted: bool = False
+    root: Path,
+    lon_step: np.ndarray,
+    holes: str,
+    n_files: int = 6,
+    shifted: bool = False,
+    cmor: bool = False,
 ) -> None:
-    """``shifted``: the third file counts time from another date (its values re-encoded)."""
+    """``shifted``: the third file counts time from another date (its values re-encoded);
+    ``cmor``: CMOR's layout, one shuffled and deflated chunk per record (the readers then
+    sum on the way)."""
     d = root / "CMIP6/CMIP/X/M/historical/r1i1p1f1/Amon/tas/gn/v1"
     d.mkdir(parents=True)
     rng = np.random.default_rng(1)
@@ -54,8 +61,14 @@ def _write(
             nc.createVariable("lon_bnds", "f8", ("lon", "bnds"))[:] = np.stack(
                 [lon_b[:-1], lon_b[1:]], axis=1
             )
+            layout = dict(shuffle=True, chunksizes=(1, 30, lon_step.size)) if cmor else {}
             v = nc.createVariable(
-                "tas", "f4", ("time", "lat", "lon"), zlib=True, fill_value=np.float32(1e20)
+                "tas",
+                "f4",
+                ("time", "lat", "lon"),
+                zlib=True,
+                fill_value=np.float32(1e20),
+                **layout,
             )
             v.units, v.standard_name = "K", "air_temperature"
             data = (280 + 10 * rng.normal(size=(12, 30, lon_step.size))).astype("f4")
@@ -71,20 +84,29 @@ def _write(
 
 
 @pytest.mark.parametrize(
-    ("holes", "lon_step"),
+    ("holes", "lon_step", "cmor"),
     [
-        ("none", np.full(36, 10.0)),
-        ("mask", np.full(36, 10.0)),
-        ("some", np.full(36, 10.0)),
-        ("some", np.array([5.0, 15.0] * 18)),  # longitude weights differ: 2-D weights
+        ("none", np.full(36, 10.0), False),
+        ("mask", np.full(36, 10.0), False),
+        ("some", np.full(36, 10.0), False),
+        ("some", np.array([5.0, 15.0] * 18), False),  # longitude weights differ: 2-D weights
+        ("none", np.full(36, 10.0), True),
+        ("some", np.full(36, 10.0), True),
     ],
-    ids=["no-missing", "mask", "some-fills-and-nans", "irregular-lon"],
+    ids=[
+        "no-missing",
+        "mask",
+        "some-fills-and-nans",
+        "irregular-lon",
+        "cmor-layout",
+        "cmor-layout-some-fills-and-nans",
+    ],
 )
 def test_streamed_means_equal_the_xarray_path(
-    tmp_path: Path, holes: str, lon_step: np.ndarray
+    tmp_path: Path, holes: str, lon_step: np.ndarray, cmor: bool
 ) -> None:
     root = tmp_path / "arch"
-    _write(root, lon_step, holes)
+    _write(root, lon_step, holes, cmor=cmor)
     with one_dataset(tmp_path, root) as (_, cat, ds_id):
         for op in ("time_mean", "field_mean"):
             got = run(cat, op, [ds_id], cache=False).open()["tas"]

@@ -1,6 +1,6 @@
-"""The unshuffle: HDF5's byte layout undone, alone and with the sum over records, in C and
-in NumPy (the fallback where the C module was not built): both give the same bytes and
-sums."""
+"""The unshuffle: HDF5's byte layout undone, alone, with the sum over records and with the
+sum of every row, in C and in NumPy (the fallback where the C module was not built): both
+give the same bytes and sums."""
 
 from __future__ import annotations
 
@@ -10,10 +10,15 @@ import numpy as np
 import pytest
 
 from insitu.formats.netcdf import unshuffle as chosen
-from insitu.formats.netcdf._shuffle import unshuffle, unshuffle_sum
-from insitu.formats.netcdf.unshuffle import numpy_unshuffle, numpy_unshuffle_sum
+from insitu.formats.netcdf._shuffle import unshuffle, unshuffle_rows, unshuffle_sum
+from insitu.formats.netcdf.unshuffle import (
+    numpy_unshuffle,
+    numpy_unshuffle_rows,
+    numpy_unshuffle_sum,
+)
 
 IMPLEMENTATIONS = {"C": (unshuffle, unshuffle_sum), "NumPy": (numpy_unshuffle, numpy_unshuffle_sum)}
+ROW_SUMS = {"C": unshuffle_rows, "NumPy": numpy_unshuffle_rows}
 
 
 @pytest.fixture(params=list(IMPLEMENTATIONS))
@@ -150,3 +155,51 @@ def test_the_numpy_fallback_gives_the_c_module_s_bytes_and_sums_on_random_chunks
         totals.append(total.tobytes())
     assert outs[0] == outs[1] == values.tobytes()
     assert totals[0] == totals[1]
+
+
+@pytest.mark.parametrize("dtype", ["f4", "f8"])
+@pytest.mark.parametrize("width", [1, 5, 8, 9, 17, 128, 129, 200, 720, 9000])
+@pytest.mark.parametrize("name", list(ROW_SUMS))
+def test_row_sums_are_numpy_s_float64_sums_to_the_bit(dtype: str, width: int, name: str) -> None:
+    """NumPy's pairwise summation of a float64 copy, whatever the row's length: short rows,
+    its 8 accumulators, its halving past 128 values; NaN, infinities, -0.0 and fills too.
+    Rows of several chunks, and blocks of several rows within a chunk."""
+    rng = np.random.default_rng(width)
+    rows_per_chunk = max(1, 3000 // width)
+    values = rng.normal(0, 1, (3, rows_per_chunk, width)) * 10 ** rng.uniform(-3, 6, width)
+    values = values.astype(dtype)
+    values[0, 0, width // 2] = np.nan
+    values[1, -1, :] = -0.0
+    values[2, 0, -1] = np.inf
+    values[2, -1, 0] = 1e20
+    dest = np.empty_like(values)
+    rows = np.full((3, rows_per_chunk), 0.5)  # overwritten
+    ROW_SUMS[name]([_shuffled(c) for c in values], dest, values.itemsize, rows)
+    want = np.add.reduce(values.astype(np.float64), axis=-1)
+    assert dest.tobytes() == values.tobytes()
+    assert rows.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (([bytes(16)], bytearray(16), 2, np.zeros(2)), r"itemsize 4 or 8\), not itemsize 2"),
+        (([], bytearray(0), 4, np.zeros(2)), "no chunks"),
+        (([bytes(16), bytes(8)], bytearray(24), 4, np.zeros(2)), "chunk 1 holds 8 bytes"),
+        (([bytes(16)], bytearray(16), 4, np.zeros(3)), "rows holds 24 bytes"),
+        (([bytes(16)] * 2, bytearray(16), 4, np.zeros(2)), "dest holds 16 bytes; the 2 chunks"),
+    ],
+)
+def test_unshuffle_rows_refuses_bad_arguments_saying_what_they_should_be(
+    args: tuple[Any, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        unshuffle_rows(*args)
+
+
+def test_row_sums_refuse_buffers_that_overlap() -> None:
+    shared = bytearray(64)
+    with pytest.raises(ValueError, match="chunk 0 overlaps dest or rows"):
+        unshuffle_rows([memoryview(shared)[:16]], memoryview(shared)[:16], 4, np.zeros(2))
+    with pytest.raises(ValueError, match="rows overlaps dest"):
+        unshuffle_rows([bytes(16)], memoryview(shared)[:16], 4, memoryview(shared)[8:24])

@@ -13,7 +13,9 @@ and field means of a dataset are computed here without xarray on the hot path:
   worker travels to the final sum; the field mean sends one value per record and has
   more, smaller tasks, which balance better,
 * sums are float64 over the raw values; ``_FillValue``/``missing_value``/NaN are skipped,
-  and a count per grid point is only kept where one of them occurred,
+  and a count per grid point is only kept where one of them occurred; where the chunks
+  are shuffled and deflated (CMOR's layout), the reader makes the time mean's sum over
+  the records, or the field mean's sum of every row, while it unshuffles,
 * scale and offset are applied once at the end (a mean commutes with them).
 
 Every task is a pure function of its files, so a worker lost mid-run only means its
@@ -33,7 +35,7 @@ import numpy as np
 
 from insitu.compute.reader import FilePart, slabs
 from insitu.errors import DataError
-from insitu.formats import record_sum
+from insitu.formats import record_sum, row_sums
 
 __all__ = [
     "FieldWeights",
@@ -162,10 +164,10 @@ def files_time_sum(parts: Sequence[FilePart], chunk_bytes: int) -> Partial:
     """
     acc: _TimeSum | None = None
     for part in parts:
-        for raw, fills, summed in slabs(part, chunk_bytes, sums=True):
+        for slab in slabs(part, chunk_bytes, sums=True):
             if acc is None:
-                acc = _TimeSum(raw.shape[1:])
-            acc.add(raw, fills, summed)
+                acc = _TimeSum(slab.raw.shape[1:])
+            acc.add(slab.raw, slab.fills, slab.total)
     if acc is None:
         raise DataError(f"No records to sum in {parts[0].path if parts else 'no file'}.")
     return acc.partial()
@@ -286,11 +288,16 @@ class FieldWeights:
 
         return tokenize(self.full)
 
-    def sums(self, raw: Array, fills: list[Any]) -> tuple[Array, Array]:
-        """Per record (and level): weighted sum of the valid values and of their weights."""
+    def sums(self, raw: Array, fills: list[Any], rows: Array | None = None) -> tuple[Array, Array]:
+        """Per record (and level): weighted sum of the valid values and of their weights.
+
+        ``rows``: the float64 sums along the last axis of ``raw``, if the reader made them
+        (:func:`insitu.formats.row_sums`, fills included).
+        """
         lim = _huge(raw, fills)
         if self.rows is not None and lim is not None:
-            rows = _row_sums(raw)
+            if rows is None:
+                rows = row_sums(raw)
             if _plain(rows, lim):
                 num = rows @ self.rows
                 return num, np.full(num.shape, self.total)
@@ -303,26 +310,6 @@ class FieldWeights:
         x = np.where(valid, raw, 0).astype(np.float64, copy=False)
         num = np.einsum("...ij,ij->...", x, self.full)
         return num, np.einsum("...ij,ij->...", valid.astype(np.float64), self.full)
-
-
-def _row_sums(raw: Array) -> Array:
-    """float64 sums along the last axis of ``raw``.
-
-    A float32 grid (per record and level) is copied to a float64 buffer and summed there,
-    which is about twice as fast as a reduction with ``dtype=float64`` (buffered casts)
-    for grids of ``_LOOP_MIN`` values or more.
-    """
-    grid = raw.shape[-2:]
-    if raw.dtype == np.float64 or int(np.prod(grid)) < _LOOP_MIN:
-        summed: Array = np.add.reduce(raw, axis=-1, dtype=np.float64)
-        return summed
-    flat = raw.reshape(-1, *grid)
-    rows = np.empty(flat.shape[:2], dtype=np.float64)
-    buf = np.empty(grid, dtype=np.float64)
-    for i, field in enumerate(flat):
-        np.copyto(buf, field)
-        np.add.reduce(buf, axis=-1, out=rows[i])
-    return rows.reshape(raw.shape[:-1])
 
 
 def files_field_means(
@@ -342,8 +329,8 @@ def files_field_means(
     nums, dens = [], []
     edges: list[Array] = []
     for part in parts:
-        for raw, fills, _ in slabs(part, chunk_bytes):
-            num, den = weights.sums(raw, fills)
+        for slab in slabs(part, chunk_bytes, rows=weights.rows is not None):
+            num, den = weights.sums(slab.raw, slab.fills, slab.rows)
             nums.append(num)
             dens.append(den)
         if bounds is not None:

@@ -5,7 +5,8 @@ the chunks directly wherever the reader and the layout allow (``pread`` and ISA-
 inflate, about twice as fast as netCDF-C on compressed files), through the format library
 otherwise. Values are raw (no mask, no scale): the engine skips the fill values itself and
 scales once at the end. Asked for sums, readers that can add up each slab's records while
-they decode them do (a time mean then reads no value twice).
+they decode them do (a time mean then reads no value twice), and so do readers asked for
+the sums of each row (a field mean).
 """
 
 from __future__ import annotations
@@ -33,17 +34,27 @@ class FilePart:
     direct: bool = True
 
 
-def slabs(part: FilePart, chunk_bytes: int, sums: bool = False) -> Iterator[Slab]:
+def slabs(
+    part: FilePart, chunk_bytes: int, sums: bool = False, rows: bool = False
+) -> Iterator[Slab]:
     """Yield the :class:`insitu.formats.Slab` s of ``part``'s records, in order.
 
     A slab holds at most ``chunk_bytes`` (at least one record), in whole time chunks. With
-    ``sums``, slabs whose decoding makes their sum on the way carry their ``total``, in one
-    buffer reused for the next slab (add it up before asking for that); others leave the
-    sum to the caller, who may not need it.
+    ``sums`` (or ``rows``), slabs whose decoding makes their sum over the records (or the
+    sums of their rows) on the way carry it as ``total`` (or ``rows``), in one buffer reused
+    for the next slab (use it before asking for that); others leave the sums to the caller,
+    who may not need them.
     """
     try:
         yield from read_slabs(
-            part.path, part.name, part.start, part.stop, chunk_bytes, sums=sums, direct=part.direct
+            part.path,
+            part.name,
+            part.start,
+            part.stop,
+            chunk_bytes,
+            sums=sums,
+            rows=rows,
+            direct=part.direct,
         )
     except (OSError, RuntimeError, KeyError, IndexError) as exc:
         raise DataError(

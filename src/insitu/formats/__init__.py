@@ -27,7 +27,7 @@ from insitu.formats.grib import GRIB_SIGNATURE, GribReader
 from insitu.formats.header import Header, HeaderVariable, jsonable
 from insitu.formats.lock import HDF5_LOCK
 from insitu.formats.netcdf import NetCDF3Reader, NetCDF4Reader
-from insitu.formats.netcdf.direct import chunks_read, record_sum
+from insitu.formats.netcdf.direct import chunks_read, record_sum, row_sums
 from insitu.formats.netcdf.truncation import HDF5_SIGNATURE, truncation
 from insitu.formats.reader import (
     DirectVariable,
@@ -39,6 +39,7 @@ from insitu.formats.reader import (
     Slab,
     StoredChunk,
     SupportsDirectChunks,
+    SupportsFusedRowSums,
     SupportsFusedSums,
     SupportsKeepOpen,
     SupportsStoredChunks,
@@ -84,6 +85,7 @@ __all__ = [
     "Slab",
     "StoredChunk",
     "SupportsDirectChunks",
+    "SupportsFusedRowSums",
     "SupportsFusedSums",
     "SupportsKeepOpen",
     "SupportsStoredChunks",
@@ -106,6 +108,7 @@ __all__ = [
     "reader_for",
     "record_sum",
     "reencode_time",
+    "row_sums",
     "stat_dataset",
     "time_axis",
     "truncation",

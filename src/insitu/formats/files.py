@@ -28,6 +28,7 @@ from insitu.formats.reader import (
     NotDirect,
     Slab,
     SupportsDirectChunks,
+    SupportsFusedRowSums,
     SupportsFusedSums,
 )
 from insitu.formats.tdms import TDMS_SIGNATURE, TdmsReader
@@ -119,16 +120,21 @@ def read_slabs(
     chunk_bytes: int,
     *,
     sums: bool = False,
+    rows: bool = False,
     direct: bool = True,
 ) -> Iterator[Slab]:
     """Records ``start:stop`` of ``name`` in slabs of at most ``chunk_bytes`` (at least one
     record, whole stored chunks along time), in order.
 
-    With ``sums``, slabs whose decoding makes their sum on the way carry it as ``total``,
-    in one buffer reused for the next slab (add it up before asking for that); others
-    leave the sum to the caller. A chunk that does not decode halfway sends the rest of
-    the records through the reader's library, which says what is wrong with the file.
+    With ``sums``, slabs whose decoding makes their sum on the way carry it as ``total``;
+    with ``rows``, slabs whose decoding sums their rows on the way carry those sums as
+    ``rows``. Either is in one buffer reused for the next slab (use it before asking for
+    that); other slabs leave the sums to the caller, who may not need them. A chunk that
+    does not decode halfway sends the rest of the records through the reader's library,
+    which says what is wrong with the file.
     """
+    if sums and rows:
+        raise ValueError("ask for the sums over the records or of the rows, not both")
     reader = reader_for(path)
     var: DirectVariable | None = None
     if direct and isinstance(reader, SupportsDirectChunks):
@@ -140,17 +146,28 @@ def read_slabs(
         step = records_per_slab(var.shape, var.dtype.itemsize, var.time_chunk, chunk_bytes)
         fused = sums and isinstance(reader, SupportsFusedSums) and reader.sums_while_reading(var)
         total: Any = np.empty(var.shape[1:], np.float64) if fused else None
+        by_row = (
+            rows
+            and len(var.shape) > 1
+            and isinstance(reader, SupportsFusedRowSums)
+            and reader.row_sums_while_reading(var)
+        )
+        row_buffer: Any = np.empty((step, *var.shape[1:-1]), np.float64) if by_row else None
         for lo in range(start, stop, step):
             hi = min(lo + step, stop)
+            summed = None if row_buffer is None else row_buffer[: hi - lo]
             try:
                 if total is not None:
                     assert isinstance(reader, SupportsFusedSums)
                     raw = reader.read_summed(var, lo, hi, total)
+                elif summed is not None:
+                    assert isinstance(reader, SupportsFusedRowSums)
+                    raw = reader.read_row_summed(var, lo, hi, summed)
                 else:
                     raw = var.read((slice(lo, hi),))
             except NotDirect:
                 break  # the library reads from this slab on
-            yield Slab(raw, fills, total)
+            yield Slab(raw, fills, total, summed)
         else:
             return
     yield from reader.slabs(path, name, lo, stop, chunk_bytes)

@@ -13,6 +13,8 @@ Optional abilities are separate protocols, checked with ``isinstance``:
   the format library on compressed data;
 * :class:`SupportsFusedSums`: while decoding, it also adds up the records (a time mean
   then reads no value twice);
+* :class:`SupportsFusedRowSums`: while decoding, it also adds up each row of values (a
+  field mean then reads no value twice);
 * :class:`SupportsKeepOpen`: its files can be kept open between reads
   (:class:`insitu.formats.OpenFiles`), where opening costs more than a small read.
 
@@ -42,6 +44,7 @@ __all__ = [
     "Slab",
     "StoredChunk",
     "SupportsDirectChunks",
+    "SupportsFusedRowSums",
     "SupportsFusedSums",
     "SupportsKeepOpen",
     "SupportsStoredChunks",
@@ -59,11 +62,13 @@ class NotDirect(Exception):
 class Slab(NamedTuple):
     """Consecutive records of one variable in one file: raw values, the values that mean
     missing, and (from :class:`SupportsFusedSums` readers) their float64 sum over the
-    records, fills included, in a buffer reused for the next slab."""
+    records or (from :class:`SupportsFusedRowSums` readers) the float64 sums of their rows,
+    fills included, in a buffer reused for the next slab."""
 
     raw: Array
     fills: list[Any]
     total: Array | None = None
+    rows: Array | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +220,24 @@ class SupportsFusedSums(Protocol):
     def read_summed(self, var: DirectVariable, lo: int, hi: int, total: Array) -> Array:
         """Records ``lo:hi`` of ``var``, with ``total`` (float64, one record's shape) set to
         their sum in record order; :class:`NotDirect` as :meth:`DirectVariable.read`."""
+        ...
+
+
+@runtime_checkable
+class SupportsFusedRowSums(Protocol):
+    """A reader that can sum each row of values (along the last axis) while it decodes a
+    slab: what a field mean adds up before it weighs the rows."""
+
+    def row_sums_while_reading(self, var: DirectVariable) -> bool:
+        """Whether :meth:`read_row_summed` makes the sums on the way for ``var`` (for slabs
+        of whole time chunks); if not it still works, adding up afterwards."""
+        ...
+
+    def read_row_summed(self, var: DirectVariable, lo: int, hi: int, rows: Array) -> Array:
+        """Records ``lo:hi`` of ``var``, with ``rows`` (float64, of the records' shape
+        without their last axis) set to the sums along that axis, as NumPy sums a float64
+        copy (:func:`insitu.formats.row_sums`); :class:`NotDirect` as
+        :meth:`DirectVariable.read`."""
         ...
 
 

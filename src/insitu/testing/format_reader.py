@@ -26,6 +26,7 @@ of bounded size with the values that mean missing, typed attributes for CF decod
 reads through :func:`insitu.formats.read` and :func:`insitu.formats.read_slabs`, clear
 errors for a missing file or variable, and each optional ability the reader claims
 (:class:`~insitu.formats.SupportsDirectChunks`, :class:`~insitu.formats.SupportsFusedSums`,
+:class:`~insitu.formats.SupportsFusedRowSums`,
 :class:`~insitu.formats.SupportsKeepOpen`) giving the very same values.
 """
 
@@ -43,6 +44,7 @@ from insitu.formats import (
     Index,
     NotDirect,
     SupportsDirectChunks,
+    SupportsFusedRowSums,
     SupportsFusedSums,
     SupportsKeepOpen,
 )
@@ -243,6 +245,7 @@ class FormatReaderTests:
             list(reader.slabs(sample, name, 1, n, chunk_bytes)),
             list(formats.read_slabs(sample, name, 1, n, chunk_bytes)),
             list(formats.read_slabs(sample, name, 1, n, chunk_bytes, sums=True)),
+            list(formats.read_slabs(sample, name, 1, n, chunk_bytes, rows=True)),
         ):
             assert _same(np.concatenate([s.raw for s in slabs]), want[1:n])
             assert all(len(s.raw) >= 1 for s in slabs)
@@ -262,6 +265,18 @@ class FormatReaderTests:
                 for record in slab.raw[1:]:
                     expected += record
                 assert np.array_equal(slab.total, expected)
+
+    def test_fused_row_sums_when_given_are_numpy_s_float64_sums_of_the_rows(
+        self, sample: str, contents: SampleFile
+    ) -> None:
+        data = contents.variables[contents.data_var].values
+        record = data[0].nbytes
+        for slab in formats.read_slabs(
+            sample, contents.data_var, 0, len(data), 3 * record, rows=True
+        ):
+            if slab.rows is not None:
+                want = np.add.reduce(slab.raw.astype("f8"), axis=-1)
+                assert slab.rows.tobytes() == want.tobytes()
 
     def test_encoded_attributes_are_typed_for_cf_decoding(
         self, reader: FormatReader, sample: str, contents: SampleFile
@@ -352,6 +367,27 @@ class FormatReaderTests:
         for record in want[1:]:
             expected += record
         assert np.array_equal(total, expected)
+
+    def test_fused_row_sums_equal_numpy_s_sums(
+        self, reader: FormatReader, sample: str, contents: SampleFile
+    ) -> None:
+        data = contents.variables[contents.data_var].values
+        hi = min(6, len(data))
+        if not isinstance(reader, SupportsFusedRowSums) or not isinstance(
+            reader, SupportsDirectChunks
+        ):
+            assert not hasattr(reader, "read_row_summed")  # claims none
+            return
+        try:
+            var = reader.open_direct(sample, contents.data_var)
+        except NotDirect:
+            return  # callers then sum what formats.read gives (checked above)
+        if data.ndim < 2 or data.dtype.kind != "f":
+            return  # no rows, or no float64 sums of them
+        rows = np.empty(data[2:hi].shape[:-1])
+        got = reader.read_row_summed(var, 2, hi, rows)
+        assert _same(got, data[2:hi])
+        assert rows.tobytes() == np.add.reduce(data[2:hi].astype("f8"), axis=-1).tobytes()
 
     def test_files_kept_open_give_the_same_values(
         self, reader: FormatReader, sample: str, contents: SampleFile

@@ -95,6 +95,74 @@ block8(const uint8_t *restrict src, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t w,
     }
 }
 
+/* NumPy's pairwise sum (numpy/_core/src/umath/loops_utils.h.src) of n float32 values as
+ * float64, or of n float64 values: 8 accumulators up to 128 values, halves above. */
+#define PAIRWISE_BLOCK 128
+
+static double
+pairwise4(const float *a, Py_ssize_t n)
+{
+    if (n < 8) {
+        double res = 0.;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            res += (double)a[i];
+        }
+        return res;
+    }
+    if (n <= PAIRWISE_BLOCK) {
+        double r[8];
+        Py_ssize_t i;
+        for (int k = 0; k < 8; k++) {
+            r[k] = (double)a[k];
+        }
+        for (i = 8; i < n - (n % 8); i += 8) {
+            for (int k = 0; k < 8; k++) {
+                r[k] += (double)a[i + k];
+            }
+        }
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) {
+            res += (double)a[i];
+        }
+        return res;
+    }
+    Py_ssize_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise4(a, n2) + pairwise4(a + n2, n - n2);
+}
+
+static double
+pairwise8(const double *a, Py_ssize_t n)
+{
+    if (n < 8) {
+        double res = 0.;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            res += a[i];
+        }
+        return res;
+    }
+    if (n <= PAIRWISE_BLOCK) {
+        double r[8];
+        Py_ssize_t i;
+        for (int k = 0; k < 8; k++) {
+            r[k] = a[k];
+        }
+        for (i = 8; i < n - (n % 8); i += 8) {
+            for (int k = 0; k < 8; k++) {
+                r[k] += a[i + k];
+            }
+        }
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) {
+            res += a[i];
+        }
+        return res;
+    }
+    Py_ssize_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise8(a, n2) + pairwise8(a + n2, n - n2);
+}
+
 /* Whether two buffers share a byte (the loops assume they do not). */
 static int
 overlap(const Py_buffer *a, const Py_buffer *b)
@@ -252,6 +320,141 @@ done:
     return result;
 }
 
+/* Chunks (each of n values holding `per_chunk` rows of `width` values) unshuffled into out,
+ * a block of whole rows at a time, each row summed as soon as its block is unshuffled. */
+static void
+unshuffle_rows_any(const Py_buffer *chunks, Py_ssize_t count, uint8_t *out, int itemsize,
+                   Py_ssize_t per_chunk, Py_ssize_t width, double *rows)
+{
+    Py_ssize_t n = per_chunk * width;
+    Py_ssize_t step = BLOCK / width > 0 ? BLOCK / width : 1; /* rows per block */
+    for (Py_ssize_t c = 0; c < count; c++) {
+        const uint8_t *src = chunks[c].buf;
+        uint8_t *dest = out + c * n * itemsize;
+        for (Py_ssize_t r0 = 0; r0 < per_chunk; r0 += step) {
+            Py_ssize_t r1 = r0 + step < per_chunk ? r0 + step : per_chunk;
+            Py_ssize_t j0 = r0 * width, w = (r1 - r0) * width;
+            uint8_t *d = dest + j0 * itemsize;
+            if (itemsize == 4) {
+                for (Py_ssize_t i = 0; i < w; i++) {
+                    uint32_t v = value4(src + j0, n, i);
+                    memcpy(d + 4 * i, &v, 4);
+                }
+                for (Py_ssize_t r = r0; r < r1; r++) {
+                    rows[c * per_chunk + r] =
+                        0.0 + pairwise4((const float *)(dest + r * width * 4), width);
+                }
+            } else {
+                for (Py_ssize_t i = 0; i < w; i++) {
+                    uint64_t v = value8(src + j0, n, i);
+                    memcpy(d + 8 * i, &v, 8);
+                }
+                for (Py_ssize_t r = r0; r < r1; r++) {
+                    rows[c * per_chunk + r] =
+                        0.0 + pairwise8((const double *)(dest + r * width * 8), width);
+                }
+            }
+        }
+    }
+}
+
+static int
+check_rows_args(Py_ssize_t count, const Py_buffer *chunks, const Py_buffer *dest,
+                const Py_buffer *rows, int itemsize, Py_ssize_t *per_chunk, Py_ssize_t *width)
+{
+    if (itemsize != 4 && itemsize != 8) {
+        PyErr_Format(PyExc_ValueError,
+                     "row sums need float32 or float64 values (itemsize 4 or 8), not "
+                     "itemsize %d", itemsize);
+        return -1;
+    }
+    if (count < 1) {
+        PyErr_SetString(PyExc_ValueError, "no chunks to unshuffle");
+        return -1;
+    }
+    Py_ssize_t bytes = chunks[0].len;
+    for (Py_ssize_t c = 1; c < count; c++) {
+        if (chunks[c].len != bytes) {
+            PyErr_Format(PyExc_ValueError, "chunk %zd holds %zd bytes, chunk 0 %zd: they must "
+                         "hold the same number of rows", c, chunks[c].len, bytes);
+            return -1;
+        }
+    }
+    Py_ssize_t n = bytes / itemsize, sums = rows->len / 8;
+    if (rows->len % 8 != 0 || sums == 0 || sums % count != 0 || bytes % itemsize != 0 ||
+        n % (sums / count) != 0 || n == 0) {
+        PyErr_Format(PyExc_ValueError, "rows holds %zd bytes, not the float64 sums of the "
+                     "whole rows of %zd chunks of %zd bytes of %d-byte values",
+                     rows->len, count, bytes, itemsize);
+        return -1;
+    }
+    if (dest->len != count * bytes) {
+        PyErr_Format(PyExc_ValueError, "dest holds %zd bytes; the %zd chunks decode to %zd",
+                     dest->len, count, count * bytes);
+        return -1;
+    }
+    if (overlap(dest, rows)) {
+        PyErr_SetString(PyExc_ValueError, "rows overlaps dest: give each a buffer of its own");
+        return -1;
+    }
+    for (Py_ssize_t c = 0; c < count; c++) {
+        if (overlap(&chunks[c], dest) || overlap(&chunks[c], rows)) {
+            PyErr_Format(PyExc_ValueError, "chunk %zd overlaps dest or rows: give each a "
+                         "buffer of its own", c);
+            return -1;
+        }
+    }
+    *per_chunk = sums / count;
+    *width = n / *per_chunk;
+    return 0;
+}
+
+static PyObject *
+unshuffle_rows(PyObject *self, PyObject *args)
+{
+    PyObject *sequence;
+    Py_buffer dest, rows;
+    int itemsize;
+    if (!PyArg_ParseTuple(args, "Ow*iw*", &sequence, &dest, &itemsize, &rows)) {
+        return NULL;
+    }
+    PyObject *result = NULL, *fast = PySequence_Fast(sequence, "chunks must be a sequence");
+    Py_ssize_t count = 0, got = 0, per_chunk = 0, width = 0;
+    Py_buffer *chunks = NULL;
+    if (fast == NULL) {
+        goto done;
+    }
+    count = PySequence_Fast_GET_SIZE(fast);
+    chunks = PyMem_Calloc(count > 0 ? (size_t)count : 1, sizeof(Py_buffer));
+    if (chunks == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < count; got++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, got);
+        if (PyObject_GetBuffer(item, &chunks[got], PyBUF_C_CONTIGUOUS) < 0) {
+            goto done;
+        }
+    }
+    if (check_rows_args(count, chunks, &dest, &rows, itemsize, &per_chunk, &width) < 0) {
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    unshuffle_rows_any(chunks, count, dest.buf, itemsize, per_chunk, width, rows.buf);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (Py_ssize_t c = 0; c < got; c++) {
+        PyBuffer_Release(&chunks[c]);
+    }
+    PyMem_Free(chunks);
+    Py_XDECREF(fast);
+    PyBuffer_Release(&dest);
+    PyBuffer_Release(&rows);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"unshuffle", unshuffle, METH_VARARGS,
      "unshuffle(src, dest, itemsize, /)\n--\n\nUndo HDF5's shuffle of src into dest."},
@@ -259,6 +462,10 @@ static PyMethodDef methods[] = {
      "unshuffle_sum(chunks, dest, itemsize, total, /)\n--\n\n"
      "Undo HDF5's shuffle of consecutive chunks into dest; set total to the sum over their "
      "records."},
+    {"unshuffle_rows", unshuffle_rows, METH_VARARGS,
+     "unshuffle_rows(chunks, dest, itemsize, rows, /)\n--\n\n"
+     "Undo HDF5's shuffle of consecutive chunks into dest; set rows to the sum of each row "
+     "of values (NumPy's pairwise sum in float64)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -6,9 +6,10 @@ bytes in about half the time, and decoding is what bounds a mean over compressed
 (:func:`.layout.layout`); the bytes are read with ``os.pread`` and decoded here, straight
 into the result where a chunk covers whole records. The shuffle is undone in C
 (:mod:`.unshuffle`, about 6x numcodecs' loop; NumPy where the C module was not built), which
-can also make the float64 sum over the records as it goes, so a time mean does not read the
-values a second time. The values are those netCDF4-python returns with auto mask and scale
-off (the tests compare them). No call here takes the HDF5 lock: only reading a layout does.
+can also make the float64 sum over the records (a time mean) or of every row (a field mean)
+as it goes, so a mean does not read the values a second time. The values are those
+netCDF4-python returns with auto mask and scale off (the tests compare them). No call here
+takes the HDF5 lock: only reading a layout does.
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ __all__ = [
     "read_records",
     "read_slab",
     "record_sum",
+    "row_sums",
     "sums_while_unshuffling",
 ]
+
+_ROWS_BUFFER = 2**15  # values row_sums copies to float64 at a time (256 KiB: in cache)
 
 Array = np.ndarray[Any, Any]
 
@@ -103,13 +107,22 @@ def _check_same_file(fd: int, path: str, where: Layout) -> None:
         raise NotDirect("the variable's storage lies beyond the end of the file")
 
 
-def read_records(layout: Layout, fd: int, lo: int, hi: int, total: Array | None = None) -> Array:
+def read_records(
+    layout: Layout,
+    fd: int,
+    lo: int,
+    hi: int,
+    total: Array | None = None,
+    rows: Array | None = None,
+) -> Array:
     """Records ``lo:hi`` of the variable ``layout`` describes, read from the open ``fd``.
 
     With ``total`` (float64, of one record's shape; floating-point variables only), it is
-    set to the sum over the records read, added in record order from the first. Where every
-    chunk holds whole records and went through shuffle and deflate (CMOR's layout), the sum
-    is made while they are unshuffled, in cache-sized blocks, at hardly any cost.
+    set to the sum over the records read, added in record order from the first. With
+    ``rows`` (float64, of the records' shape without the last axis; floating-point too), it
+    is set to the sums along the last axis (:func:`row_sums`). Where every chunk holds whole
+    records and went through shuffle and deflate (CMOR's layout), the sums are made while
+    the values are unshuffled, in cache-sized blocks, at hardly any cost.
 
     Raises :class:`NotDirect` when a chunk does not decode to its size (the caller then
     reads through netCDF-C, which says what is wrong with the file).
@@ -118,17 +131,14 @@ def read_records(layout: Layout, fd: int, lo: int, hi: int, total: Array | None 
         raise ValueError(f"records {lo}:{hi} are outside the layout's {layout.start}:{layout.stop}")
     shape, cshape = layout.shape, layout.chunk_shape
     out = np.empty((hi - lo, *shape[1:]), dtype=layout.dtype)
-    if total is not None and (
-        total.shape != out.shape[1:]
-        or total.dtype != np.float64
-        or not total.flags.c_contiguous
-        or layout.dtype.kind != "f"
-    ):
-        raise ValueError(
-            f"the sum of {layout.dtype} records of shape {out.shape[1:]} cannot go "
-            f"into a {total.dtype} array of shape {total.shape}: give a C-ordered float64 "
-            "array of one record's shape, for a floating-point variable"
-        )
+    if total is not None and rows is not None:
+        raise ValueError("ask for the sum over the records (total) or of the rows, not both")
+    if rows is not None and len(shape) < 2:
+        raise ValueError(f"records of shape {shape[1:]} have no rows to sum: give no rows")
+    _check_sums("sum", total, out.shape[1:], layout.dtype, "one record's shape")
+    _check_sums(
+        "row sums", rows, out.shape[:-1], layout.dtype, "the records' shape without their last axis"
+    )
     if layout.contiguous:  # one read
         per_record = out.nbytes // max(hi - lo, 1)
         _pread_into(fd, out, layout.chunks[0].address + lo * per_record)
@@ -138,10 +148,31 @@ def read_records(layout: Layout, fd: int, lo: int, hi: int, total: Array | None 
         if total is not None and _fusable(layout, wanted, lo, hi):
             _decode_summed(layout, fd, wanted, out, total)
             return out
+        if rows is not None and _fusable(layout, wanted, lo, hi):
+            _decode_rows(layout, fd, wanted, out, rows)
+            return out
         _read_chunks(layout, fd, wanted, lo, hi, out)
     if total is not None:
         record_sum(out, total)
+    if rows is not None:
+        rows[...] = row_sums(out)
     return out
+
+
+def _check_sums(
+    what: str, sums: Array | None, shape: tuple[int, ...], dtype: np.dtype[Any], form: str
+) -> None:
+    if sums is not None and (
+        sums.shape != shape
+        or sums.dtype != np.float64
+        or not sums.flags.c_contiguous
+        or dtype.kind != "f"
+    ):
+        raise ValueError(
+            f"the {what} of {dtype} records cannot go into a {sums.dtype} array of shape "
+            f"{sums.shape}: give a C-ordered float64 array of shape {shape} ({form}), for a "
+            "floating-point variable"
+        )
 
 
 def record_sum(values: Array, total: Array) -> None:
@@ -153,9 +184,33 @@ def record_sum(values: Array, total: Array) -> None:
         np.add(total, record, out=total)
 
 
+def row_sums(values: Array) -> Array:
+    """float64 sums along the last axis of ``values``: NumPy's sums of a float64 copy (its
+    pairwise summation), which the fused reads give too.
+
+    Values of another type are copied to a float64 buffer of about ``_ROWS_BUFFER`` values
+    at a time and summed there: about twice as fast as a reduction with ``dtype=float64``,
+    whose buffered casts would also cut rows longer than its buffer into other pairs.
+    """
+    if values.dtype == np.float64:
+        summed: Array = np.add.reduce(values, axis=-1)
+        return summed
+    width = values.shape[-1]
+    flat = values.reshape(-1, width)
+    rows = np.empty(flat.shape[0], dtype=np.float64)
+    step = max(1, _ROWS_BUFFER // max(width, 1))
+    buf = np.empty((min(step, len(flat)), width), dtype=np.float64)
+    for i in range(0, len(flat), step):
+        part = flat[i : i + step]
+        np.copyto(buf[: len(part)], part)
+        np.add.reduce(buf[: len(part)], axis=-1, out=rows[i : i + len(part)])
+    return rows.reshape(values.shape[:-1])
+
+
 def sums_while_unshuffling(layout: Layout) -> bool:
-    """Whether :func:`read_records` makes a slab's sum while it unshuffles (for slabs of
-    whole time chunks): chunks of whole records, shuffled then deflated, floating point."""
+    """Whether :func:`read_records` makes a slab's sums (over its records, or of its rows)
+    while it unshuffles (for slabs of whole time chunks): chunks of whole records, shuffled
+    then deflated, floating point."""
     return (
         layout.filters == (SHUFFLE, DEFLATE)
         and layout.chunk_shape[1:] == layout.shape[1:]
@@ -203,6 +258,18 @@ def _decode_summed(layout: Layout, fd: int, wanted: list[Chunk], out: Array, tot
     _READ.add(len(wanted))
     inflated = [_inflate(chunk, _read(fd, chunk, nbytes), nbytes) for chunk in wanted]
     _shuffle.unshuffle_sum(inflated, out, out.dtype.itemsize, total)
+
+
+def _decode_rows(layout: Layout, fd: int, wanted: list[Chunk], out: Array, rows: Array) -> None:
+    """Each chunk inflated, then unshuffled into ``out`` with the sums of its rows made on
+    the way, while its inflated bytes are still in the processor's cache."""
+    step = layout.chunk_shape[0]
+    nbytes = out.nbytes // len(wanted)
+    _READ.add(len(wanted))
+    for i, chunk in enumerate(wanted):
+        data = _inflate(chunk, _read(fd, chunk, nbytes), nbytes)
+        at = slice(i * step, (i + 1) * step)
+        _shuffle.unshuffle_rows([data], out[at], out.dtype.itemsize, rows[at])
 
 
 def _decode(layout: Layout, fd: int, chunk: Chunk, dest: Array) -> None:
@@ -376,12 +443,15 @@ class ChunkedVariable:
         with self._fd() as fd:
             return _stored.read_stored(self.layout, fd, origin)
 
-    def records(self, lo: int, hi: int, total: Array | None = None) -> Array:
-        """Records ``lo:hi``, with their sum in ``total`` if given (:func:`read_records`)."""
+    def records(
+        self, lo: int, hi: int, total: Array | None = None, rows: Array | None = None
+    ) -> Array:
+        """Records ``lo:hi``, with their sum in ``total`` or the sums of their rows in
+        ``rows`` if given (:func:`read_records`)."""
         if not 0 <= lo < hi <= self.layout.stop:
             raise NotDirect(f"records {lo}:{hi} are not all stored ({self.layout.stop})")
         with self._fd() as fd:
-            return read_records(self.layout, fd, lo, hi, total)
+            return read_records(self.layout, fd, lo, hi, total, rows)
 
     @contextmanager
     def _fd(self) -> Iterator[int]:

@@ -172,9 +172,21 @@ class NetCDF4Reader(NetCDF3Reader):
 
     def read_summed(self, var: DirectVariable, lo: int, hi: int, total: Array) -> Array:
         """Records ``lo:hi`` with ``total`` set to their float64 sum."""
-        if not isinstance(var, direct.ChunkedVariable):
-            raise NotDirect(f"{var!r} is not a netCDF-4 variable read from its chunks")
-        return var.records(lo, hi, total)
+        return _chunked(var).records(lo, hi, total)
+
+    def row_sums_while_reading(self, var: DirectVariable) -> bool:
+        """Whether the row sums come with the unshuffle (as the sum over records does)."""
+        return self.sums_while_reading(var)
+
+    def read_row_summed(self, var: DirectVariable, lo: int, hi: int, rows: Array) -> Array:
+        """Records ``lo:hi`` with ``rows`` set to the float64 sums of their rows."""
+        return _chunked(var).records(lo, hi, rows=rows)
+
+
+def _chunked(var: DirectVariable) -> direct.ChunkedVariable:
+    if not isinstance(var, direct.ChunkedVariable):
+        raise NotDirect(f"{var!r} is not a netCDF-4 variable read from its chunks")
+    return var
 
 
 def _with_fallback(raw: Header, path: str) -> Header:

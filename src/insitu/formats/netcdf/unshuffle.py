@@ -2,9 +2,10 @@
 it was built, else in NumPy.
 
 The shuffle stores byte k of every value in the k-th of ``itemsize`` blocks; undoing it is
-a byte transpose. The C loops do it at about 7 GB/s with the sum over records fused in; the
-NumPy transpose gives the same bytes and the same sums, several times slower (a mean over
-compressed files then takes longer, nothing else changes). Installing without a C compiler
+a byte transpose. The C loops do it at about 7 GB/s with the sum over records (a time
+mean) or the sum of every row (a field mean) fused in; the NumPy transpose gives the same
+bytes and the same sums, several times slower (a mean over compressed files then takes
+longer, nothing else changes). Installing without a C compiler
 gives the NumPy path; so does ``INSITU_NO_C_UNSHUFFLE=1`` (the tests compare the two).
 """
 
@@ -24,7 +25,15 @@ if TYPE_CHECKING:
 
     _Bytes: TypeAlias = Buffer | np.ndarray[Any, Any]
 
-__all__ = ["COMPILED", "numpy_unshuffle", "numpy_unshuffle_sum", "unshuffle", "unshuffle_sum"]
+__all__ = [
+    "COMPILED",
+    "numpy_unshuffle",
+    "numpy_unshuffle_rows",
+    "numpy_unshuffle_sum",
+    "unshuffle",
+    "unshuffle_rows",
+    "unshuffle_sum",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,20 +83,47 @@ def numpy_unshuffle_sum(
         np.add(sums, record, out=sums)
 
 
-def _choose() -> tuple[Callable[..., None], Callable[..., None], bool]:
+def numpy_unshuffle_rows(
+    chunks: Sequence[_Bytes], dest: _Bytes, itemsize: int, rows: _Bytes, /
+) -> None:
+    """Undo the shuffle of consecutive ``chunks`` (of whole rows, float32 or float64) into
+    ``dest``, and set ``rows`` (float64, one value per row of all the chunks) to the sum of
+    each row: ``np.add.reduce`` along the rows of a float64 copy."""
+    d = _bytes(dest, writable=True)
+    sums = _bytes(rows, writable=True).view(np.float64)
+    if itemsize not in (4, 8):
+        raise ValueError(f"values of {itemsize} bytes cannot be summed: float32 or float64")
+    at = 0
+    for chunk in chunks:
+        size = _bytes(chunk).size
+        numpy_unshuffle(chunk, d[at : at + size], itemsize)
+        at += size
+    if at != d.size or not sums.size or (at // itemsize) % sums.size:
+        raise ValueError(f"dest holds {d.size} bytes; the chunks decode to {at}")
+    values = d.view(np.float32 if itemsize == 4 else np.float64).reshape(sums.size, -1)
+    np.add.reduce(values.astype(np.float64), axis=-1, out=sums)
+
+
+_Functions = tuple[Callable[..., None], Callable[..., None], Callable[..., None], bool]
+
+
+def _choose() -> _Functions:
+    numpy_ones = numpy_unshuffle, numpy_unshuffle_sum, numpy_unshuffle_rows, False
     if os.environ.get("INSITU_NO_C_UNSHUFFLE", "") not in ("", "0"):
         log.info("HDF5 unshuffle in NumPy (INSITU_NO_C_UNSHUFFLE is set): slower decoding")
-        return numpy_unshuffle, numpy_unshuffle_sum, False
+        return numpy_ones
     try:
         from insitu.formats.netcdf._shuffle import unshuffle as c_unshuffle
+        from insitu.formats.netcdf._shuffle import unshuffle_rows as c_unshuffle_rows
         from insitu.formats.netcdf._shuffle import unshuffle_sum as c_unshuffle_sum
     except ImportError:
         log.warning(
-            "HDF5 unshuffle in NumPy: insitu's C module was not built (no C compiler at "
-            "install; see scripts/compiler.sh); compressed reads are slower"
+            "HDF5 unshuffle in NumPy: insitu's C module was not built, or was built from "
+            "an older source (no C compiler at install; see scripts/compiler.sh); "
+            "compressed reads are slower"
         )
-        return numpy_unshuffle, numpy_unshuffle_sum, False
-    return c_unshuffle, c_unshuffle_sum, True
+        return numpy_ones
+    return c_unshuffle, c_unshuffle_sum, c_unshuffle_rows, True
 
 
-unshuffle, unshuffle_sum, COMPILED = _choose()
+unshuffle, unshuffle_sum, unshuffle_rows, COMPILED = _choose()
