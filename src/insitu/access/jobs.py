@@ -5,7 +5,8 @@ the ``access_jobs`` table of the catalog's database, so every server process see
 same status and a restart keeps it. The process that accepted a job runs it, in a pool
 of ``access.job_workers`` threads that share one Dask client (the cluster of ``insitu
 cluster up`` if one runs, else a cluster of ``compute.backend`` started when a job first
-needs to compute, so a cached result needs none, and stopped by :meth:`JobManager.close`).
+needs to compute, so a cached result needs none, or ahead of it by
+:meth:`JobManager.prepare`, and stopped by :meth:`JobManager.close`).
 At most ``access.jobs_per_worker`` jobs per worker may be pending
 (:class:`~insitu.errors.ServiceBusy` past that), and at most
 ``access.jobs_per_caller_per_worker`` per worker for one token
@@ -107,6 +108,7 @@ class _Runner:
     stack: ExitStack = field(default_factory=ExitStack)
     client: Client | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    prepared: bool = False  # the cluster was started ahead of a job (JobManager.prepare)
 
 
 class _JobClient:
@@ -335,6 +337,28 @@ class JobManager:
             self._futures[job.id] = future
             self._callers[job.id] = token_id
         future.add_done_callback(lambda _: self._forget(job.id))
+
+    def prepare(self) -> None:
+        """Start the jobs' cluster in the background, unless it runs or is starting: for a
+        job that will compute soon (a series the service must compute was asked for), so
+        that the cluster starts while the request and the job prepare their work instead
+        of after. The job waits for this start, or makes its own (and says why it fails) if
+        this one failed."""
+        with self._lock:
+            runner = self._start()
+            if runner.prepared or runner.client is not None:
+                return
+            runner.prepared = True
+        threading.Thread(
+            target=self._prepare, args=(runner,), name="insitu-job-cluster", daemon=True
+        ).start()
+
+    def _prepare(self, runner: _Runner) -> None:
+        try:
+            self._client(runner)
+        except Exception as exc:  # the first job starts it again and reports the error
+            if not runner.stop.is_set():
+                log.warning("the jobs' cluster did not start ahead of a job: %s", exc)
 
     def get(self, job_id: str) -> Job:
         """The job with this id; NotFound if there is none."""

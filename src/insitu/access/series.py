@@ -11,10 +11,15 @@ after it gets the plot drawn from the result (a few kB), also after a restart.
 A series job is the service's own (no token: anyone who may read the dataset may see it),
 and one per dataset, variable and time range is started however many pages ask for it at
 once: a server process waits for the job another one started (found in the job store).
+The PNG drawn from a result is kept beside it (:func:`kept_png`), so that a restarted
+service sends it without decoding the result's thousands of dates again.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +34,9 @@ if TYPE_CHECKING:
     from insitu.access.jobs import JobManager
     from insitu.catalog import Catalog, DatasetRecord
 
-__all__ = ["FIELD_MEAN", "SeriesJobs", "SeriesResult", "cached_series"]
+__all__ = ["FIELD_MEAN", "SeriesJobs", "SeriesResult", "cached_series", "keep_png", "kept_png"]
+
+log = logging.getLogger(__name__)
 
 FIELD_MEAN = "field_mean"
 
@@ -59,6 +66,29 @@ def cached_series(
         catalog, FIELD_MEAN, [record.dataset_id], variable=variable, time=_time_slice(time)
     )
     return None if found is None else found.path
+
+
+def kept_png(result: Path, etag: str) -> Path:
+    """Where the quicklook PNG of ETag ``etag`` drawn from ``result`` is kept: beside it,
+    named by both (a result that leaves the cache leaves its PNG unused)."""
+    tag = etag.strip('"')
+    return result.with_name(f"{result.stem}.{tag}.png")
+
+
+def keep_png(path: Path, png: bytes) -> None:
+    """Write ``png`` to ``path`` whole or not at all (another process may be reading it);
+    where the results cache cannot be written, it is drawn again next time."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(png)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        log.warning("the series PNG was not kept in the results cache (%s): %s", path, exc)
 
 
 class SeriesJobs:
@@ -109,6 +139,7 @@ class SeriesJobs:
             # Another server process may have started it (its pages polled there).
             job = self.jobs.store.active(FIELD_MEAN, [record.dataset_id], variable, span)
             if job is None:
+                self.jobs.prepare()  # the cluster starts while the job makes its graph
                 job = self.jobs.submit(
                     FIELD_MEAN, [record], variable=variable, time=span, token_id=None
                 )

@@ -21,7 +21,7 @@ from matplotlib.image import imread
 from insitu import formats
 from insitu.access import build_app
 from insitu.access.jobstore import Job, JobStore
-from insitu.access.series import cached_series
+from insitu.access.series import cached_series, kept_png
 from insitu.catalog import Catalog
 from insitu.compute import run
 from insitu.settings import Settings
@@ -81,7 +81,7 @@ def test_a_field_mean_too_large_to_read_is_computed_on_the_server(
         np.testing.assert_array_equal(got["tas"].values, expected["tas"].values)
         assert got.sizes["time"] == 72
 
-    # Again: the PNG at once; a new server (no PNG kept) draws it from the result at once;
+    # Again: the PNG at once; a new server sends the PNG kept beside the result at once;
     # the page shows the image itself.
     again = client.get(SERIES, params={"mean": "field"})
     assert again.status_code == 200 and again.content == r.content
@@ -94,6 +94,56 @@ def test_a_field_mean_too_large_to_read_is_computed_on_the_server(
         assert named.content == restarted.content
         page = fresh.get(f"/datasets/{BIG_ID}")
         assert '<img id="quicklook-series"' in page.text and 'class="pending"' not in page.text
+
+
+def test_a_restarted_service_sends_the_png_kept_beside_the_result(
+    big: tuple[Settings, Catalog, TestClient],
+) -> None:
+    """The first drawing of a computed series is kept beside its result: a new server sends
+    it as it is, without decoding the result (here changed since: the PNG stays)."""
+    settings, cat, client = big
+    r, _ = _until_ready(client, SERIES, {"mean": "field", "variable": "tas"})
+    assert r.status_code == 200, r.text
+    path = cached_series(cat, cat.dataset(BIG_ID), "tas", None)
+    assert path is not None
+    kept = kept_png(path, r.headers["etag"])
+    assert kept.parent == path.parent and kept.read_bytes() == r.content
+    with xr.open_dataset(path) as result:
+        changed = result.load()
+    changed["tas"] = changed["tas"] * 2  # drawn from this, the picture would differ
+    changed.to_netcdf(path)
+    with TestClient(build_app(settings, catalog=cat)) as fresh:
+        restarted = fresh.get(SERIES, params={"mean": "field", "variable": "tas"})
+        assert restarted.status_code == 200, restarted.text
+        assert restarted.content == r.content
+    kept.unlink()  # without it, the series is drawn from the result again
+    with TestClient(build_app(settings, catalog=cat)) as fresh:
+        drawn = fresh.get(SERIES, params={"mean": "field", "variable": "tas"})
+        assert drawn.status_code == 200 and drawn.content != r.content
+
+
+def test_the_series_request_starts_the_jobs_cluster_its_job_then_uses(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The first request of a series to compute starts the cluster in the background,
+    before the job needs it; the job then computes on that one."""
+    with big_service(tmp_path_factory.mktemp("ahead")) as (_, _, app), TestClient(app) as c:
+        jobs = app.state.services.jobs
+        assert jobs._runner is None, "no cluster before a job is in sight"
+        first = c.get(SERIES, params={"mean": "field", "variable": "tas"})
+        assert first.status_code == 202, first.text
+        runner = jobs._runner
+        assert runner is not None and runner.prepared
+        deadline = time.monotonic() + 120
+        while runner.client is None:
+            assert time.monotonic() < deadline, "no cluster 120 s after the request"
+            time.sleep(0.1)
+        started = runner.client
+        r, _ = _until_ready(c, SERIES, {"mean": "field", "variable": "tas"})
+        assert r.status_code == 200, r.text
+        assert jobs._runner.client is started
+        jobs.prepare()  # running: nothing more starts
+        assert jobs._runner.client is started
 
 
 def test_a_series_at_a_point_too_large_to_read_is_still_413(

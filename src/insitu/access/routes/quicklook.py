@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,7 +33,7 @@ from insitu.access.quicklook import (
 )
 from insitu.access.routes.subset import ERRORS
 from insitu.access.selection import check_parameters
-from insitu.access.series import SeriesJobs, cached_series
+from insitu.access.series import SeriesJobs, cached_series, keep_png, kept_png
 from insitu.access.subset import file_identities, read_cost
 from insitu.catalog import DatasetRecord, FileRecord
 from insitu.errors import TooLarge
@@ -136,30 +137,48 @@ def _server_side(
     variable = series_variable(services.catalog, record, query)
     got = jobs.result(key, record, variable, query.time)
     if got.path is not None:
-        return _drawn(record, got.path, variable, query)
+        return _drawn(record, got.path, variable, query, key)
     assert got.job is not None
     return _computing(request, got.job)
 
 
-def _drawn(record: DatasetRecord, path: Path, variable: str, query: SeriesQuery) -> bytes:
+def _drawn(
+    record: DatasetRecord, path: Path, variable: str, query: SeriesQuery, etag: str
+) -> bytes:
+    """The PNG of the field mean computed into ``path``: drawn once, then kept beside it,
+    so that a restarted service sends it without decoding the result again."""
+    kept = kept_png(path, etag)
+    with contextlib.suppress(FileNotFoundError):
+        return kept.read_bytes()
     import xarray as xr
 
     with xr.open_dataset(path) as result:
-        return field_mean_from_result(record, result.load(), variable, query)
+        png = field_mean_from_result(record, result.load(), variable, query)
+    keep_png(kept, png)
+    return png
 
 
 def _computed_before(
-    services: Services, record: DatasetRecord, files: list[FileRecord], query: SeriesQuery
+    services: Services,
+    record: DatasetRecord,
+    files: list[FileRecord],
+    query: SeriesQuery,
+    etag: str,
 ) -> bytes | None:
     """The page's field mean (a named variable, the whole record) from the results cache
     when it is too large to read per request: no file of the dataset is opened (a first
-    request after a restart)."""
+    request after a restart). If it was not computed yet, the jobs' cluster starts now, in
+    the background, while this request goes on to submit the job."""
     if not query.field_mean or query.variable is None or query.time is not None:
         return None
     if not too_large_to_read(services, files, query.variable):
         return None
     path = cached_series(services.catalog, record, query.variable, None)
-    return None if path is None else _drawn(record, path, query.variable, query)
+    if path is None:
+        assert services.jobs is not None
+        services.jobs.prepare()
+        return None
+    return _drawn(record, path, query.variable, query, etag)
 
 
 def _computing(request: Request, job: Job) -> Response:
@@ -265,7 +284,7 @@ def quicklook_series(
         running = jobs.running(etag) if jobs is not None else None
         if running is not None:  # asked again while it is computed: no file is opened
             return _computing(request, running)
-        if jobs is not None and (done := _computed_before(services, record, files, query)):
+        if jobs is not None and (done := _computed_before(services, record, files, query, etag)):
             return done
         try:
             return render_series(
