@@ -95,73 +95,61 @@ block8(const uint8_t *restrict src, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t w,
     }
 }
 
-/* NumPy's pairwise sum (numpy/_core/src/umath/loops_utils.h.src) of n float32 values as
- * float64, or of n float64 values: 8 accumulators up to 128 values, halves above. */
+/* Value i of the float32 (4) or float64 (8) values from byte p, as a double: read with
+ * memcpy, as the unshuffled bytes were written (compilers make it a plain load). */
+static inline double
+load4(const uint8_t *p, Py_ssize_t i)
+{
+    float f;
+    memcpy(&f, p + 4 * i, 4);
+    return (double)f;
+}
+
+static inline double
+load8(const uint8_t *p, Py_ssize_t i)
+{
+    double f;
+    memcpy(&f, p + 8 * i, 8);
+    return f;
+}
+
+/* NumPy's pairwise sum (numpy/_core/src/umath/loops_utils.h.src) of the n values from
+ * byte a, as float64: 8 accumulators up to 128 values, halves above. */
 #define PAIRWISE_BLOCK 128
+#define PAIRWISE(NAME, LOAD, SIZE)                                                        \
+    static double NAME(const uint8_t *a, Py_ssize_t n)                                    \
+    {                                                                                     \
+        if (n < 8) {                                                                      \
+            double res = 0.;                                                              \
+            for (Py_ssize_t i = 0; i < n; i++) {                                          \
+                res += LOAD(a, i);                                                        \
+            }                                                                             \
+            return res;                                                                   \
+        }                                                                                 \
+        if (n <= PAIRWISE_BLOCK) {                                                        \
+            double r[8];                                                                  \
+            Py_ssize_t i;                                                                 \
+            for (int k = 0; k < 8; k++) {                                                 \
+                r[k] = LOAD(a, k);                                                        \
+            }                                                                             \
+            for (i = 8; i < n - (n % 8); i += 8) {                                        \
+                for (int k = 0; k < 8; k++) {                                             \
+                    r[k] += LOAD(a, i + k);                                               \
+                }                                                                         \
+            }                                                                             \
+            double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7])); \
+            for (; i < n; i++) {                                                          \
+                res += LOAD(a, i);                                                        \
+            }                                                                             \
+            return res;                                                                   \
+        }                                                                                 \
+        Py_ssize_t n2 = n / 2;                                                            \
+        n2 -= n2 % 8;                                                                     \
+        return NAME(a, n2) + NAME(a + n2 * SIZE, n - n2);                                 \
+    }
 
-static double
-pairwise4(const float *a, Py_ssize_t n)
-{
-    if (n < 8) {
-        double res = 0.;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            res += (double)a[i];
-        }
-        return res;
-    }
-    if (n <= PAIRWISE_BLOCK) {
-        double r[8];
-        Py_ssize_t i;
-        for (int k = 0; k < 8; k++) {
-            r[k] = (double)a[k];
-        }
-        for (i = 8; i < n - (n % 8); i += 8) {
-            for (int k = 0; k < 8; k++) {
-                r[k] += (double)a[i + k];
-            }
-        }
-        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; i++) {
-            res += (double)a[i];
-        }
-        return res;
-    }
-    Py_ssize_t n2 = n / 2;
-    n2 -= n2 % 8;
-    return pairwise4(a, n2) + pairwise4(a + n2, n - n2);
-}
-
-static double
-pairwise8(const double *a, Py_ssize_t n)
-{
-    if (n < 8) {
-        double res = 0.;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            res += a[i];
-        }
-        return res;
-    }
-    if (n <= PAIRWISE_BLOCK) {
-        double r[8];
-        Py_ssize_t i;
-        for (int k = 0; k < 8; k++) {
-            r[k] = a[k];
-        }
-        for (i = 8; i < n - (n % 8); i += 8) {
-            for (int k = 0; k < 8; k++) {
-                r[k] += a[i + k];
-            }
-        }
-        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; i++) {
-            res += a[i];
-        }
-        return res;
-    }
-    Py_ssize_t n2 = n / 2;
-    n2 -= n2 % 8;
-    return pairwise8(a, n2) + pairwise8(a + n2, n - n2);
-}
+PAIRWISE(pairwise4, load4, 4)
+PAIRWISE(pairwise8, load8, 8)
 
 /* Whether two buffers share a byte (the loops assume they do not). */
 static int
@@ -341,8 +329,7 @@ unshuffle_rows_any(const Py_buffer *chunks, Py_ssize_t count, uint8_t *out, int 
                     memcpy(d + 4 * i, &v, 4);
                 }
                 for (Py_ssize_t r = r0; r < r1; r++) {
-                    rows[c * per_chunk + r] =
-                        0.0 + pairwise4((const float *)(dest + r * width * 4), width);
+                    rows[c * per_chunk + r] = 0.0 + pairwise4(dest + r * width * 4, width);
                 }
             } else {
                 for (Py_ssize_t i = 0; i < w; i++) {
@@ -350,8 +337,7 @@ unshuffle_rows_any(const Py_buffer *chunks, Py_ssize_t count, uint8_t *out, int 
                     memcpy(d + 8 * i, &v, 8);
                 }
                 for (Py_ssize_t r = r0; r < r1; r++) {
-                    rows[c * per_chunk + r] =
-                        0.0 + pairwise8((const double *)(dest + r * width * 8), width);
+                    rows[c * per_chunk + r] = 0.0 + pairwise8(dest + r * width * 8, width);
                 }
             }
         }

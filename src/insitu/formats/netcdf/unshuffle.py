@@ -113,17 +113,21 @@ def _choose() -> _Functions:
         log.info("HDF5 unshuffle in NumPy (INSITU_NO_C_UNSHUFFLE is set): slower decoding")
         return numpy_ones
     try:
-        from insitu.formats.netcdf._shuffle import unshuffle as c_unshuffle
-        from insitu.formats.netcdf._shuffle import unshuffle_rows as c_unshuffle_rows
-        from insitu.formats.netcdf._shuffle import unshuffle_sum as c_unshuffle_sum
+        from insitu.formats.netcdf import _shuffle
     except ImportError:
         log.warning(
-            "HDF5 unshuffle in NumPy: insitu's C module was not built, or was built from "
-            "an older source (no C compiler at install; see scripts/compiler.sh); "
-            "compressed reads are slower"
+            "HDF5 unshuffle in NumPy: insitu's C module was not built (no C compiler at "
+            "install; see scripts/compiler.sh); compressed reads are slower"
         )
         return numpy_ones
-    return c_unshuffle, c_unshuffle_sum, c_unshuffle_rows, True
+    rows = getattr(_shuffle, "unshuffle_rows", None)
+    if rows is None:
+        log.warning(
+            "insitu's C module was built from an older _shuffle.c (no unshuffle_rows): field "
+            "means sum rows in NumPy, slower; install again to rebuild it ('make install')"
+        )
+        rows = numpy_unshuffle_rows
+    return _shuffle.unshuffle, _shuffle.unshuffle_sum, rows, True
 
 
 unshuffle, unshuffle_sum, unshuffle_rows, COMPILED = _choose()
