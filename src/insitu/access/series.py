@@ -18,13 +18,12 @@ service sends it without decoding the result's thousands of dates again.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from insitu._util import write_atomic
 from insitu.access.jobstore import ACTIVE, Job
 from insitu.access.selection import TimeRange
 from insitu.compute import cached_result
@@ -79,14 +78,7 @@ def keep_png(path: Path, png: bytes) -> None:
     """Write ``png`` to ``path`` whole or not at all (another process may be reading it);
     where the results cache cannot be written, it is drawn again next time."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(png)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, png)
     except OSError as exc:
         log.warning("the series PNG was not kept in the results cache (%s): %s", path, exc)
 

@@ -21,13 +21,13 @@ import importlib
 import ipaddress
 import os
 import shlex
-import tempfile
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
+from insitu._util import write_atomic
 from insitu.errors import BackendUnavailable, ConfigError
 
 if TYPE_CHECKING:
@@ -180,18 +180,6 @@ def _pem(value: str) -> str:
     return value if "\n" in value else Path(value).read_text()
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``, readable by its owner only from the first byte on."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_client_credentials(security: Security, directory: Path) -> dict[str, str]:
     """Write the client part of ``security`` (CA, certificate, key) into ``directory``.
 
@@ -206,7 +194,7 @@ def write_client_credentials(security: Security, directory: Path) -> dict[str, s
         if not value:
             raise ConfigError(f"The cluster's TLS settings have no client {name}.")
         path = directory / f"{name.removesuffix('_file')}.pem"
-        _write_private(path, _pem(str(value)))
+        write_atomic(path, _pem(str(value)))  # owner only from the first byte on
         paths[name] = str(path)
     return paths
 

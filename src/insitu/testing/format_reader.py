@@ -40,6 +40,7 @@ import pytest
 
 from insitu import formats
 from insitu.formats import (
+    DirectVariable,
     FormatReader,
     Index,
     NotDirect,
@@ -166,6 +167,25 @@ def write_netcdf_sample(path: str, fmt: str = "NETCDF4", **options: Any) -> str:
     return path
 
 
+def _fused_variable(
+    reader: FormatReader, sample: str, contents: SampleFile, ability: type, method: str
+) -> DirectVariable | None:
+    """The sample's data variable for the fused sums of ``ability``; None where there are
+    none to check: a reader without the ability (it must not have ``method`` then), or a
+    sample it does not read directly (callers then sum what :func:`insitu.formats.read`
+    gives, which must be the same records)."""
+    if not isinstance(reader, ability) or not isinstance(reader, SupportsDirectChunks):
+        assert not hasattr(reader, method)  # claims none
+        return None
+    try:
+        return reader.open_direct(sample, contents.data_var)
+    except NotDirect:
+        data = contents.variables[contents.data_var].values
+        got = formats.read(sample, contents.data_var, (slice(2, min(6, len(data))),))
+        assert _same(got, data[2 : min(6, len(data))])
+        return None
+
+
 def _same(a: Array, b: Array) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
@@ -252,31 +272,32 @@ class FormatReaderTests:
             for s in slabs:
                 assert [float(f) for f in s.fills] == fill
 
-    def test_fused_sums_when_given_are_the_float64_sums_over_records(
-        self, sample: str, contents: SampleFile
+    @pytest.mark.parametrize("over", ["records", "rows"])
+    def test_fused_sums_when_given_are_numpy_s_float64_sums(
+        self, sample: str, contents: SampleFile, over: str
     ) -> None:
+        """Over the records: added in record order from the first; of the rows: NumPy's
+        sums of a float64 copy, to the bit."""
         data = contents.variables[contents.data_var].values
-        record = data[0].nbytes
         for slab in formats.read_slabs(
-            sample, contents.data_var, 0, len(data), 3 * record, sums=True
+            sample,
+            contents.data_var,
+            0,
+            len(data),
+            3 * data[0].nbytes,
+            sums=over == "records",
+            rows=over == "rows",
         ):
-            if slab.total is not None:
-                expected = slab.raw[0].astype("f8")
-                for record in slab.raw[1:]:
-                    expected += record
-                assert np.array_equal(slab.total, expected)
-
-    def test_fused_row_sums_when_given_are_numpy_s_float64_sums_of_the_rows(
-        self, sample: str, contents: SampleFile
-    ) -> None:
-        data = contents.variables[contents.data_var].values
-        record = data[0].nbytes
-        for slab in formats.read_slabs(
-            sample, contents.data_var, 0, len(data), 3 * record, rows=True
-        ):
-            if slab.rows is not None:
+            got = slab.total if over == "records" else slab.rows
+            if got is None:
+                continue
+            if over == "rows":
                 want = np.add.reduce(slab.raw.astype("f8"), axis=-1)
-                assert slab.rows.tobytes() == want.tobytes()
+            else:
+                want = slab.raw[0].astype("f8")
+                for record in slab.raw[1:]:
+                    want += record
+            assert got.tobytes() == want.tobytes()
 
     def test_encoded_attributes_are_typed_for_cf_decoding(
         self, reader: FormatReader, sample: str, contents: SampleFile
@@ -346,19 +367,10 @@ class FormatReaderTests:
     ) -> None:
         data = contents.variables[contents.data_var].values
         hi = min(6, len(data))
-        if not isinstance(reader, SupportsFusedSums) or not isinstance(
-            reader, SupportsDirectChunks
-        ):
-            assert not hasattr(reader, "read_summed")  # claims none
+        var = _fused_variable(reader, sample, contents, SupportsFusedSums, "read_summed")
+        if var is None:
             return
-        try:
-            var = reader.open_direct(sample, contents.data_var)
-        except NotDirect:
-            # The sample's layout is not read directly: callers then sum what
-            # formats.read gives, which must be the same records.
-            got = formats.read(sample, contents.data_var, (slice(2, hi),))
-            assert _same(got, data[2:hi])
-            return
+        assert isinstance(reader, SupportsFusedSums)
         total = np.empty(data.shape[1:])
         got = reader.read_summed(var, 2, hi, total)
         want = data[2:hi]
@@ -373,17 +385,10 @@ class FormatReaderTests:
     ) -> None:
         data = contents.variables[contents.data_var].values
         hi = min(6, len(data))
-        if not isinstance(reader, SupportsFusedRowSums) or not isinstance(
-            reader, SupportsDirectChunks
-        ):
-            assert not hasattr(reader, "read_row_summed")  # claims none
-            return
-        try:
-            var = reader.open_direct(sample, contents.data_var)
-        except NotDirect:
-            return  # callers then sum what formats.read gives (checked above)
-        if data.ndim < 2 or data.dtype.kind != "f":
-            return  # no rows, or no float64 sums of them
+        var = _fused_variable(reader, sample, contents, SupportsFusedRowSums, "read_row_summed")
+        if var is None or data.ndim < 2:
+            return  # no rows to sum
+        assert isinstance(reader, SupportsFusedRowSums)
         rows = np.empty(data[2:hi].shape[:-1])
         got = reader.read_row_summed(var, 2, hi, rows)
         assert _same(got, data[2:hi])

@@ -190,244 +190,216 @@ unshuffle(PyObject *self, PyObject *args)
     return result;
 }
 
+/* What unshuffle_sum and unshuffle_rows are given: consecutive shuffled chunks of one size,
+ * dest for their values, and `sums` float64 sums of them (over the records, of the rows). */
+typedef struct {
+    const Py_buffer *chunks;
+    Py_ssize_t count;
+    uint8_t *dest;
+    int itemsize;
+    double *sums;
+    Py_ssize_t n_sums;    /* float64 values in sums */
+    Py_ssize_t n;         /* values per chunk */
+    Py_ssize_t per_chunk; /* records (unshuffle_sum) or rows (unshuffle_rows) per chunk */
+} Chunked;
+
+/* Sets per_chunk from the size of sums (-1 with an error set if it does not fit). */
+typedef int (*Shape)(Chunked *);
+/* The work, without the GIL: 0, or -1 if it ran out of memory. */
+typedef int (*Kernel)(const Chunked *);
+
 static int
-check_sum_args(Py_ssize_t count, const Py_buffer *chunks, const Py_buffer *dest,
-               const Py_buffer *total, int itemsize, Py_ssize_t *per_chunk)
+record_shape(Chunked *a)
 {
-    if (itemsize != 4 && itemsize != 8) {
-        PyErr_Format(PyExc_ValueError,
-                     "a sum needs float32 or float64 values (itemsize 4 or 8), not itemsize %d",
-                     itemsize);
-        return -1;
-    }
-    if (count < 1) {
-        PyErr_SetString(PyExc_ValueError, "no chunks to unshuffle");
-        return -1;
-    }
-    Py_ssize_t bytes = chunks[0].len;
-    for (Py_ssize_t c = 1; c < count; c++) {
-        if (chunks[c].len != bytes) {
-            PyErr_Format(PyExc_ValueError, "chunk %zd holds %zd bytes, chunk 0 %zd: they must "
-                         "hold the same number of records", c, chunks[c].len, bytes);
-            return -1;
-        }
-    }
-    Py_ssize_t record = (total->len / 8) * itemsize; /* bytes of one record */
-    if (total->len % 8 != 0 || record == 0 || bytes % record != 0) {
+    Py_ssize_t record = a->n_sums * a->itemsize; /* bytes of one record */
+    Py_ssize_t bytes = a->chunks[0].len;
+    if (record == 0 || bytes % record != 0) {
         PyErr_Format(PyExc_ValueError, "total holds %zd bytes, not the float64 sums of a "
-                     "record of a %zd-byte chunk of %d-byte values", total->len, bytes, itemsize);
+                     "record of a %zd-byte chunk of %d-byte values", a->n_sums * 8, bytes,
+                     a->itemsize);
         return -1;
     }
-    if (dest->len != count * bytes) {
-        PyErr_Format(PyExc_ValueError, "dest holds %zd bytes; the %zd chunks decode to %zd",
-                     dest->len, count, count * bytes);
-        return -1;
-    }
-    if (overlap(dest, total)) {
-        PyErr_SetString(PyExc_ValueError, "total overlaps dest: give each a buffer of its own");
-        return -1;
-    }
-    for (Py_ssize_t c = 0; c < count; c++) {
-        if (overlap(&chunks[c], dest) || overlap(&chunks[c], total)) {
-            PyErr_Format(PyExc_ValueError, "chunk %zd overlaps dest or total: give each a "
-                         "buffer of its own", c);
-            return -1;
-        }
-    }
-    *per_chunk = bytes / record;
+    a->per_chunk = bytes / record;
     return 0;
 }
 
-static PyObject *
-unshuffle_sum(PyObject *self, PyObject *args)
+static int
+row_shape(Chunked *a)
 {
-    PyObject *sequence;
-    Py_buffer dest, total;
-    int itemsize;
-    if (!PyArg_ParseTuple(args, "Ow*iw*", &sequence, &dest, &itemsize, &total)) {
-        return NULL;
+    Py_ssize_t bytes = a->chunks[0].len;
+    if (a->n_sums == 0 || a->n_sums % a->count != 0 || bytes % a->itemsize != 0 ||
+        a->n == 0 || a->n % (a->n_sums / a->count) != 0) {
+        PyErr_Format(PyExc_ValueError, "rows holds %zd bytes, not the float64 sums of the "
+                     "whole rows of %zd chunks of %zd bytes of %d-byte values",
+                     a->n_sums * 8, a->count, bytes, a->itemsize);
+        return -1;
     }
-    PyObject *result = NULL, *fast = PySequence_Fast(sequence, "chunks must be a sequence");
-    Py_ssize_t count = 0, got = 0, per_chunk = 0;
-    Py_buffer *chunks = NULL;
-    if (fast == NULL) {
-        goto done;
-    }
-    count = PySequence_Fast_GET_SIZE(fast);
-    chunks = PyMem_Calloc(count > 0 ? (size_t)count : 1, sizeof(Py_buffer));
-    if (chunks == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (; got < count; got++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(fast, got);
-        if (PyObject_GetBuffer(item, &chunks[got], PyBUF_C_CONTIGUOUS) < 0) {
-            goto done;
-        }
-    }
-    if (check_sum_args(count, chunks, &dest, &total, itemsize, &per_chunk) < 0) {
-        goto done;
-    }
-    Py_ssize_t m = total.len / 8, n = chunks[0].len / itemsize; /* values per record, chunk */
-    uint8_t *out = dest.buf;
-    double *sums = total.buf, *block = PyMem_RawMalloc(sizeof(double) * BLOCK);
+    a->per_chunk = a->n_sums / a->count;
+    return 0;
+}
+
+/* The time sum: blocks of values across all the records, so the sums stay in cache. */
+static int
+sum_records(const Chunked *a)
+{
+    Py_ssize_t m = a->n_sums, per_chunk = a->per_chunk, itemsize = a->itemsize;
+    double *block = PyMem_RawMalloc(sizeof(double) * BLOCK);
     if (block == NULL) {
-        PyErr_NoMemory();
-        goto done;
+        return -1;
     }
-    Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t b = 0; b < m; b += BLOCK) {
         Py_ssize_t w = m - b < BLOCK ? m - b : BLOCK;
-        for (Py_ssize_t c = 0; c < count; c++) {
-            const uint8_t *src = chunks[c].buf;
+        for (Py_ssize_t c = 0; c < a->count; c++) {
+            const uint8_t *src = a->chunks[c].buf;
             for (Py_ssize_t q = 0; q < per_chunk; q++) {
                 Py_ssize_t j0 = q * m + b;
-                uint8_t *d = out + ((c * per_chunk + q) * m + b) * itemsize;
+                uint8_t *d = a->dest + ((c * per_chunk + q) * m + b) * itemsize;
                 int first = c == 0 && q == 0;
                 if (itemsize == 4) {
-                    block4(src, n, j0, w, d, block, first);
+                    block4(src, a->n, j0, w, d, block, first);
                 } else {
-                    block8(src, n, j0, w, d, block, first);
+                    block8(src, a->n, j0, w, d, block, first);
                 }
             }
         }
-        memcpy(sums + b, block, sizeof(double) * (size_t)w);
+        memcpy(a->sums + b, block, sizeof(double) * (size_t)w);
     }
-    Py_END_ALLOW_THREADS
     PyMem_RawFree(block);
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    for (Py_ssize_t c = 0; c < got; c++) {
-        PyBuffer_Release(&chunks[c]);
-    }
-    PyMem_Free(chunks);
-    Py_XDECREF(fast);
-    PyBuffer_Release(&dest);
-    PyBuffer_Release(&total);
-    return result;
+    return 0;
 }
 
-/* Chunks (each of n values holding `per_chunk` rows of `width` values) unshuffled into out,
- * a block of whole rows at a time, each row summed as soon as its block is unshuffled. */
-static void
-unshuffle_rows_any(const Py_buffer *chunks, Py_ssize_t count, uint8_t *out, int itemsize,
-                   Py_ssize_t per_chunk, Py_ssize_t width, double *rows)
+/* The row sums: a block of whole rows at a time, each row summed as soon as its block is
+ * unshuffled, while it is in cache. */
+static int
+sum_rows(const Chunked *a)
 {
-    Py_ssize_t n = per_chunk * width;
+    Py_ssize_t n = a->n, rows = a->per_chunk, width = n / rows;
     Py_ssize_t step = BLOCK / width > 0 ? BLOCK / width : 1; /* rows per block */
-    for (Py_ssize_t c = 0; c < count; c++) {
-        const uint8_t *src = chunks[c].buf;
-        uint8_t *dest = out + c * n * itemsize;
-        for (Py_ssize_t r0 = 0; r0 < per_chunk; r0 += step) {
-            Py_ssize_t r1 = r0 + step < per_chunk ? r0 + step : per_chunk;
+    for (Py_ssize_t c = 0; c < a->count; c++) {
+        const uint8_t *src = a->chunks[c].buf;
+        uint8_t *dest = a->dest + c * n * a->itemsize;
+        double *sums = a->sums + c * rows;
+        for (Py_ssize_t r0 = 0; r0 < rows; r0 += step) {
+            Py_ssize_t r1 = r0 + step < rows ? r0 + step : rows;
             Py_ssize_t j0 = r0 * width, w = (r1 - r0) * width;
-            uint8_t *d = dest + j0 * itemsize;
-            if (itemsize == 4) {
+            if (a->itemsize == 4) {
+                uint8_t *d = dest + j0 * 4;
                 for (Py_ssize_t i = 0; i < w; i++) {
                     uint32_t v = value4(src + j0, n, i);
                     memcpy(d + 4 * i, &v, 4);
                 }
                 for (Py_ssize_t r = r0; r < r1; r++) {
-                    rows[c * per_chunk + r] = 0.0 + pairwise4(dest + r * width * 4, width);
+                    sums[r] = 0.0 + pairwise4(dest + r * width * 4, width);
                 }
             } else {
+                uint8_t *d = dest + j0 * 8;
                 for (Py_ssize_t i = 0; i < w; i++) {
                     uint64_t v = value8(src + j0, n, i);
                     memcpy(d + 8 * i, &v, 8);
                 }
                 for (Py_ssize_t r = r0; r < r1; r++) {
-                    rows[c * per_chunk + r] = 0.0 + pairwise8(dest + r * width * 8, width);
+                    sums[r] = 0.0 + pairwise8(dest + r * width * 8, width);
                 }
             }
         }
     }
-}
-
-static int
-check_rows_args(Py_ssize_t count, const Py_buffer *chunks, const Py_buffer *dest,
-                const Py_buffer *rows, int itemsize, Py_ssize_t *per_chunk, Py_ssize_t *width)
-{
-    if (itemsize != 4 && itemsize != 8) {
-        PyErr_Format(PyExc_ValueError,
-                     "row sums need float32 or float64 values (itemsize 4 or 8), not "
-                     "itemsize %d", itemsize);
-        return -1;
-    }
-    if (count < 1) {
-        PyErr_SetString(PyExc_ValueError, "no chunks to unshuffle");
-        return -1;
-    }
-    Py_ssize_t bytes = chunks[0].len;
-    for (Py_ssize_t c = 1; c < count; c++) {
-        if (chunks[c].len != bytes) {
-            PyErr_Format(PyExc_ValueError, "chunk %zd holds %zd bytes, chunk 0 %zd: they must "
-                         "hold the same number of rows", c, chunks[c].len, bytes);
-            return -1;
-        }
-    }
-    Py_ssize_t n = bytes / itemsize, sums = rows->len / 8;
-    if (rows->len % 8 != 0 || sums == 0 || sums % count != 0 || bytes % itemsize != 0 ||
-        n % (sums / count) != 0 || n == 0) {
-        PyErr_Format(PyExc_ValueError, "rows holds %zd bytes, not the float64 sums of the "
-                     "whole rows of %zd chunks of %zd bytes of %d-byte values",
-                     rows->len, count, bytes, itemsize);
-        return -1;
-    }
-    if (dest->len != count * bytes) {
-        PyErr_Format(PyExc_ValueError, "dest holds %zd bytes; the %zd chunks decode to %zd",
-                     dest->len, count, count * bytes);
-        return -1;
-    }
-    if (overlap(dest, rows)) {
-        PyErr_SetString(PyExc_ValueError, "rows overlaps dest: give each a buffer of its own");
-        return -1;
-    }
-    for (Py_ssize_t c = 0; c < count; c++) {
-        if (overlap(&chunks[c], dest) || overlap(&chunks[c], rows)) {
-            PyErr_Format(PyExc_ValueError, "chunk %zd overlaps dest or rows: give each a "
-                         "buffer of its own", c);
-            return -1;
-        }
-    }
-    *per_chunk = sums / count;
-    *width = n / *per_chunk;
     return 0;
 }
 
+static int
+check_chunked(Chunked *a, const Py_buffer *dest, const Py_buffer *sums, const char *name,
+              Shape shape)
+{
+    if (a->itemsize != 4 && a->itemsize != 8) {
+        PyErr_Format(PyExc_ValueError,
+                     "sums need float32 or float64 values (itemsize 4 or 8), not itemsize %d",
+                     a->itemsize);
+        return -1;
+    }
+    if (a->count < 1) {
+        PyErr_SetString(PyExc_ValueError, "no chunks to unshuffle");
+        return -1;
+    }
+    Py_ssize_t bytes = a->chunks[0].len;
+    for (Py_ssize_t c = 1; c < a->count; c++) {
+        if (a->chunks[c].len != bytes) {
+            PyErr_Format(PyExc_ValueError, "chunk %zd holds %zd bytes, chunk 0 %zd: they must "
+                         "be of one size", c, a->chunks[c].len, bytes);
+            return -1;
+        }
+    }
+    if (sums->len % 8 != 0) {
+        PyErr_Format(PyExc_ValueError, "%s holds %zd bytes, not float64 values", name,
+                     sums->len);
+        return -1;
+    }
+    a->n_sums = sums->len / 8;
+    a->n = bytes / a->itemsize;
+    if (shape(a) < 0) {
+        return -1;
+    }
+    if (dest->len != a->count * bytes) {
+        PyErr_Format(PyExc_ValueError, "dest holds %zd bytes; the %zd chunks decode to %zd",
+                     dest->len, a->count, a->count * bytes);
+        return -1;
+    }
+    if (overlap(dest, sums)) {
+        PyErr_Format(PyExc_ValueError, "%s overlaps dest: give each a buffer of its own", name);
+        return -1;
+    }
+    for (Py_ssize_t c = 0; c < a->count; c++) {
+        if (overlap(&a->chunks[c], dest) || overlap(&a->chunks[c], sums)) {
+            PyErr_Format(PyExc_ValueError, "chunk %zd overlaps dest or %s: give each a "
+                         "buffer of its own", c, name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* unshuffle_sum and unshuffle_rows: (chunks, dest, itemsize, sums) parsed and checked, then
+ * `kernel` run without the GIL. */
 static PyObject *
-unshuffle_rows(PyObject *self, PyObject *args)
+over_chunks(PyObject *args, const char *name, Shape shape, Kernel kernel)
 {
     PyObject *sequence;
-    Py_buffer dest, rows;
-    int itemsize;
-    if (!PyArg_ParseTuple(args, "Ow*iw*", &sequence, &dest, &itemsize, &rows)) {
+    Py_buffer dest, sums;
+    Chunked a = {0};
+    if (!PyArg_ParseTuple(args, "Ow*iw*", &sequence, &dest, &a.itemsize, &sums)) {
         return NULL;
     }
     PyObject *result = NULL, *fast = PySequence_Fast(sequence, "chunks must be a sequence");
-    Py_ssize_t count = 0, got = 0, per_chunk = 0, width = 0;
+    Py_ssize_t got = 0;
     Py_buffer *chunks = NULL;
     if (fast == NULL) {
         goto done;
     }
-    count = PySequence_Fast_GET_SIZE(fast);
-    chunks = PyMem_Calloc(count > 0 ? (size_t)count : 1, sizeof(Py_buffer));
+    a.count = PySequence_Fast_GET_SIZE(fast);
+    chunks = PyMem_Calloc(a.count > 0 ? (size_t)a.count : 1, sizeof(Py_buffer));
     if (chunks == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    for (; got < count; got++) {
+    for (; got < a.count; got++) {
         PyObject *item = PySequence_Fast_GET_ITEM(fast, got);
         if (PyObject_GetBuffer(item, &chunks[got], PyBUF_C_CONTIGUOUS) < 0) {
             goto done;
         }
     }
-    if (check_rows_args(count, chunks, &dest, &rows, itemsize, &per_chunk, &width) < 0) {
+    a.chunks = chunks;
+    if (check_chunked(&a, &dest, &sums, name, shape) < 0) {
         goto done;
     }
+    a.dest = dest.buf;
+    a.sums = sums.buf;
+    int failed;
     Py_BEGIN_ALLOW_THREADS
-    unshuffle_rows_any(chunks, count, dest.buf, itemsize, per_chunk, width, rows.buf);
+    failed = kernel(&a);
     Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
     result = Py_None;
     Py_INCREF(result);
 done:
@@ -437,8 +409,20 @@ done:
     PyMem_Free(chunks);
     Py_XDECREF(fast);
     PyBuffer_Release(&dest);
-    PyBuffer_Release(&rows);
+    PyBuffer_Release(&sums);
     return result;
+}
+
+static PyObject *
+unshuffle_sum(PyObject *self, PyObject *args)
+{
+    return over_chunks(args, "total", record_shape, sum_records);
+}
+
+static PyObject *
+unshuffle_rows(PyObject *self, PyObject *args)
+{
+    return over_chunks(args, "rows", row_shape, sum_rows);
 }
 
 static PyMethodDef methods[] = {

@@ -60,14 +60,13 @@ def numpy_unshuffle(src: _Bytes, dest: _Bytes, itemsize: int, /) -> None:
     d[body:] = s[body:]
 
 
-def numpy_unshuffle_sum(
-    chunks: Sequence[_Bytes], dest: _Bytes, itemsize: int, total: _Bytes, /
-) -> None:
-    """Undo the shuffle of consecutive ``chunks`` (of whole records, float32 or float64)
-    into ``dest``, and set ``total`` (float64, one record) to the sum over the records in
-    record order from the first, as a loop of ``total += record`` gives."""
+def _unshuffled(
+    chunks: Sequence[_Bytes], dest: _Bytes, itemsize: int, sums: _Bytes
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The values of consecutive ``chunks`` unshuffled into ``dest``, and ``sums`` as
+    float64: what the fused sums start from."""
     d = _bytes(dest, writable=True)
-    sums = _bytes(total, writable=True).view(np.float64)
+    out = _bytes(sums, writable=True).view(np.float64)
     if itemsize not in (4, 8):
         raise ValueError(f"values of {itemsize} bytes cannot be summed: float32 or float64")
     at = 0
@@ -75,9 +74,19 @@ def numpy_unshuffle_sum(
         size = _bytes(chunk).size
         numpy_unshuffle(chunk, d[at : at + size], itemsize)
         at += size
-    if at != d.size or not sums.size:
+    if at != d.size or not out.size or (at // itemsize) % out.size:
         raise ValueError(f"dest holds {d.size} bytes; the chunks decode to {at}")
-    records = d.view(np.float32 if itemsize == 4 else np.float64).reshape(-1, sums.size)
+    return d.view(np.float32 if itemsize == 4 else np.float64), out
+
+
+def numpy_unshuffle_sum(
+    chunks: Sequence[_Bytes], dest: _Bytes, itemsize: int, total: _Bytes, /
+) -> None:
+    """Undo the shuffle of consecutive ``chunks`` (of whole records, float32 or float64)
+    into ``dest``, and set ``total`` (float64, one record) to the sum over the records in
+    record order from the first, as a loop of ``total += record`` gives."""
+    values, sums = _unshuffled(chunks, dest, itemsize, total)
+    records = values.reshape(-1, sums.size)
     np.copyto(sums, records[0])
     for record in records[1:]:
         np.add(sums, record, out=sums)
@@ -89,19 +98,8 @@ def numpy_unshuffle_rows(
     """Undo the shuffle of consecutive ``chunks`` (of whole rows, float32 or float64) into
     ``dest``, and set ``rows`` (float64, one value per row of all the chunks) to the sum of
     each row: ``np.add.reduce`` along the rows of a float64 copy."""
-    d = _bytes(dest, writable=True)
-    sums = _bytes(rows, writable=True).view(np.float64)
-    if itemsize not in (4, 8):
-        raise ValueError(f"values of {itemsize} bytes cannot be summed: float32 or float64")
-    at = 0
-    for chunk in chunks:
-        size = _bytes(chunk).size
-        numpy_unshuffle(chunk, d[at : at + size], itemsize)
-        at += size
-    if at != d.size or not sums.size or (at // itemsize) % sums.size:
-        raise ValueError(f"dest holds {d.size} bytes; the chunks decode to {at}")
-    values = d.view(np.float32 if itemsize == 4 else np.float64).reshape(sums.size, -1)
-    np.add.reduce(values.astype(np.float64), axis=-1, out=sums)
+    values, sums = _unshuffled(chunks, dest, itemsize, rows)
+    np.add.reduce(values.reshape(sums.size, -1).astype(np.float64), axis=-1, out=sums)
 
 
 _Functions = tuple[Callable[..., None], Callable[..., None], Callable[..., None], bool]
