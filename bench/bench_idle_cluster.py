@@ -59,7 +59,7 @@ def _defaults_cluster() -> Any:
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # as insitu's (compute.dashboard_address)
         worker_class=MallocNanny,
     )
 

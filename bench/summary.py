@@ -107,7 +107,7 @@ def _xarray_cluster(res: dict[str, Result]) -> tuple[str, bool | None]:
     warm = _s(_peers(res["compute_1gb"]), "insitu_time_mean")
     if p.get("rc") not in (0, None):
         return f"failed (rc {p.get('rc')}) after {p.get('wall_s', 0):.0f} s", None
-    return f"{p['compute_s']:.2f} s, {p['compute_s'] / warm:.1f}x insitu warm", None
+    return f"{p['compute_s']:.2f} s, {p['compute_s'] / warm:.1f}x insitu warm's time", None
 
 
 def _memory_flat(res: dict[str, Result]) -> tuple[str, bool | None]:
