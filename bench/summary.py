@@ -238,7 +238,7 @@ def _ingest_throughput(res: dict[str, Result]) -> tuple[str, bool | None]:
 
 def _ingest_memory(res: dict[str, Result]) -> tuple[str, bool | None]:
     runs = body(res["ingest_memory"])["memory"]["runs"]
-    text = ", ".join(f"{r['rss_mb']:.0f} MiB for {r['input_gb']:.1f} GB" for r in runs)
+    text = ", ".join(f"{r['rss_mb']:.0f} MiB for {r['input_gb']:.2f} GB" for r in runs)
     return text, max(r["rss_mb"] for r in runs) < 1024
 
 
@@ -269,7 +269,8 @@ def _shot_search(res: dict[str, Result]) -> tuple[str, bool | None]:
         for db in ("sqlite", "postgresql")
         if db in x
     }
-    return ", ".join(f"{db} worst p95 {v:.1f} ms" for db, v in worst.items()), (
+    names = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+    return ", ".join(f"{names[db]} worst p95 {v:.1f} ms" for db, v in worst.items()), (
         max(worst.values()) < 100
     )
 
