@@ -98,8 +98,10 @@ STEPS: list[Step] = [
     Step("pages", "bench_pages.py", {"headline": ["--repeat", "5"], "full": ["--repeat", "7"]}),
     # compute
     Step("compute_1gb", "compute_bench.py",
-         {s: ["--gb", "1", "--repeat", "2", "--variants", "compressed", "--only", _PEERS_1GB]
-          for s in ("headline", "full")}),
+         {"headline": ["--gb", "1", "--repeat", "2", "--variants", "compressed", "--only",
+                       _PEERS_1GB],
+          "full": ["--gb", "1", "--repeat", "2", "--variants", "compressed", "--only",
+                   _PEERS_1GB + ",xarray_h5netcdf_cluster_2p"]}),
     Step("compute_5gb", "compute_bench.py",
          {"headline": ["--gb", "5", "--repeat", "1", "--variants", "compressed", "--only",
                        _MEMORY_5GB],
