@@ -26,7 +26,7 @@ APP = "insitu.access.serve:app_from_env"
 
 def app_from_env() -> FastAPI:
     """The app over the settings of this process's environment and TOML file."""
-    return build_app(Settings.load())
+    return build_app(Settings.load(), server_process=True)
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:

@@ -142,7 +142,7 @@ def serve_command(
         run_processes(access.host, access.port, workers)
     else:
         uvicorn.run(
-            build_app(settings),
+            build_app(settings, server_process=True),
             host=access.host,
             port=access.port,
             log_level="warning",

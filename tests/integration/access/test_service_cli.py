@@ -160,3 +160,35 @@ def test_server_processes_each_listen_and_share_the_connections(tmp_path: Path) 
             c.close()
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_server_process_freezes_its_start_up_objects(tmp_path: Path) -> None:
+    """An app that is the process's whole life moves the objects of its start-up out of
+    the cyclic collector once its warm-up imports are done; one built inside another
+    program (this test) does not unless asked."""
+    import gc
+    import threading
+    import time
+
+    from starlette.testclient import TestClient
+
+    from insitu.access import build_app
+    from insitu.settings import Settings
+
+    def warmed_up() -> None:
+        deadline = time.monotonic() + 120
+        while any(t.name == "insitu-warm-up" for t in threading.enumerate()):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+    settings = Settings.load(data_dir=tmp_path, catalog={"uri": f"sqlite:///{tmp_path}/c.db"})
+    gc.unfreeze()
+    try:
+        with TestClient(build_app(settings)):
+            warmed_up()
+            assert gc.get_freeze_count() == 0
+        with TestClient(build_app(settings, server_process=True)):
+            warmed_up()
+            assert gc.get_freeze_count() > 10_000  # modules, classes, the app
+    finally:
+        gc.unfreeze()
