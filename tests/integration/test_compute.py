@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import netCDF4
 import numpy as np
@@ -203,3 +204,33 @@ def test_a_cached_result_needs_no_cluster(demo: Catalog, tmp_path: Path) -> None
     assert again.exit_code == 0, again.output
     assert "from the cache" in again.output and "Dask dashboard" not in again.output
     assert (tmp_path / "a.nc").read_bytes() == (tmp_path / "b.nc").read_bytes()
+
+
+def _mark_at_exit(folder: str) -> None:
+    """Leave a file named for this process in ``folder`` when it runs its exit handlers."""
+    import atexit
+
+    atexit.register(Path(folder, str(os.getpid())).touch)
+
+
+def _directory(dask_worker: Any) -> str:
+    return str(dask_worker.local_directory)
+
+
+def test_a_stopped_local_cluster_ends_its_workers_at_once(tmp_path: Path) -> None:
+    """Stopping a local cluster terminates its worker processes instead of waiting for
+    each to close and tear its interpreter down (most of a second each): no worker runs
+    its exit handlers. Their directories and lock files are removed all the same."""
+    import psutil
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    with cluster(Settings.load(data_dir=tmp_path), backend="local", workers=2) as client:
+        client.wait_for_workers(2, timeout=60)
+        pids = list(client.run(os.getpid).values())
+        client.run(_mark_at_exit, str(marks))
+        directories = list(client.run(_directory).values())
+    assert not any(psutil.pid_exists(pid) for pid in pids)
+    assert sorted(p.name for p in marks.iterdir()) == []  # exit handlers never ran
+    for directory in directories:
+        assert not Path(directory).exists() and not Path(directory + ".dirlock").exists()
