@@ -221,6 +221,14 @@ class ComputeSettings(BaseModel):
     chunk_bytes: int = Field(
         default=64 * 2**20, ge=2**20, description="Bytes read per step when streaming a file."
     )
+    in_process_bytes: int = Field(
+        default=2**30,
+        ge=0,
+        description="'insitu compute' computes a time or field mean of at most this many "
+        "stored bytes in its own process, on threads, instead of starting a local cluster "
+        "for it (which costs seconds); 0: always a cluster. A running cluster "
+        "('insitu cluster up') is used whatever the size.",
+    )
     direct_reads: bool = Field(
         default=True,
         description="Read NetCDF-4 chunks directly and inflate them with ISA-L (about twice "

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from insitu.catalog import Catalog
-from insitu.compute import cluster, get_backend, run
+from insitu.compute import cluster, get_backend, in_process, run
 from insitu.errors import BackendUnavailable, ConfigError
 from insitu.settings import Settings
 from tests.integration.scanned import one_dataset
@@ -185,8 +185,9 @@ def test_workers_import_the_libraries_before_their_first_task(tmp_path: Path) ->
 
 
 def test_a_cached_result_needs_no_cluster(demo: Catalog, tmp_path: Path) -> None:
-    """`insitu compute run` answers a cached result without starting a cluster (which costs
-    seconds): the second run prints no dashboard line and writes the same bytes."""
+    """`insitu compute run` answers a cached result without computing (nor starting a
+    cluster, which costs seconds): the second run says neither where it computes nor a
+    dashboard, and writes the same bytes."""
     from click.testing import CliRunner
 
     from insitu.cli.main import cli
@@ -201,11 +202,68 @@ def test_a_cached_result_needs_no_cluster(demo: Catalog, tmp_path: Path) -> None
     # --no-cache: other tests of this module may have cached the result already.
     first = CliRunner().invoke(cli, [*args, "--no-cache", "--out", str(tmp_path / "a.nc")], env=env)
     assert first.exit_code == 0, first.output
-    assert "Dask dashboard" in first.output and "(in " in first.output
+    assert "Computing in this process" in first.output and "(in " in first.output
     again = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "b.nc")], env=env)
     assert again.exit_code == 0, again.output
-    assert "from the cache" in again.output and "Dask dashboard" not in again.output
+    assert "from the cache" in again.output
+    assert "Dask dashboard" not in again.output and "Computing" not in again.output
     assert (tmp_path / "a.nc").read_bytes() == (tmp_path / "b.nc").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "request_args",
+    [["time_mean", "--dataset", "FIRST"], ["field_mean", "--search", "table_id=Amon"]],
+    ids=["time_mean", "ensemble_field_mean"],
+)
+def test_a_small_request_computes_in_the_command_process(
+    demo: Catalog, tmp_path: Path, request_args: list[str]
+) -> None:
+    """A small time or field mean computes in the command's own process, on threads,
+    instead of on a local cluster started for it (whose start and stop cost seconds); the
+    result is the cluster's, which a request over ``compute.in_process_bytes`` still gets.
+    The README's multi-model field mean takes the batch path of many small datasets."""
+    import xarray as xr
+    from click.testing import CliRunner
+
+    from insitu.cli.main import cli
+
+    first = demo.search(limit=1).all_ids[0]
+    env = {
+        "INSITU_DATA_DIR": str(demo.settings.data_dir),
+        "INSITU_CATALOG__URI": demo.settings.catalog_uri,
+        "INSITU_COMPUTE__BACKEND": "local",
+    }
+    args = ["compute", "run", *(first if a == "FIRST" else a for a in request_args)]
+    args += ["--no-cache", "--workers", "2"]
+    small = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "threads.nc")], env=env)
+    assert small.exit_code == 0, small.output
+    assert "Computing in this process on 2 threads" in small.output
+    assert "Dask dashboard" not in small.output
+    big_env = {**env, "INSITU_COMPUTE__IN_PROCESS_BYTES": "1"}
+    big = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "cluster.nc")], env=big_env)
+    assert big.exit_code == 0, big.output
+    assert "Dask dashboard" in big.output and "Computing in this process" not in big.output
+    with (
+        xr.open_dataset(tmp_path / "threads.nc") as threads,
+        xr.open_dataset(tmp_path / "cluster.nc") as on_cluster,
+    ):
+        xr.testing.assert_identical(threads["ta"], on_cluster["ta"])
+
+
+def test_which_requests_compute_in_process(demo: Catalog) -> None:
+    """Only the streaming engine's time and field means of whole datasets, up to the
+    configured size; 0 turns it off."""
+    ids = demo.search(limit=2).all_ids
+    assert in_process(demo, "time_mean", ids) and in_process(demo, "field_mean", ids)
+    assert not in_process(demo, "climatology", ids)
+    assert not in_process(demo, "time_mean", ids, time=slice("1990", None))
+    assert not in_process(demo, "time_mean", ids, engine="xarray")
+    size = sum(r.size for r in demo.datasets(ids))
+    for limit, expected in ((size, True), (size - 1, False), (0, False)):
+        compute = demo.settings.compute.model_copy(update={"in_process_bytes": limit})
+        settings = demo.settings.model_copy(update={"compute": compute})
+        with Catalog(settings) as cat:
+            assert in_process(cat, "time_mean", ids) is expected
 
 
 def _mark_at_exit(folder: str) -> None:

@@ -7,13 +7,21 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from insitu.cli._catalog import _constraints
 from insitu.errors import BackendUnavailable, InvalidRequest
 from insitu.settings import Settings
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from insitu.catalog import Catalog
 
 __all__ = ["cluster_group", "compute_group"]
 
@@ -233,7 +241,12 @@ def _params(items: tuple[str, ...]) -> dict[str, object]:
     help="Where to write the NetCDF result (default: the results cache).",
 )
 @click.option("--backend", default=None, help="Cluster backend for this run.")
-@click.option("--workers", type=int, default=None, help="Workers for this run.")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Workers for this run (threads, for a small request computed in this process).",
+)
 @click.option("--no-cache", is_flag=True, help="Compute again even if the result is cached.")
 @click.pass_obj
 def run_cmd(
@@ -250,9 +263,14 @@ def run_cmd(
     workers: int | None,
     no_cache: bool,
 ) -> None:
-    """Run OPERATION on the datasets a search (or --dataset) names."""
+    """Run OPERATION on the datasets a search (or --dataset) names.
+
+    A cached result is delivered at once. Otherwise it computes on the cluster of 'insitu
+    cluster up' when one runs; a small time or field mean (up to compute.in_process_bytes
+    of files) in this process, on threads; anything else on a cluster started for it.
+    """
     from insitu.catalog import Catalog
-    from insitu.compute import cached_result, cluster, get_operation, run
+    from insitu.compute import cached_result, get_operation, run
 
     get_operation(operation)
     constraints: dict[str, list[str]] = {}
@@ -280,8 +298,7 @@ def run_cmd(
             )
         )
         if result is None:
-            with cluster(settings, backend=backend, workers=workers) as client:
-                click.echo(f"Dask dashboard: {client.dashboard_link}", err=True)
+            with _workers(settings, backend, workers, cat, operation, ids, time_slice) as client:
                 result = run(
                     cat,
                     operation,
@@ -296,3 +313,35 @@ def run_cmd(
                 )
     how = "from the cache" if result.cached else f"in {result.seconds:.1f} s"
     click.echo(f"Wrote {result.path} ({how}).")
+
+
+@contextmanager
+def _workers(
+    settings: Settings,
+    backend: str | None,
+    workers: int | None,
+    cat: Catalog,
+    operation: str,
+    ids: list[str],
+    time: slice | None,
+) -> Iterator[Client | None]:
+    """Where a request computes: where :func:`insitu.compute.cluster` puts it (the running
+    cluster, or a new one stopped at the end), except that a small request computes in this
+    process, on Dask's threads, rather than on a new local cluster
+    (:func:`insitu.compute.in_process`)."""
+    import dask.config
+
+    from insitu.compute import cluster, in_process, running_cluster
+
+    new_local = (backend or settings.compute.backend) == "local" and (
+        backend is not None or running_cluster(settings) is None
+    )
+    if new_local and in_process(cat, operation, ids, time=time):
+        threads = workers or settings.compute.workers or os.cpu_count() or 1
+        click.echo(f"Computing in this process on {threads} threads: a small request.", err=True)
+        with dask.config.set(scheduler="threads", num_workers=threads):
+            yield None
+        return
+    with cluster(settings, backend=backend, workers=workers) as client:
+        click.echo(f"Dask dashboard: {client.dashboard_link}", err=True)
+        yield client

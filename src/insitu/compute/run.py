@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from insitu.catalog import Catalog, DatasetRecord, LocatedFile
 
-__all__ = ["ComputeResult", "cached_result", "result_key", "run"]
+__all__ = ["ComputeResult", "cached_result", "in_process", "result_key", "run", "streams"]
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,35 @@ def cached_result(
     starting a cluster, which costs seconds a cached result does not need."""
     _, _, op, _, _, key = _request(catalog, operation, dataset_ids, variable, params, time, engine)
     return _cached(catalog.settings.data_dir / "results" / f"{op.name}-{key}.nc", key, out)
+
+
+def streams(operation: str, time: slice | None = None, engine: str = "stream") -> bool:
+    """Whether :func:`run` computes ``operation`` on the streaming engine
+    (:mod:`insitu.compute.engine`): time and field means of whole datasets."""
+    return time is None and engine == "stream" and operation in ("time_mean", "field_mean")
+
+
+def in_process(
+    catalog: Catalog,
+    operation: str,
+    dataset_ids: Sequence[str],
+    *,
+    time: slice | None = None,
+    engine: str = "stream",
+) -> bool:
+    """Whether a request is small enough to compute in this process, on Dask's threads,
+    rather than on a cluster started for it: a request of the streaming engine
+    (:func:`streams`) over at most ``compute.in_process_bytes`` of stored data.
+
+    A new local cluster costs its worker processes' start (about 2 s of a 2-core machine)
+    and stop; the engine's reads release the GIL for most of their time (ISA-L's inflate,
+    the C unshuffle, NumPy's sums), so threads compute a small request sooner
+    (BENCHMARKS.md, "Cold `insitu compute`"). Results are the same: the graph is.
+    """
+    limit = catalog.settings.compute.in_process_bytes
+    if limit <= 0 or not streams(operation, time, engine) or not dataset_ids:
+        return False
+    return sum(r.size for r in catalog.datasets(list(dataset_ids))) <= limit
 
 
 def _cached(path: Path, key: str, out: str | os.PathLike[str] | None) -> ComputeResult | None:
@@ -261,7 +290,7 @@ def _lazy_result(
         raise DataError(f"Cannot open dataset {record.dataset_id!r}: {exc}") from exc
     ds.attrs["insitu_dataset_id"] = record.dataset_id
     result = op(ds, var, p)
-    if time is None and engine == "stream" and op.name in ("time_mean", "field_mean"):
+    if streams(op.name, time, engine):
         result = _streamed(catalog, record.dataset_id, ds, var, result, op.name, threads)
     return result
 
@@ -289,7 +318,7 @@ def _results(
 
     threads = _threads(client)
     small = []
-    if time is None and engine == "stream" and op.name == "field_mean":
+    if streams(op.name, time, engine) and op.name == "field_mean":
         direct = catalog.settings.compute.direct_reads
         for r in records:
             job = small_dataset(r.dataset_id, var, located[r.dataset_id], direct)
@@ -381,12 +410,15 @@ def _streamed(
 
 
 def _threads(client: Client | None) -> int:
-    """Worker threads of the cluster (the machine's cores for Dask's local scheduler)."""
+    """Worker threads of the cluster; for Dask's local scheduler, its ``num_workers``
+    (the machine's cores unless set)."""
     if client is not None:
         threads = int(sum(client.nthreads().values()))
         if threads:
             return threads
-    return os.cpu_count() or 1
+    import dask.config
+
+    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
 
 
 def _compute(
