@@ -42,9 +42,11 @@ tree; CPU time comes from ``getrusage(RUSAGE_CHILDREN)``. Peers:
   the other engine xarray documents for netCDF-4; skipped if h5netcdf is not installed;
 * ``cdo_timmean_p2``: ``cdo -P 2`` (its OpenMP threads), otherwise as ``cdo_timmean``;
 * ``insitu_cli_time_mean``: ``insitu compute run time_mean --dataset ID --no-cache`` in a
-  new process, as a user types it (imports, catalog look-up, cluster start and stop), on
-  the catalog scanned beforehand; it runs in the round robin with the other peers (cold:
-  its ``compute_s`` is the whole command);
+  new process, as a user types it (imports, catalog look-up, then a cluster's start and
+  stop, or, up to ``compute.in_process_bytes`` of files, the command's own threads;
+  ``INSITU_COMPUTE__IN_PROCESS_BYTES=0`` in the environment forces the cluster), on the
+  catalog scanned beforehand; it runs in the round robin with the other peers (cold: its
+  ``compute_s`` is the whole command);
 * ``insitu_time_mean`` / ``insitu_field_mean``: ``insitu.compute.run`` in a local cluster of
   2 workers, on a catalog scanned beforehand (scan and cluster start timed separately). If
   ``insitu.compute`` is not there yet, these print ``insitu: not available yet``.
