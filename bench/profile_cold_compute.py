@@ -1,4 +1,4 @@
-"""Where the seconds of a cold ``insitu compute run`` go: the command, run in a new process
+r"""Where the seconds of a cold ``insitu compute run`` go: the command, run in a new process
 with a timestamp (seconds since that process started) around each of its phases.
 
     python bench/profile_cold_compute.py compute run time_mean --dataset ID --no-cache \
@@ -104,7 +104,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--child"]:
+    if sys.argv[1:] in ([], ["-h"], ["--help"]):
+        print(__doc__)
+    elif sys.argv[1:2] == ["--child"]:
         del sys.argv[1]
         _child()
     else:
