@@ -23,7 +23,8 @@ def _insitu(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_tokens_and_a_detached_service(tmp_path: Path, demo_root: Path) -> None:
+def _service_env(tmp_path: Path) -> tuple[dict[str, str], int]:
+    """The environment of a service with its own data directory, no TOML file, a free port."""
     port = free_port()
     env = dict(
         os.environ,
@@ -33,6 +34,11 @@ def test_tokens_and_a_detached_service(tmp_path: Path, demo_root: Path) -> None:
     )
     env.pop("INSITU_CATALOG__URI", None)
     (tmp_path / "none.toml").write_text("")
+    return env, port
+
+
+def test_tokens_and_a_detached_service(tmp_path: Path, demo_root: Path) -> None:
+    env, port = _service_env(tmp_path)
     assert _insitu(env, "catalog", "add", "priv", str(demo_root)).returncode == 0
     assert _insitu(env, "catalog", "scan", "priv").returncode == 0
 
@@ -105,15 +111,7 @@ def test_server_processes_each_listen_and_share_the_connections(tmp_path: Path) 
 
     import psutil
 
-    port = free_port()
-    env = dict(
-        os.environ,
-        INSITU_DATA_DIR=str(tmp_path),
-        INSITU_CONFIG=str(tmp_path / "none.toml"),
-        INSITU_ACCESS__PORT=str(port),
-    )
-    env.pop("INSITU_CATALOG__URI", None)
-    (tmp_path / "none.toml").write_text("")
+    env, port = _service_env(tmp_path)
     server = subprocess.Popen(
         [sys.executable, "-m", "insitu.cli", "serve", "--workers", "2"],
         env=env,
